@@ -1,0 +1,335 @@
+// Python bindings of the engine (module tflite_mpc._native): a local
+// three-party session whose secrets live as shares inside the parties.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <memory>
+
+#include "cpu.h"
+#include "linalg.h"
+#include "local.h"
+#include "ops.h"
+#include "prg.h"
+
+namespace py = pybind11;
+using namespace mpc;
+
+namespace {
+
+struct Secret {
+  Shape shape;
+  std::vector<Share> parts;  // one per party
+};
+using SecretPtr = std::shared_ptr<Secret>;
+
+std::vector<u64> to_ring(const py::array& arr, Shape* shape) {
+  const char kind = arr.dtype().kind();
+  if (kind != 'i' && kind != 'u')
+    throw py::type_error("expected an integer numpy array (int8/uint8/int16/int32/int64/uint64), got dtype " +
+                         std::string(py::str(arr.dtype())));
+  shape->assign(arr.shape(), arr.shape() + arr.ndim());
+  std::vector<u64> out(static_cast<size_t>(arr.size()));
+  if (kind == 'u' && arr.itemsize() == 8) {
+    auto a = py::array_t<uint64_t, py::array::c_style | py::array::forcecast>::ensure(arr);
+    std::copy(a.data(), a.data() + a.size(), out.begin());
+  } else {
+    auto a = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(arr);
+    for (py::ssize_t i = 0; i < a.size(); ++i) out[i] = static_cast<u64>(a.data()[i]);
+  }
+  return out;
+}
+
+py::array from_ring(const std::vector<u64>& v, const Shape& shape, bool is_signed) {
+  std::vector<py::ssize_t> sh(shape.begin(), shape.end());
+  if (is_signed) {
+    py::array_t<int64_t> out(sh);
+    std::copy(v.begin(), v.end(), reinterpret_cast<u64*>(out.mutable_data()));
+    return out;
+  }
+  py::array_t<uint64_t> out(sh);
+  std::copy(v.begin(), v.end(), out.mutable_data());
+  return out;
+}
+
+u64 to_u64(const py::handle& h) {
+  py::int_ i = py::reinterpret_borrow<py::object>(h).cast<py::int_>();
+  // Any Python int, reduced mod 2^64.
+  py::object mod = py::int_(py::reinterpret_steal<py::object>(PyLong_FromUnsignedLongLong(~0ULL))) + py::int_(1);
+  py::object r = i.attr("__mod__")(mod);
+  return r.cast<unsigned long long>();
+}
+
+Pub to_pub(const py::object& o) {
+  if (py::isinstance<py::int_>(o) || py::isinstance(o, py::module_::import("numpy").attr("integer")))
+    return Pub(to_u64(o));
+  if (py::isinstance<py::array>(o)) {
+    py::array a = o;
+    Shape s;
+    return Pub(to_ring(a, &s));
+  }
+  std::vector<u64> v;
+  for (auto h : o) v.push_back(to_u64(h));
+  if (v.empty()) throw py::value_error("empty constant vector");
+  return Pub(v);
+}
+
+Shifts to_shifts(const py::object& o) {
+  if (py::isinstance<py::int_>(o)) return Shifts(o.cast<int>());
+  std::vector<int> v;
+  for (auto h : o) v.push_back(h.cast<int>());
+  if (v.empty()) throw py::value_error("empty shift vector");
+  return Shifts(v);
+}
+
+class Engine {
+ public:
+  Engine(const std::string& protocol, bool debug_checks, double timeout)
+      : s_(std::make_unique<LocalSession>(protocol, timeout)) {
+    for (int i = 0; i < s_->parties(); ++i) s_->party(i).debug_checks = debug_checks;
+  }
+
+  // Runs fn on every party; collects the per-party result shares into a Secret.
+  SecretPtr run1(const std::function<Share(int, Protocol&)>& fn) {
+    auto out = std::make_shared<Secret>();
+    out->parts.resize(s_->parties());
+    {
+      py::gil_scoped_release nogil;
+      s_->run([&](int i, Protocol& p) { out->parts[i] = fn(i, p); });
+    }
+    out->shape = out->parts[0].shape;
+    return out;
+  }
+
+  std::vector<SecretPtr> runN(size_t count, const std::function<std::vector<Share>(int, Protocol&)>& fn) {
+    std::vector<std::vector<Share>> res(s_->parties());
+    {
+      py::gil_scoped_release nogil;
+      s_->run([&](int i, Protocol& p) { res[i] = fn(i, p); });
+    }
+    std::vector<SecretPtr> out;
+    for (size_t t = 0; t < count; ++t) {
+      auto sp = std::make_shared<Secret>();
+      for (int i = 0; i < s_->parties(); ++i) sp->parts.push_back(std::move(res[i][t]));
+      sp->shape = sp->parts[0].shape;
+      out.push_back(sp);
+    }
+    return out;
+  }
+
+  SecretPtr share(const py::array& arr, int owner) {
+    Shape shape;
+    std::vector<u64> data = to_ring(arr, &shape);
+    if (owner < 0 || owner >= s_->parties()) throw py::value_error("owner must be 0, 1 or 2");
+    return run1([&](int i, Protocol& p) { return p.input(owner, shape, i == owner ? data.data() : nullptr); });
+  }
+
+  py::object reveal(const SecretPtr& x, py::object to, bool is_signed) {
+    const int t = to.is_none() ? -1 : to.cast<int>();
+    if (t < -1 || t >= s_->parties()) throw py::value_error("reveal: 'to' must be None, 0, 1 or 2");
+    std::vector<std::vector<u64>> res(s_->parties());
+    {
+      py::gil_scoped_release nogil;
+      s_->run([&](int i, Protocol& p) { res[i] = p.reveal(x->parts[i], t); });
+    }
+    if (t >= 0) {
+      for (int i = 0; i < s_->parties(); ++i)
+        if (i != t && !res[i].empty()) throw std::logic_error("reveal leaked to a non-recipient");
+      return from_ring(res[t], x->shape, is_signed);
+    }
+    for (int i = 1; i < s_->parties(); ++i)
+      if (res[i] != res[0]) throw std::logic_error("parties disagree on a revealed value");
+    return from_ring(res[0], x->shape, is_signed);
+  }
+
+  py::tuple view(const SecretPtr& x, int party) {
+    if (party < 0 || party >= s_->parties()) throw py::value_error("party must be 0, 1 or 2");
+    const Share& s = x->parts[party];
+    return py::make_tuple(from_ring(s.a, x->shape, false), from_ring(s.b, x->shape, false));
+  }
+
+  py::list stats() {
+    py::list out;
+    for (int i = 0; i < s_->parties(); ++i) {
+      py::dict d;
+      auto conv = [](const OpCost& c) {
+        py::dict e;
+        e["bytes_sent"] = c.bytes_sent;
+        e["bytes_recv"] = c.bytes_recv;
+        e["rounds"] = c.rounds;
+        e["calls"] = c.calls;
+        e["seconds"] = c.seconds;
+        return e;
+      };
+      for (auto& kv : s_->stats(i).ops) d[py::str(kv.first)] = conv(kv.second);
+      d["total"] = conv(s_->stats(i).total());
+      out.append(d);
+    }
+    return out;
+  }
+  void reset_stats() {
+    for (int i = 0; i < s_->parties(); ++i) s_->stats(i).reset();
+  }
+
+  LocalSession& session() { return *s_; }
+
+ private:
+  std::unique_ptr<LocalSession> s_;
+};
+
+ConvGeom geom_from(const Secret& x, const Secret& w, bool depthwise, py::object stride, py::object dilation,
+                   const std::string& padding, int depth_multiplier) {
+  if (x.shape.size() != 4) throw py::value_error("conv: input must be NHWC (4-D), got " + shape_str(x.shape));
+  if (w.shape.size() != 4) throw py::value_error("conv: filter must be 4-D, got " + shape_str(w.shape));
+  if (padding != "same" && padding != "valid") throw py::value_error("padding must be 'same' or 'valid'");
+  auto pair = [](py::object o) {
+    if (py::isinstance<py::int_>(o)) return std::make_pair(o.cast<int64_t>(), o.cast<int64_t>());
+    auto t = o.cast<std::vector<int64_t>>();
+    if (t.size() != 2) throw py::value_error("stride/dilation must be an int or a pair");
+    return std::make_pair(t[0], t[1]);
+  };
+  auto [sh, sw] = pair(stride);
+  auto [dh, dw] = pair(dilation);
+  const int64_t oc = depthwise ? w.shape[3] : w.shape[0];
+  ConvGeom g = ConvGeom::make(x.shape[0], x.shape[1], x.shape[2], x.shape[3], w.shape[1], w.shape[2], oc, sh, sw,
+                              dh, dw, padding == "same");
+  g.depth_multiplier = depth_multiplier;
+  return g;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_native, m) {
+  m.doc() = "tflite-mpc native engine";
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const ArgError& e) {
+      PyErr_SetString(PyExc_ValueError, e.what());
+    } catch (const Error& e) {
+      PyErr_SetString(PyExc_RuntimeError, e.what());
+    }
+  });
+
+  m.def("simd_level", &simd_level);
+  m.def("force_simd_level", &force_simd_level, py::arg("level"));
+  m.def("prg_backend", [] { return std::string(Prg::backend()); });
+  m.def("protocols", &protocol_names);
+  m.def("aes128_encrypt_block", [](py::bytes key, py::bytes block) {
+    std::string k = key, b = block;
+    if (k.size() != 16 || b.size() != 16) throw py::value_error("key and block must be 16 bytes");
+    Key kk;
+    std::array<uint8_t, 16> bb;
+    std::copy(k.begin(), k.end(), kk.begin());
+    std::copy(b.begin(), b.end(), bb.begin());
+    auto out = Prg::encrypt_block(kk, bb);
+    return py::bytes(reinterpret_cast<const char*>(out.data()), 16);
+  });
+  m.def("prg_stream", [](py::bytes key, size_t n) {
+    std::string k = key;
+    if (k.size() != 16) throw py::value_error("key must be 16 bytes");
+    Key kk;
+    std::copy(k.begin(), k.end(), kk.begin());
+    Prg g(kk);
+    return from_ring(g.next(n), {static_cast<int64_t>(n)}, false);
+  });
+  m.def(
+      "gemm_u64",
+      [](py::array a, py::array b) {
+        Shape sa, sb;
+        auto A = to_ring(a, &sa);
+        auto B = to_ring(b, &sb);
+        if (sa.size() != 2 || sb.size() != 2 || sa[1] != sb[0]) throw py::value_error("gemm: incompatible shapes");
+        std::vector<u64> C(sa[0] * sb[1]);
+        {
+          py::gil_scoped_release nogil;
+          gemm_u64(sa[0], sb[1], sa[1], A.data(), sa[1], B.data(), sb[1], C.data(), sb[1], false);
+        }
+        return from_ring(C, {sa[0], sb[1]}, false);
+      },
+      "Plaintext C = A @ B mod 2^64 with the engine's GEMM (benchmark baseline).");
+
+  py::class_<Secret, SecretPtr>(m, "Secret")
+      .def_property_readonly("shape", [](const Secret& s) { return py::tuple(py::cast(s.shape)); })
+      .def_property_readonly("size", [](const Secret& s) { return shape_size(s.shape); })
+      .def("__repr__", [](const Secret& s) { return "<Secret shape=" + shape_str(s.shape) + ">"; });
+
+  using S = const SecretPtr&;
+  py::class_<Engine>(m, "Engine")
+      .def(py::init<const std::string&, bool, double>(), py::arg("protocol") = "rep3",
+           py::arg("debug_checks") = false, py::arg("timeout") = 120.0)
+      .def("share", &Engine::share, py::arg("array"), py::arg("owner") = 0)
+      .def("reveal", &Engine::reveal, py::arg("x"), py::arg("to") = py::none(), py::arg("signed") = true)
+      .def("view", &Engine::view, py::arg("x"), py::arg("party"))
+      .def("stats", &Engine::stats)
+      .def("reset_stats", &Engine::reset_stats)
+      .def("add", [](Engine& e, S x, S y) { return e.run1([&](int i, Protocol& p) { return p.add(x->parts[i], y->parts[i]); }); })
+      .def("sub", [](Engine& e, S x, S y) { return e.run1([&](int i, Protocol& p) { return p.sub(x->parts[i], y->parts[i]); }); })
+      .def("neg", [](Engine& e, S x) { return e.run1([&](int i, Protocol& p) { return p.neg(x->parts[i]); }); })
+      .def("add_public", [](Engine& e, S x, py::object c) {
+        Pub pc = to_pub(c);
+        return e.run1([&](int i, Protocol& p) { return p.add_public(x->parts[i], pc); });
+      })
+      .def("mul_public", [](Engine& e, S x, py::object c) {
+        Pub pc = to_pub(c);
+        return e.run1([&](int i, Protocol& p) { return p.mul_public(x->parts[i], pc); });
+      })
+      .def("mul", [](Engine& e, S x, S y) { return e.run1([&](int i, Protocol& p) { return p.mul(x->parts[i], y->parts[i]); }); })
+      .def("matmul", [](Engine& e, S x, S y) { return e.run1([&](int i, Protocol& p) { return p.matmul(x->parts[i], y->parts[i]); }); })
+      .def("mul_many", [](Engine& e, const std::vector<std::pair<SecretPtr, SecretPtr>>& pairs, bool matmul) {
+        return e.runN(pairs.size(), [&](int i, Protocol& p) {
+          std::vector<Product> list;
+          for (auto& [x, y] : pairs) list.push_back({matmul ? Product::kMatmul : Product::kElementwise, &x->parts[i], &y->parts[i], {}});
+          return p.products(list);
+        });
+      }, py::arg("pairs"), py::arg("matmul") = false,
+         "Independent products in one round (elementwise, or matrix products with matmul=True).")
+      .def("conv2d", [](Engine& e, S x, S w, py::object stride, py::object dilation, const std::string& padding) {
+        ConvGeom g = geom_from(*x, *w, false, stride, dilation, padding, 1);
+        return e.run1([&](int i, Protocol& p) { return p.conv2d(x->parts[i], w->parts[i], g); });
+      }, py::arg("x"), py::arg("w"), py::arg("stride") = 1, py::arg("dilation") = 1, py::arg("padding") = "same")
+      .def("depthwise_conv2d", [](Engine& e, S x, S w, py::object stride, py::object dilation, const std::string& padding, int dm) {
+        ConvGeom g = geom_from(*x, *w, true, stride, dilation, padding, dm);
+        return e.run1([&](int i, Protocol& p) { return p.depthwise(x->parts[i], w->parts[i], g); });
+      }, py::arg("x"), py::arg("w"), py::arg("stride") = 1, py::arg("dilation") = 1, py::arg("padding") = "same",
+         py::arg("depth_multiplier") = 1)
+      .def("trunc_pr", [](Engine& e, S x, py::object d) {
+        Shifts sd = to_shifts(d);
+        return e.run1([&](int i, Protocol& p) { return p.trunc_pr(x->parts[i], sd); });
+      }, py::arg("x"), py::arg("d"))
+      .def("trunc", [](Engine& e, S x, py::object d) {
+        Shifts sd = to_shifts(d);
+        return e.run1([&](int i, Protocol& p) { return p.trunc(x->parts[i], sd); });
+      }, py::arg("x"), py::arg("d"))
+      .def("msb", [](Engine& e, S x, int bits) { return e.run1([&](int i, Protocol& p) { return p.msb(x->parts[i], bits); }); },
+           py::arg("x"), py::arg("bits") = 32)
+      .def("relu", [](Engine& e, S x, int bits) { return e.run1([&](int i, Protocol& p) { return relu(p, x->parts[i], bits); }); },
+           py::arg("x"), py::arg("bits") = 32)
+      .def("max", [](Engine& e, S x, S y, int bits) { return e.run1([&](int i, Protocol& p) { return max(p, x->parts[i], y->parts[i], bits); }); },
+           py::arg("x"), py::arg("y"), py::arg("bits") = 32)
+      .def("select", [](Engine& e, S c, S x, S y) { return e.run1([&](int i, Protocol& p) { return select(p, c->parts[i], x->parts[i], y->parts[i]); }); })
+      .def("clamp", [](Engine& e, S x, py::object lo, py::object hi, int bits) {
+        Pub l = to_pub(lo), h = to_pub(hi);
+        return e.run1([&](int i, Protocol& p) { return clamp(p, x->parts[i], l, h, bits); });
+      }, py::arg("x"), py::arg("lo"), py::arg("hi"), py::arg("bits") = 32)
+      .def("round_div_pot", [](Engine& e, S x, py::object ex, int bits) {
+        Shifts s = to_shifts(ex);
+        return e.run1([&](int i, Protocol& p) { return round_div_pot(p, x->parts[i], s, bits); });
+      }, py::arg("x"), py::arg("e"), py::arg("bits") = 32)
+      .def("requantize", [](Engine& e, S x, py::object mult, py::object shift, bool exact) {
+        Pub m = to_pub(mult);
+        Shifts s = to_shifts(shift);
+        return e.run1([&](int i, Protocol& p) { return exact ? requantize_exact(p, x->parts[i], m, s) : requantize_pr(p, x->parts[i], m, s); });
+      }, py::arg("x"), py::arg("multiplier"), py::arg("shift"), py::arg("exact") = true,
+         "TFLite MultiplyByQuantizedMultiplier on secret int32 values.")
+      .def("concat", [](Engine& e, const std::vector<SecretPtr>& xs) {
+        return e.run1([&](int i, Protocol&) {
+          std::vector<const Share*> v;
+          for (auto& x : xs) v.push_back(&x->parts[i]);
+          return concat(v);
+        });
+      }, "Flatten secrets into one, so independent elementwise operations share their rounds.")
+      .def("split", [](Engine& e, S x, const std::vector<Shape>& shapes) {
+        return e.runN(shapes.size(), [&](int i, Protocol&) { return split(x->parts[i], shapes); });
+      });
+}

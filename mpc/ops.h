@@ -1,0 +1,28 @@
+// Compositions written once against the primitive interface: comparisons,
+// selection, clamping, TFLite rounding and batching helpers.
+#pragma once
+#include "protocol.h"
+
+namespace mpc {
+
+// Flatten a list of shares into one (shape [total]) and back, so that
+// independent elementwise operations run in the same rounds.
+Share concat(const std::vector<const Share*>& xs);
+std::vector<Share> split(const Share& x, const std::vector<Shape>& shapes);
+Shifts expand_shifts(const std::vector<std::pair<size_t, Shifts>>& parts);  // (size, shifts) per part
+Pub expand_pub(const std::vector<std::pair<size_t, Pub>>& parts);
+
+Share select(Protocol& p, const Share& bit, const Share& x, const Share& y);  // bit ? x : y
+Share relu(Protocol& p, const Share& x, int bits);
+Share max(Protocol& p, const Share& x, const Share& y, int bits);
+// clamp(x, lo, hi) elementwise with public bounds (x fits `bits` signed bits).
+Share clamp(Protocol& p, const Share& x, const Pub& lo, const Pub& hi, int bits);
+// gemmlowp RoundingDivideByPOT: round(x / 2^e), ties away from zero; x fits `bits` signed bits.
+Share round_div_pot(Protocol& p, const Share& x, const Shifts& e, int bits);
+// TFLite MultiplyByQuantizedMultiplier(x, mult, shift), bit-exact (double rounding);
+// x must fit int32. mult/shift broadcast per element (per channel).
+Share requantize_exact(Protocol& p, const Share& x, const Pub& mult, const Shifts& shift);
+// Same quantity, one probabilistic truncation: within 1 of the exact result.
+Share requantize_pr(Protocol& p, const Share& x, const Pub& mult, const Shifts& shift);
+
+}  // namespace mpc

@@ -1,0 +1,41 @@
+#include "protocol.h"
+
+#include "rep3/rep3.h"
+
+namespace mpc {
+
+Share Protocol::mul(const Share& x, const Share& y) {
+  return std::move(products({{Product::kElementwise, &x, &y, {}}})[0]);
+}
+Share Protocol::matmul(const Share& x, const Share& y) {
+  return std::move(products({{Product::kMatmul, &x, &y, {}}})[0]);
+}
+Share Protocol::conv2d(const Share& x, const Share& w, const ConvGeom& g) {
+  return std::move(products({{Product::kConv2d, &x, &w, g}})[0]);
+}
+Share Protocol::depthwise(const Share& x, const Share& w, const ConvGeom& g) {
+  return std::move(products({{Product::kDepthwise, &x, &w, g}})[0]);
+}
+
+void Protocol::check_range(const Share& x, int bits, const char* what) {
+  std::vector<u64> v = reveal(x, -1);
+  const i64 lo = bits >= 64 ? INT64_MIN : -(i64(1) << (bits - 1));
+  const i64 hi = bits >= 64 ? INT64_MAX : (i64(1) << (bits - 1)) - 1;
+  for (size_t i = 0; i < v.size(); ++i) {
+    const i64 s = static_cast<i64>(v[i]);
+    if (s < lo || s > hi)
+      throw ArgError(std::string(what) + ": debug check failed: element " + std::to_string(i) +
+                     " does not fit in " + std::to_string(bits) + " signed bits");
+  }
+}
+
+std::vector<std::string> protocol_names() { return {"rep3"}; }
+
+std::unique_ptr<Protocol> make_protocol(const std::string& name, Comm& comm) {
+  if (name == "rep3") return std::make_unique<Rep3>(comm);
+  std::string valid;
+  for (auto& p : protocol_names()) valid += (valid.empty() ? "" : ", ") + p;
+  throw ArgError("unknown protocol '" + name + "' (valid: " + valid + ")");
+}
+
+}  // namespace mpc

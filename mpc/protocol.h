@@ -1,0 +1,84 @@
+// The primitive interface every protocol implements. Kernels and generic
+// compositions (ops.h) are written once against it. Every primitive works on
+// whole tensors; its round count never depends on the tensor size, and lists
+// of independent products share one round (products()).
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common.h"
+#include "linalg.h"
+#include "transport.h"
+
+namespace mpc {
+
+// One party's share of a secret tensor. Protocols give the two component
+// vectors their own meaning (rep3: the replicated pair (x_i, x_{i+1})).
+struct Share {
+  Shape shape;
+  std::vector<u64> a, b;
+  size_t size() const { return a.size(); }
+};
+
+// A secret x secret product, described so that a list of them can be
+// evaluated with a single communication round.
+struct Product {
+  enum Kind { kElementwise, kMatmul, kConv2d, kDepthwise } kind = kElementwise;
+  const Share* x = nullptr;  // elementwise: same shapes; matmul: [M,K]; conv: NHWC input
+  const Share* y = nullptr;  // matmul: [K,N]; conv: [OC,KH,KW,C]; depthwise: [1,KH,KW,OC]
+  ConvGeom geom;             // conv / depthwise
+};
+
+class Protocol {
+ public:
+  explicit Protocol(Comm& comm) : comm_(comm) {}
+  virtual ~Protocol() = default;
+  virtual const char* name() const = 0;
+  int party() const { return comm_.party(); }
+  Comm& comm() { return comm_; }
+  Stats& stats() { return comm_.stats(); }
+
+  // Input sharing by `owner` (data only read there); reveal to all (to = -1)
+  // or to one party (others get an empty vector).
+  virtual Share input(int owner, const Shape& shape, const u64* data) = 0;
+  virtual std::vector<u64> reveal(const Share& x, int to = -1) = 0;
+
+  // Local linear operations.
+  virtual Share add(const Share& x, const Share& y) = 0;
+  virtual Share sub(const Share& x, const Share& y) = 0;
+  virtual Share neg(const Share& x) = 0;
+  virtual Share add_public(const Share& x, const Pub& c) = 0;
+  virtual Share mul_public(const Share& x, const Pub& c) = 0;
+
+  // Secret x secret products: local share products plus one resharing round
+  // for the whole list, whose traffic equals the total output size.
+  virtual std::vector<Share> products(const std::vector<Product>& list) = 0;
+
+  // floor(x / 2^d) or one more, for every |x| < 2^62; d in [0, 62] per element.
+  virtual Share trunc_pr(const Share& x, const Shifts& d) = 0;
+  // Exactly floor(x / 2^d) for every |x| < 2^62; d in [0, 62] per element.
+  virtual Share trunc(const Share& x, const Shifts& d) = 0;
+  // Arithmetic sharing of the bit [x < 0] for x known to fit in `bits` signed
+  // bits (2 <= bits <= 64); shares are reduced mod 2^bits first.
+  virtual Share msb(const Share& x, int bits) = 0;
+
+  // Convenience single products.
+  Share mul(const Share& x, const Share& y);
+  Share matmul(const Share& x, const Share& y);
+  Share conv2d(const Share& x, const Share& w, const ConvGeom& g);
+  Share depthwise(const Share& x, const Share& w, const ConvGeom& g);
+
+  // Debug mode (insecure, off by default): reveal and check the declared bit
+  // width of inputs to msb/trunc; out-of-range values raise ArgError.
+  bool debug_checks = false;
+  void check_range(const Share& x, int bits, const char* what);
+
+ protected:
+  Comm& comm_;
+};
+
+std::unique_ptr<Protocol> make_protocol(const std::string& name, Comm& comm);
+std::vector<std::string> protocol_names();
+
+}  // namespace mpc

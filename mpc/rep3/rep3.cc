@@ -1,0 +1,546 @@
+#include "rep3.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "../linalg.h"
+#include "../ops.h"
+
+namespace mpc {
+
+namespace {
+
+inline u64 shl(u64 x, int s) { return s >= 64 ? 0 : x << s; }
+
+// In-place 64x64 bit-matrix transpose: bit j of a[i] <-> bit i of a[j].
+void transpose64(u64* a) {
+  u64 m = 0x00000000FFFFFFFFULL;
+  for (int j = 32; j != 0; j >>= 1, m ^= (m << j)) {
+    for (int k = 0; k < 64; k = ((k | j) + 1) & ~j) {
+      u64 t = ((a[k] >> j) ^ a[k | j]) & m;
+      a[k] ^= t << j;
+      a[k | j] ^= t;
+    }
+  }
+}
+
+// Bit planes of the low `planes` bits of v[0..n): plane j bit i = bit j of v[i].
+std::vector<u64> to_planes(const std::vector<u64>& v, size_t planes, size_t W) {
+  std::vector<u64> out(planes * W);
+  u64 blk[64];
+  const size_t n = v.size();
+  for (size_t w = 0; w < W; ++w) {
+    const size_t base = w * 64, cnt = std::min<size_t>(64, n - base);
+    std::memcpy(blk, v.data() + base, cnt * 8);
+    std::memset(blk + cnt, 0, (64 - cnt) * 8);
+    transpose64(blk);
+    for (size_t j = 0; j < planes; ++j) out[j * W + w] = blk[j];
+  }
+  return out;
+}
+
+inline bool bit_at(const u64* words, size_t i) { return (words[i >> 6] >> (i & 63)) & 1; }
+
+}  // namespace
+
+Rep3::Rep3(Comm& comm) : Protocol(comm), me_(comm.party()) {
+  if (comm.parties() != 3) throw ArgError("rep3 needs exactly 3 parties");
+  next_ = (me_ + 1) % 3;
+  prev_ = (me_ + 2) % 3;
+  OpScope s(stats(), "setup");
+  Key mine = os_random_key(), theirs;
+  u64 buf[2];
+  std::memcpy(buf, mine.data(), 16);
+  comm_.send(next_, buf, 2);
+  comm_.recv(prev_, buf, 2);
+  std::memcpy(theirs.data(), buf, 16);
+  comm_.round();
+  prg_next_ = Prg(mine);
+  prg_prev_ = Prg(theirs);
+}
+
+// ------------------------------------------------------------------ sharing
+Share Rep3::input(int owner, const Shape& shape, const u64* data) {
+  OpScope s(stats(), "input");
+  if (owner < 0 || owner > 2) throw ArgError("input owner must be 0, 1 or 2");
+  const size_t n = shape_size(shape);
+  Share x{shape, {}, {}};
+  // Components: x_owner random (owner & its previous party), x_{owner+1} = v - x_owner
+  // (sent to the next party), x_{owner+2} = 0.
+  if (me_ == owner) {
+    x.a = prg_prev_.next(n);
+    x.b.resize(n);
+    vsub(x.b.data(), data, x.a.data(), n);
+    comm_.send(next_, x.b);
+  } else if (me_ == (owner + 1) % 3) {
+    x.a = comm_.recv(prev_, n);
+    x.b.assign(n, 0);
+  } else {
+    x.a.assign(n, 0);
+    x.b = prg_next_.next(n);
+  }
+  comm_.round();
+  return x;
+}
+
+std::vector<u64> Rep3::reveal(const Share& x, int to) {
+  OpScope s(stats(), "reveal");
+  if (to < -1 || to > 2) throw ArgError("reveal target must be -1 (all), 0, 1 or 2");
+  const size_t n = x.size();
+  // Party i lacks x_{i+2}, which is the `b` component of party i+1.
+  if (to == -1 || to == prev_) comm_.send(prev_, x.b);
+  comm_.round();
+  if (to != -1 && to != me_) return {};
+  std::vector<u64> out = comm_.recv(next_, n);
+  for (size_t i = 0; i < n; ++i) out[i] += x.a[i] + x.b[i];
+  return out;
+}
+
+// ------------------------------------------------------------------ linear
+static void same_shape(const Share& x, const Share& y, const char* what) {
+  if (x.shape != y.shape)
+    throw ArgError(std::string(what) + ": shape mismatch " + shape_str(x.shape) + " vs " + shape_str(y.shape));
+}
+
+Share Rep3::add(const Share& x, const Share& y) {
+  same_shape(x, y, "add");
+  Share z{x.shape, std::vector<u64>(x.size()), std::vector<u64>(x.size())};
+  vadd(z.a.data(), x.a.data(), y.a.data(), x.size());
+  vadd(z.b.data(), x.b.data(), y.b.data(), x.size());
+  return z;
+}
+
+Share Rep3::sub(const Share& x, const Share& y) {
+  same_shape(x, y, "sub");
+  Share z{x.shape, std::vector<u64>(x.size()), std::vector<u64>(x.size())};
+  vsub(z.a.data(), x.a.data(), y.a.data(), x.size());
+  vsub(z.b.data(), x.b.data(), y.b.data(), x.size());
+  return z;
+}
+
+Share Rep3::neg(const Share& x) {
+  Share z = x;
+  for (auto& v : z.a) v = 0 - v;
+  for (auto& v : z.b) v = 0 - v;
+  return z;
+}
+
+Share Rep3::add_public(const Share& x, const Pub& c) {
+  c.check(x.size(), "add_public");
+  Share z = x;
+  // Component x_0 is P0's `a` and P2's `b`.
+  std::vector<u64>* comp0 = me_ == 0 ? &z.a : me_ == 2 ? &z.b : nullptr;
+  if (comp0)
+    for (size_t i = 0; i < z.size(); ++i) (*comp0)[i] += c.at(i);
+  return z;
+}
+
+Share Rep3::mul_public(const Share& x, const Pub& c) {
+  c.check(x.size(), "mul_public");
+  Share z = x;
+  for (size_t i = 0; i < z.size(); ++i) {
+    const u64 f = c.at(i);
+    z.a[i] *= f;
+    z.b[i] *= f;
+  }
+  return z;
+}
+
+// ------------------------------------------------------------------ products
+Share Rep3::reshare(std::vector<u64>&& z, const Shape& shape) {
+  const size_t n = z.size();
+  // Zero sharing: F(k_i,i+1) - F(k_i-1,i) sums to 0 over the parties and masks z.
+  std::vector<u64> r1 = prg_next_.next(n), r2 = prg_prev_.next(n);
+  for (size_t i = 0; i < n; ++i) z[i] += r1[i] - r2[i];
+  comm_.send(prev_, z);
+  Share out{shape, std::move(z), comm_.recv(next_, n)};
+  return out;
+}
+
+std::vector<Share> Rep3::products(const std::vector<Product>& list) {
+  OpScope s(stats(), "mul");
+  std::vector<Shape> shapes;
+  std::vector<size_t> sizes;
+  size_t total = 0;
+  for (auto& p : list) {
+    if (!p.x || !p.y) throw ArgError("products: missing operand");
+    Shape sh;
+    switch (p.kind) {
+      case Product::kElementwise:
+        same_shape(*p.x, *p.y, "mul");
+        sh = p.x->shape;
+        break;
+      case Product::kMatmul:
+        if (p.x->shape.size() != 2 || p.y->shape.size() != 2 || p.x->shape[1] != p.y->shape[0])
+          throw ArgError("matmul: incompatible shapes " + shape_str(p.x->shape) + " x " + shape_str(p.y->shape));
+        sh = {p.x->shape[0], p.y->shape[1]};
+        break;
+      case Product::kConv2d:
+      case Product::kDepthwise: {
+        const ConvGeom& g = p.geom;
+        g.validate("conv");
+        if (p.x->shape != Shape{g.n, g.h, g.w, g.c})
+          throw ArgError("conv: input shape " + shape_str(p.x->shape) + " does not match the geometry");
+        Shape ws = p.kind == Product::kConv2d ? Shape{g.oc, g.kh, g.kw, g.c} : Shape{1, g.kh, g.kw, g.oc};
+        if (p.y->shape != ws)
+          throw ArgError("conv: filter shape " + shape_str(p.y->shape) + ", expected " + shape_str(ws));
+        if (p.kind == Product::kDepthwise && g.oc != g.c * g.depth_multiplier)
+          throw ArgError("depthwise: output channels must equal input channels * depth_multiplier");
+        sh = {g.n, g.oh, g.ow, g.oc};
+        break;
+      }
+    }
+    shapes.push_back(sh);
+    sizes.push_back(shape_size(sh));
+    total += sizes.back();
+  }
+  std::vector<u64> z(total);
+  size_t off = 0;
+  for (size_t t = 0; t < list.size(); ++t) {
+    const Product& p = list[t];
+    const Share &x = *p.x, &y = *p.y;
+    u64* out = z.data() + off;
+    // z_i = x_i*(y_i + y_{i+1}) + x_{i+1}*y_i
+    std::vector<u64> ysum(y.size());
+    vadd(ysum.data(), y.a.data(), y.b.data(), y.size());
+    switch (p.kind) {
+      case Product::kElementwise: {
+        const size_t n = x.size();
+        for (size_t i = 0; i < n; ++i) out[i] = x.a[i] * ysum[i] + x.b[i] * y.a[i];
+        break;
+      }
+      case Product::kMatmul: {
+        const size_t M = x.shape[0], K = x.shape[1], N = y.shape[1];
+        gemm_u64(M, N, K, x.a.data(), K, ysum.data(), N, out, N, false);
+        gemm_u64(M, N, K, x.b.data(), K, y.a.data(), N, out, N, true);
+        break;
+      }
+      case Product::kConv2d: {
+        const ConvGeom& g = p.geom;
+        const size_t K = g.kh * g.kw * g.c, N = g.oc, M = g.n * g.oh * g.ow;
+        // Filters [OC, KH, KW, C] -> GEMM operand [K, OC].
+        std::vector<u64> ws(K * N), wa(K * N);
+        for (size_t o = 0; o < N; ++o)
+          for (size_t k = 0; k < K; ++k) {
+            ws[k * N + o] = ysum[o * K + k];
+            wa[k * N + o] = y.a[o * K + k];
+          }
+        const bool direct = g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.pad_top == 0 && g.pad_left == 0;
+        if (direct) {
+          gemm_u64(M, N, K, x.a.data(), K, ws.data(), N, out, N, false);
+          gemm_u64(M, N, K, x.b.data(), K, wa.data(), N, out, N, true);
+        } else {
+          std::vector<u64> cols(M * K);
+          im2col(x.a.data(), g, cols.data());
+          gemm_u64(M, N, K, cols.data(), K, ws.data(), N, out, N, false);
+          im2col(x.b.data(), g, cols.data());
+          gemm_u64(M, N, K, cols.data(), K, wa.data(), N, out, N, true);
+        }
+        break;
+      }
+      case Product::kDepthwise:
+        depthwise_acc(x.a.data(), ysum.data(), p.geom, out, false);
+        depthwise_acc(x.b.data(), y.a.data(), p.geom, out, true);
+        break;
+    }
+    off += sizes[t];
+  }
+  Share all = reshare(std::move(z), {static_cast<int64_t>(total)});
+  comm_.round();
+  if (list.size() == 1) {
+    all.shape = shapes[0];
+    return {std::move(all)};
+  }
+  return split(all, shapes);
+}
+
+// ------------------------------------------------------------------ boolean layer
+Rep3::BShare Rep3::bool_and(const BShare& x, const BShare& y) {
+  const size_t n = x.a.size();
+  std::vector<u64> z(n), r1 = prg_next_.next(n), r2 = prg_prev_.next(n);
+  for (size_t i = 0; i < n; ++i)
+    z[i] = (x.a[i] & y.a[i]) ^ (x.a[i] & y.b[i]) ^ (x.b[i] & y.a[i]) ^ r1[i] ^ r2[i];
+  comm_.send(prev_, z);
+  BShare out{x.planes, x.W, std::move(z), comm_.recv(next_, n)};
+  return out;
+}
+
+Share Rep3::ot_arith(size_t n, const u64* m0, const u64* m1, const uint8_t* choice) {
+  // Output components: y1 = rho (P0,P1), y2 = sigma (P1,P2), y0 = m_c - rho - sigma (P0,P2).
+  Share out;
+  out.shape = {static_cast<int64_t>(n)};
+  if (me_ == 1) {
+    std::vector<u64> rho = prg_prev_.next(n), sigma = prg_next_.next(n);
+    std::vector<u64> w = prg_prev_.next(2 * n), v = prg_next_.next(2 * n);
+    std::vector<u64> to2(2 * n), to0(2 * n);
+    for (size_t i = 0; i < n; ++i) {
+      const u64 t0 = m0[i] - rho[i] - sigma[i], t1 = m1[i] - rho[i] - sigma[i];
+      to2[i] = t0 + w[i];
+      to2[n + i] = t1 + w[n + i];
+      to0[i] = t0 + v[i];
+      to0[n + i] = t1 + v[n + i];
+    }
+    comm_.send(2, to2);
+    comm_.send(0, to0);
+    out.a = std::move(rho);
+    out.b = std::move(sigma);
+  } else {
+    // P0 receives with P2 as helper (masks v, key P1-P2) and helps P2 (masks w, key P0-P1).
+    Prg& with1 = me_ == 0 ? prg_next_ : prg_prev_;
+    std::vector<u64> mine = with1.next(n);  // P0: rho, P2: sigma
+    std::vector<u64> masks = with1.next(2 * n);
+    std::vector<u64> help(n);
+    for (size_t i = 0; i < n; ++i) help[i] = masks[choice[i] ? n + i : i];
+    const int other = me_ == 0 ? 2 : 0;
+    comm_.send(other, help);
+    std::vector<u64> table = comm_.recv(1, 2 * n), unmask = comm_.recv(other, n);
+    std::vector<u64> y0(n);
+    for (size_t i = 0; i < n; ++i) y0[i] = table[choice[i] ? n + i : i] - unmask[i];
+    if (me_ == 0) {
+      out.a = std::move(y0);
+      out.b = std::move(mine);
+    } else {
+      out.a = std::move(mine);
+      out.b = std::move(y0);
+    }
+  }
+  return out;
+}
+
+Rep3::BShare Rep3::ot_bool(size_t planes, size_t W, const u64* m0, const u64* m1, const u64* choice) {
+  const size_t n = planes * W;
+  BShare out{planes, W, {}, {}};
+  if (me_ == 1) {
+    std::vector<u64> rho = prg_prev_.next(n), sigma = prg_next_.next(n);
+    std::vector<u64> w = prg_prev_.next(2 * n), v = prg_next_.next(2 * n);
+    std::vector<u64> to2(2 * n), to0(2 * n);
+    for (size_t i = 0; i < n; ++i) {
+      const u64 t0 = m0[i] ^ rho[i] ^ sigma[i], t1 = m1[i] ^ rho[i] ^ sigma[i];
+      to2[i] = t0 ^ w[i];
+      to2[n + i] = t1 ^ w[n + i];
+      to0[i] = t0 ^ v[i];
+      to0[n + i] = t1 ^ v[n + i];
+    }
+    comm_.send(2, to2);
+    comm_.send(0, to0);
+    out.a = std::move(rho);
+    out.b = std::move(sigma);
+  } else {
+    Prg& with1 = me_ == 0 ? prg_next_ : prg_prev_;
+    std::vector<u64> mine = with1.next(n), masks = with1.next(2 * n);
+    std::vector<u64> help(n);
+    for (size_t i = 0; i < n; ++i) help[i] = (masks[i] & ~choice[i]) | (masks[n + i] & choice[i]);
+    const int other = me_ == 0 ? 2 : 0;
+    comm_.send(other, help);
+    std::vector<u64> table = comm_.recv(1, 2 * n), unmask = comm_.recv(other, n);
+    std::vector<u64> y0(n);
+    for (size_t i = 0; i < n; ++i) y0[i] = ((table[i] & ~choice[i]) | (table[n + i] & choice[i])) ^ unmask[i];
+    if (me_ == 0) {
+      out.a = std::move(y0);
+      out.b = std::move(mine);
+    } else {
+      out.a = std::move(mine);
+      out.b = std::move(y0);
+    }
+  }
+  return out;
+}
+
+Rep3::BShare Rep3::carry(size_t planes, size_t W, const std::vector<u64>& A, const std::vector<u64>& B) {
+  const size_t n = planes * W;
+  // Round 1: share A as XOR-replicated (0, c1, A^c1); G = A & B by OT; P = A ^ B.
+  BShare a{planes, W, {}, {}}, bsh{planes, W, {}, {}};
+  if (me_ == 1) {
+    std::vector<u64> c1 = prg_prev_.next(n), c2(n);
+    for (size_t i = 0; i < n; ++i) c2[i] = A[i] ^ c1[i];
+    comm_.send(2, c2);
+    a.a = std::move(c1);
+    a.b = std::move(c2);
+    bsh.a.assign(n, 0);
+    bsh.b.assign(n, 0);
+  } else if (me_ == 0) {
+    a.a.assign(n, 0);
+    a.b = prg_next_.next(n);
+    bsh.a = B;
+    bsh.b.assign(n, 0);
+  } else {
+    a.a = comm_.recv(1, n);
+    a.b.assign(n, 0);
+    bsh.a.assign(n, 0);
+    bsh.b = B;
+  }
+  std::vector<u64> zero(me_ == 1 ? n : 0);
+  BShare G = ot_bool(planes, W, zero.data(), me_ == 1 ? A.data() : nullptr, me_ == 1 ? nullptr : B.data());
+  comm_.round();
+  BShare P{planes, W, std::vector<u64>(n), std::vector<u64>(n)};
+  vxor(P.a.data(), a.a.data(), bsh.a.data(), n);
+  vxor(P.b.data(), a.b.data(), bsh.b.data(), n);
+  // Tree: (G, P)_hi o (G, P)_lo = (G_hi ^ (P_hi & G_lo), P_hi & P_lo); group 0's P is never needed.
+  size_t cnt = planes;
+  while (cnt > 1) {
+    const size_t pairs = cnt / 2;
+    // ANDs: P_hi & G_lo for every pair, P_hi & P_lo for pairs t >= 1.
+    const size_t nand = pairs + (pairs - 1);
+    BShare X{nand, W, std::vector<u64>(nand * W), std::vector<u64>(nand * W)};
+    BShare Y{nand, W, std::vector<u64>(nand * W), std::vector<u64>(nand * W)};
+    auto put = [&](BShare& dst, size_t slot, const BShare& src, size_t plane) {
+      std::memcpy(dst.a.data() + slot * W, src.a.data() + plane * W, W * 8);
+      std::memcpy(dst.b.data() + slot * W, src.b.data() + plane * W, W * 8);
+    };
+    for (size_t t = 0; t < pairs; ++t) {
+      put(X, t, P, 2 * t + 1);
+      put(Y, t, G, 2 * t);
+      if (t >= 1) {
+        put(X, pairs + t - 1, P, 2 * t + 1);
+        put(Y, pairs + t - 1, P, 2 * t);
+      }
+    }
+    BShare Z = bool_and(X, Y);
+    comm_.round();
+    const size_t ncnt = (cnt + 1) / 2;
+    BShare G2{ncnt, W, std::vector<u64>(ncnt * W), std::vector<u64>(ncnt * W)};
+    BShare P2{ncnt, W, std::vector<u64>(ncnt * W), std::vector<u64>(ncnt * W)};
+    for (size_t t = 0; t < pairs; ++t) {
+      for (size_t w = 0; w < W; ++w) {
+        G2.a[t * W + w] = G.a[(2 * t + 1) * W + w] ^ Z.a[t * W + w];
+        G2.b[t * W + w] = G.b[(2 * t + 1) * W + w] ^ Z.b[t * W + w];
+      }
+      if (t >= 1) put(P2, t, Z, pairs + t - 1);
+    }
+    if (cnt & 1) {
+      put(G2, ncnt - 1, G, cnt - 1);
+      put(P2, ncnt - 1, P, cnt - 1);
+    }
+    G = std::move(G2);
+    P = std::move(P2);
+    cnt = ncnt;
+  }
+  G.planes = 1;
+  G.a.resize(W);
+  G.b.resize(W);
+  return G;
+}
+
+Share Rep3::b2a(const BShare& c, size_t n, const std::vector<u64>* x1, const std::vector<u64>* x02, const Pub& s) {
+  // c = c0 ^ (c1 ^ c2): c0 is known to P0 and P2 (the OT choice), c1 ^ c2 to P1.
+  std::vector<u64> m0, m1;
+  std::vector<uint8_t> choice;
+  if (me_ == 1) {
+    m0.resize(n);
+    m1.resize(n);
+    for (size_t i = 0; i < n; ++i) {
+      const u64 e = (bit_at(c.a.data(), i) ^ bit_at(c.b.data(), i) ^ (x1 ? bit_at(x1->data(), i) : 0));
+      const u64 sc = s.at(i);
+      m0[i] = e * sc;
+      m1[i] = (e ^ 1) * sc;
+    }
+  } else {
+    const std::vector<u64>& c0 = me_ == 0 ? c.a : c.b;
+    choice.resize(n);
+    for (size_t i = 0; i < n; ++i) choice[i] = bit_at(c0.data(), i) ^ (x02 ? bit_at(x02->data(), i) : 0);
+  }
+  Share r = ot_arith(n, m0.data(), m1.data(), choice.data());
+  comm_.round();
+  return r;
+}
+
+// ------------------------------------------------------------------ comparison
+Share Rep3::msb(const Share& x, int bits) {
+  OpScope s(stats(), "msb");
+  if (bits < 2 || bits > 64) throw ArgError("msb: bit width must be in [2, 64], got " + std::to_string(bits));
+  if (debug_checks) check_range(x, bits, "msb");
+  const size_t n = x.size(), W = words_for(n), m = bits - 1;
+  const u64 mk = mask_bits(bits);
+  // 2-of-2 view mod 2^bits: a = x1 + x2 (P1), b = x0 (P0, P2).
+  std::vector<u64> v(n);
+  if (me_ == 1) vadd(v.data(), x.a.data(), x.b.data(), n);
+  else v = me_ == 0 ? x.a : x.b;
+  for (auto& e : v) e &= mk;
+  std::vector<u64> planes = to_planes(v, bits, W);
+  std::vector<u64> top(planes.begin() + m * W, planes.end());
+  planes.resize(m * W);
+  BShare c = carry(m, W, me_ == 1 ? planes : std::vector<u64>(), me_ == 1 ? std::vector<u64>() : planes);
+  Share r = b2a(c, n, me_ == 1 ? &top : nullptr, me_ == 1 ? nullptr : &top, Pub(1));
+  r.shape = x.shape;
+  return r;
+}
+
+// ------------------------------------------------------------------ truncation
+Share Rep3::trunc_pr(const Share& x, const Shifts& d) {
+  OpScope s(stats(), "trunc_pr");
+  return trunc_impl(x, d, false);
+}
+
+Share Rep3::trunc(const Share& x, const Shifts& d) {
+  OpScope s(stats(), "trunc");
+  return trunc_impl(x, d, true);
+}
+
+Share Rep3::trunc_impl(const Share& x, const Shifts& d, bool exact) {
+  const size_t n = x.size();
+  d.check(n, 0, 62, exact ? "trunc" : "trunc_pr");
+  if (debug_checks) check_range(x, 63, exact ? "trunc" : "trunc_pr");
+  // x' = x + 2^62 in [0, 2^63); a = x1 + x2 (P1), b = x0 + 2^62 (P0, P2), a + b = x' + w*2^64
+  // with w = msb(a) | msb(b). floor(x'/2^d) = (a>>d) + (b>>d) + c - w*2^(64-d),
+  // c = [a mod 2^d + b mod 2^d >= 2^d]. Probabilistic: 1 in place of c.
+  std::vector<u64> v(n);
+  if (me_ == 1) vadd(v.data(), x.a.data(), x.b.data(), n);
+  else {
+    v = me_ == 0 ? x.a : x.b;
+    for (auto& e : v) e += u64(1) << 62;
+  }
+  std::vector<u64> m0, m1;
+  std::vector<uint8_t> choice;
+  if (me_ == 1) {
+    m0.resize(n);
+    m1.resize(n);
+    for (size_t i = 0; i < n; ++i) {
+      const int di = d.at(i);
+      const u64 hi = v[i] >> di, ma = v[i] >> 63;
+      m0[i] = hi - shl(ma, 64 - di);
+      m1[i] = hi - shl(1, 64 - di);
+    }
+  } else {
+    choice.resize(n);
+    for (size_t i = 0; i < n; ++i) choice[i] = static_cast<uint8_t>(v[i] >> 63);
+  }
+  Share r = ot_arith(n, m0.data(), m1.data(), choice.data());
+  // Public-to-P0/P2 part goes into component x_0.
+  std::vector<u64>* comp0 = me_ == 0 ? &r.a : me_ == 2 ? &r.b : nullptr;
+  if (comp0)
+    for (size_t i = 0; i < n; ++i) {
+      const int di = d.at(i);
+      (*comp0)[i] += (v[i] >> di) - (u64(1) << (62 - di)) + (!exact && di > 0 ? 1 : 0);
+    }
+  if (!exact) {
+    comm_.round();
+    r.shape = x.shape;
+    return r;
+  }
+  // Exact: carry out of the low d bits, computed in the same first round.
+  const int dmax = d.max();
+  if (dmax == 0) {
+    comm_.round();
+    r.shape = x.shape;
+    return r;
+  }
+  const size_t W = words_for(n);
+  std::vector<u64> planes = to_planes(v, dmax, W);
+  if (d.v.size() != 1) {
+    // Bits at or above an element's own d must propagate the carry: (a, b) = (1, 0).
+    for (size_t j = 0; j < static_cast<size_t>(dmax); ++j)
+      for (size_t i = 0; i < n; ++i)
+        if (static_cast<int>(j) >= d.at(i)) {
+          const u64 bit = u64(1) << (i & 63);
+          if (me_ == 1) planes[j * W + (i >> 6)] |= bit;
+          else planes[j * W + (i >> 6)] &= ~bit;
+        }
+  }
+  BShare c = carry(dmax, W, me_ == 1 ? planes : std::vector<u64>(), me_ == 1 ? std::vector<u64>() : planes);
+  Share cb = b2a(c, n, nullptr, nullptr, Pub(1));
+  Share out = add(r, cb);
+  out.shape = x.shape;
+  return out;
+}
+
+}  // namespace mpc

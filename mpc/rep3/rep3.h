@@ -1,0 +1,62 @@
+// rep3: semi-honest, honest-majority 3-party replicated secret sharing over
+// Z_2^64 (Araki et al. 2016; ABY3). Party i holds the pair (x_i, x_{i+1}) of
+// x = x_0 + x_1 + x_2 (Share::a = x_i, Share::b = x_{i+1}).
+//
+// Non-linear primitives use the 2-of-2 view x = a + b with a = x_1 + x_2
+// (known to P1 alone) and b = x_0 (known to P0 and P2). A bit known to two
+// parties can be the choice of a three-party OT whose output is delivered as
+// a replicated sharing in ONE round (sender P1; each of P0/P2 receives with the
+// other as helper). This gives one-round probabilistic truncation that is
+// correct for every |x| < 2^62 (the wrap of a + b is msb(a) OR msb(b) once x
+// is offset into [0, 2^63)), one-round bit injection, and a one-round first
+// layer of the bitsliced carry circuits behind exact truncation and msb.
+#pragma once
+#include <array>
+
+#include "../prg.h"
+#include "../protocol.h"
+
+namespace mpc {
+
+class Rep3 : public Protocol {
+ public:
+  explicit Rep3(Comm& comm);  // one round: pairwise PRG keys from the OS CSPRNG
+  const char* name() const override { return "rep3"; }
+
+  Share input(int owner, const Shape& shape, const u64* data) override;
+  std::vector<u64> reveal(const Share& x, int to) override;
+  Share add(const Share& x, const Share& y) override;
+  Share sub(const Share& x, const Share& y) override;
+  Share neg(const Share& x) override;
+  Share add_public(const Share& x, const Pub& c) override;
+  Share mul_public(const Share& x, const Pub& c) override;
+  std::vector<Share> products(const std::vector<Product>& list) override;
+  Share trunc_pr(const Share& x, const Shifts& d) override;
+  Share trunc(const Share& x, const Shifts& d) override;
+  Share msb(const Share& x, int bits) override;
+
+  // Boolean (XOR) replicated sharing of bit planes: plane j, word w at [j*W + w].
+  struct BShare {
+    size_t planes = 0, W = 0;
+    std::vector<u64> a, b;
+  };
+
+ private:
+  int me_, next_, prev_;
+  Prg prg_next_, prg_prev_;  // keys shared with next / previous party
+
+  Share reshare(std::vector<u64>&& z, const Shape& shape);
+  BShare bool_and(const BShare& x, const BShare& y);  // one round, planes matched
+  // OT with sender P1 (m0/m1), choice known to P0 and P2; replicated output, one round.
+  Share ot_arith(size_t n, const u64* m0, const u64* m1, const uint8_t* choice);
+  BShare ot_bool(size_t planes, size_t W, const u64* m0, const u64* m1, const u64* choice);
+  // Carry out of A + B over `planes` bit planes (A at P1, B at P0/P2). One
+  // round for the first layer, then one per tree level.
+  BShare carry(size_t planes, size_t W, const std::vector<u64>& A, const std::vector<u64>& B);
+  // Bit injection of plane 0 of c, XORed with a bit known to P1 (x1) and one
+  // known to P0/P2 (x02); scaled by s. One round.
+  Share b2a(const BShare& c, size_t n, const std::vector<u64>* x1, const std::vector<u64>* x02, const Pub& s);
+  Share trunc_impl(const Share& x, const Shifts& d, bool exact);
+};
+
+}  // namespace mpc

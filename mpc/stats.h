@@ -1,0 +1,47 @@
+// Per-party cost accounting: bytes and rounds per operation kind.
+#pragma once
+#include <map>
+#include <string>
+
+#include "common.h"
+
+namespace mpc {
+
+struct OpCost {
+  u64 bytes_sent = 0, bytes_recv = 0, rounds = 0, calls = 0;
+  double seconds = 0;
+  void add(const OpCost& o) {
+    bytes_sent += o.bytes_sent; bytes_recv += o.bytes_recv; rounds += o.rounds;
+    calls += o.calls; seconds += o.seconds;
+  }
+};
+
+struct Stats {
+  std::map<std::string, OpCost> ops;
+  OpCost* cur = nullptr;  // innermost open scope; nested scopes charge the outermost
+  OpCost& current() { return cur ? *cur : ops["other"]; }
+  OpCost total() const {
+    OpCost t;
+    for (auto& kv : ops) t.add(kv.second);
+    return t;
+  }
+  void reset() { ops.clear(); cur = nullptr; }
+};
+
+// Charges everything done while it lives to `name`, unless an outer scope is open.
+class OpScope {
+ public:
+  OpScope(Stats& s, const char* name);
+  ~OpScope();
+  OpScope(const OpScope&) = delete;
+  OpScope& operator=(const OpScope&) = delete;
+
+ private:
+  Stats& s_;
+  bool outer_;
+  double t0_ = 0;
+};
+
+double now_seconds();
+
+}  // namespace mpc

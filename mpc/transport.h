@@ -1,0 +1,59 @@
+// Point-to-point message transport between the parties of one session.
+// Protocols never see sockets or threads: they send byte strings to a party
+// and receive byte strings of a size they know. Implementations: in-memory
+// (parties as threads of one process, memory_transport.h) and TCP/TLS.
+// send() must not block on the peer's receive (buffered or overlapped), so a
+// round where every party sends, then receives, cannot deadlock.
+#pragma once
+#include <cstddef>
+#include <vector>
+
+#include "common.h"
+#include "stats.h"
+
+namespace mpc {
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  virtual int party() const = 0;
+  virtual int parties() const = 0;
+  virtual void send(int to, const void* data, size_t bytes) = 0;
+  // Blocks until exactly `bytes` bytes of the next message from `from` arrive;
+  // throws Error on peer failure, abort or timeout.
+  virtual void recv(int from, void* data, size_t bytes) = 0;
+};
+
+// What protocols talk to: a transport plus byte accounting into Stats.
+class Comm {
+ public:
+  Comm(Transport& t, Stats& s) : t_(t), s_(s) {}
+  int party() const { return t_.party(); }
+  int parties() const { return t_.parties(); }
+  void send(int to, const u64* data, size_t words) {
+    if (words == 0) return;
+    t_.send(to, data, words * 8);
+    s_.current().bytes_sent += words * 8;
+  }
+  void send(int to, const std::vector<u64>& v) { send(to, v.data(), v.size()); }
+  void recv(int from, u64* data, size_t words) {
+    if (words == 0) return;
+    t_.recv(from, data, words * 8);
+    s_.current().bytes_recv += words * 8;
+  }
+  std::vector<u64> recv(int from, size_t words) {
+    std::vector<u64> v(words);
+    recv(from, v.data(), words);
+    return v;
+  }
+  // One communication round of the protocol (counted at every party).
+  void round() { s_.current().rounds++; }
+  Stats& stats() { return s_; }
+  Transport& transport() { return t_; }
+
+ private:
+  Transport& t_;
+  Stats& s_;
+};
+
+}  // namespace mpc
