@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <memory>
 
 #include "cpu.h"
@@ -23,13 +24,13 @@ struct Secret {
 };
 using SecretPtr = std::shared_ptr<Secret>;
 
-std::vector<u64> to_ring(const py::array& arr, Shape* shape) {
+Vec to_ring(const py::array& arr, Shape* shape) {
   const char kind = arr.dtype().kind();
   if (kind != 'i' && kind != 'u')
     throw py::type_error("expected an integer numpy array (int8/uint8/int16/int32/int64/uint64), got dtype " +
                          std::string(py::str(arr.dtype())));
   shape->assign(arr.shape(), arr.shape() + arr.ndim());
-  std::vector<u64> out(static_cast<size_t>(arr.size()));
+  Vec out(static_cast<size_t>(arr.size()));
   if (kind == 'u' && arr.itemsize() == 8) {
     auto a = py::array_t<uint64_t, py::array::c_style | py::array::forcecast>::ensure(arr);
     std::copy(a.data(), a.data() + a.size(), out.begin());
@@ -40,7 +41,7 @@ std::vector<u64> to_ring(const py::array& arr, Shape* shape) {
   return out;
 }
 
-py::array from_ring(const std::vector<u64>& v, const Shape& shape, bool is_signed) {
+py::array from_ring(const Vec& v, const Shape& shape, bool is_signed) {
   std::vector<py::ssize_t> sh(shape.begin(), shape.end());
   if (is_signed) {
     py::array_t<int64_t> out(sh);
@@ -66,7 +67,8 @@ Pub to_pub(const py::object& o) {
   if (py::isinstance<py::array>(o)) {
     py::array a = o;
     Shape s;
-    return Pub(to_ring(a, &s));
+    Vec r = to_ring(a, &s);
+    return Pub(std::vector<u64>(r.begin(), r.end()));
   }
   std::vector<u64> v;
   for (auto h : o) v.push_back(to_u64(h));
@@ -119,7 +121,7 @@ class Engine {
 
   SecretPtr share(const py::array& arr, int owner) {
     Shape shape;
-    std::vector<u64> data = to_ring(arr, &shape);
+    Vec data = to_ring(arr, &shape);
     if (owner < 0 || owner >= s_->parties()) throw py::value_error("owner must be 0, 1 or 2");
     return run1([&](int i, Protocol& p) { return p.input(owner, shape, i == owner ? data.data() : nullptr); });
   }
@@ -127,7 +129,7 @@ class Engine {
   py::object reveal(const SecretPtr& x, py::object to, bool is_signed) {
     const int t = to.is_none() ? -1 : to.cast<int>();
     if (t < -1 || t >= s_->parties()) throw py::value_error("reveal: 'to' must be None, 0, 1 or 2");
-    std::vector<std::vector<u64>> res(s_->parties());
+    std::vector<Vec> res(s_->parties());
     {
       py::gil_scoped_release nogil;
       s_->run([&](int i, Protocol& p) { res[i] = p.reveal(x->parts[i], t); });
@@ -240,14 +242,31 @@ PYBIND11_MODULE(_native, m) {
         auto A = to_ring(a, &sa);
         auto B = to_ring(b, &sb);
         if (sa.size() != 2 || sb.size() != 2 || sa[1] != sb[0]) throw py::value_error("gemm: incompatible shapes");
-        std::vector<u64> C(sa[0] * sb[1]);
+        Vec C(sa[0] * sb[1]);
         {
           py::gil_scoped_release nogil;
           gemm_u64(sa[0], sb[1], sa[1], A.data(), sa[1], B.data(), sb[1], C.data(), sb[1], false);
         }
         return from_ring(C, {sa[0], sb[1]}, false);
       },
-      "Plaintext C = A @ B mod 2^64 with the engine's GEMM (benchmark baseline).");
+      "Plaintext C = A @ B mod 2^64 with the engine's GEMM.");
+  m.def(
+      "time_gemm",
+      [](size_t M, size_t K, size_t N, int repeat) {
+        // Benchmark baseline: the plaintext 64-bit GEMM alone (one thread), median seconds.
+        Prg g(Key{});
+        Vec A = g.next(M * K), B = g.next(K * N), C(M * N);
+        std::vector<double> t;
+        py::gil_scoped_release nogil;
+        for (int r = 0; r < repeat; ++r) {
+          double t0 = now_seconds();
+          gemm_u64(M, N, K, A.data(), K, B.data(), N, C.data(), N, false);
+          t.push_back(now_seconds() - t0);
+        }
+        std::sort(t.begin(), t.end());
+        return t[t.size() / 2];
+      },
+      py::arg("M"), py::arg("K"), py::arg("N"), py::arg("repeat") = 5);
 
   py::class_<Secret, SecretPtr>(m, "Secret")
       .def_property_readonly("shape", [](const Secret& s) { return py::tuple(py::cast(s.shape)); })

@@ -12,16 +12,31 @@ class MemoryTransport : public Transport {
   int parties() const override { return net_.n_; }
 
   void send(int to, const void* data, size_t bytes) override {
-    std::vector<uint8_t> msg(static_cast<const uint8_t*>(data), static_cast<const uint8_t*>(data) + bytes);
+    Vec v((bytes + 7) / 8);
+    std::memcpy(v.data(), data, bytes);
+    push(to, std::move(v), bytes);
+  }
+  void send_vec(int to, Vec&& v) override {
+    const size_t bytes = v.size() * 8;
+    push(to, std::move(v), bytes);
+  }
+  void recv(int from, void* data, size_t bytes) override {
+    MemoryNetwork::Msg m = pop(from, bytes);
+    std::memcpy(data, m.data.data(), bytes);
+  }
+  void recv_vec(int from, Vec& out, size_t words) override { out = std::move(pop(from, words * 8).data); }
+
+ private:
+  void push(int to, Vec&& v, size_t bytes) {
     {
       std::lock_guard<std::mutex> g(net_.mu_);
       if (net_.aborted_) throw Error("session aborted: " + net_.why_);
-      net_.ch_[me_ * net_.n_ + to].q.push_back(std::move(msg));
+      net_.ch_[me_ * net_.n_ + to].q.push_back({std::move(v), bytes});
     }
     net_.cv_.notify_all();
   }
 
-  void recv(int from, void* data, size_t bytes) override {
+  MemoryNetwork::Msg pop(int from, size_t bytes) {
     std::unique_lock<std::mutex> g(net_.mu_);
     auto& c = net_.ch_[from * net_.n_ + me_];
     auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(net_.timeout_);
@@ -30,16 +45,15 @@ class MemoryTransport : public Transport {
         throw Error("party " + std::to_string(me_) + ": timed out waiting for party " + std::to_string(from));
     }
     if (net_.aborted_) throw Error("session aborted: " + net_.why_);
-    std::vector<uint8_t> msg = std::move(c.q.front());
+    MemoryNetwork::Msg msg = std::move(c.q.front());
     c.q.pop_front();
     g.unlock();
-    if (msg.size() != bytes)
+    if (msg.bytes != bytes)
       throw Error("protocol desync: party " + std::to_string(me_) + " expected " + std::to_string(bytes) +
-                  " bytes from party " + std::to_string(from) + ", got " + std::to_string(msg.size()));
-    std::memcpy(data, msg.data(), bytes);
+                  " bytes from party " + std::to_string(from) + ", got " + std::to_string(msg.bytes));
+    return msg;
   }
 
- private:
   MemoryNetwork& net_;
   int me_;
 };

@@ -22,8 +22,12 @@ class MemoryNetwork {
 
  private:
   friend class MemoryTransport;
+  struct Msg {
+    Vec data;
+    size_t bytes;
+  };
   struct Channel {
-    std::deque<std::vector<uint8_t>> q;
+    std::deque<Msg> q;
   };
   int n_;
   double timeout_;

@@ -145,7 +145,9 @@ static void gen_blocks(const uint8_t (*rk)[16], Prg* self, u64 ctr, size_t nbloc
   else ctr_aesni(rk, ctr, nblocks, out);
 }
 
-void Prg::fill(u64* out, size_t n) {
+void Prg::fill(u64* out, size_t n) { fill_at(skip(n), out, n); }
+
+void Prg::fill_at(u64 block, u64* out, size_t n) {
   if (n == 0) return;
   size_t full = n / 2;
   void* evp = evp_ ? evp_->ctx : nullptr;
@@ -153,13 +155,11 @@ void Prg::fill(u64* out, size_t n) {
   constexpr size_t kChunk = 1 << 14;
   for (size_t done = 0; done < full; done += kChunk) {
     size_t nb = std::min(kChunk, full - done);
-    gen_blocks(rk_, this, counter_, nb, reinterpret_cast<uint8_t*>(out + 2 * done), evp, key_);
-    counter_ += nb;
+    gen_blocks(rk_, this, block + done, nb, reinterpret_cast<uint8_t*>(out + 2 * done), evp, key_);
   }
   if (n & 1) {
     alignas(16) uint8_t tmp[16];
-    gen_blocks(rk_, this, counter_, 1, tmp, evp, key_);
-    counter_ += 1;
+    gen_blocks(rk_, this, block + full, 1, tmp, evp, key_);
     std::memcpy(out + n - 1, tmp, 8);
   }
 }

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common.h"
+#include "pool.h"
 
 namespace mpc {
 
@@ -28,12 +29,21 @@ class Prg {
   // Next n 64-bit words of the key stream (whole AES blocks are consumed, so
   // two holders of one key stay in step as long as they ask for equal sizes).
   void fill(u64* out, size_t n);
-  std::vector<u64> next(size_t n) {
-    std::vector<u64> v(n);
+  Vec next(size_t n) {
+    Vec v(n);
     fill(v.data(), n);
     return v;
   }
   u64 blocks_used() const { return counter_; }
+  // Random access into the stream: skip() reserves the next `words` words
+  // (whole blocks) and returns their first block; fill_at() generates words
+  // from any block, so callers can produce a reserved range in chunks.
+  u64 skip(size_t words) {
+    const u64 b = counter_;
+    counter_ += (words + 1) / 2;
+    return b;
+  }
+  void fill_at(u64 block, u64* out, size_t n);  // `block` + whole words: chunk starts must be even
 
   // Test hook: AES-128 encryption of one block under `key` (FIPS-197 check).
   static std::array<uint8_t, 16> encrypt_block(const Key& key, const std::array<uint8_t, 16>& in);

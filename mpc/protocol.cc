@@ -18,7 +18,7 @@ Share Protocol::depthwise(const Share& x, const Share& w, const ConvGeom& g) {
 }
 
 void Protocol::check_range(const Share& x, int bits, const char* what) {
-  std::vector<u64> v = reveal(x, -1);
+  Vec v = reveal(x, -1);
   const i64 lo = bits >= 64 ? INT64_MIN : -(i64(1) << (bits - 1));
   const i64 hi = bits >= 64 ? INT64_MAX : (i64(1) << (bits - 1)) - 1;
   for (size_t i = 0; i < v.size(); ++i) {

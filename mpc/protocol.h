@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common.h"
+#include "pool.h"
 #include "linalg.h"
 #include "transport.h"
 
@@ -17,7 +18,7 @@ namespace mpc {
 // vectors their own meaning (rep3: the replicated pair (x_i, x_{i+1})).
 struct Share {
   Shape shape;
-  std::vector<u64> a, b;
+  Vec a, b;
   size_t size() const { return a.size(); }
 };
 
@@ -42,7 +43,7 @@ class Protocol {
   // Input sharing by `owner` (data only read there); reveal to all (to = -1)
   // or to one party (others get an empty vector).
   virtual Share input(int owner, const Shape& shape, const u64* data) = 0;
-  virtual std::vector<u64> reveal(const Share& x, int to = -1) = 0;
+  virtual Vec reveal(const Share& x, int to = -1) = 0;
 
   // Local linear operations.
   virtual Share add(const Share& x, const Share& y) = 0;

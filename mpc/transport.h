@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common.h"
+#include "pool.h"
 #include "stats.h"
 
 namespace mpc {
@@ -22,6 +23,12 @@ class Transport {
   // Blocks until exactly `bytes` bytes of the next message from `from` arrive;
   // throws Error on peer failure, abort or timeout.
   virtual void recv(int from, void* data, size_t bytes) = 0;
+  // Whole-buffer variants; the in-memory transport moves instead of copying.
+  virtual void send_vec(int to, Vec&& v) { send(to, v.data(), v.size() * 8); }
+  virtual void recv_vec(int from, Vec& out, size_t words) {
+    out.resize(words);
+    recv(from, out.data(), words * 8);
+  }
 };
 
 // What protocols talk to: a transport plus byte accounting into Stats.
@@ -35,15 +42,23 @@ class Comm {
     t_.send(to, data, words * 8);
     s_.current().bytes_sent += words * 8;
   }
-  void send(int to, const std::vector<u64>& v) { send(to, v.data(), v.size()); }
+  void send(int to, const Vec& v) { send(to, v.data(), v.size()); }
+  // Hands the buffer over (no copy on the in-memory transport).
+  void send(int to, Vec&& v) {
+    if (v.empty()) return;
+    s_.current().bytes_sent += v.size() * 8;
+    t_.send_vec(to, std::move(v));
+  }
   void recv(int from, u64* data, size_t words) {
     if (words == 0) return;
     t_.recv(from, data, words * 8);
     s_.current().bytes_recv += words * 8;
   }
-  std::vector<u64> recv(int from, size_t words) {
-    std::vector<u64> v(words);
-    recv(from, v.data(), words);
+  Vec recv(int from, size_t words) {
+    Vec v;
+    if (words == 0) return v;
+    t_.recv_vec(from, v, words);
+    s_.current().bytes_recv += words * 8;
     return v;
   }
   // One communication round of the protocol (counted at every party).

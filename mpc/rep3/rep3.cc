@@ -25,8 +25,8 @@ void transpose64(u64* a) {
 }
 
 // Bit planes of the low `planes` bits of v[0..n): plane j bit i = bit j of v[i].
-std::vector<u64> to_planes(const std::vector<u64>& v, size_t planes, size_t W) {
-  std::vector<u64> out(planes * W);
+Vec to_planes(const Vec& v, size_t planes, size_t W) {
+  Vec out(planes * W);
   u64 blk[64];
   const size_t n = v.size();
   for (size_t w = 0; w < W; ++w) {
@@ -39,7 +39,9 @@ std::vector<u64> to_planes(const std::vector<u64>& v, size_t planes, size_t W) {
   return out;
 }
 
-inline bool bit_at(const u64* words, size_t i) { return (words[i >> 6] >> (i & 63)) & 1; }
+constexpr size_t kChunk = 2048;  // elements per fused step (even: whole PRG blocks)
+
+inline u64 bit_at(const u64* words, size_t i) { return (words[i >> 6] >> (i & 63)) & 1; }
 
 }  // namespace
 
@@ -83,7 +85,7 @@ Share Rep3::input(int owner, const Shape& shape, const u64* data) {
   return x;
 }
 
-std::vector<u64> Rep3::reveal(const Share& x, int to) {
+Vec Rep3::reveal(const Share& x, int to) {
   OpScope s(stats(), "reveal");
   if (to < -1 || to > 2) throw ArgError("reveal target must be -1 (all), 0, 1 or 2");
   const size_t n = x.size();
@@ -91,7 +93,7 @@ std::vector<u64> Rep3::reveal(const Share& x, int to) {
   if (to == -1 || to == prev_) comm_.send(prev_, x.b);
   comm_.round();
   if (to != -1 && to != me_) return {};
-  std::vector<u64> out = comm_.recv(next_, n);
+  Vec out = comm_.recv(next_, n);
   for (size_t i = 0; i < n; ++i) out[i] += x.a[i] + x.b[i];
   return out;
 }
@@ -104,7 +106,7 @@ static void same_shape(const Share& x, const Share& y, const char* what) {
 
 Share Rep3::add(const Share& x, const Share& y) {
   same_shape(x, y, "add");
-  Share z{x.shape, std::vector<u64>(x.size()), std::vector<u64>(x.size())};
+  Share z{x.shape, Vec(x.size()), Vec(x.size())};
   vadd(z.a.data(), x.a.data(), y.a.data(), x.size());
   vadd(z.b.data(), x.b.data(), y.b.data(), x.size());
   return z;
@@ -112,7 +114,7 @@ Share Rep3::add(const Share& x, const Share& y) {
 
 Share Rep3::sub(const Share& x, const Share& y) {
   same_shape(x, y, "sub");
-  Share z{x.shape, std::vector<u64>(x.size()), std::vector<u64>(x.size())};
+  Share z{x.shape, Vec(x.size()), Vec(x.size())};
   vsub(z.a.data(), x.a.data(), y.a.data(), x.size());
   vsub(z.b.data(), x.b.data(), y.b.data(), x.size());
   return z;
@@ -129,7 +131,7 @@ Share Rep3::add_public(const Share& x, const Pub& c) {
   c.check(x.size(), "add_public");
   Share z = x;
   // Component x_0 is P0's `a` and P2's `b`.
-  std::vector<u64>* comp0 = me_ == 0 ? &z.a : me_ == 2 ? &z.b : nullptr;
+  Vec* comp0 = me_ == 0 ? &z.a : me_ == 2 ? &z.b : nullptr;
   if (comp0)
     for (size_t i = 0; i < z.size(); ++i) (*comp0)[i] += c.at(i);
   return z;
@@ -147,11 +149,18 @@ Share Rep3::mul_public(const Share& x, const Pub& c) {
 }
 
 // ------------------------------------------------------------------ products
-Share Rep3::reshare(std::vector<u64>&& z, const Shape& shape) {
+Share Rep3::reshare(Vec&& z, const Shape& shape) {
   const size_t n = z.size();
   // Zero sharing: F(k_i,i+1) - F(k_i-1,i) sums to 0 over the parties and masks z.
-  std::vector<u64> r1 = prg_next_.next(n), r2 = prg_prev_.next(n);
-  for (size_t i = 0; i < n; ++i) z[i] += r1[i] - r2[i];
+  const u64 b1 = prg_next_.skip(n), b2 = prg_prev_.skip(n);
+  u64 r1[kChunk], r2[kChunk];
+  for (size_t c0 = 0; c0 < n; c0 += kChunk) {
+    const size_t len = std::min(kChunk, n - c0);
+    prg_next_.fill_at(b1 + c0 / 2, r1, len);
+    prg_prev_.fill_at(b2 + c0 / 2, r2, len);
+    u64* zc = z.data() + c0;
+    for (size_t j = 0; j < len; ++j) zc[j] += r1[j] - r2[j];
+  }
   comm_.send(prev_, z);
   Share out{shape, std::move(z), comm_.recv(next_, n)};
   return out;
@@ -194,14 +203,14 @@ std::vector<Share> Rep3::products(const std::vector<Product>& list) {
     sizes.push_back(shape_size(sh));
     total += sizes.back();
   }
-  std::vector<u64> z(total);
+  Vec z(total);
   size_t off = 0;
   for (size_t t = 0; t < list.size(); ++t) {
     const Product& p = list[t];
     const Share &x = *p.x, &y = *p.y;
     u64* out = z.data() + off;
     // z_i = x_i*(y_i + y_{i+1}) + x_{i+1}*y_i
-    std::vector<u64> ysum(y.size());
+    Vec ysum(y.size());
     vadd(ysum.data(), y.a.data(), y.b.data(), y.size());
     switch (p.kind) {
       case Product::kElementwise: {
@@ -219,7 +228,7 @@ std::vector<Share> Rep3::products(const std::vector<Product>& list) {
         const ConvGeom& g = p.geom;
         const size_t K = g.kh * g.kw * g.c, N = g.oc, M = g.n * g.oh * g.ow;
         // Filters [OC, KH, KW, C] -> GEMM operand [K, OC].
-        std::vector<u64> ws(K * N), wa(K * N);
+        Vec ws(K * N), wa(K * N);
         for (size_t o = 0; o < N; ++o)
           for (size_t k = 0; k < K; ++k) {
             ws[k * N + o] = ysum[o * K + k];
@@ -230,7 +239,7 @@ std::vector<Share> Rep3::products(const std::vector<Product>& list) {
           gemm_u64(M, N, K, x.a.data(), K, ws.data(), N, out, N, false);
           gemm_u64(M, N, K, x.b.data(), K, wa.data(), N, out, N, true);
         } else {
-          std::vector<u64> cols(M * K);
+          Vec cols(M * K);
           im2col(x.a.data(), g, cols.data());
           gemm_u64(M, N, K, cols.data(), K, ws.data(), N, out, N, false);
           im2col(x.b.data(), g, cols.data());
@@ -257,7 +266,7 @@ std::vector<Share> Rep3::products(const std::vector<Product>& list) {
 // ------------------------------------------------------------------ boolean layer
 Rep3::BShare Rep3::bool_and(const BShare& x, const BShare& y) {
   const size_t n = x.a.size();
-  std::vector<u64> z(n), r1 = prg_next_.next(n), r2 = prg_prev_.next(n);
+  Vec z(n), r1 = prg_next_.next(n), r2 = prg_prev_.next(n);
   for (size_t i = 0; i < n; ++i)
     z[i] = (x.a[i] & y.a[i]) ^ (x.a[i] & y.b[i]) ^ (x.b[i] & y.a[i]) ^ r1[i] ^ r2[i];
   comm_.send(prev_, z);
@@ -265,44 +274,73 @@ Rep3::BShare Rep3::bool_and(const BShare& x, const BShare& y) {
   return out;
 }
 
-Share Rep3::ot_arith(size_t n, const u64* m0, const u64* m1, const uint8_t* choice) {
+template <class Msg, class Choice>
+Share Rep3::ot_arith(size_t n, Msg&& msg, Choice&& choice) {
   // Output components: y1 = rho (P0,P1), y2 = sigma (P1,P2), y0 = m_c - rho - sigma (P0,P2).
+  // P1 sends both table entries to P2 masked with (w0, w1) (key P0-P1) and to P0
+  // masked with (v0, v1) (key P1-P2); each receiver gets the mask of its choice
+  // from the other receiver, who knows the choice and the masks.
   Share out;
   out.shape = {static_cast<int64_t>(n)};
+  u64 r0[kChunk], r1[kChunk];
   if (me_ == 1) {
-    std::vector<u64> rho = prg_prev_.next(n), sigma = prg_next_.next(n);
-    std::vector<u64> w = prg_prev_.next(2 * n), v = prg_next_.next(2 * n);
-    std::vector<u64> to2(2 * n), to0(2 * n);
-    for (size_t i = 0; i < n; ++i) {
-      const u64 t0 = m0[i] - rho[i] - sigma[i], t1 = m1[i] - rho[i] - sigma[i];
-      to2[i] = t0 + w[i];
-      to2[n + i] = t1 + w[n + i];
-      to0[i] = t0 + v[i];
-      to0[n + i] = t1 + v[n + i];
+    const u64 bR = prg_prev_.skip(n), bW0 = prg_prev_.skip(n), bW1 = prg_prev_.skip(n);
+    const u64 bS = prg_next_.skip(n), bV0 = prg_next_.skip(n), bV1 = prg_next_.skip(n);
+    Vec rho(n), sigma(n), to2(2 * n), to0(2 * n);
+    u64 q0[kChunk], q1[kChunk];
+    for (size_t c0 = 0; c0 < n; c0 += kChunk) {
+      const size_t len = std::min(kChunk, n - c0);
+      prg_prev_.fill_at(bR + c0 / 2, rho.data() + c0, len);
+      prg_next_.fill_at(bS + c0 / 2, sigma.data() + c0, len);
+      prg_prev_.fill_at(bW0 + c0 / 2, r0, len);
+      prg_prev_.fill_at(bW1 + c0 / 2, r1, len);
+      prg_next_.fill_at(bV0 + c0 / 2, q0, len);
+      prg_next_.fill_at(bV1 + c0 / 2, q1, len);
+      for (size_t j = 0; j < len; ++j) {
+        const size_t i = c0 + j;
+        u64 m0, m1;
+        msg(i, m0, m1);
+        const u64 mask = rho[i] + sigma[i], t0 = m0 - mask, t1 = m1 - mask;
+        to2[i] = t0 + r0[j];
+        to2[n + i] = t1 + r1[j];
+        to0[i] = t0 + q0[j];
+        to0[n + i] = t1 + q1[j];
+      }
     }
-    comm_.send(2, to2);
-    comm_.send(0, to0);
+    comm_.send(2, std::move(to2));
+    comm_.send(0, std::move(to0));
     out.a = std::move(rho);
     out.b = std::move(sigma);
-  } else {
-    // P0 receives with P2 as helper (masks v, key P1-P2) and helps P2 (masks w, key P0-P1).
-    Prg& with1 = me_ == 0 ? prg_next_ : prg_prev_;
-    std::vector<u64> mine = with1.next(n);  // P0: rho, P2: sigma
-    std::vector<u64> masks = with1.next(2 * n);
-    std::vector<u64> help(n);
-    for (size_t i = 0; i < n; ++i) help[i] = masks[choice[i] ? n + i : i];
-    const int other = me_ == 0 ? 2 : 0;
-    comm_.send(other, help);
-    std::vector<u64> table = comm_.recv(1, 2 * n), unmask = comm_.recv(other, n);
-    std::vector<u64> y0(n);
-    for (size_t i = 0; i < n; ++i) y0[i] = table[choice[i] ? n + i : i] - unmask[i];
-    if (me_ == 0) {
-      out.a = std::move(y0);
-      out.b = std::move(mine);
-    } else {
-      out.a = std::move(mine);
-      out.b = std::move(y0);
+    return out;
+  }
+  Prg& with1 = me_ == 0 ? prg_next_ : prg_prev_;
+  const u64 bM = with1.skip(n), bW0 = with1.skip(n), bW1 = with1.skip(n);
+  Vec mine(n), help(n);
+  std::vector<uint8_t> ch(n);
+  for (size_t c0 = 0; c0 < n; c0 += kChunk) {
+    const size_t len = std::min(kChunk, n - c0);
+    with1.fill_at(bM + c0 / 2, mine.data() + c0, len);
+    with1.fill_at(bW0 + c0 / 2, r0, len);
+    with1.fill_at(bW1 + c0 / 2, r1, len);
+    for (size_t j = 0; j < len; ++j) {
+      const u64 c = choice(c0 + j) & 1, sel = 0 - c;
+      ch[c0 + j] = static_cast<uint8_t>(c);
+      help[c0 + j] = (r0[j] & ~sel) | (r1[j] & sel);
     }
+  }
+  const int other = me_ == 0 ? 2 : 0;
+  comm_.send(other, std::move(help));
+  Vec table = comm_.recv(1, 2 * n), y0 = comm_.recv(other, n);
+  for (size_t i = 0; i < n; ++i) {
+    const u64 sel = 0 - static_cast<u64>(ch[i]);
+    y0[i] = ((table[i] & ~sel) | (table[n + i] & sel)) - y0[i];
+  }
+  if (me_ == 0) {
+    out.a = std::move(y0);
+    out.b = std::move(mine);
+  } else {
+    out.a = std::move(mine);
+    out.b = std::move(y0);
   }
   return out;
 }
@@ -311,9 +349,9 @@ Rep3::BShare Rep3::ot_bool(size_t planes, size_t W, const u64* m0, const u64* m1
   const size_t n = planes * W;
   BShare out{planes, W, {}, {}};
   if (me_ == 1) {
-    std::vector<u64> rho = prg_prev_.next(n), sigma = prg_next_.next(n);
-    std::vector<u64> w = prg_prev_.next(2 * n), v = prg_next_.next(2 * n);
-    std::vector<u64> to2(2 * n), to0(2 * n);
+    Vec rho = prg_prev_.next(n), sigma = prg_next_.next(n);
+    Vec w = prg_prev_.next(2 * n), v = prg_next_.next(2 * n);
+    Vec to2(2 * n), to0(2 * n);
     for (size_t i = 0; i < n; ++i) {
       const u64 t0 = m0[i] ^ rho[i] ^ sigma[i], t1 = m1[i] ^ rho[i] ^ sigma[i];
       to2[i] = t0 ^ w[i];
@@ -327,13 +365,13 @@ Rep3::BShare Rep3::ot_bool(size_t planes, size_t W, const u64* m0, const u64* m1
     out.b = std::move(sigma);
   } else {
     Prg& with1 = me_ == 0 ? prg_next_ : prg_prev_;
-    std::vector<u64> mine = with1.next(n), masks = with1.next(2 * n);
-    std::vector<u64> help(n);
+    Vec mine = with1.next(n), masks = with1.next(2 * n);
+    Vec help(n);
     for (size_t i = 0; i < n; ++i) help[i] = (masks[i] & ~choice[i]) | (masks[n + i] & choice[i]);
     const int other = me_ == 0 ? 2 : 0;
     comm_.send(other, help);
-    std::vector<u64> table = comm_.recv(1, 2 * n), unmask = comm_.recv(other, n);
-    std::vector<u64> y0(n);
+    Vec table = comm_.recv(1, 2 * n), unmask = comm_.recv(other, n);
+    Vec y0(n);
     for (size_t i = 0; i < n; ++i) y0[i] = ((table[i] & ~choice[i]) | (table[n + i] & choice[i])) ^ unmask[i];
     if (me_ == 0) {
       out.a = std::move(y0);
@@ -346,12 +384,12 @@ Rep3::BShare Rep3::ot_bool(size_t planes, size_t W, const u64* m0, const u64* m1
   return out;
 }
 
-Rep3::BShare Rep3::carry(size_t planes, size_t W, const std::vector<u64>& A, const std::vector<u64>& B) {
+Rep3::BShare Rep3::carry(size_t planes, size_t W, const Vec& A, const Vec& B) {
   const size_t n = planes * W;
   // Round 1: share A as XOR-replicated (0, c1, A^c1); G = A & B by OT; P = A ^ B.
   BShare a{planes, W, {}, {}}, bsh{planes, W, {}, {}};
   if (me_ == 1) {
-    std::vector<u64> c1 = prg_prev_.next(n), c2(n);
+    Vec c1 = prg_prev_.next(n), c2(n);
     for (size_t i = 0; i < n; ++i) c2[i] = A[i] ^ c1[i];
     comm_.send(2, c2);
     a.a = std::move(c1);
@@ -369,10 +407,10 @@ Rep3::BShare Rep3::carry(size_t planes, size_t W, const std::vector<u64>& A, con
     bsh.a.assign(n, 0);
     bsh.b = B;
   }
-  std::vector<u64> zero(me_ == 1 ? n : 0);
+  Vec zero(me_ == 1 ? n : 0, 0);
   BShare G = ot_bool(planes, W, zero.data(), me_ == 1 ? A.data() : nullptr, me_ == 1 ? nullptr : B.data());
   comm_.round();
-  BShare P{planes, W, std::vector<u64>(n), std::vector<u64>(n)};
+  BShare P{planes, W, Vec(n), Vec(n)};
   vxor(P.a.data(), a.a.data(), bsh.a.data(), n);
   vxor(P.b.data(), a.b.data(), bsh.b.data(), n);
   // Tree: (G, P)_hi o (G, P)_lo = (G_hi ^ (P_hi & G_lo), P_hi & P_lo); group 0's P is never needed.
@@ -381,8 +419,8 @@ Rep3::BShare Rep3::carry(size_t planes, size_t W, const std::vector<u64>& A, con
     const size_t pairs = cnt / 2;
     // ANDs: P_hi & G_lo for every pair, P_hi & P_lo for pairs t >= 1.
     const size_t nand = pairs + (pairs - 1);
-    BShare X{nand, W, std::vector<u64>(nand * W), std::vector<u64>(nand * W)};
-    BShare Y{nand, W, std::vector<u64>(nand * W), std::vector<u64>(nand * W)};
+    BShare X{nand, W, Vec(nand * W), Vec(nand * W)};
+    BShare Y{nand, W, Vec(nand * W), Vec(nand * W)};
     auto put = [&](BShare& dst, size_t slot, const BShare& src, size_t plane) {
       std::memcpy(dst.a.data() + slot * W, src.a.data() + plane * W, W * 8);
       std::memcpy(dst.b.data() + slot * W, src.b.data() + plane * W, W * 8);
@@ -398,8 +436,8 @@ Rep3::BShare Rep3::carry(size_t planes, size_t W, const std::vector<u64>& A, con
     BShare Z = bool_and(X, Y);
     comm_.round();
     const size_t ncnt = (cnt + 1) / 2;
-    BShare G2{ncnt, W, std::vector<u64>(ncnt * W), std::vector<u64>(ncnt * W)};
-    BShare P2{ncnt, W, std::vector<u64>(ncnt * W), std::vector<u64>(ncnt * W)};
+    BShare G2{ncnt, W, Vec(ncnt * W), Vec(ncnt * W)};
+    BShare P2{ncnt, W, Vec(ncnt * W), Vec(ncnt * W)};
     for (size_t t = 0; t < pairs; ++t) {
       for (size_t w = 0; w < W; ++w) {
         G2.a[t * W + w] = G.a[(2 * t + 1) * W + w] ^ Z.a[t * W + w];
@@ -421,25 +459,18 @@ Rep3::BShare Rep3::carry(size_t planes, size_t W, const std::vector<u64>& A, con
   return G;
 }
 
-Share Rep3::b2a(const BShare& c, size_t n, const std::vector<u64>* x1, const std::vector<u64>* x02, const Pub& s) {
+Share Rep3::b2a(const BShare& c, size_t n, const Vec* x1, const Vec* x02, const Pub& s) {
   // c = c0 ^ (c1 ^ c2): c0 is known to P0 and P2 (the OT choice), c1 ^ c2 to P1.
-  std::vector<u64> m0, m1;
-  std::vector<uint8_t> choice;
-  if (me_ == 1) {
-    m0.resize(n);
-    m1.resize(n);
-    for (size_t i = 0; i < n; ++i) {
-      const u64 e = (bit_at(c.a.data(), i) ^ bit_at(c.b.data(), i) ^ (x1 ? bit_at(x1->data(), i) : 0));
-      const u64 sc = s.at(i);
-      m0[i] = e * sc;
-      m1[i] = (e ^ 1) * sc;
-    }
-  } else {
-    const std::vector<u64>& c0 = me_ == 0 ? c.a : c.b;
-    choice.resize(n);
-    for (size_t i = 0; i < n; ++i) choice[i] = bit_at(c0.data(), i) ^ (x02 ? bit_at(x02->data(), i) : 0);
-  }
-  Share r = ot_arith(n, m0.data(), m1.data(), choice.data());
+  const Vec& c0 = me_ == 0 ? c.a : c.b;
+  Share r = ot_arith(
+      n,
+      [&](size_t i, u64& m0, u64& m1) {
+        const u64 e = bit_at(c.a.data(), i) ^ bit_at(c.b.data(), i) ^ (x1 ? bit_at(x1->data(), i) : 0);
+        const u64 sc = s.at(i);
+        m0 = e * sc;
+        m1 = (e ^ 1) * sc;
+      },
+      [&](size_t i) -> u64 { return bit_at(c0.data(), i) ^ (x02 ? bit_at(x02->data(), i) : 0); });
   comm_.round();
   return r;
 }
@@ -452,14 +483,14 @@ Share Rep3::msb(const Share& x, int bits) {
   const size_t n = x.size(), W = words_for(n), m = bits - 1;
   const u64 mk = mask_bits(bits);
   // 2-of-2 view mod 2^bits: a = x1 + x2 (P1), b = x0 (P0, P2).
-  std::vector<u64> v(n);
+  Vec v(n);
   if (me_ == 1) vadd(v.data(), x.a.data(), x.b.data(), n);
   else v = me_ == 0 ? x.a : x.b;
   for (auto& e : v) e &= mk;
-  std::vector<u64> planes = to_planes(v, bits, W);
-  std::vector<u64> top(planes.begin() + m * W, planes.end());
+  Vec planes = to_planes(v, bits, W);
+  Vec top(planes.begin() + m * W, planes.end());
   planes.resize(m * W);
-  BShare c = carry(m, W, me_ == 1 ? planes : std::vector<u64>(), me_ == 1 ? std::vector<u64>() : planes);
+  BShare c = carry(m, W, me_ == 1 ? planes : Vec(), me_ == 1 ? Vec() : planes);
   Share r = b2a(c, n, me_ == 1 ? &top : nullptr, me_ == 1 ? nullptr : &top, Pub(1));
   r.shape = x.shape;
   return r;
@@ -483,34 +514,26 @@ Share Rep3::trunc_impl(const Share& x, const Shifts& d, bool exact) {
   // x' = x + 2^62 in [0, 2^63); a = x1 + x2 (P1), b = x0 + 2^62 (P0, P2), a + b = x' + w*2^64
   // with w = msb(a) | msb(b). floor(x'/2^d) = (a>>d) + (b>>d) + c - w*2^(64-d),
   // c = [a mod 2^d + b mod 2^d >= 2^d]. Probabilistic: 1 in place of c.
-  std::vector<u64> v(n);
-  if (me_ == 1) vadd(v.data(), x.a.data(), x.b.data(), n);
-  else {
-    v = me_ == 0 ? x.a : x.b;
-    for (auto& e : v) e += u64(1) << 62;
-  }
-  std::vector<u64> m0, m1;
-  std::vector<uint8_t> choice;
-  if (me_ == 1) {
-    m0.resize(n);
-    m1.resize(n);
-    for (size_t i = 0; i < n; ++i) {
-      const int di = d.at(i);
-      const u64 hi = v[i] >> di, ma = v[i] >> 63;
-      m0[i] = hi - shl(ma, 64 - di);
-      m1[i] = hi - shl(1, 64 - di);
-    }
-  } else {
-    choice.resize(n);
-    for (size_t i = 0; i < n; ++i) choice[i] = static_cast<uint8_t>(v[i] >> 63);
-  }
-  Share r = ot_arith(n, m0.data(), m1.data(), choice.data());
+  const Vec& x0 = me_ == 0 ? x.a : x.b;  // P0 and P2 only
+  constexpr u64 kOff = u64(1) << 62;
+  // Probabilistic mode truncates x - 1 and adds 1: the result is floor(x/2^d) + 1 with
+  // probability exactly (x mod 2^d) / 2^d (a carry from uniformly masked low bits).
+  auto off = [&](size_t i) -> u64 { return exact || d.at(i) == 0 ? kOff : kOff - 1; };
+  Share r = ot_arith(
+      n,
+      [&](size_t i, u64& m0, u64& m1) {
+        const int di = d.at(i);
+        const u64 v = x.a[i] + x.b[i], hi = v >> di;
+        m0 = hi - shl(v >> 63, 64 - di);
+        m1 = hi - shl(1, 64 - di);
+      },
+      [&](size_t i) -> u64 { return (x0[i] + off(i)) >> 63; });
   // Public-to-P0/P2 part goes into component x_0.
-  std::vector<u64>* comp0 = me_ == 0 ? &r.a : me_ == 2 ? &r.b : nullptr;
+  Vec* comp0 = me_ == 0 ? &r.a : me_ == 2 ? &r.b : nullptr;
   if (comp0)
     for (size_t i = 0; i < n; ++i) {
       const int di = d.at(i);
-      (*comp0)[i] += (v[i] >> di) - (u64(1) << (62 - di)) + (!exact && di > 0 ? 1 : 0);
+      (*comp0)[i] += ((x0[i] + off(i)) >> di) - (u64(1) << (62 - di)) + (!exact && di > 0 ? 1 : 0);
     }
   if (!exact) {
     comm_.round();
@@ -525,7 +548,11 @@ Share Rep3::trunc_impl(const Share& x, const Shifts& d, bool exact) {
     return r;
   }
   const size_t W = words_for(n);
-  std::vector<u64> planes = to_planes(v, dmax, W);
+  Vec v(n);
+  if (me_ == 1) vadd(v.data(), x.a.data(), x.b.data(), n);
+  else
+    for (size_t i = 0; i < n; ++i) v[i] = x0[i] + kOff;
+  Vec planes = to_planes(v, dmax, W);
   if (d.v.size() != 1) {
     // Bits at or above an element's own d must propagate the carry: (a, b) = (1, 0).
     for (size_t j = 0; j < static_cast<size_t>(dmax); ++j)
@@ -536,7 +563,7 @@ Share Rep3::trunc_impl(const Share& x, const Shifts& d, bool exact) {
           else planes[j * W + (i >> 6)] &= ~bit;
         }
   }
-  BShare c = carry(dmax, W, me_ == 1 ? planes : std::vector<u64>(), me_ == 1 ? std::vector<u64>() : planes);
+  BShare c = carry(dmax, W, me_ == 1 ? planes : Vec(), me_ == 1 ? Vec() : planes);
   Share cb = b2a(c, n, nullptr, nullptr, Pub(1));
   Share out = add(r, cb);
   out.shape = x.shape;

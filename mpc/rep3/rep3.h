@@ -24,7 +24,7 @@ class Rep3 : public Protocol {
   const char* name() const override { return "rep3"; }
 
   Share input(int owner, const Shape& shape, const u64* data) override;
-  std::vector<u64> reveal(const Share& x, int to) override;
+  Vec reveal(const Share& x, int to) override;
   Share add(const Share& x, const Share& y) override;
   Share sub(const Share& x, const Share& y) override;
   Share neg(const Share& x) override;
@@ -38,24 +38,26 @@ class Rep3 : public Protocol {
   // Boolean (XOR) replicated sharing of bit planes: plane j, word w at [j*W + w].
   struct BShare {
     size_t planes = 0, W = 0;
-    std::vector<u64> a, b;
+    Vec a, b;
   };
 
  private:
   int me_, next_, prev_;
   Prg prg_next_, prg_prev_;  // keys shared with next / previous party
 
-  Share reshare(std::vector<u64>&& z, const Shape& shape);
+  Share reshare(Vec&& z, const Shape& shape);
   BShare bool_and(const BShare& x, const BShare& y);  // one round, planes matched
-  // OT with sender P1 (m0/m1), choice known to P0 and P2; replicated output, one round.
-  Share ot_arith(size_t n, const u64* m0, const u64* m1, const uint8_t* choice);
+  // OT with sender P1, choice known to P0 and P2; replicated output, one round.
+  // msg(i, m0, m1) is evaluated at P1 only, choice(i) -> 0/1 at P0 and P2 only.
+  template <class Msg, class Choice>
+  Share ot_arith(size_t n, Msg&& msg, Choice&& choice);
   BShare ot_bool(size_t planes, size_t W, const u64* m0, const u64* m1, const u64* choice);
   // Carry out of A + B over `planes` bit planes (A at P1, B at P0/P2). One
   // round for the first layer, then one per tree level.
-  BShare carry(size_t planes, size_t W, const std::vector<u64>& A, const std::vector<u64>& B);
+  BShare carry(size_t planes, size_t W, const Vec& A, const Vec& B);
   // Bit injection of plane 0 of c, XORed with a bit known to P1 (x1) and one
   // known to P0/P2 (x02); scaled by s. One round.
-  Share b2a(const BShare& c, size_t n, const std::vector<u64>* x1, const std::vector<u64>* x02, const Pub& s);
+  Share b2a(const BShare& c, size_t n, const Vec* x1, const Vec* x02, const Pub& s);
   Share trunc_impl(const Share& x, const Shifts& d, bool exact);
 };
 

@@ -1,0 +1,82 @@
+#include "pool.h"
+
+#include <cstdlib>
+#include <mutex>
+
+namespace mpc {
+
+namespace {
+constexpr size_t kMinPooled = 64 * 1024;       // smaller blocks go straight to malloc
+constexpr size_t kMaxCached = size_t(2) << 30;  // cap on idle memory kept for reuse
+constexpr int kClasses = 48;
+
+struct Pool {
+  std::mutex mu;
+  std::vector<void*> free[kClasses];
+  size_t cached = 0;
+} g_pool;
+
+inline int size_class(size_t bytes) {
+  int c = 0;
+  while ((size_t(1) << c) < bytes) ++c;
+  return c;
+}
+}  // namespace
+
+void* pool_alloc(size_t bytes) {
+  if (bytes == 0) bytes = 8;
+  if (bytes < kMinPooled) {
+    void* p = std::aligned_alloc(64, (bytes + 63) & ~size_t(63));
+    if (!p) throw std::bad_alloc();
+    return p;
+  }
+  const int c = size_class(bytes);
+  {
+    std::lock_guard<std::mutex> g(g_pool.mu);
+    auto& fl = g_pool.free[c];
+    if (!fl.empty()) {
+      void* p = fl.back();
+      fl.pop_back();
+      g_pool.cached -= size_t(1) << c;
+      return p;
+    }
+  }
+  void* p = std::aligned_alloc(64, size_t(1) << c);
+  if (!p) throw std::bad_alloc();
+  return p;
+}
+
+void pool_free(void* p, size_t bytes) {
+  if (!p) return;
+  if (bytes == 0) bytes = 8;
+  if (bytes < kMinPooled) {
+    std::free(p);
+    return;
+  }
+  const int c = size_class(bytes);
+  {
+    std::lock_guard<std::mutex> g(g_pool.mu);
+    if (g_pool.cached + (size_t(1) << c) <= kMaxCached) {
+      g_pool.free[c].push_back(p);
+      g_pool.cached += size_t(1) << c;
+      return;
+    }
+  }
+  std::free(p);
+}
+
+size_t pool_cached_bytes() {
+  std::lock_guard<std::mutex> g(g_pool.mu);
+  return g_pool.cached;
+}
+
+void pool_release() {
+  std::lock_guard<std::mutex> g(g_pool.mu);
+  for (auto& fl : g_pool.free) {
+    for (void* p : fl) std::free(p);
+    fl.clear();
+  }
+  g_pool.cached = 0;
+}
+
+}  // namespace mpc

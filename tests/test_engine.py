@@ -1,0 +1,418 @@
+"""rep3 engine: every primitive against a plaintext numpy reference, cost
+accounting, view independence, and bad-input handling."""
+import numpy as np
+import pytest
+
+import tflite_mpc
+from tflite_mpc import _native
+import tflite_ref as ref
+
+I32_EDGES = [0, 1, -1, 2**31 - 1, -(2**31), 2**31 - 2, -(2**31) + 1, 127, -128, 255]
+U64 = np.uint64
+
+
+def wrap(a):
+    """Python ints -> numpy int64 with two's-complement wraparound (Z_2^64)."""
+    return np.array([((int(v) + 2**63) % 2**64) - 2**63 for v in np.ravel(a)], dtype=np.int64).reshape(np.shape(a))
+
+
+# ---------------------------------------------------------------- building blocks
+def test_aes_fips197_vector():
+    key = bytes(range(16))
+    pt = bytes.fromhex("00112233445566778899aabbccddeeff")
+    assert _native.aes128_encrypt_block(key, pt).hex() == "69c4e0d86a7b0430d8cdb78070b4c55a"
+
+
+def test_prg_stream_is_aes_ctr():
+    key = bytes(range(16))
+    s = _native.prg_stream(key, 5)
+    for blk in range(3):
+        ctr = blk.to_bytes(8, "little") + bytes(8)
+        c = _native.aes128_encrypt_block(key, ctr)
+        words = np.frombuffer(c, dtype=np.uint64)
+        assert s[2 * blk] == words[0]
+        if 2 * blk + 1 < 5:
+            assert s[2 * blk + 1] == words[1]
+    assert not np.array_equal(_native.prg_stream(bytes(16), 8), _native.prg_stream(bytes([1] + [0] * 15), 8))
+
+
+@pytest.mark.parametrize("level", ["scalar", "avx2", "avx512"])
+def test_gemm_every_simd_level(level, rng):
+    if level == "avx512" and tflite_mpc.simd_level() != "avx512":
+        pytest.skip("no AVX-512 here")
+    a = rng.integers(0, 2**64, size=(37, 300), dtype=U64)
+    b = rng.integers(0, 2**64, size=(300, 21), dtype=U64)
+    try:
+        _native.force_simd_level(level)
+        got = _native.gemm_u64(a, b)
+    finally:
+        _native.force_simd_level("")
+    assert np.array_equal(got, a @ b)  # numpy uint64 matmul wraps mod 2^64
+
+
+# ---------------------------------------------------------------- sharing
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16, np.int32, np.int64, np.uint64])
+def test_share_reveal_roundtrip(engine, rng, dtype):
+    info = np.iinfo(dtype)
+    x = rng.integers(info.min, info.max, size=(3, 5, 7), dtype=dtype, endpoint=True)
+    x.flat[:2] = [info.min, info.max]
+    for owner in range(3):
+        s = engine.share(x, owner=owner)
+        assert s.shape == x.shape
+        if dtype == np.uint64:
+            assert np.array_equal(engine.reveal(s, signed=False), x)
+        else:
+            assert np.array_equal(engine.reveal(s), x.astype(np.int64))
+
+
+def test_reveal_to_one_party(engine, rng):
+    x = rng.integers(-1000, 1000, size=50)
+    s = engine.share(x, owner=2)
+    for to in range(3):
+        engine.reset_stats()
+        assert np.array_equal(engine.reveal(s, to=to), x)
+        st = engine.stats()
+        sent = [p["reveal"]["bytes_sent"] for p in st]
+        # only the recipient's next party sends, exactly one component
+        assert sent[(to + 1) % 3] == 8 * x.size and sum(sent) == 8 * x.size
+
+
+def test_share_components_hide_the_secret(engine):
+    # No non-owner's pair of components equals the secret or a trivial function of it.
+    x = np.full(1000, 12345)
+    s = engine.share(x, owner=0)
+    for party in (1, 2):
+        a, b = engine.view(s, party)
+        assert not np.array_equal(a.view(np.int64), x) and not np.array_equal(b.view(np.int64), x)
+        assert not np.array_equal((a + b).view(np.int64), x)
+
+
+# ---------------------------------------------------------------- linear
+def test_linear_ops_wrap_mod_2_64(engine, rng):
+    x = rng.integers(-(2**63), 2**63 - 1, size=200, dtype=np.int64)
+    y = rng.integers(-(2**63), 2**63 - 1, size=200, dtype=np.int64)
+    x[:4] = [2**63 - 1, -(2**63), 0, -1]
+    X, Y = engine.share(x, 0), engine.share(y, 1)
+    with np.errstate(over="ignore"):
+        assert np.array_equal(engine.reveal(engine.add(X, Y)), x + y)
+        assert np.array_equal(engine.reveal(engine.sub(X, Y)), x - y)
+        assert np.array_equal(engine.reveal(engine.neg(X)), -x)
+        assert np.array_equal(engine.reveal(engine.add_public(X, 7)), x + 7)
+        assert np.array_equal(engine.reveal(engine.mul_public(X, -3)), x * -3)
+    c = rng.integers(-5, 5, size=8)
+    X2 = engine.share(rng.integers(-100, 100, size=(25, 8)), 0)
+    v = engine.reveal(X2)
+    assert np.array_equal(engine.reveal(engine.add_public(X2, c)), v + c)  # per-channel broadcast
+    assert np.array_equal(engine.reveal(engine.mul_public(X2, c)), v * c)
+
+
+# ---------------------------------------------------------------- products
+def test_mul_elementwise_edges(engine, rng):
+    e = np.array(I32_EDGES, dtype=np.int64)
+    x = np.concatenate([np.repeat(e, len(e)), rng.integers(-(2**31), 2**31, size=500)])
+    y = np.concatenate([np.tile(e, len(e)), rng.integers(-(2**31), 2**31, size=500)])
+    got = engine.reveal(engine.mul(engine.share(x, 0), engine.share(y, 1)))
+    assert np.array_equal(got, x * y)
+
+
+def test_mul_full_ring_wraparound(engine, rng):
+    x = rng.integers(0, 2**64, size=300, dtype=U64)
+    y = rng.integers(0, 2**64, size=300, dtype=U64)
+    got = engine.reveal(engine.mul(engine.share(x, 2), engine.share(y, 0)), signed=False)
+    assert np.array_equal(got, x * y)
+
+
+@pytest.mark.parametrize("m,k,n", [(1, 1, 1), (7, 13, 5), (64, 300, 33), (3136 // 16, 128, 128)])
+def test_matmul(engine, rng, m, k, n):
+    a = rng.integers(-128, 128, size=(m, k))
+    b = rng.integers(-128, 128, size=(k, n))
+    assert np.array_equal(engine.reveal(engine.matmul(engine.share(a, 0), engine.share(b, 1))), a @ b)
+    a64 = rng.integers(0, 2**64, size=(m, k), dtype=U64)
+    b64 = rng.integers(0, 2**64, size=(k, n), dtype=U64)
+    got = engine.reveal(engine.matmul(engine.share(a64, 0), engine.share(b64, 1)), signed=False)
+    assert np.array_equal(got, a64 @ b64)
+
+
+def conv_ref(x, w, stride, dilation, padding, depthwise=False, dm=1):
+    n, h, wd, c = x.shape
+    if depthwise:
+        kh, kw, oc = w.shape[1], w.shape[2], w.shape[3]
+    else:
+        oc, kh, kw = w.shape[0], w.shape[1], w.shape[2]
+    ekh, ekw = (kh - 1) * dilation + 1, (kw - 1) * dilation + 1
+    if padding == "same":
+        oh, ow = -(-h // stride), -(-wd // stride)
+        pt = max(0, (oh - 1) * stride + ekh - h) // 2
+        pl = max(0, (ow - 1) * stride + ekw - wd) // 2
+    else:
+        oh, ow = (h - ekh) // stride + 1, (wd - ekw) // stride + 1
+        pt = pl = 0
+    out = np.zeros((n, oh, ow, oc), dtype=np.int64)
+    for oy in range(oh):
+        for ox in range(ow):
+            for ky in range(kh):
+                for kx in range(kw):
+                    iy, ix = oy * stride - pt + ky * dilation, ox * stride - pl + kx * dilation
+                    if 0 <= iy < h and 0 <= ix < wd:
+                        px = x[:, iy, ix, :]
+                        if depthwise:
+                            out[:, oy, ox, :] += np.repeat(px, dm, axis=1) * w[0, ky, kx, :]
+                        else:
+                            out[:, oy, ox, :] += px @ w[:, ky, kx, :].T
+    return out
+
+
+@pytest.mark.parametrize("k,stride,dilation,padding", [(1, 1, 1, "same"), (3, 1, 1, "same"), (3, 2, 1, "same"),
+                                                        (3, 2, 1, "valid"), (3, 1, 2, "same"), (5, 3, 1, "valid"),
+                                                        (2, 2, 1, "same")])
+def test_conv2d(engine, rng, k, stride, dilation, padding):
+    x = rng.integers(-128, 128, size=(2, 9, 8, 5))
+    w = rng.integers(-127, 128, size=(6, k, k, 5))
+    got = engine.reveal(engine.conv2d(engine.share(x, 0), engine.share(w, 1), stride=stride, dilation=dilation,
+                                      padding=padding))
+    assert np.array_equal(got, conv_ref(x, w, stride, dilation, padding))
+
+
+@pytest.mark.parametrize("k,stride,dilation,padding,dm", [(3, 1, 1, "same", 1), (3, 2, 1, "same", 1),
+                                                           (3, 1, 2, "valid", 1), (3, 2, 1, "same", 2),
+                                                           (5, 1, 1, "same", 3)])
+def test_depthwise_conv2d(engine, rng, k, stride, dilation, padding, dm):
+    x = rng.integers(-128, 128, size=(1, 10, 9, 4))
+    w = rng.integers(-127, 128, size=(1, k, k, 4 * dm))
+    got = engine.reveal(engine.depthwise_conv2d(engine.share(x, 0), engine.share(w, 1), stride=stride,
+                                                dilation=dilation, padding=padding, depth_multiplier=dm))
+    assert np.array_equal(got, conv_ref(x, w, stride, dilation, padding, depthwise=True, dm=dm))
+
+
+def test_independent_products_share_one_round(engine, rng):
+    a = [engine.share(rng.integers(-99, 99, size=(8, 8)), 0) for _ in range(4)]
+    b = [engine.share(rng.integers(-99, 99, size=(8, 8)), 1) for _ in range(4)]
+    engine.reset_stats()
+    outs = engine.mul_many(list(zip(a, b)), matmul=True)
+    st = engine.stats()
+    assert all(p["mul"]["rounds"] == 1 for p in st)
+    for o, x, y in zip(outs, a, b):
+        assert np.array_equal(engine.reveal(o), engine.reveal(x) @ engine.reveal(y))
+    # resharing traffic equals the output size, independent of the inner dimension
+    assert all(p["mul"]["bytes_sent"] == 4 * 64 * 8 for p in st)
+
+
+# ---------------------------------------------------------------- truncation
+def trunc_inputs(rng, n=4000):
+    lim = 2**62 - 1
+    edges = [0, 1, -1, 2, -2, lim, -lim, 2**61, -(2**61), 2**31 - 1, -(2**31), 2**40 + 2**39, -(2**40) - 2**39]
+    return np.concatenate([edges, rng.integers(-lim, lim, size=n // 2),
+                           rng.integers(-(2**34), 2**34, size=n // 2)]).astype(np.int64)
+
+
+@pytest.mark.parametrize("d", [0, 1, 7, 31, 47, 62])
+def test_trunc_probabilistic_within_one(engine, rng, d):
+    x = trunc_inputs(rng)
+    got = engine.reveal(engine.trunc_pr(engine.share(x, 1), d))
+    diff = got - (x >> d)
+    assert set(np.unique(diff)) <= {0, 1}
+    if d == 0:
+        assert np.array_equal(got, x)
+
+
+@pytest.mark.parametrize("d", [0, 1, 7, 31, 47, 62])
+def test_trunc_exact_is_floor(engine, rng, d):
+    x = trunc_inputs(rng)
+    assert np.array_equal(engine.reveal(engine.trunc(engine.share(x, 2), d)), x >> d)
+
+
+def test_trunc_per_channel_shifts(engine, rng):
+    x = rng.integers(-(2**50), 2**50, size=(100, 6))
+    d = [0, 3, 17, 31, 40, 62]
+    assert np.array_equal(engine.reveal(engine.trunc(engine.share(x, 0), d)), x >> np.array(d))
+    pr = engine.reveal(engine.trunc_pr(engine.share(x, 0), d)) - (x >> np.array(d))
+    assert set(np.unique(pr)) <= {0, 1}
+
+
+def test_trunc_probabilistic_is_unbiased(engine):
+    # x = k + 1/4 (d = 2) rounds up with probability ~1/4: stochastic rounding.
+    x = np.full(20000, 4 * 1000 + 1)
+    got = engine.reveal(engine.trunc_pr(engine.share(x, 0), 2))
+    frac_up = np.mean(got == 1001)
+    assert set(np.unique(got)) <= {1000, 1001}
+    assert 0.2 < frac_up < 0.3, frac_up
+
+
+def test_round_div_pot_matches_gemmlowp(engine, rng):
+    x = np.concatenate([np.array(I32_EDGES), rng.integers(-(2**31), 2**31, size=3000),
+                        np.arange(-40, 41)]).astype(np.int64)
+    for e in [0, 1, 2, 5, 12, 31]:
+        got = engine.reveal(engine.round_div_pot(engine.share(x, 0), e, 32))
+        assert np.array_equal(got, ref.rounding_divide_by_pot(x, e)), e
+
+
+def test_requantize_exact_matches_tflite(engine, rng):
+    x = np.concatenate([np.array(I32_EDGES[:-2]), rng.integers(-(2**31) + 1, 2**31, size=2000),
+                        rng.integers(-5000, 5000, size=2000)]).astype(np.int64)
+    for real in [0.0003, 0.0123456, 0.25, 0.5, 0.74, 0.99999, 1.5, 3.7]:
+        mult, shift = ref.quantize_multiplier(real)
+        xs = x if shift <= 0 else x >> shift  # keep x * 2^shift inside int32, as TFLite requires
+        want = ref.multiply_by_quantized_multiplier(xs, mult, shift)
+        got = engine.reveal(engine.requantize(engine.share(xs, 0), mult, shift, exact=True))
+        assert np.array_equal(got, want), real
+        pr = engine.reveal(engine.requantize(engine.share(xs, 0), mult, shift, exact=False))
+        assert np.max(np.abs(pr - want)) <= 1, real
+
+
+def test_requantize_per_channel(engine, rng):
+    reals = [0.001, 0.02, 0.3, 0.0007]
+    qm = [ref.quantize_multiplier(r) for r in reals]
+    x = rng.integers(-(2**24), 2**24, size=(500, 4))
+    want = np.stack([ref.multiply_by_quantized_multiplier(x[:, c], qm[c][0], qm[c][1]) for c in range(4)], axis=1)
+    got = engine.reveal(engine.requantize(engine.share(x, 0), [m for m, _ in qm], [s for _, s in qm]))
+    assert np.array_equal(got, want)
+
+
+# ---------------------------------------------------------------- comparison
+@pytest.mark.parametrize("bits", [2, 3, 8, 16, 31, 32, 33, 48, 63, 64])
+def test_msb_at_boundaries(engine, rng, bits):
+    lo, hi = -(2**(bits - 1)), 2**(bits - 1) - 1
+    edges = [lo, lo + 1, -1, 0, 1, hi - 1, hi] + [v for k in range(bits - 1) for v in (2**k, -(2**k), 2**k - 1)]
+    x = np.concatenate([np.array(edges, dtype=object).astype(np.int64),
+                        rng.integers(lo, hi, size=2000, endpoint=True, dtype=np.int64)])
+    x = np.clip(x, lo, hi)
+    got = engine.reveal(engine.msb(engine.share(x, 2), bits))
+    assert np.array_equal(got, (x < 0).astype(np.int64))
+
+
+def test_relu_max_select_clamp(engine, rng):
+    x = np.concatenate([np.array(I32_EDGES), rng.integers(-(2**31), 2**31, size=1000)]).astype(np.int64)
+    y = rng.integers(-(2**31), 2**31, size=x.size)
+    X, Y = engine.share(x, 0), engine.share(y, 1)
+    assert np.array_equal(engine.reveal(engine.relu(X, 32)), np.maximum(x, 0))
+    assert np.array_equal(engine.reveal(engine.max(X, Y, 33)), np.maximum(x, y))
+    c = rng.integers(0, 2, size=x.size)
+    assert np.array_equal(engine.reveal(engine.select(engine.share(c, 1), X, Y)), np.where(c == 1, x, y))
+    assert np.array_equal(engine.reveal(engine.clamp(X, -128, 127, 33)), np.clip(x, -128, 127))
+    lo, hi = np.array([-5, 0, -128]), np.array([5, 6, 127])
+    X3 = engine.share(rng.integers(-300, 300, size=(50, 3)), 0)
+    v = engine.reveal(X3)
+    assert np.array_equal(engine.reveal(engine.clamp(X3, lo, hi, 16)), np.clip(v, lo, hi))
+
+
+def test_batched_elementwise_share_rounds(engine, rng):
+    xs = [engine.share(rng.integers(-1000, 1000, size=s), 0) for s in [(5,), (7, 3), (11,)]]
+    engine.reset_stats()
+    single = engine.relu(xs[0], 16)
+    one = engine.stats()[0]["relu"]["rounds"]
+    engine.reset_stats()
+    flat = engine.concat(xs)
+    outs = engine.split(engine.relu(flat, 16), [(5,), (7, 3), (11,)])
+    assert engine.stats()[0]["relu"]["rounds"] == one
+    for o, x in zip(outs, xs):
+        assert np.array_equal(engine.reveal(o), np.maximum(engine.reveal(x), 0))
+    assert single.shape == (5,)
+
+
+# ---------------------------------------------------------------- cost accounting
+OPS = {
+    "mul": lambda e, x, y: e.mul(x, y),
+    "trunc_pr": lambda e, x, y: e.trunc_pr(x, 12),
+    "trunc": lambda e, x, y: e.trunc(x, 12),
+    "msb": lambda e, x, y: e.msb(x, 32),
+    "relu": lambda e, x, y: e.relu(x, 32),
+    "clamp": lambda e, x, y: e.clamp(x, -128, 127, 32),
+    "round_div_pot": lambda e, x, y: e.round_div_pot(x, 5, 32),
+    "requantize": lambda e, x, y: e.requantize(x, 1 << 30, -3, True),
+}
+
+
+@pytest.mark.parametrize("op", sorted(OPS))
+def test_rounds_do_not_grow_with_size(engine, rng, op):
+    rounds = []
+    for n in [1, 100, 20000]:
+        x = engine.share(rng.integers(-(2**20), 2**20, size=n), 0)
+        y = engine.share(rng.integers(-(2**20), 2**20, size=n), 1)
+        engine.reset_stats()
+        OPS[op](engine, x, y)
+        st = engine.stats()
+        rounds.append(st[0]["total"]["rounds"])
+        assert st[0]["total"]["rounds"] == st[1]["total"]["rounds"] == st[2]["total"]["rounds"]
+    assert rounds[0] == rounds[1] == rounds[2] and rounds[0] >= 1, rounds
+
+
+def test_round_counts(engine, rng):
+    x = engine.share(rng.integers(-100, 100, size=64), 0)
+    expect = {"trunc_pr": 1, "mul": 1}
+    for op, r in expect.items():
+        engine.reset_stats()
+        OPS[op](engine, x, x)
+        assert engine.stats()[0][op]["rounds"] == r
+
+
+# ---------------------------------------------------------------- privacy: a party's view
+def test_views_independent_of_the_secret():
+    """A party's share components must look uniform and be distributed the same for
+    two different secrets (after sharing, a product and a truncation)."""
+    eng = tflite_mpc.Engine("rep3")
+    n = 40000
+    for party in range(3):
+        samples = {}
+        for secret in (0, 2**40 + 12345):
+            x = eng.share(np.full(n, secret), owner=(party + 1) % 3)  # someone else's input
+            y = eng.mul(x, eng.share(np.full(n, 3), owner=(party + 2) % 3))
+            z = eng.trunc_pr(y, 9)
+            comps = []
+            for s in (x, y, z):
+                comps += [c.astype(U64) for c in eng.view(s, party)]
+            samples[secret] = comps
+        for c0, c1 in zip(samples[0], samples[2**40 + 12345]):
+            if np.all(c0 == 0) and np.all(c1 == 0):
+                continue  # a structurally zero component carries nothing
+            for comp in (c0, c1):
+                # every bit of every component is a fair coin
+                bits = ((comp[:, None] >> np.arange(64, dtype=U64)) & U64(1)).mean(axis=0)
+                assert np.all(np.abs(bits - 0.5) < 0.02), bits
+            # low bytes: the two secrets give indistinguishable histograms (chi-square, 255 dof)
+            h0 = np.bincount((c0 & U64(0xFF)).astype(np.int64), minlength=256)
+            h1 = np.bincount((c1 & U64(0xFF)).astype(np.int64), minlength=256)
+            tot = h0 + h1
+            exp0 = tot * h0.sum() / tot.sum()
+            exp1 = tot * h1.sum() / tot.sum()
+            chi = np.sum((h0 - exp0) ** 2 / exp0 + (h1 - exp1) ** 2 / exp1)
+            assert chi < 400, chi  # p ~ 1e-8 at 255 degrees of freedom
+
+
+# ---------------------------------------------------------------- bad input
+def test_bad_inputs_raise_python_errors(engine, rng):
+    x = engine.share(np.arange(6), 0)
+    y = engine.share(np.arange(7), 1)
+    with pytest.raises(ValueError, match="shape"):
+        engine.add(x, y)
+    with pytest.raises(ValueError, match="shape"):
+        engine.mul(x, y)
+    with pytest.raises(ValueError, match="matmul"):
+        engine.matmul(engine.share(np.ones((2, 3), dtype=np.int64)), engine.share(np.ones((2, 3), dtype=np.int64)))
+    with pytest.raises(TypeError, match="integer"):
+        engine.share(np.ones(3, dtype=np.float32))
+    with pytest.raises(TypeError, match="integer"):
+        engine.share(np.ones(3, dtype=bool))
+    with pytest.raises(ValueError, match="owner"):
+        engine.share(np.ones(3, dtype=np.int64), owner=3)
+    with pytest.raises(ValueError, match="bit width"):
+        engine.msb(x, 1)
+    with pytest.raises(ValueError, match="shift"):
+        engine.trunc(x, 63)
+    with pytest.raises(ValueError, match="broadcast"):
+        engine.add_public(x, [1, 2, 3, 4])
+    with pytest.raises(ValueError, match="padding"):
+        engine.conv2d(engine.share(np.ones((1, 3, 3, 1), dtype=np.int64)),
+                      engine.share(np.ones((1, 1, 1, 1), dtype=np.int64)), padding="full")
+    with pytest.raises(ValueError, match="protocol"):
+        tflite_mpc.Engine("nope")
+    # the session is still usable after argument errors
+    assert np.array_equal(engine.reveal(engine.mul(x, x)), np.arange(6) ** 2)
+
+
+def test_debug_checks_catch_out_of_range_values():
+    eng = tflite_mpc.Engine("rep3", debug_checks=True)
+    with pytest.raises(ValueError, match="does not fit in 8 signed bits"):
+        eng.msb(eng.share(np.array([1, 2, 300])), 8)
+    with pytest.raises(ValueError, match="63 signed bits"):
+        eng.trunc_pr(eng.share(np.array([2**62 + 5])), 4)
+    assert np.array_equal(eng.reveal(eng.msb(eng.share(np.array([-5, 5])), 8)), [1, 0])
