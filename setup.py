@@ -22,14 +22,26 @@ def sources():
     return [os.path.relpath(p, HERE) for p in out]
 
 
+def static_libcrypto():
+    """TensorFlow exports BoringSSL symbols into the process: a dynamically linked
+    OpenSSL would be interposed by them. Link OpenSSL's libcrypto statically and
+    keep its symbols local (--exclude-libs)."""
+    for d in ("/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib", "/usr/local/lib64", "/usr/local/lib"):
+        p = os.path.join(d, "libcrypto.a")
+        if os.path.exists(p):
+            return p
+    raise RuntimeError("libcrypto.a not found: install OpenSSL's development files (Debian: libssl-dev)")
+
+
 ext = Pybind11Extension(
     "tflite_mpc._native",
     sources(),
     include_dirs=[HERE],
     cxx_std=17,
     extra_compile_args=["-O3", "-fvisibility=hidden", "-Wall", "-Wno-unused-function"],
-    extra_link_args=["-Wl,--exclude-libs,ALL"],
-    libraries=["crypto"],
+    extra_objects=[static_libcrypto()],
+    extra_link_args=["-Wl,--exclude-libs,ALL", "-pthread"],
+    libraries=["dl"],
 )
 
 setup(

@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "cpu.h"
+#include "delegate/delegate.h"
 #include "linalg.h"
 #include "local.h"
 #include "ops.h"
@@ -267,6 +268,47 @@ PYBIND11_MODULE(_native, m) {
         return t[t.size() / 2];
       },
       py::arg("M"), py::arg("K"), py::arg("N"), py::arg("repeat") = 5);
+
+  // ---- delegate side (the same library is the TFLite plugin)
+  m.def("delegate_last_error", &tflite_mpc::last_error);
+  m.def("validate_options", [](const std::map<std::string, std::string>& kv) {
+    std::vector<std::pair<std::string, std::string>> v(kv.begin(), kv.end());
+    tflite_mpc::Options::parse(v);
+  });
+  m.def(
+      "delegate_report",
+      [](py::object handle) -> py::object {
+        tflite_mpc::Report* r = handle.is_none() ? tflite_mpc::last_report()
+                                                 : tflite_mpc::report_for(reinterpret_cast<const void*>(handle.cast<uintptr_t>()));
+        if (!r) return py::none();
+        auto cost = [](const mpc::OpCost& c) {
+          py::dict d;
+          d["bytes_sent"] = c.bytes_sent;
+          d["bytes_recv"] = c.bytes_recv;
+          d["rounds"] = c.rounds;
+          d["seconds"] = c.seconds;
+          return d;
+        };
+        py::list layers;
+        for (auto& l : r->layers) {
+          py::dict d;
+          d["node"] = l.node;
+          d["op"] = l.op;
+          d["seconds"] = l.seconds;
+          py::list parties;
+          for (auto& c : l.party) parties.append(cost(c));
+          d["parties"] = parties;
+          layers.append(d);
+        }
+        py::dict out;
+        out["layers"] = layers;
+        out["seconds"] = r->seconds;
+        py::list tot;
+        for (auto& c : r->total) tot.append(cost(c));
+        out["parties"] = tot;
+        return out;
+      },
+      py::arg("delegate") = py::none());
 
   py::class_<Secret, SecretPtr>(m, "Secret")
       .def_property_readonly("shape", [](const Secret& s) { return py::tuple(py::cast(s.shape)); })

@@ -17,6 +17,14 @@ Share Protocol::depthwise(const Share& x, const Share& w, const ConvGeom& g) {
   return std::move(products({{Product::kDepthwise, &x, &w, g}})[0]);
 }
 
+Share Protocol::linear(const Share& x, const Shape& out_shape, const std::function<void(const u64*, u64*)>& f) {
+  const size_t n = shape_size(out_shape);
+  Share y{out_shape, Vec(n), Vec(n)};
+  f(x.a.data(), y.a.data());
+  f(x.b.data(), y.b.data());
+  return y;
+}
+
 void Protocol::check_range(const Share& x, int bits, const char* what) {
   Vec v = reveal(x, -1);
   const i64 lo = bits >= 64 ? INT64_MIN : -(i64(1) << (bits - 1));

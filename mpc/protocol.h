@@ -3,6 +3,7 @@
 // whole tensors; its round count never depends on the tensor size, and lists
 // of independent products share one round (products()).
 #pragma once
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -51,6 +52,11 @@ class Protocol {
   virtual Share neg(const Share& x) = 0;
   virtual Share add_public(const Share& x, const Pub& c) = 0;
   virtual Share mul_public(const Share& x, const Pub& c) = 0;
+  // Any public linear map (gather, window sum, transpose, broadcast), applied
+  // to the share's components: f(in, out) maps one component to one component.
+  // Valid for every protocol here, whose shares are linear in the secret.
+  virtual Share linear(const Share& x, const Shape& out_shape,
+                       const std::function<void(const u64* in, u64* out)>& f);
 
   // Secret x secret products: local share products plus one resharing round
   // for the whole list, whose traffic equals the total output size.

@@ -1,0 +1,476 @@
+// TFLite delegate plugin entry points and the secure plan runner.
+//
+// Security invariant: a tensor is secret if it is a graph input (the data
+// owner's), a constant consumed by a secure kernel (the model owner's), or an
+// output of a claimed node. Every node that reads a secret tensor's data is
+// claimed; if no secure kernel exists for it the model is refused, naming the
+// op and node. Only SHAPE (which reads dimensions, never data) and nodes on
+// public data stay with TFLite. Values cross from one partition to the next
+// as shares inside the plan, never through TFLite tensors.
+#include "delegate/delegate.h"
+
+#include <algorithm>
+#include <cstdarg>
+#include <cstring>
+#include <set>
+#include <sstream>
+
+#include "delegate/registry.h"
+#include "mpc/stats.h"
+
+#define TFLITE_MPC_EXPORT extern "C" __attribute__((visibility("default")))
+
+namespace tflite_mpc {
+
+namespace {
+
+std::mutex g_mu;
+std::string g_last_error;
+std::set<MpcDelegate*> g_live;
+std::shared_ptr<Plan> g_last_plan;
+
+void set_last_error(const std::string& e) {
+  std::lock_guard<std::mutex> g(g_mu);
+  g_last_error = e;
+}
+
+// TFLite glues consecutive reports together: end each with a newline.
+void report(TfLiteContext* ctx, const std::string& msg) {
+  set_last_error(msg);
+  if (ctx && ctx->ReportError) ctx->ReportError(ctx, "%s\n", msg.c_str());
+}
+
+bool is_constant(TfLiteContext* ctx, int t) {
+  const TfLiteTensor& ten = ctx->tensors[t];
+  return ten.allocation_type == kTfLiteMmapRo || ten.allocation_type == kTfLitePersistentRo;
+}
+
+std::string node_label(int node, int code) {
+  return std::string("node ") + std::to_string(node) + " (" + builtin_name(code) + ")";
+}
+
+Vec encode_int8_tensor(const TfLiteTensor& t, size_t n) {
+  Vec v(n);
+  if (t.type == kTfLiteInt8) {
+    for (size_t i = 0; i < n; ++i) v[i] = static_cast<uint64_t>(static_cast<int64_t>(t.data.int8[i]));
+  } else {
+    throw ArgError(std::string("input tensor '") + (t.name ? t.name : "?") + "' must be int8 (or float32 with a QUANTIZE edge)");
+  }
+  return v;
+}
+
+struct Partition {
+  std::shared_ptr<Plan> plan;
+  std::vector<int> nodes;     // plan order
+  std::vector<int> reveal;    // graph outputs of this partition (int8 tensors revealed)
+  std::vector<int> hidden;    // outputs consumed elsewhere: their TFLite buffers get zeros
+  bool first = false;         // contains the first claimed node: starts a new report
+};
+
+// ------------------------------------------------------------------ plan construction
+std::shared_ptr<Plan> build_plan(TfLiteContext* ctx, const Options& opt, std::vector<int>* claimed) {
+  auto plan = std::make_shared<Plan>();
+  plan->opt = opt;
+  TfLiteIntArray* exec = nullptr;
+  if (ctx->GetExecutionPlan(ctx, &exec) != kTfLiteOk || !exec) throw mpc::Error("cannot read the execution plan");
+  std::vector<int> order(exec->data, exec->data + exec->size);
+  const size_t T = ctx->tensors_size;
+  std::vector<int> producer(T, -1);
+  std::vector<std::pair<TfLiteNode*, TfLiteRegistration*>> nodes(order.size());
+  for (size_t pos = 0; pos < order.size(); ++pos) {
+    TfLiteNode* node;
+    TfLiteRegistration* reg;
+    if (ctx->GetNodeAndRegistration(ctx, order[pos], &node, &reg) != kTfLiteOk)
+      throw mpc::Error("cannot read node " + std::to_string(order[pos]));
+    nodes[pos] = {node, reg};
+    for (int k = 0; k < node->outputs->size; ++k)
+      if (node->outputs->data[k] >= 0) producer[node->outputs->data[k]] = order[pos];
+    for (int k = 0; k < node->inputs->size; ++k)
+      if (node->inputs->data[k] >= 0) plan->consumers[node->inputs->data[k]]++;
+  }
+  std::vector<char> secret(T, 0);
+  for (size_t t = 0; t < T; ++t) {
+    const TfLiteTensor& ten = ctx->tensors[t];
+    (void)ten;
+    if (producer[t] < 0 && !is_constant(ctx, static_cast<int>(t)) && plan->consumers.count(static_cast<int>(t))) {
+      secret[t] = 1;  // a graph input: the data owner's secret
+      plan->graph_inputs.push_back(static_cast<int>(t));
+    }
+  }
+  std::set<int> secret_constants, public_reads;
+  for (size_t pos = 0; pos < order.size(); ++pos) {
+    const int idx = order[pos];
+    TfLiteNode* node = nodes[pos].first;
+    TfLiteRegistration* reg = nodes[pos].second;
+    const int code = reg->builtin_code;
+    bool reads_secret = false;
+    for (int k = 0; k < node->inputs->size; ++k) {
+      const int t = node->inputs->data[k];
+      if (t >= 0 && secret[t]) reads_secret = true;
+    }
+    if (code == kTfLiteBuiltinShape || !reads_secret) {
+      // SHAPE reads only dimensions (public); other nodes here compute on public data.
+      for (int k = 0; k < node->inputs->size; ++k)
+        if (node->inputs->data[k] >= 0) public_reads.insert(node->inputs->data[k]);
+      continue;
+    }
+    Step st;
+    st.node = idx;
+    st.code = code;
+    st.op = builtin_name(code);
+    try {
+      NodeView nv{ctx, node, reg, idx};
+      if (code == kTfLiteBuiltinQuantize) {
+        st.in = nv.input(0);
+        st.out = nv.output(0);
+        const bool edge = std::find(plan->graph_inputs.begin(), plan->graph_inputs.end(), st.in.index) !=
+                          plan->graph_inputs.end();
+        require(edge && st.in.type == DType::kFloat32,
+                "QUANTIZE is only supported on a float32 model input (the data owner quantizes before sharing)");
+        require(st.out.type == DType::kInt8, "QUANTIZE must produce int8");
+        st.kind = Step::kQuantizeInput;
+      } else if (code == kTfLiteBuiltinDequantize) {
+        st.in = nv.input(0);
+        st.out = nv.output(0);
+        require(st.in.type == DType::kInt8 && st.out.type == DType::kFloat32, "DEQUANTIZE must map int8 to float32");
+        require(plan->consumers.count(st.out.index) == 0,
+                "DEQUANTIZE is only supported on a model output (the recipient dequantizes after reveal)");
+        st.kind = Step::kDequantizeOutput;
+      } else {
+        if (!has_secure_kernel(code))
+          throw ArgError("this op reads secret data and has no secure kernel");
+        st.kernel = build_kernel(nv);
+        if (!st.kernel) throw ArgError("this op reads secret data and has no secure kernel");
+        for (int c : st.kernel->secret_constants) secret_constants.insert(c);
+      }
+    } catch (const std::exception& e) {
+      throw ArgError("tflite-mpc cannot run " + node_label(idx, code) + " securely: " + e.what() +
+                     ". The model is refused (no plaintext fallback).");
+    }
+    for (int k = 0; k < node->outputs->size; ++k)
+      if (node->outputs->data[k] >= 0) secret[node->outputs->data[k]] = 1;
+    plan->steps.emplace(idx, std::move(st));
+    plan->order.push_back(idx);
+    for (int k = 0; k < node->inputs->size; ++k)
+      if (node->inputs->data[k] >= 0)
+        plan->last_use[node->inputs->data[k]] = static_cast<int>(plan->order.size()) - 1;
+  }
+  for (int c : secret_constants)
+    if (public_reads.count(c))
+      throw ArgError("tflite-mpc: constant tensor " + std::to_string(c) +
+                     " is a model weight but is also read by an op that would run in plaintext; refused");
+  *claimed = plan->order;
+  return plan;
+}
+
+// ------------------------------------------------------------------ partition kernel callbacks
+void* PartitionInit(TfLiteContext* ctx, const char* buffer, size_t) {
+  auto* params = reinterpret_cast<const TfLiteDelegateParams*>(buffer);
+  auto* d = reinterpret_cast<MpcDelegate*>(params->delegate);
+  auto* p = new Partition;
+  p->plan = d->plan;
+  for (int i = 0; i < params->nodes_to_replace->size; ++i) p->nodes.push_back(params->nodes_to_replace->data[i]);
+  std::sort(p->nodes.begin(), p->nodes.end(), [&](int a, int b) {
+    auto& o = p->plan->order;
+    return std::find(o.begin(), o.end(), a) < std::find(o.begin(), o.end(), b);
+  });
+  p->first = !p->nodes.empty() && !p->plan->order.empty() && p->nodes[0] == p->plan->order[0];
+  for (int i = 0; i < params->output_tensors->size; ++i) {
+    const int t = params->output_tensors->data[i];
+    if (p->plan->consumers.count(t) == 0) p->reveal.push_back(t);
+    else p->hidden.push_back(t);
+  }
+  (void)ctx;
+  return p;
+}
+
+void PartitionFree(TfLiteContext*, void* buffer) { delete static_cast<Partition*>(buffer); }
+
+TfLiteStatus PartitionPrepare(TfLiteContext* ctx, TfLiteNode* node) {
+  auto* p = static_cast<Partition*>(node->user_data);
+  // Plans are built for the shapes seen when the delegate was applied.
+  for (int n : p->nodes) {
+    const Step& st = p->plan->steps.at(n);
+    auto check = [&](const TensorInfo& want) -> bool {
+      if (want.index < 0) return true;
+      TensorInfo now = tensor_info(ctx, want.index);
+      if (now.shape != want.shape) {
+        report(ctx, "tflite-mpc: tensor " + std::to_string(want.index) + " changed shape from " +
+                        mpc::shape_str(want.shape) + " to " + mpc::shape_str(now.shape) +
+                        " after the delegate was applied; secure plans have fixed shapes (create a new "
+                        "interpreter for the new shape)");
+        return false;
+      }
+      return true;
+    };
+    if (st.kind != Step::kKernel && (!check(st.in) || !check(st.out))) return kTfLiteError;
+  }
+  return kTfLiteOk;
+}
+
+TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
+  auto* part = static_cast<Partition*>(node->user_data);
+  Plan& P = *part->plan;
+  std::lock_guard<std::mutex> lock(P.mu);
+  try {
+    const Options& opt = P.opt;
+    const int nparties = P.session->parties();
+    // Plaintext the data owner contributes: int8 graph inputs, or float inputs it quantizes.
+    std::vector<std::pair<int, Vec>> owner_inputs;
+    std::vector<Shape> owner_shapes;
+    std::set<int> needed;
+    for (int n : part->nodes) {
+      const Step& st = P.steps.at(n);
+      if (st.kind == Step::kQuantizeInput) {
+        const TfLiteTensor& t = ctx->tensors[st.in.index];
+        const size_t cnt = st.in.size();
+        std::vector<int64_t> q(cnt);
+        quantize_input(st.in, st.out, t.data.f, q.data(), cnt);
+        Vec v(cnt);
+        for (size_t i = 0; i < cnt; ++i) v[i] = static_cast<uint64_t>(q[i]);
+        owner_inputs.emplace_back(st.out.index, std::move(v));
+        owner_shapes.push_back(st.out.shape);
+      } else if (st.kind == Step::kKernel) {
+        for (int t : st.kernel->inputs)
+          if (std::find(P.graph_inputs.begin(), P.graph_inputs.end(), t) != P.graph_inputs.end() && !needed.count(t)) {
+            needed.insert(t);
+            TensorInfo info = tensor_info(ctx, t);
+            owner_inputs.emplace_back(t, encode_int8_tensor(ctx->tensors[t], info.size()));
+            owner_shapes.push_back(info.shape);
+          }
+      }
+    }
+    if (part->first) P.last = Report{};
+    std::vector<LayerCost> layers(part->nodes.size());
+    for (auto& l : layers) l.party.resize(nparties);
+    std::vector<std::map<int, Vec>> opened(nparties);  // per party: revealed tensors (recipient only)
+    std::vector<int> positions;
+    for (int n : part->nodes)
+      positions.push_back(static_cast<int>(std::find(P.order.begin(), P.order.end(), n) - P.order.begin()));
+    auto keep = [&](int t) {
+      return is_constant(ctx, t) || std::count(part->reveal.begin(), part->reveal.end(), t) ||
+             std::count(part->hidden.begin(), part->hidden.end(), t);
+    };
+    const double t_start = mpc::now_seconds();
+    P.session->run([&](int i, mpc::Protocol& p) {
+      Env env{p, opt.exact, P.store[i]};
+      if (!P.constants_ready) {
+        // The model owner secret-shares every weight and bias once.
+        mpc::OpScope scope(p.stats(), "share weights");
+        for (int n : P.order) {
+          Step& st = P.steps.at(n);
+          if (st.kind != Step::kKernel) continue;
+          for (int c : st.kernel->secret_constants) {
+            if (env.vals.count(c)) continue;
+            TensorInfo info = tensor_info(ctx, c);
+            Vec v;
+            if (i == opt.model_owner) v = encode_constant(info);
+            env.set(c, p.input(opt.model_owner, info.shape, i == opt.model_owner ? v.data() : nullptr));
+          }
+          st.kernel->prepare(env);
+        }
+      }
+      for (size_t k = 0; k < owner_inputs.size(); ++k)
+        env.set(owner_inputs[k].first, p.input(opt.data_owner, owner_shapes[k],
+                                               i == opt.data_owner ? owner_inputs[k].second.data() : nullptr));
+      for (size_t s = 0; s < part->nodes.size(); ++s) {
+        const Step& st = P.steps.at(part->nodes[s]);
+        const mpc::OpCost before = p.stats().total();
+        const double t0 = mpc::now_seconds();
+        {
+          mpc::OpScope scope(p.stats(), st.op.c_str());
+          if (st.kind == Step::kKernel) st.kernel->eval(env);
+          else if (st.kind == Step::kDequantizeOutput)
+            opened[i][st.out.index] = p.reveal(env.get(st.in.index), opt.output_to);
+        }
+        mpc::OpCost d = p.stats().total();
+        d.bytes_sent -= before.bytes_sent;
+        d.bytes_recv -= before.bytes_recv;
+        d.rounds -= before.rounds;
+        d.calls = 1;
+        d.seconds = mpc::now_seconds() - t0;
+        layers[s].party[i] = d;  // each party writes only its own slot
+        // Free shares that no later step reads.
+        for (auto it = env.vals.begin(); it != env.vals.end();) {
+          auto lu = P.last_use.find(it->first);
+          if (lu != P.last_use.end() && lu->second <= positions[s] && !keep(it->first)) it = env.vals.erase(it);
+          else ++it;
+        }
+      }
+      for (int t : part->reveal) {
+        if (opened[i].count(t) || !env.vals.count(t)) continue;  // DEQUANTIZE outputs were opened above
+        opened[i][t] = p.reveal(env.get(t), opt.output_to);
+        env.vals.erase(t);
+      }
+    });
+    P.constants_ready = true;
+    // Write what the recipient opened (local mode: the recipient is in-process).
+    const std::map<int, Vec>& out = opened[opt.output_to];
+    for (int t : part->reveal) {
+      TfLiteTensor& ten = ctx->tensors[t];
+      auto it = out.find(t);
+      if (it == out.end()) throw mpc::Error("output tensor " + std::to_string(t) + " was not computed");
+      const Vec& v = it->second;
+      const Step* dqs = nullptr;
+      for (int n : part->nodes)
+        if (P.steps.at(n).kind == Step::kDequantizeOutput && P.steps.at(n).out.index == t) dqs = &P.steps.at(n);
+      if (dqs) {
+        std::vector<int64_t> q(v.begin(), v.end());
+        dequantize_output(dqs->in, q.data(), ten.data.f, q.size());
+      } else if (ten.type == kTfLiteInt8) {
+        for (size_t i = 0; i < v.size(); ++i) ten.data.int8[i] = static_cast<int8_t>(static_cast<int64_t>(v[i]));
+      } else {
+        throw mpc::Error("output tensor " + std::to_string(t) + " must be int8 or a DEQUANTIZE output");
+      }
+    }
+    // Tensors handed to other partitions (or read by SHAPE) carry no data outside the plan.
+    for (int t : part->hidden)
+      if (ctx->tensors[t].data.raw && !is_constant(ctx, t)) std::memset(ctx->tensors[t].data.raw, 0, ctx->tensors[t].bytes);
+    for (size_t s = 0; s < layers.size(); ++s) {
+      layers[s].node = part->nodes[s];
+      layers[s].op = P.steps.at(part->nodes[s]).op;
+      layers[s].seconds = layers[s].party[0].seconds;
+      P.last.layers.push_back(layers[s]);
+    }
+    P.last.seconds += mpc::now_seconds() - t_start;
+    P.last.total.assign(nparties, mpc::OpCost{});
+    for (auto& l : P.last.layers)
+      for (int i = 0; i < nparties; ++i) P.last.total[i].add(l.party[i]);
+    {
+      std::lock_guard<std::mutex> g(g_mu);
+      g_last_plan = part->plan;
+    }
+    return kTfLiteOk;
+  } catch (const std::exception& e) {
+    report(ctx, std::string("tflite-mpc: secure inference failed: ") + e.what());
+    return kTfLiteError;
+  }
+}
+
+
+TfLiteStatus DelegatePrepare(TfLiteContext* ctx, TfLiteDelegate* delegate) {
+  auto* d = reinterpret_cast<MpcDelegate*>(delegate);
+  try {
+    std::vector<int> claimed;
+    auto plan = build_plan(ctx, d->opt, &claimed);
+    plan->session = std::make_unique<mpc::LocalSession>(d->opt.protocol, d->opt.timeout);
+    for (int i = 0; i < plan->session->parties(); ++i) plan->session->party(i).debug_checks = d->opt.debug_checks;
+    plan->store.resize(plan->session->parties());
+    d->plan = plan;
+    if (claimed.empty()) return kTfLiteOk;
+    TfLiteRegistration reg;
+    std::memset(&reg, 0, sizeof(reg));  // passed by value: every byte must be defined
+    reg.init = PartitionInit;
+    reg.free = PartitionFree;
+    reg.prepare = PartitionPrepare;
+    reg.invoke = PartitionInvoke;
+    reg.builtin_code = kTfLiteBuiltinDelegate;
+    reg.custom_name = "TfLiteMpcDelegate";
+    reg.version = 1;
+    std::vector<int> arr(1 + claimed.size());
+    arr[0] = static_cast<int>(claimed.size());
+    std::copy(claimed.begin(), claimed.end(), arr.begin() + 1);
+    return ctx->ReplaceNodeSubsetsWithDelegateKernels(ctx, reg, reinterpret_cast<TfLiteIntArray*>(arr.data()),
+                                                      delegate);
+  } catch (const std::exception& e) {
+    report(ctx, e.what());
+    return kTfLiteError;
+  }
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------ options
+Options Options::parse(const std::vector<std::pair<std::string, std::string>>& kv) {
+  static const char* kValid =
+      "protocol (rep3), truncation (probabilistic|exact), data_owner (0|1|2), model_owner (0|1|2), "
+      "output_to (0|1|2), timeout (seconds > 0), debug_checks (false|true)";
+  Options o;
+  auto party = [](const std::string& k, const std::string& v) {
+    if (v != "0" && v != "1" && v != "2") throw ArgError("option " + k + "='" + v + "': expected 0, 1 or 2");
+    return std::stoi(v);
+  };
+  for (auto& [k, v] : kv) {
+    if (k == "protocol") {
+      auto names = mpc::protocol_names();
+      if (std::find(names.begin(), names.end(), v) == names.end())
+        throw ArgError("option protocol='" + v + "': valid protocols are rep3");
+      o.protocol = v;
+    } else if (k == "truncation") {
+      if (v != "exact" && v != "probabilistic")
+        throw ArgError("option truncation='" + v + "': expected 'probabilistic' or 'exact'");
+      o.exact = v == "exact";
+    } else if (k == "data_owner") {
+      o.data_owner = party(k, v);
+    } else if (k == "model_owner") {
+      o.model_owner = party(k, v);
+    } else if (k == "output_to") {
+      o.output_to = party(k, v);
+    } else if (k == "timeout") {
+      char* end = nullptr;
+      const double t = std::strtod(v.c_str(), &end);
+      if (!end || *end || !(t > 0)) throw ArgError("option timeout='" + v + "': expected a positive number of seconds");
+      o.timeout = t;
+    } else if (k == "debug_checks") {
+      if (v != "true" && v != "false" && v != "1" && v != "0")
+        throw ArgError("option debug_checks='" + v + "': expected true or false");
+      o.debug_checks = v == "true" || v == "1";
+    } else {
+      throw ArgError("unknown option '" + k + "'; valid options: " + kValid);
+    }
+  }
+  return o;
+}
+
+std::string last_error() {
+  std::lock_guard<std::mutex> g(g_mu);
+  return g_last_error;
+}
+
+Report* report_for(const void* delegate) {
+  std::lock_guard<std::mutex> g(g_mu);
+  for (MpcDelegate* d : g_live)
+    if (static_cast<const void*>(d) == delegate) return d->plan ? &d->plan->last : nullptr;
+  return nullptr;
+}
+
+Report* last_report() {
+  std::lock_guard<std::mutex> g(g_mu);
+  return g_last_plan ? &g_last_plan->last : nullptr;
+}
+
+}  // namespace tflite_mpc
+
+using namespace tflite_mpc;
+
+TFLITE_MPC_EXPORT TfLiteDelegate* tflite_plugin_create_delegate(char** keys, char** values, size_t n,
+                                                               void (*report_error)(const char*)) {
+  try {
+    std::vector<std::pair<std::string, std::string>> kv;
+    for (size_t i = 0; i < n; ++i) kv.emplace_back(keys[i] ? keys[i] : "", values[i] ? values[i] : "");
+    auto* d = new MpcDelegate;
+    std::memset(&d->base, 0, sizeof(d->base));
+    d->opt = Options::parse(kv);
+    d->base.data_ = d;
+    d->base.Prepare = DelegatePrepare;
+    // Accept graphs with unknown batch dimensions; shapes are propagated before Prepare.
+    d->base.flags = kTfLiteDelegateFlagsAllowDynamicTensors | kTfLiteDelegateFlagsRequirePropagatedShapes;
+    std::lock_guard<std::mutex> g(g_mu);
+    g_live.insert(d);
+    return &d->base;
+  } catch (const std::exception& e) {
+    set_last_error(e.what());
+    if (report_error) report_error((std::string("tflite-mpc: ") + e.what() + "\n").c_str());
+    return nullptr;
+  }
+}
+
+TFLITE_MPC_EXPORT void tflite_plugin_destroy_delegate(TfLiteDelegate* delegate) {
+  if (!delegate) return;
+  auto* d = reinterpret_cast<MpcDelegate*>(delegate);
+  {
+    std::lock_guard<std::mutex> g(g_mu);
+    g_live.erase(d);
+  }
+  delete d;  // partitions keep the plan (and its session) alive through their shared_ptr
+}

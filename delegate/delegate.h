@@ -1,0 +1,79 @@
+// The tflite-mpc delegate: claims every node that touches secret data,
+// refuses models it cannot run securely, and runs the claimed partitions as
+// secure plans on the MPC engine.
+#pragma once
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "delegate/tflite_abi.h"
+#include "kernels/kernel.h"
+#include "mpc/local.h"
+
+namespace tflite_mpc {
+
+struct Options {
+  std::string protocol = "rep3";
+  bool exact = false;        // truncation=exact | probabilistic
+  int data_owner = 0;        // party that supplies the input
+  int model_owner = 1;       // party that supplies weights and biases
+  int output_to = 0;         // party that receives the output
+  double timeout = 120.0;    // seconds a party waits for a peer
+  bool debug_checks = false;
+  // Parses TFLite's string options; throws ArgError listing the valid ones.
+  static Options parse(const std::vector<std::pair<std::string, std::string>>& kv);
+};
+
+struct LayerCost {
+  int node = -1;
+  std::string op;
+  double seconds = 0;
+  std::vector<mpc::OpCost> party;  // per party
+};
+
+struct Report {
+  std::vector<LayerCost> layers;
+  double seconds = 0;
+  std::vector<mpc::OpCost> total;  // per party
+};
+
+// How a claimed node runs.
+struct Step {
+  int node = -1;
+  int code = 0;
+  std::string op;
+  enum Kind { kKernel, kQuantizeInput, kDequantizeOutput } kind = kKernel;
+  std::unique_ptr<Kernel> kernel;
+  TensorInfo in, out;  // edges
+};
+
+// Everything a model needs across partitions and invocations. Shared (not
+// owned) by the delegate and its partition kernels, so teardown order does
+// not matter.
+struct Plan {
+  Options opt;
+  std::unique_ptr<mpc::LocalSession> session;
+  std::map<int, Step> steps;                       // node index -> step
+  std::vector<int> order;                          // claimed nodes, plan order
+  std::map<int, int> last_use;                     // tensor -> last plan position reading it
+  std::vector<int> graph_inputs;                   // secret inputs supplied by the data owner
+  std::map<int, int> consumers;                    // tensor -> number of reading nodes
+  std::vector<std::unordered_map<int, Share>> store;  // per party: secret values by tensor
+  bool constants_ready = false;
+  Report last;
+  std::mutex mu;
+};
+
+struct MpcDelegate {
+  TfLiteDelegate base;  // first member: TfLiteDelegate* == MpcDelegate*
+  Options opt;
+  std::shared_ptr<Plan> plan;
+};
+
+std::string last_error();
+Report* report_for(const void* delegate);  // nullptr if unknown
+Report* last_report();
+
+}  // namespace tflite_mpc

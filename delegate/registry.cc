@@ -1,0 +1,209 @@
+#include "delegate/registry.h"
+
+#include <cstring>
+
+namespace tflite_mpc {
+
+namespace {
+DType map_type(TfLiteType t) {
+  switch (t) {
+    case kTfLiteFloat32: return DType::kFloat32;
+    case kTfLiteInt8: return DType::kInt8;
+    case kTfLiteUInt8: return DType::kUInt8;
+    case kTfLiteInt16: return DType::kInt16;
+    case kTfLiteInt32: return DType::kInt32;
+    case kTfLiteInt64: return DType::kInt64;
+    case kTfLiteBool: return DType::kBool;
+    default: return DType::kOther;
+  }
+}
+
+Act map_act(TfLiteFusedActivation a) {
+  switch (a) {
+    case kTfLiteActNone: return Act::kNone;
+    case kTfLiteActRelu: return Act::kRelu;
+    case kTfLiteActReluN1To1: return Act::kReluN1To1;
+    case kTfLiteActRelu6: return Act::kRelu6;
+    default: return Act::kOther;
+  }
+}
+
+void check_act(TfLiteFusedActivation a) {
+  require(map_act(a) != Act::kOther, "fused activation " + std::to_string(static_cast<int>(a)) +
+                                         " (TANH/SIGMOID/SIGN_BIT) is not supported");
+}
+
+bool padding_same(TfLitePadding p) {
+  require(p == kTfLitePaddingSame || p == kTfLitePaddingValid, "unknown padding");
+  return p == kTfLitePaddingSame;
+}
+}  // namespace
+
+TensorInfo tensor_info(TfLiteContext* ctx, int index) {
+  require(index >= 0 && static_cast<size_t>(index) < ctx->tensors_size, "tensor index out of range");
+  const TfLiteTensor& t = ctx->tensors[index];
+  TensorInfo info;
+  info.index = index;
+  info.type = map_type(t.type);
+  if (t.dims)
+    for (int i = 0; i < t.dims->size; ++i) info.shape.push_back(t.dims->data[i]);
+  if (t.quantization.type == kTfLiteAffineQuantization && t.quantization.params) {
+    auto* q = static_cast<const TfLiteAffineQuantization*>(t.quantization.params);
+    if (q->scale)
+      for (int i = 0; i < q->scale->size; ++i) info.scales.push_back(q->scale->data[i]);
+    if (q->zero_point)
+      for (int i = 0; i < q->zero_point->size; ++i) info.zero_points.push_back(q->zero_point->data[i]);
+    info.qdim = q->quantized_dimension;
+  } else if (t.params.scale != 0.f) {
+    info.scales = {t.params.scale};
+    info.zero_points = {t.params.zero_point};
+  }
+  info.constant = t.allocation_type == kTfLiteMmapRo || t.allocation_type == kTfLitePersistentRo;
+  info.data = reinterpret_cast<const uint8_t*>(t.data.raw_const);
+  info.bytes = t.bytes;
+  return info;
+}
+
+TensorInfo NodeView::input(int k) const {
+  require(has_input(k), "missing input " + std::to_string(k));
+  return tensor_info(ctx, node->inputs->data[k]);
+}
+TensorInfo NodeView::output(int k) const {
+  require(k < node->outputs->size, "missing output " + std::to_string(k));
+  return tensor_info(ctx, node->outputs->data[k]);
+}
+
+const char* builtin_name(int code) {
+  switch (code) {
+#define N(c, s) case c: return s;
+    N(kTfLiteBuiltinAdd, "ADD") N(kTfLiteBuiltinAveragePool2d, "AVERAGE_POOL_2D")
+    N(kTfLiteBuiltinConcatenation, "CONCATENATION") N(kTfLiteBuiltinConv2d, "CONV_2D")
+    N(kTfLiteBuiltinDepthwiseConv2d, "DEPTHWISE_CONV_2D") N(kTfLiteBuiltinDepthToSpace, "DEPTH_TO_SPACE")
+    N(kTfLiteBuiltinDequantize, "DEQUANTIZE") N(kTfLiteBuiltinFloor, "FLOOR")
+    N(kTfLiteBuiltinFullyConnected, "FULLY_CONNECTED") N(kTfLiteBuiltinL2Normalization, "L2_NORMALIZATION")
+    N(kTfLiteBuiltinLogistic, "LOGISTIC") N(kTfLiteBuiltinMaxPool2d, "MAX_POOL_2D") N(kTfLiteBuiltinMul, "MUL")
+    N(kTfLiteBuiltinRelu, "RELU") N(kTfLiteBuiltinReluN1To1, "RELU_N1_TO_1") N(kTfLiteBuiltinRelu6, "RELU6")
+    N(kTfLiteBuiltinReshape, "RESHAPE") N(kTfLiteBuiltinResizeBilinear, "RESIZE_BILINEAR")
+    N(kTfLiteBuiltinSoftmax, "SOFTMAX") N(kTfLiteBuiltinSpaceToDepth, "SPACE_TO_DEPTH")
+    N(kTfLiteBuiltinTanh, "TANH") N(kTfLiteBuiltinCustom, "CUSTOM") N(kTfLiteBuiltinPad, "PAD")
+    N(kTfLiteBuiltinGather, "GATHER") N(kTfLiteBuiltinTranspose, "TRANSPOSE") N(kTfLiteBuiltinMean, "MEAN")
+    N(kTfLiteBuiltinSub, "SUB") N(kTfLiteBuiltinDiv, "DIV") N(kTfLiteBuiltinSqueeze, "SQUEEZE")
+    N(kTfLiteBuiltinStridedSlice, "STRIDED_SLICE") N(kTfLiteBuiltinSplit, "SPLIT")
+    N(kTfLiteBuiltinLogSoftmax, "LOG_SOFTMAX") N(kTfLiteBuiltinCast, "CAST") N(kTfLiteBuiltinPrelu, "PRELU")
+    N(kTfLiteBuiltinMaximum, "MAXIMUM") N(kTfLiteBuiltinArgMax, "ARG_MAX") N(kTfLiteBuiltinMinimum, "MINIMUM")
+    N(kTfLiteBuiltinPadv2, "PADV2") N(kTfLiteBuiltinSlice, "SLICE") N(kTfLiteBuiltinTransposeConv, "TRANSPOSE_CONV")
+    N(kTfLiteBuiltinExpandDims, "EXPAND_DIMS") N(kTfLiteBuiltinSum, "SUM") N(kTfLiteBuiltinRsqrt, "RSQRT")
+    N(kTfLiteBuiltinShape, "SHAPE") N(kTfLiteBuiltinReduceMax, "REDUCE_MAX") N(kTfLiteBuiltinPack, "PACK")
+    N(kTfLiteBuiltinUnpack, "UNPACK") N(kTfLiteBuiltinFill, "FILL")
+    N(kTfLiteBuiltinResizeNearestNeighbor, "RESIZE_NEAREST_NEIGHBOR") N(kTfLiteBuiltinLeakyRelu, "LEAKY_RELU")
+    N(kTfLiteBuiltinMirrorPad, "MIRROR_PAD") N(kTfLiteBuiltinSplitV, "SPLIT_V") N(kTfLiteBuiltinElu, "ELU")
+    N(kTfLiteBuiltinQuantize, "QUANTIZE") N(kTfLiteBuiltinHardSwish, "HARD_SWISH")
+    N(kTfLiteBuiltinSelectV2, "SELECT_V2") N(kTfLiteBuiltinBatchMatmul, "BATCH_MATMUL")
+    N(kTfLiteBuiltinBroadcastTo, "BROADCAST_TO") N(kTfLiteBuiltinGelu, "GELU")
+#undef N
+    default: return "builtin op";
+  }
+}
+
+bool has_secure_kernel(int code) {
+  switch (code) {
+    case kTfLiteBuiltinConv2d: case kTfLiteBuiltinDepthwiseConv2d: case kTfLiteBuiltinFullyConnected:
+    case kTfLiteBuiltinAveragePool2d: case kTfLiteBuiltinMaxPool2d: case kTfLiteBuiltinMean:
+    case kTfLiteBuiltinAdd: case kTfLiteBuiltinSoftmax: case kTfLiteBuiltinReshape: case kTfLiteBuiltinSqueeze:
+      return true;
+    default:
+      return false;
+  }
+}
+
+std::unique_ptr<Kernel> build_kernel(const NodeView& n) {
+  const int code = n.reg->builtin_code;
+  switch (code) {
+    case kTfLiteBuiltinConv2d: {
+      auto* b = static_cast<const TfLiteConvParams*>(n.node->builtin_data);
+      require(b, "missing CONV_2D parameters");
+      check_act(b->activation);
+      ConvParams p;
+      p.stride_h = b->stride_height; p.stride_w = b->stride_width;
+      p.dilation_h = b->dilation_height_factor; p.dilation_w = b->dilation_width_factor;
+      p.same = padding_same(b->padding);
+      p.act = map_act(b->activation);
+      TensorInfo bias;
+      if (n.has_input(2)) bias = n.input(2);
+      return make_conv2d(p, n.input(0), n.input(1), n.has_input(2) ? &bias : nullptr, n.output(0));
+    }
+    case kTfLiteBuiltinDepthwiseConv2d: {
+      auto* b = static_cast<const TfLiteDepthwiseConvParams*>(n.node->builtin_data);
+      require(b, "missing DEPTHWISE_CONV_2D parameters");
+      check_act(b->activation);
+      ConvParams p;
+      p.stride_h = b->stride_height; p.stride_w = b->stride_width;
+      p.dilation_h = b->dilation_height_factor; p.dilation_w = b->dilation_width_factor;
+      p.same = padding_same(b->padding);
+      p.act = map_act(b->activation);
+      TensorInfo in = n.input(0), filter = n.input(1);
+      // depth_multiplier from the shapes (the stored field can be stale)
+      require(in.shape.size() == 4 && filter.shape.size() == 4 && in.shape[3] > 0,
+              "DEPTHWISE_CONV_2D: tensors must be 4-D");
+      p.depth_multiplier = static_cast<int>(filter.shape[3] / in.shape[3]);
+      TensorInfo bias;
+      if (n.has_input(2)) bias = n.input(2);
+      return make_depthwise_conv2d(p, in, filter, n.has_input(2) ? &bias : nullptr, n.output(0));
+    }
+    case kTfLiteBuiltinFullyConnected: {
+      auto* b = static_cast<const TfLiteFullyConnectedParams*>(n.node->builtin_data);
+      require(b, "missing FULLY_CONNECTED parameters");
+      check_act(b->activation);
+      require(b->weights_format == kTfLiteFullyConnectedWeightsFormatDefault,
+              "FULLY_CONNECTED: shuffled weight format is not supported");
+      FullyConnectedParams p;
+      p.act = map_act(b->activation);
+      p.keep_num_dims = b->keep_num_dims;
+      TensorInfo bias;
+      if (n.has_input(2)) bias = n.input(2);
+      return make_fully_connected(p, n.input(0), n.input(1), n.has_input(2) ? &bias : nullptr, n.output(0));
+    }
+    case kTfLiteBuiltinAveragePool2d:
+    case kTfLiteBuiltinMaxPool2d: {
+      auto* b = static_cast<const TfLitePoolParams*>(n.node->builtin_data);
+      require(b, "missing pooling parameters");
+      check_act(b->activation);
+      PoolParams p;
+      p.stride_h = b->stride_height; p.stride_w = b->stride_width;
+      p.filter_h = b->filter_height; p.filter_w = b->filter_width;
+      p.same = padding_same(b->padding);
+      p.act = map_act(b->activation);
+      return code == kTfLiteBuiltinAveragePool2d ? make_average_pool2d(p, n.input(0), n.output(0))
+                                                 : make_max_pool2d(p, n.input(0), n.output(0));
+    }
+    case kTfLiteBuiltinAdd: {
+      auto* b = static_cast<const TfLiteAddParams*>(n.node->builtin_data);
+      require(b, "missing ADD parameters");
+      check_act(b->activation);
+      return make_add(map_act(b->activation), n.input(0), n.input(1), n.output(0));
+    }
+    case kTfLiteBuiltinReshape:
+    case kTfLiteBuiltinSqueeze:
+      return make_reshape(n.input(0), n.output(0));
+    case kTfLiteBuiltinMean: {
+      TensorInfo axes = n.input(1);
+      require(axes.constant && axes.type == DType::kInt32, "MEAN: axes must be a constant int32 tensor");
+      std::vector<int> ax;
+      for (size_t i = 0; i < axes.size(); ++i) {
+        int32_t a;
+        std::memcpy(&a, axes.data + 4 * i, 4);
+        ax.push_back(a);
+      }
+      return make_mean(ax, n.input(0), n.output(0));
+    }
+    case kTfLiteBuiltinSoftmax: {
+      auto* b = static_cast<const TfLiteSoftmaxParams*>(n.node->builtin_data);
+      require(b, "missing SOFTMAX parameters");
+      return make_softmax(b->beta, n.input(0), n.output(0));
+    }
+    default:
+      return nullptr;
+  }
+}
+
+}  // namespace tflite_mpc

@@ -1,0 +1,107 @@
+#include <cmath>
+#include <cstring>
+
+#include "kernels/kernel.h"
+
+namespace tflite_mpc {
+
+const char* dtype_name(DType t) {
+  switch (t) {
+    case DType::kFloat32: return "float32";
+    case DType::kInt8: return "int8";
+    case DType::kUInt8: return "uint8";
+    case DType::kInt16: return "int16";
+    case DType::kInt32: return "int32";
+    case DType::kInt64: return "int64";
+    case DType::kBool: return "bool";
+    default: return "unsupported type";
+  }
+}
+
+const Share& Env::get(int index) const {
+  auto it = vals.find(index);
+  if (it == vals.end()) throw mpc::Error("internal: secret tensor " + std::to_string(index) + " not available");
+  return it->second;
+}
+
+void require(bool ok, const std::string& what) {
+  if (!ok) throw ArgError(what);
+}
+
+void require_int8(const TensorInfo& t, const char* role) {
+  require(t.type == DType::kInt8, std::string(role) + " tensor must be int8, got " + dtype_name(t.type));
+  require(!t.scales.empty(), std::string(role) + " tensor has no quantization parameters");
+}
+
+void quantize_multiplier(double m, int32_t* q, int* shift) {
+  if (m == 0.0) {
+    *q = 0;
+    *shift = 0;
+    return;
+  }
+  const double frac = std::frexp(m, shift);
+  int64_t q_fixed = static_cast<int64_t>(std::round(frac * (1LL << 31)));
+  if (q_fixed == (1LL << 31)) {
+    q_fixed /= 2;
+    ++*shift;
+  }
+  if (*shift < -31) {
+    *shift = 0;
+    q_fixed = 0;
+  }
+  *q = static_cast<int32_t>(q_fixed);
+}
+
+void activation_range(Act act, float scale, int32_t zp, int32_t* lo, int32_t* hi) {
+  auto quant = [&](float f) { return zp + static_cast<int32_t>(std::round(f / scale)); };
+  const int32_t qmin = -128, qmax = 127;
+  *lo = qmin;
+  *hi = qmax;
+  if (act == Act::kRelu) {
+    *lo = std::max(qmin, quant(0.f));
+  } else if (act == Act::kRelu6) {
+    *lo = std::max(qmin, quant(0.f));
+    *hi = std::min(qmax, quant(6.f));
+  } else if (act == Act::kReluN1To1) {
+    *lo = std::max(qmin, quant(-1.f));
+    *hi = std::min(qmax, quant(1.f));
+  } else if (act != Act::kNone) {
+    throw ArgError("unsupported fused activation");
+  }
+}
+
+Vec encode_constant(const TensorInfo& t) {
+  const size_t n = t.size();
+  Vec v(n);
+  if (!t.data) throw ArgError("constant tensor " + std::to_string(t.index) + " has no data");
+  switch (t.type) {
+    case DType::kInt8:
+      require(t.bytes >= n, "constant tensor is truncated");
+      for (size_t i = 0; i < n; ++i) v[i] = static_cast<uint64_t>(static_cast<int64_t>(reinterpret_cast<const int8_t*>(t.data)[i]));
+      break;
+    case DType::kInt32:
+      require(t.bytes >= 4 * n, "constant tensor is truncated");
+      for (size_t i = 0; i < n; ++i) {
+        int32_t x;
+        std::memcpy(&x, t.data + 4 * i, 4);
+        v[i] = static_cast<uint64_t>(static_cast<int64_t>(x));
+      }
+      break;
+    default:
+      throw ArgError(std::string("constant tensor of type ") + dtype_name(t.type) + " cannot be secret-shared");
+  }
+  return v;
+}
+
+Share requantize_output(Env& env, const Share& acc, const std::vector<int32_t>& mult, const std::vector<int>& shift,
+                        int32_t zp_out, int32_t lo, int32_t hi) {
+  std::vector<uint64_t> m(mult.begin(), mult.end());
+  Share y = env.exact ? mpc::requantize_exact(env.p, acc, Pub(m), Shifts(shift))
+                      : mpc::requantize_pr(env.p, acc, Pub(m), Shifts(shift));
+  y = env.p.add_public(y, Pub(static_cast<uint64_t>(static_cast<int64_t>(zp_out))));
+  // requantized int32 + zero point, minus a bound: fits 33 signed bits
+  return mpc::clamp(env.p, y, Pub(static_cast<uint64_t>(static_cast<int64_t>(lo))),
+                    Pub(static_cast<uint64_t>(static_cast<int64_t>(hi))), 34);
+}
+
+}  // namespace tflite_mpc

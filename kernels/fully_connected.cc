@@ -1,0 +1,99 @@
+// FULLY_CONNECTED (int8, per-tensor or per-channel weights), mirroring
+// reference_integer_ops::FullyConnected[PerChannel]:
+//   acc[b, o] = sum_i W[o, i] * (x[b, i] + input_offset) [+ bias[o]], then requantize.
+#include "kernels/kernel.h"
+
+namespace tflite_mpc {
+namespace {
+
+class FullyConnected : public Kernel {
+ public:
+  int in = -1, filter = -1, bias = -1, out = -1;
+  int64_t batch = 1, in_features = 0, out_features = 0;
+  int32_t input_offset = 0, zp_out = 0, act_lo = -128, act_hi = 127;
+  std::vector<int32_t> mult;
+  std::vector<int> shift;
+  Shape out_shape;
+
+  const char* name() const override { return "FULLY_CONNECTED"; }
+
+  void prepare(Env& env) override {
+    // Weights [out, in] -> [in, out] once, so every inference is one GEMM.
+    const Share& w = env.get(filter);
+    const int64_t O = out_features, I = in_features;
+    env.set(filter, env.p.linear(w, {I, O}, [&](const mpc::u64* src, mpc::u64* dst) {
+      for (int64_t o = 0; o < O; ++o)
+        for (int64_t i = 0; i < I; ++i) dst[i * O + o] = src[o * I + i];
+    }));
+  }
+
+  void eval(Env& env) const override {
+    auto& p = env.p;
+    Share x = p.add_public(env.get(in), Pub(static_cast<uint64_t>(static_cast<int64_t>(input_offset))));
+    x.shape = {batch, in_features};
+    Share acc = p.matmul(x, env.get(filter));
+    if (bias >= 0) {
+      const Share& b = env.get(bias);
+      const size_t n = acc.size(), c = b.size();
+      acc = p.add(acc, p.linear(b, acc.shape, [&](const mpc::u64* s, mpc::u64* d) {
+        for (size_t i = 0; i < n; i += c) std::copy(s, s + c, d + i);
+      }));
+    }
+    Share y = requantize_output(env, acc, mult, shift, zp_out, act_lo, act_hi);
+    y.shape = out_shape;
+    env.set(out, std::move(y));
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Kernel> make_fully_connected(const FullyConnectedParams& p, const TensorInfo& in,
+                                             const TensorInfo& filter, const TensorInfo* bias,
+                                             const TensorInfo& out) {
+  require_int8(in, "input");
+  require_int8(filter, "filter");
+  require_int8(out, "output");
+  require(filter.shape.size() == 2, "FULLY_CONNECTED: weights must be 2-D");
+  require(filter.constant, "FULLY_CONNECTED: weights must be a constant tensor (model weights)");
+  auto k = std::make_unique<FullyConnected>();
+  k->out_features = filter.shape[0];
+  k->in_features = filter.shape[1];
+  require(k->in_features > 0 && in.size() % k->in_features == 0,
+          "FULLY_CONNECTED: input size is not a multiple of the weights' input dimension");
+  k->batch = in.size() / k->in_features;
+  require(out.size() == static_cast<size_t>(k->batch * k->out_features),
+          "FULLY_CONNECTED: output size does not match batch x units");
+  for (auto z : filter.zero_points) require(z == 0, "FULLY_CONNECTED: int8 weights must be symmetric");
+  const size_t ns = filter.scales.size();
+  require(ns == 1 || static_cast<int64_t>(ns) == k->out_features,
+          "FULLY_CONNECTED: weights need one scale or one per output unit");
+  k->mult.resize(k->out_features);
+  k->shift.resize(k->out_features);
+  for (int64_t o = 0; o < k->out_features; ++o) {
+    double eff;
+    if (ns == 1)  // GetQuantizedConvolutionMultipler: float product, then double division
+      eff = static_cast<double>(in.scale() * filter.scales[0]) / static_cast<double>(out.scale());
+    else
+      eff = static_cast<double>(in.scale()) * static_cast<double>(filter.scales[o]) / static_cast<double>(out.scale());
+    quantize_multiplier(eff, &k->mult[o], &k->shift[o]);
+  }
+  k->input_offset = -in.zero_point();
+  k->zp_out = out.zero_point();
+  activation_range(p.act, out.scale(), out.zero_point(), &k->act_lo, &k->act_hi);
+  k->in = in.index;
+  k->filter = filter.index;
+  k->out = out.index;
+  k->out_shape = out.shape;
+  k->secret_constants = {filter.index};
+  if (bias) {
+    require(bias->type == DType::kInt32 && bias->constant, "FULLY_CONNECTED: bias must be a constant int32 tensor");
+    require(static_cast<int64_t>(bias->size()) == k->out_features, "FULLY_CONNECTED: bias size must equal units");
+    k->bias = bias->index;
+    k->secret_constants.push_back(bias->index);
+  }
+  k->inputs = {in.index};
+  k->outputs = {out.index};
+  return k;
+}
+
+}  // namespace tflite_mpc

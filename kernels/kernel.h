@@ -1,0 +1,119 @@
+// Secure TFLite kernels, written once against the primitive interface
+// (mpc/protocol.h). Each op file mirrors TFLite's reference integer kernel:
+// a params struct computed from public quantization data (Prepare) and an
+// eval on secret shares. Tensors here are described without any TFLite type
+// (the delegate translates); values are int8 (or int32) numbers held as
+// elements of Z_2^64.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "mpc/ops.h"
+#include "mpc/protocol.h"
+
+namespace tflite_mpc {
+
+using mpc::ArgError;
+using mpc::Pub;
+using mpc::Share;
+using mpc::Shape;
+using mpc::Shifts;
+using mpc::Vec;
+
+enum class DType { kFloat32, kInt8, kUInt8, kInt16, kInt32, kInt64, kBool, kOther };
+const char* dtype_name(DType t);
+
+// Public description of a tensor: shape, type, quantization, and for
+// constants their bytes (only the model owner needs weight bytes).
+struct TensorInfo {
+  int index = -1;
+  Shape shape;
+  DType type = DType::kOther;
+  std::vector<float> scales;
+  std::vector<int32_t> zero_points;
+  int qdim = 0;
+  bool constant = false;
+  const uint8_t* data = nullptr;
+  size_t bytes = 0;
+  float scale() const { return scales.empty() ? 0.f : scales[0]; }
+  int32_t zero_point() const { return zero_points.empty() ? 0 : zero_points[0]; }
+  size_t size() const { return mpc::shape_size(shape); }
+};
+
+enum class Act { kNone, kRelu, kReluN1To1, kRelu6, kOther };
+
+// Per-party state while a plan runs.
+struct Env {
+  mpc::Protocol& p;
+  bool exact;  // exact (bit-faithful) or probabilistic truncation
+  std::unordered_map<int, Share>& vals;
+  const Share& get(int index) const;
+  void set(int index, Share s) { vals[index] = std::move(s); }
+};
+
+class Kernel {
+ public:
+  virtual ~Kernel() = default;
+  virtual const char* name() const = 0;
+  virtual void eval(Env& env) const = 0;
+  // Called once after the secret constants are shared (e.g. to lay out weights).
+  virtual void prepare(Env&) {}
+  // Constant tensors consumed as secret operands (weights, biases): the model
+  // owner secret-shares them once, before the first inference.
+  std::vector<int> secret_constants;
+  std::vector<int> inputs, outputs;  // secret tensors read / written
+};
+
+// ---- shared helpers (kernels/common.cc)
+// TFLite QuantizeMultiplier(double) -> (q_fixed, shift).
+void quantize_multiplier(double m, int32_t* q, int* shift);
+// TFLite CalculateActivationRangeQuantized for int8.
+void activation_range(Act act, float scale, int32_t zero_point, int32_t* lo, int32_t* hi);
+// Ring encoding of a constant tensor's int8 / int32 values.
+Vec encode_constant(const TensorInfo& t);
+void require(bool ok, const std::string& what);
+void require_int8(const TensorInfo& t, const char* role);
+// Requantize int32 accumulators (TFLite MultiplyByQuantizedMultiplier), add the
+// output zero point and clamp to [lo, hi]: the tail of conv / fc / add.
+Share requantize_output(Env& env, const Share& acc, const std::vector<int32_t>& mult,
+                        const std::vector<int>& shift, int32_t zp_out, int32_t lo, int32_t hi);
+
+// ---- op factories (one file each)
+struct ConvParams {
+  int stride_h = 1, stride_w = 1, dilation_h = 1, dilation_w = 1;
+  bool same = true;
+  int depth_multiplier = 1;  // depthwise only
+  Act act = Act::kNone;
+};
+std::unique_ptr<Kernel> make_conv2d(const ConvParams& p, const TensorInfo& in, const TensorInfo& filter,
+                                    const TensorInfo* bias, const TensorInfo& out);
+std::unique_ptr<Kernel> make_depthwise_conv2d(const ConvParams& p, const TensorInfo& in, const TensorInfo& filter,
+                                              const TensorInfo* bias, const TensorInfo& out);
+struct FullyConnectedParams {
+  Act act = Act::kNone;
+  bool keep_num_dims = false;
+};
+std::unique_ptr<Kernel> make_fully_connected(const FullyConnectedParams& p, const TensorInfo& in,
+                                             const TensorInfo& filter, const TensorInfo* bias,
+                                             const TensorInfo& out);
+struct PoolParams {
+  int stride_h = 1, stride_w = 1, filter_h = 1, filter_w = 1;
+  bool same = true;
+  Act act = Act::kNone;
+};
+std::unique_ptr<Kernel> make_average_pool2d(const PoolParams& p, const TensorInfo& in, const TensorInfo& out);
+std::unique_ptr<Kernel> make_max_pool2d(const PoolParams& p, const TensorInfo& in, const TensorInfo& out);
+std::unique_ptr<Kernel> make_add(Act act, const TensorInfo& a, const TensorInfo& b, const TensorInfo& out);
+std::unique_ptr<Kernel> make_reshape(const TensorInfo& in, const TensorInfo& out);  // RESHAPE, SQUEEZE
+std::unique_ptr<Kernel> make_mean(const std::vector<int>& axes, const TensorInfo& in, const TensorInfo& out);
+std::unique_ptr<Kernel> make_softmax(float beta, const TensorInfo& in, const TensorInfo& out);
+
+// QUANTIZE / DEQUANTIZE at the graph edges run in plaintext at the data owner
+// (before sharing) and at the output recipient (after reveal).
+void quantize_input(const TensorInfo& in, const TensorInfo& out, const float* x, int64_t* q, size_t n);
+void dequantize_output(const TensorInfo& in, const int64_t* q, float* y, size_t n);
+
+}  // namespace tflite_mpc
