@@ -1,0 +1,976 @@
+"""Local generation of int8 TFLite models for tflite-mpc conformance tests.
+
+Everything is built offline: Keras layers / ``keras.applications`` with
+``weights=None`` and scikit-learn's bundled *digits* dataset.  All models are
+full-integer quantized by the stock TFLite converter, so the graphs are what a
+user would get from the standard TF -> TFLite int8 flow.
+
+Public API
+----------
+Conversion / oracle
+    convert_int8(keras_model, rep_data_fn, *, int8_io=True, per_tensor=False,
+                 dense_per_tensor=False) -> bytes
+    run_tflite(model_bytes, inputs, *, reference=True, delegates=None) -> [np.ndarray]
+    op_names(model_bytes) -> [str]            builtin op names, execution order
+    op_counts(model_bytes) -> collections.Counter
+    op_details(model_bytes) -> [dict]          op name + builtin options + tensors
+    tensor_details(model_bytes) -> [dict]      dtype/shape/scales/zero points
+    input_details(model_bytes), output_details(model_bytes)
+    quantize(x, detail), dequantize(q, detail)
+    random_input(model_bytes, seed=0) -> [np.ndarray]   int8 inputs for each input
+    set_softmax_beta(model_bytes, beta) -> bytes
+    truncate(model_bytes, n_ops) -> bytes       first n ops, last op's output
+
+Single-op builders (each returns .tflite bytes, cached on disk)
+    conv2d, depthwise_conv2d, fully_connected, average_pool2d, max_pool2d,
+    mean, add, softmax, reshape, flatten, squeeze
+
+Stock models
+    mobilenet_v1(alpha, size), mobilenet_v2(alpha, size)
+    digits_cnn() -> (tflite_bytes, x_test_int8, y_test, float_test_accuracy)
+    digits_data(), classify(model_bytes, xs, **run_kw) -> predictions
+
+Every builder takes keyword ``int8_io`` (default True: int8 input/output
+tensors, the graph contains exactly the one op; False: float32 I/O, the graph
+is QUANTIZE -> op -> DEQUANTIZE) and ``seed``.  Results are cached under
+``$TFLITE_MPC_MODEL_CACHE`` (default ``~/.cache/tflite-mpc/models``); the key
+is the builder name + its parameters + the TF version + ``MODELGEN_VERSION``.
+Set ``TFLITE_MPC_MODEL_CACHE=off`` to disable the cache.
+
+Findings with TF 2.21 / Keras 3 / ai_edge_litert 2.3
+-----------------------------------------------------
+(op lists are asserted by tests/test_modelgen_smoke.py)
+
+* ``TFLiteConverter.from_keras_model`` works with Keras 3 (it goes through
+  ``model.export``).  ``from_concrete_functions`` on a ``tf.function`` that
+  calls a Keras 3 model does NOT: calibration fails with
+  ``READ_VARIABLE ... variable != nullptr``.
+* Fix the batch size in ``keras.Input(batch_size=1)``.  Without it, every
+  Reshape/Flatten becomes SHAPE -> STRIDED_SLICE -> PACK -> RESHAPE (int32
+  shape arithmetic; SHAPE reads an int8 tensor) and the I/O shape_signature
+  has -1 for the batch.  Models without Reshape (MobileNetV2) are unchanged.
+  Float I/O (``int8_io=False``) only adds one QUANTIZE per input and one
+  DEQUANTIZE per output.
+* Weights of CONV_2D, DEPTHWISE_CONV_2D **and FULLY_CONNECTED** are
+  per-channel by default (quantized_dimension 0 for conv [O,kh,kw,I] and FC
+  [O,I]; 3 for depthwise [1,kh,kw,C*dm]).
+  ``converter._experimental_disable_per_channel = True`` (``per_tensor=True``)
+  still works in 2.21 and makes conv, depthwise AND FC weights per-tensor;
+  ``_experimental_disable_per_channel_quantization_for_dense_layers``
+  (``dense_per_tensor=True``) makes only FC weights per-tensor.
+  Weight zero points are 0; activations are asymmetric int8.
+* Biases are int32, scale = input_scale * weight_scale[c], zero point 0.
+  CONV_2D / DEPTHWISE_CONV_2D built with use_bias=False still get a (zero)
+  int32 bias input; FULLY_CONNECTED with use_bias=False has bias index -1
+  (``op_details`` gives None).
+* Fused activations (RELU / RELU6) live only in the op's builtin options,
+  never as separate ops; a separate Keras ReLU after Conv/Dense/Add is fused.
+  RELU-fused outputs get zero point -128; RELU6 additionally scale <= 6/255.
+* AVERAGE_POOL_2D, MAX_POOL_2D, RESHAPE keep the input scale/zero point;
+  MEAN and ADD outputs get their own calibrated scale.  SOFTMAX output is
+  always scale 1/256, zero point -128.  ADD options carry potScaleInt16=True
+  (irrelevant for int8).
+* ``tf.squeeze`` converts to RESHAPE (no SQUEEZE op).  Keras Dense on a 3-D
+  input gives one FULLY_CONNECTED with keepNumDims=True.
+* SOFTMAX beta: ``tf.nn.softmax(beta * x)`` in a Lambda does NOT fold into
+  SOFTMAX's beta (it gives MUL + SOFTMAX(beta=1)); neither does
+  Rescaling + Softmax.  ``softmax(beta=...)`` converts a plain softmax and
+  patches beta in the flatbuffer (``set_softmax_beta``).
+* The TFLite input order of a multi-input Keras model is neither the Keras
+  order nor alphabetical (see ``add``), and a representative-dataset sample
+  given as a list is fed by TFLite input index (silently resizing inputs!),
+  so ``convert_int8`` feeds multi-input samples as {name: array} dicts.
+* BUILTIN_REF vs optimized kernels: CONV_2D (and MEAN) results can differ by
+  1 LSB, so the reference resolver is the oracle.  BUILTIN_REF SOFTMAX
+  *aborts the process* (in Prepare, no exception) when its int8 input scale
+  is below ~1e-8, which is what a raw random-init keras.applications
+  MobileNet produces (activations vanish); see ``_bn_recalibrate``.
+* The tf.lite.Interpreter used here is deprecated (warning silenced);
+  ``ai_edge_litert.interpreter.Interpreter`` behaves the same.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import functools
+import hashlib
+import io
+import json
+import os
+import tempfile
+import time
+import warnings
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import tensorflow as tf  # noqa: E402
+
+try:  # only possible before the TF runtime is initialised
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+except RuntimeError:
+    pass
+
+import keras  # noqa: E402
+from tensorflow.lite.python import schema_py_generated as _fb  # noqa: E402
+
+# Bump when a builder changes in a way that changes its output.
+MODELGEN_VERSION = 1
+TF_VERSION = tf.__version__
+
+_OP_NAME = {v: k for k, v in vars(_fb.BuiltinOperator).items()
+            if not k.startswith("_")}
+_ACT_NAME = {v: k for k, v in vars(_fb.ActivationFunctionType).items()
+             if not k.startswith("_")}
+_PAD_NAME = {v: k for k, v in vars(_fb.Padding).items() if not k.startswith("_")}
+_TYPE_NAME = {v: k for k, v in vars(_fb.TensorType).items()
+              if not k.startswith("_")}
+
+L = keras.layers
+
+__all__ = [
+    "convert_int8", "run_tflite", "op_names", "op_counts", "op_details",
+    "tensor_details", "input_details", "output_details", "quantize",
+    "dequantize", "random_input", "set_softmax_beta", "truncate", "cache_dir",
+    "conv2d", "depthwise_conv2d", "fully_connected", "average_pool2d",
+    "max_pool2d", "mean", "add", "softmax", "reshape", "flatten", "squeeze",
+    "mobilenet_v1", "mobilenet_v2", "digits_cnn", "digits_data", "classify",
+    "conversion_stats",
+]
+
+# builder name -> list of conversion wall times (s) in this process
+conversion_stats: dict[str, list[float]] = collections.defaultdict(list)
+
+
+# --------------------------------------------------------------------------
+# conversion
+# --------------------------------------------------------------------------
+
+def _seed(seed: int) -> None:
+    """Reset Keras name counters and all RNGs (python, numpy, tf, keras)."""
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(seed)
+
+
+def convert_int8(keras_model, rep_data_fn, *, int8_io=True, per_tensor=False,
+                 dense_per_tensor=False, seed=0) -> bytes:
+    """Full-integer (int8) quantization of a Keras model with the stock converter.
+
+    ``rep_data_fn`` is either a callable returning an iterable of samples or a
+    sequence of samples; a sample is a list of float32 arrays (one per model
+    input, each including the batch dimension) or a single array.
+    ``int8_io``: int8 model inputs/outputs (else float32, which adds
+    QUANTIZE/DEQUANTIZE ops at the edges).  ``per_tensor``: set
+    ``_experimental_disable_per_channel`` (conv, depthwise and FC weights get a
+    single scale).  ``dense_per_tensor``: per-tensor weights for FC only.
+    The result is deterministic for a deterministic model and data (the RNGs
+    are seeded with ``seed`` before calibration).
+    """
+    if callable(rep_data_fn):
+        gen = rep_data_fn
+    else:
+        samples = list(rep_data_fn)
+        gen = lambda: iter(samples)  # noqa: E731
+
+    # A list sample is fed by TFLite input index, and the TFLite input order
+    # of a multi-input Keras model is NOT the Keras order (e.g. [b, a]); the
+    # calibrator even silently resizes inputs to the fed shapes.  So samples
+    # for multi-input models are turned into {keras input name: array} dicts,
+    # which the calibrator maps through the signature.
+    names = [getattr(t, "name", None) for t in getattr(keras_model, "inputs", [])]
+
+    def rep():
+        for s in gen():
+            if isinstance(s, np.ndarray):
+                s = [s]
+            if isinstance(s, dict):
+                yield {k: np.asarray(v, dtype=np.float32) for k, v in s.items()}
+            elif len(names) > 1 and len(s) == len(names) and all(names):
+                yield {n: np.asarray(a, dtype=np.float32) for n, a in zip(names, s)}
+            else:
+                yield [np.asarray(a, dtype=np.float32) for a in s]
+
+    keras.utils.set_random_seed(seed)
+    conv = tf.lite.TFLiteConverter.from_keras_model(keras_model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = rep
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if int8_io:
+        conv.inference_input_type = tf.int8
+        conv.inference_output_type = tf.int8
+    else:
+        conv.inference_input_type = tf.float32
+        conv.inference_output_type = tf.float32
+    if per_tensor:
+        conv._experimental_disable_per_channel = True
+    if dense_per_tensor:
+        conv._experimental_disable_per_channel_quantization_for_dense_layers = True
+    # model.export() prints "Saved artifact at ..." and the calibrator warns.
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        return conv.convert()
+
+
+# --------------------------------------------------------------------------
+# disk cache
+# --------------------------------------------------------------------------
+
+def cache_dir() -> str | None:
+    d = os.environ.get("TFLITE_MPC_MODEL_CACHE",
+                       os.path.join("~", ".cache", "tflite-mpc", "models"))
+    if d.lower() in ("", "0", "off", "none", "false"):
+        return None
+    return os.path.expanduser(d)
+
+
+def _cache_key(name: str, params: dict) -> str:
+    blob = json.dumps({"builder": name, "params": params, "tf": TF_VERSION,
+                       "keras": keras.__version__, "v": MODELGEN_VERSION},
+                      sort_keys=True, default=str)
+    h = hashlib.sha256(blob.encode()).hexdigest()[:20]
+    return f"{name}-{h}"
+
+
+def _atomic_write(path: str, data: bytes) -> None:
+    d = os.path.dirname(path)
+    os.makedirs(d, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _cached(name: str, params: dict, make, suffix=".tflite"):
+    """Return cached bytes for (name, params) or make() and store them."""
+    d = cache_dir()
+    path = None
+    if d is not None:
+        key = _cache_key(name, params)
+        path = os.path.join(d, key + suffix)
+        if os.path.exists(path):
+            with open(path, "rb") as f:
+                return f.read()
+    t0 = time.perf_counter()
+    data = make()
+    conversion_stats[name].append(time.perf_counter() - t0)
+    if path is not None:
+        _atomic_write(path, data)
+        _atomic_write(path[:-len(suffix)] + ".json",
+                      json.dumps({"builder": name, "params": params,
+                                  "tf": TF_VERSION}, default=str,
+                                 indent=1).encode())
+    return data
+
+
+def _builder(fn):
+    """Decorator: cache a builder's bytes keyed on its bound arguments."""
+    import inspect
+    sig = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        ba = sig.bind(*args, **kwargs)
+        ba.apply_defaults()
+        params = {k: _jsonable(v) for k, v in ba.arguments.items()}
+        return _cached(fn.__name__, params, lambda: fn(*args, **kwargs))
+
+    wrapper.uncached = fn
+    return wrapper
+
+
+def _jsonable(v):
+    if isinstance(v, (tuple, list)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+# --------------------------------------------------------------------------
+# oracle / inspection helpers
+# --------------------------------------------------------------------------
+
+def _interp_api():
+    """(Interpreter class, OpResolverType, load_delegate) of the backend
+    chosen by $TFLITE_MPC_INTERPRETER: 'tf' (default, tf.lite.Interpreter)
+    or 'litert' (ai_edge_litert.interpreter, same API)."""
+    if os.environ.get("TFLITE_MPC_INTERPRETER", "tf").lower() == "litert":
+        from ai_edge_litert import interpreter as li
+        return li.Interpreter, li.OpResolverType, li.load_delegate
+    return (tf.lite.Interpreter, tf.lite.experimental.OpResolverType,
+            tf.lite.experimental.load_delegate)
+
+
+def _interpreter(model_bytes, *, reference=True, delegates=None, num_threads=1):
+    interp_cls, R, load_delegate = _interp_api()
+    dels = []
+    for d in delegates or []:
+        if isinstance(d, (str, os.PathLike)):
+            d = load_delegate(os.fspath(d))
+        dels.append(d)
+    # BUILTIN_REF: reference kernels and no default (XNNPACK) delegate.
+    # Otherwise BUILTIN_WITHOUT_DEFAULT_DELEGATES unless reference is None
+    # (plain BUILTIN: optimized kernels + XNNPACK applied by default).
+    rtype = {True: R.BUILTIN_REF, False: R.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+             None: R.AUTO}[reference]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tf.lite.Interpreter deprecation
+        return interp_cls(model_content=bytes(model_bytes),
+                          experimental_delegates=dels or None,
+                          num_threads=num_threads,
+                          experimental_op_resolver_type=rtype)
+
+
+def run_tflite(model_bytes, inputs, *, reference=True, delegates=None,
+               num_threads=1):
+    """Run a model once and return the list of outputs (copies).
+
+    ``inputs``: an array, a list of arrays in ``input_details`` order, or a
+    dict keyed by signature input name (e.g. 'a') or tensor name; dtypes
+    must match the model's input dtypes exactly (no silent casting).  Shapes
+    that differ from the model's are applied with ``resize_tensor_input``.
+    ``reference``: True -> BUILTIN_REF op resolver (reference kernels, the
+    oracle for conformance); False -> optimized builtin kernels without the
+    default XNNPACK delegate; None -> stock default (optimized + XNNPACK).
+    ``delegates``: list of ``tf.lite.experimental.load_delegate`` objects or paths to delegate shared libraries (loaded
+    with the backend's ``load_delegate``).  ``$TFLITE_MPC_INTERPRETER=litert``
+    switches from tf.lite.Interpreter to ai_edge_litert's Interpreter.
+    """
+    if isinstance(inputs, np.ndarray):
+        inputs = [inputs]
+    it = _interpreter(model_bytes, reference=reference, delegates=delegates,
+                      num_threads=num_threads)
+    ins = it.get_input_details()
+    if isinstance(inputs, dict):
+        inputs = _order_by_name(it, ins, inputs)
+    if len(inputs) != len(ins):
+        raise ValueError(f"model has {len(ins)} inputs, got {len(inputs)}")
+    for d, x in zip(ins, inputs):
+        x = np.asarray(x)
+        if x.dtype != d["dtype"]:
+            raise TypeError(f"input {d['name']}: dtype {x.dtype}, model "
+                            f"expects {np.dtype(d['dtype'])}")
+        if tuple(x.shape) != tuple(d["shape"]):
+            it.resize_tensor_input(d["index"], list(x.shape))
+    it.allocate_tensors()
+    for d, x in zip(ins, inputs):
+        it.set_tensor(d["index"], np.asarray(x))
+    it.invoke()
+    return [it.get_tensor(d["index"]).copy() for d in it.get_output_details()]
+
+
+def _order_by_name(it, ins, named):
+    """Map {signature input name or tensor name: array} to input order."""
+    idx = {}
+    for sig in it.get_signature_list():
+        for k, d in it.get_signature_runner(sig).get_input_details().items():
+            idx[k] = d["index"]
+    for d in ins:
+        idx[d["name"]] = d["index"]
+    pos = {d["index"]: i for i, d in enumerate(ins)}
+    out = [None] * len(ins)
+    for k, v in named.items():
+        if k not in idx:
+            raise KeyError(f"unknown input {k!r}; known: {sorted(idx)}")
+        out[pos[idx[k]]] = v
+    if any(v is None for v in out):
+        raise ValueError(f"missing inputs; got {sorted(named)}")
+    return out
+
+
+def op_names(model_bytes):
+    """Builtin op names of subgraph 0 in execution order (no delegates)."""
+    it = _interpreter(model_bytes, reference=False)
+    return [o["op_name"] for o in it._get_ops_details()]
+
+
+def op_counts(model_bytes) -> collections.Counter:
+    return collections.Counter(op_names(model_bytes))
+
+
+def input_details(model_bytes):
+    return _interpreter(model_bytes, reference=False).get_input_details()
+
+
+def output_details(model_bytes):
+    return _interpreter(model_bytes, reference=False).get_output_details()
+
+
+def _tensor_info(sg, model, ti):
+    t = sg.tensors[ti]
+    q = t.quantization
+    scales = (np.asarray(q.scale, np.float32) if q is not None
+              and q.scale is not None else np.zeros(0, np.float32))
+    zps = (np.asarray(q.zeroPoint, np.int64) if q is not None
+           and q.zeroPoint is not None else np.zeros(0, np.int64))
+    buf = model.buffers[t.buffer] if t.buffer else None
+    return {
+        "index": ti,
+        "name": t.name.decode() if isinstance(t.name, bytes) else t.name,
+        "dtype": _TYPE_NAME.get(t.type, t.type),
+        "shape": [int(s) for s in (t.shape if t.shape is not None else [])],
+        "scales": scales,
+        "zero_points": zps,
+        "quantized_dimension": int(q.quantizedDimension) if q is not None else 0,
+        "per_channel": len(scales) > 1,
+        # constant = backed by a non-empty buffer (inline data or, for
+        # models written with buffer offsets, a non-zero size)
+        "is_constant": buf is not None and (
+            (buf.data is not None and len(buf.data) > 0)
+            or bool(getattr(buf, "size", 0))),
+    }
+
+
+def _parse(model_bytes):
+    return _fb.ModelT.InitFromPackedBuf(bytearray(model_bytes), 0)
+
+
+def tensor_details(model_bytes, subgraph=0):
+    """Per-tensor dtype/shape/quantization (incl. per-channel scales)."""
+    m = _parse(model_bytes)
+    sg = m.subgraphs[subgraph]
+    return [_tensor_info(sg, m, i) for i in range(len(sg.tensors))]
+
+
+def op_details(model_bytes, subgraph=0):
+    """Ops in order, each as a dict with ``op`` (name), ``options`` (builtin
+    options with enum values decoded: fusedActivationFunction -> 'RELU',
+    padding -> 'SAME', ...), ``inputs``/``outputs`` (tensor_details dicts;
+    an omitted optional input, e.g. a missing FC bias, is None)."""
+    m = _parse(model_bytes)
+    sg = m.subgraphs[subgraph]
+    out = []
+    for op in sg.operators:
+        oc = m.operatorCodes[op.opcodeIndex]
+        code = max(oc.builtinCode, oc.deprecatedBuiltinCode)
+        opts = dict(vars(op.builtinOptions)) if op.builtinOptions is not None else {}
+        if "fusedActivationFunction" in opts:
+            opts["fusedActivationFunction"] = _ACT_NAME.get(
+                opts["fusedActivationFunction"], opts["fusedActivationFunction"])
+        if "padding" in opts:
+            opts["padding"] = _PAD_NAME.get(opts["padding"], opts["padding"])
+        for k, v in list(opts.items()):
+            if isinstance(v, np.ndarray):
+                opts[k] = v.tolist()
+        ins = [None if i < 0 else _tensor_info(sg, m, i) for i in op.inputs]
+        outs = [_tensor_info(sg, m, i) for i in op.outputs]
+        out.append({"op": _OP_NAME.get(code, str(code)), "options": opts,
+                    "inputs": ins, "outputs": outs})
+    return out
+
+
+def quantize(x, detail):
+    """Float -> integer using an (input) detail dict's quantization."""
+    scale, zp = detail["quantization"]
+    dt = np.dtype(detail["dtype"])
+    if scale == 0:
+        return np.asarray(x, dt)
+    info = np.iinfo(dt)
+    q = np.round(np.asarray(x, np.float64) / scale) + zp
+    return np.clip(q, info.min, info.max).astype(dt)
+
+
+def dequantize(q, detail):
+    scale, zp = detail["quantization"]
+    if scale == 0:
+        return np.asarray(q, np.float32)
+    return ((np.asarray(q, np.float64) - zp) * scale).astype(np.float32)
+
+
+def random_input(model_bytes, seed=0):
+    """Uniformly random integer (or N(0,1) float) data for every model input."""
+    rng = np.random.default_rng(seed)
+    res = []
+    for d in input_details(model_bytes):
+        dt = np.dtype(d["dtype"])
+        if np.issubdtype(dt, np.integer):
+            info = np.iinfo(dt)
+            res.append(rng.integers(info.min, info.max, size=d["shape"],
+                                    endpoint=True).astype(dt))
+        else:
+            res.append(rng.standard_normal(d["shape"]).astype(dt))
+    return res
+
+
+def set_softmax_beta(model_bytes, beta) -> bytes:
+    """Return a copy of the model with every SOFTMAX's beta set to ``beta``."""
+    m = _parse(model_bytes)
+    n = 0
+    for sg in m.subgraphs:
+        for op in sg.operators:
+            oc = m.operatorCodes[op.opcodeIndex]
+            if max(oc.builtinCode, oc.deprecatedBuiltinCode) == _fb.BuiltinOperator.SOFTMAX:
+                op.builtinOptions.beta = float(beta)
+                n += 1
+    if not n:
+        raise ValueError("model has no SOFTMAX op")
+    return _pack(m)
+
+
+def _pack(m) -> bytes:
+    import flatbuffers
+    b = flatbuffers.Builder(1 << 16)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+def truncate(model_bytes, n_ops) -> bytes:
+    """Keep the first ``n_ops`` ops of subgraph 0; the model's output becomes
+    the last kept op's output(s) (to bisect where two runtimes diverge).
+    Unused tensors/buffers are left in place (harmless)."""
+    m = _parse(model_bytes)
+    sg = m.subgraphs[0]
+    if not 0 < n_ops <= len(sg.operators):
+        raise ValueError(f"n_ops must be in 1..{len(sg.operators)}")
+    sg.operators = sg.operators[:n_ops]
+    sg.outputs = [int(i) for i in sg.operators[-1].outputs]
+    m.signatureDefs = None  # the signature would name the old outputs
+    return _pack(m)
+
+
+# --------------------------------------------------------------------------
+# single-op builders
+# --------------------------------------------------------------------------
+
+def _pair(v):
+    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+
+
+def _rand_data(shapes, n, seed, scales=None, offsets=None):
+    rng = np.random.default_rng(seed + 12345)
+    scales = scales or [1.0] * len(shapes)
+    offsets = offsets or [0.0] * len(shapes)
+    return [[(rng.standard_normal(s) * sc + off).astype(np.float32)
+             for s, sc, off in zip(shapes, scales, offsets)] for _ in range(n)]
+
+
+def _act_layer(activation):
+    if activation in (None, "none", "linear"):
+        return None
+    if activation == "relu":
+        return L.ReLU()
+    if activation == "relu6":
+        return L.ReLU(max_value=6.0)
+    raise ValueError(f"activation {activation!r}: use None, 'relu' or 'relu6'")
+
+
+def _init(seed, kind="w", scale=0.5):
+    if kind == "w":
+        return keras.initializers.GlorotUniform(seed=seed)
+    return keras.initializers.RandomUniform(-scale, scale, seed=seed + 1)
+
+
+def _model(input_shapes, fn, batch):
+    ins = [keras.Input(s, batch_size=batch) for s in input_shapes]
+    out = fn(*ins)
+    return keras.Model(ins if len(ins) > 1 else ins[0], out)
+
+
+@_builder
+def conv2d(h=8, w=8, cin=3, cout=4, k=3, stride=1, padding="same", dilation=1,
+           activation=None, use_bias=True, per_tensor=False, *, batch=1,
+           int8_io=True, seed=0, n_calib=16):
+    """One CONV_2D (fused activation in its options: NONE/RELU/RELU6).
+
+    ``k``/``stride``/``dilation`` are ints or (h, w) pairs.  Keras forbids
+    stride > 1 together with dilation > 1.  Weights are per-channel
+    (quantized_dimension 0) unless ``per_tensor``.  Bias (if any) is int32.
+    Without a bias the op has 2 inputs (no zero bias tensor is created).
+    """
+    _seed(seed)
+    act = _act_layer(activation)
+
+    def f(x):
+        y = L.Conv2D(cout, _pair(k), strides=_pair(stride), padding=padding,
+                     dilation_rate=_pair(dilation), use_bias=use_bias,
+                     kernel_initializer=_init(seed),
+                     bias_initializer=_init(seed, "b"))(x)
+        return act(y) if act else y
+    m = _model([(h, w, cin)], f, batch)
+    return convert_int8(m, _rand_data([(batch, h, w, cin)], n_calib, seed),
+                        int8_io=int8_io, per_tensor=per_tensor, seed=seed)
+
+
+@_builder
+def depthwise_conv2d(h=8, w=8, c=4, k=3, stride=1, padding="same", dilation=1,
+                     depth_multiplier=1, activation=None, use_bias=True,
+                     per_tensor=False, *, batch=1, int8_io=True, seed=0,
+                     n_calib=16):
+    """One DEPTHWISE_CONV_2D; weights [1, kh, kw, c*dm], per-channel on
+    quantized_dimension 3 unless ``per_tensor``; options carry
+    depthMultiplier.  Keras forbids stride > 1 with dilation > 1."""
+    _seed(seed)
+    act = _act_layer(activation)
+
+    def f(x):
+        y = L.DepthwiseConv2D(_pair(k), strides=_pair(stride), padding=padding,
+                              dilation_rate=_pair(dilation),
+                              depth_multiplier=depth_multiplier,
+                              use_bias=use_bias,
+                              depthwise_initializer=_init(seed),
+                              bias_initializer=_init(seed, "b"))(x)
+        return act(y) if act else y
+    m = _model([(h, w, c)], f, batch)
+    return convert_int8(m, _rand_data([(batch, h, w, c)], n_calib, seed),
+                        int8_io=int8_io, per_tensor=per_tensor, seed=seed)
+
+
+@_builder
+def fully_connected(batch=1, in_features=16, out_features=8, activation=None,
+                    use_bias=True, per_tensor=False, seq=None, *, int8_io=True,
+                    seed=0, n_calib=16):
+    """One FULLY_CONNECTED.  Weights [out, in], per-channel by default in TF
+    2.21 (``per_tensor=True`` -> one scale).  ``seq`` given: 3-D input
+    [batch, seq, in] -> FULLY_CONNECTED with keepNumDims=True and output
+    [batch, seq, out]."""
+    _seed(seed)
+    act = _act_layer(activation)
+    shape = (in_features,) if seq is None else (seq, in_features)
+
+    def f(x):
+        y = L.Dense(out_features, use_bias=use_bias,
+                    kernel_initializer=_init(seed),
+                    bias_initializer=_init(seed, "b"))(x)
+        return act(y) if act else y
+    m = _model([shape], f, batch)
+    return convert_int8(m, _rand_data([(batch,) + shape], n_calib, seed),
+                        int8_io=int8_io, per_tensor=per_tensor,
+                        dense_per_tensor=per_tensor, seed=seed)
+
+
+def _pool(cls, h, w, c, pool, stride, padding, batch, int8_io, seed, n_calib):
+    _seed(seed)
+    m = _model([(h, w, c)],
+               lambda x: cls(_pair(pool), strides=_pair(stride) if stride else None,
+                             padding=padding)(x), batch)
+    return convert_int8(m, _rand_data([(batch, h, w, c)], n_calib, seed),
+                        int8_io=int8_io, seed=seed)
+
+
+@_builder
+def average_pool2d(h=8, w=8, c=4, pool=2, stride=None, padding="valid", *,
+                   batch=1, int8_io=True, seed=0, n_calib=16):
+    """One AVERAGE_POOL_2D (stride None = pool).  Input and output share
+    scale/zero point."""
+    return _pool(L.AveragePooling2D, h, w, c, pool, stride, padding, batch,
+                 int8_io, seed, n_calib)
+
+
+@_builder
+def max_pool2d(h=8, w=8, c=4, pool=2, stride=None, padding="valid", *,
+               batch=1, int8_io=True, seed=0, n_calib=16):
+    """One MAX_POOL_2D (stride None = pool).  Input and output share
+    scale/zero point."""
+    return _pool(L.MaxPooling2D, h, w, c, pool, stride, padding, batch,
+                 int8_io, seed, n_calib)
+
+
+@_builder
+def mean(h=8, w=8, c=4, keepdims=False, *, batch=1, int8_io=True, seed=0,
+         n_calib=16):
+    """GlobalAveragePooling2D -> one MEAN over axes [1, 2] (axis is an int32
+    constant input; keepDims in the options).  Output scale differs from the
+    input scale (calibrated separately)."""
+    _seed(seed)
+    m = _model([(h, w, c)], lambda x: L.GlobalAveragePooling2D(keepdims=keepdims)(x),
+               batch)
+    return convert_int8(m, _rand_data([(batch, h, w, c)], n_calib, seed),
+                        int8_io=int8_io, seed=seed)
+
+
+@_builder
+def add(shape=(4, 4, 8), scale_a=1.0, scale_b=4.0, activation=None,
+        shape_b=None, *, batch=1, int8_io=True, seed=0, n_calib=16):
+    """One ADD of two graph inputs ``a`` and ``b`` with different quantization
+    scales (calibration data ~ N(0, scale_a^2) and N(0, scale_b^2)).
+    ``activation`` 'relu'/'relu6' is fused into the ADD's options.
+    ``shape_b`` (without batch) gives a broadcasting second input, e.g.
+    (1, 1, 8).  The TFLite model's input 0 is ``a`` and input 1 is ``b``
+    (rather than the positions).
+
+    Surprise: the TFLite input order of a multi-input Keras model is neither
+    the Keras order nor alphabetical (names a, b -> TFLite inputs [b, a];
+    c,a,d,b -> [d,c,b,a]; lhs,rhs,zz,aa -> [lhs,aa,zz,rhs]; deterministic for
+    given names).  Address inputs by name: ``input_details(m)[i]['name']`` is
+    'serving_default_a:0' / 'serving_default_b:0', and ``run_tflite`` accepts
+    ``{'a': qa, 'b': qb}``.  The ADD operands are (a, b).  The ADD options
+    also carry potScaleInt16=True (only meaningful for int16).
+    """
+    _seed(seed)
+    act = _act_layer(activation)
+    shape = tuple(shape)
+    sb = tuple(shape_b) if shape_b is not None else shape
+    a = keras.Input(shape, batch_size=batch, name="a")
+    b = keras.Input(sb, batch_size=batch, name="b")
+    y = L.Add()([a, b]) if sb == shape else L.Lambda(lambda t: t[0] + t[1])([a, b])
+    y = act(y) if act else y
+    m = keras.Model([a, b], y)
+    rng = np.random.default_rng(seed + 12345)
+    data = [{"a": (rng.standard_normal((batch,) + shape) * scale_a).astype(np.float32),
+             "b": (rng.standard_normal((batch,) + sb) * scale_b).astype(np.float32)}
+            for _ in range(n_calib)]
+    return convert_int8(m, data, int8_io=int8_io, seed=seed)
+
+
+@_builder
+def softmax(n=10, beta=1.0, rows=None, *, batch=1, int8_io=True, seed=0,
+            n_calib=16, logit_scale=3.0):
+    """One SOFTMAX over the last axis of [batch, n] (or [batch, rows, n]).
+
+    The converter never produces beta != 1 from Keras/TF code (tf.nn.softmax
+    (beta*x) gives MUL + SOFTMAX(beta=1)), so for beta != 1 the converted
+    model's SOFTMAX beta field is patched (input quantization was calibrated
+    on the logits x, so the op computes softmax(beta * x)).  Output is
+    scale 1/256, zero point -128.
+    """
+    _seed(seed)
+    shape = (n,) if rows is None else (rows, n)
+    m = _model([shape], lambda x: L.Softmax()(x), batch)
+    b = convert_int8(m, _rand_data([(batch,) + shape], n_calib, seed,
+                                   scales=[logit_scale]),
+                     int8_io=int8_io, seed=seed)
+    if beta != 1.0:
+        b = set_softmax_beta(b, beta)
+    return b
+
+
+@_builder
+def reshape(in_shape=(4, 4, 8), out_shape=(16, 8), *, batch=1, int8_io=True,
+            seed=0, n_calib=16):
+    """One RESHAPE (Keras Reshape; shapes exclude the batch dim).  The new
+    shape is an int32 constant second input; in/out quantization identical."""
+    _seed(seed)
+    m = _model([tuple(in_shape)], lambda x: L.Reshape(tuple(out_shape))(x), batch)
+    return convert_int8(m, _rand_data([(batch,) + tuple(in_shape)], n_calib, seed),
+                        int8_io=int8_io, seed=seed)
+
+
+@_builder
+def flatten(h=4, w=4, c=8, *, batch=1, int8_io=True, seed=0, n_calib=16):
+    """Keras Flatten -> one RESHAPE to [batch, h*w*c]."""
+    _seed(seed)
+    m = _model([(h, w, c)], lambda x: L.Flatten()(x), batch)
+    return convert_int8(m, _rand_data([(batch, h, w, c)], n_calib, seed),
+                        int8_io=int8_io, seed=seed)
+
+
+@_builder
+def squeeze(in_shape=(1, 1, 8), axis=(1, 2), *, batch=1, int8_io=True, seed=0,
+            n_calib=16):
+    """``tf.squeeze`` in a Lambda -> one RESHAPE (the converter never emits
+    SQUEEZE here); in/out quantization identical."""
+    _seed(seed)
+    ax = tuple(axis)
+    m = _model([tuple(in_shape)], lambda x: L.Lambda(lambda t: tf.squeeze(t, ax))(x),
+               batch)
+    return convert_int8(m, _rand_data([(batch,) + tuple(in_shape)], n_calib, seed),
+                        int8_io=int8_io, seed=seed)
+
+
+# --------------------------------------------------------------------------
+# stock models
+# --------------------------------------------------------------------------
+
+def _calib_images(size, n, seed):
+    rng = np.random.default_rng(seed + 777)
+    return [[rng.uniform(-1.0, 1.0, (1, size, size, 3)).astype(np.float32)]
+            for _ in range(n)]
+
+
+def _bn_recalibrate(model, images, seed):
+    """Give a randomly initialised BN network sane activation statistics.
+
+    With weights=None every BatchNormalization is the identity (mean 0, var
+    1, gamma 1, beta 0) and the Glorot-initialised convs shrink activations
+    ~2-4x per layer: in MobileNetV1 0.25 the activation scales fall to the
+    converter's floor (7.8e-9, i.e. all-zero tensors) by the 13th layer, the
+    output is constant, and BUILTIN_REF's SOFTMAX even aborts the process
+    in Prepare on such a tiny input scale.  So: randomise gamma in
+    [0.5, 1.5] and beta in [-0.25, 0.75], set momentum 0 and run the batch
+    of calibration images once with training=True, so the moving statistics
+    become the batch statistics (data-dependent init).  After BN folding the
+    converted conv weights have realistic, varied per-channel scales.
+    """
+    rng = np.random.default_rng(seed + 4242)
+    for layer in model.layers:
+        if isinstance(layer, L.BatchNormalization):
+            n = layer.gamma.shape[0]
+            layer.gamma.assign(rng.uniform(0.5, 1.5, n).astype(np.float32))
+            layer.beta.assign(rng.uniform(-0.25, 0.75, n).astype(np.float32))
+            layer.momentum = 0.0
+    model(np.concatenate(images, axis=0), training=True)
+    for layer in model.layers:
+        if isinstance(layer, L.BatchNormalization):
+            layer.momentum = 0.99
+
+
+def _stock(app, size, alpha, include_top, classes, classifier_activation,
+           bn_recalib, seed, n_calib, int8_io):
+    _seed(seed)
+    calib = _calib_images(size, n_calib, seed)
+    kw = dict(alpha=alpha, weights=None, include_top=include_top)
+    if include_top:
+        kw.update(classes=classes, classifier_activation=classifier_activation)
+    if bn_recalib:
+        # BN statistics need a real batch, the exported model needs batch 1.
+        mf = app(input_shape=(size, size, 3), **kw)
+        _bn_recalibrate(mf, [c[0] for c in calib], seed)
+        weights = mf.get_weights()
+    m = app(input_tensor=keras.Input((size, size, 3), batch_size=1), **kw)
+    if bn_recalib:
+        m.set_weights(weights)
+    return convert_int8(m, calib, int8_io=int8_io, seed=seed)
+
+
+@_builder
+def mobilenet_v1(alpha=0.25, size=128, *, include_top=True, classes=1000,
+                 classifier_activation="softmax", bn_recalib=True,
+                 int8_io=True, seed=0, n_calib=16):
+    """keras.applications.MobileNet (weights=None), batch fixed to 1, int8 I/O,
+    calibrated on ``n_calib`` uniform[-1, 1] random images; BN statistics
+    re-initialised from the same images (see ``_bn_recalibrate``; pass
+    bn_recalib=False for the raw random-init network, whose activations
+    vanish).  ``classifier_activation=None`` leaves out the final SOFTMAX
+    (logits out); with 1000 classes and random weights nearly all softmax
+    outputs quantize to -128, so logits are more informative for tests.
+
+    Ops (alpha 0.25, 128, include_top, TF 2.21), in order: CONV_2D, then 13 x
+    (DEPTHWISE_CONV_2D, CONV_2D) all RELU6-fused, MEAN (keepDims), CONV_2D
+    (1x1 classifier with bias, no activation; not FULLY_CONNECTED), RESHAPE,
+    SOFTMAX: CONV_2D 15, DEPTHWISE_CONV_2D 13, MEAN 1, RESHAPE 1, SOFTMAX 1.
+    No PAD: the converter folds ZeroPadding2D(((0,1),(0,1))) + 'valid'
+    stride-2 depthwise into SAME padding.  Dropout disappears.
+    """
+    return _stock(keras.applications.MobileNet, size, alpha, include_top,
+                  classes, classifier_activation, bn_recalib, seed, n_calib,
+                  int8_io)
+
+
+@_builder
+def mobilenet_v2(alpha=0.35, size=128, *, include_top=True, classes=1000,
+                 classifier_activation="softmax", bn_recalib=True,
+                 int8_io=True, seed=0, n_calib=16):
+    """keras.applications.MobileNetV2 (weights=None), batch 1, int8 I/O; same
+    options as ``mobilenet_v1``.
+
+    Ops (alpha 0.35, 128, include_top, TF 2.21): CONV_2D 35,
+    DEPTHWISE_CONV_2D 17, ADD 10 (residuals, no fused activation), MEAN 1,
+    FULLY_CONNECTED 1 (classifier, per-channel weights), SOFTMAX 1.  Expand
+    and depthwise convs are RELU6-fused, project convs have no activation.
+    No PAD (ZeroPadding2D folded into SAME), no RESHAPE.
+    """
+    return _stock(keras.applications.MobileNetV2, size, alpha, include_top,
+                  classes, classifier_activation, bn_recalib, seed, n_calib,
+                  int8_io)
+
+
+# --------------------------------------------------------------------------
+# digits CNN (trained here, seconds)
+# --------------------------------------------------------------------------
+
+def digits_data(test_size=0.25, seed=0):
+    """sklearn digits as float32 (N, 8, 8, 1) in [0, 1]; stratified split.
+    Returns x_train, x_test, y_train, y_test (default: 1347 / 450 samples)."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+    d = load_digits()
+    x = (d.data.astype(np.float32) / 16.0).reshape(-1, 8, 8, 1)
+    y = d.target.astype(np.int64)
+    return train_test_split(x, y, test_size=test_size, random_state=seed,
+                            stratify=y)
+
+
+def _digits_net(batch, pool, c1, c2):
+    inp = keras.Input((8, 8, 1), batch_size=batch)
+    y = L.Conv2D(c1, 3, padding="same", activation="relu")(inp)
+    y = L.Conv2D(c2, 3, padding="same", activation="relu")(y)
+    y = (L.MaxPooling2D(2) if pool == "max" else L.AveragePooling2D(2))(y)
+    y = L.Flatten()(y)
+    y = L.Dense(10)(y)
+    y = L.Softmax()(y)
+    return keras.Model(inp, y)
+
+
+def _digits_blob(pool, c1, c2, epochs, seed, int8_io, n_calib):
+    x_tr, x_te, y_tr, y_te = digits_data(seed=0)
+    _seed(seed)
+    try:
+        tf.config.experimental.enable_op_determinism()
+    except Exception:  # pragma: no cover
+        pass
+    try:
+        m = _digits_net(None, pool, c1, c2)
+        m.compile(optimizer=keras.optimizers.Adam(1e-2),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        m.fit(x_tr, y_tr, batch_size=32, epochs=epochs, verbose=0,
+              shuffle=True)
+        float_acc = float(np.mean(np.argmax(m.predict(x_te, verbose=0), 1)
+                                  == y_te))
+    finally:
+        with contextlib.suppress(Exception):
+            tf.config.experimental.disable_op_determinism()
+    m1 = _digits_net(1, pool, c1, c2)
+    m1.set_weights(m.get_weights())
+    calib = [[x_tr[i:i + 1]] for i in range(n_calib)]
+    tfl = convert_int8(m1, calib, int8_io=int8_io, seed=seed)
+    bio = io.BytesIO()
+    np.savez(bio, tflite=np.frombuffer(tfl, np.uint8),
+             float_acc=np.float64(float_acc))
+    return bio.getvalue()
+
+
+def digits_cnn(pool="max", c1=8, c2=16, epochs=15, *, seed=0, int8_io=True,
+               n_calib=100):
+    """Small CNN trained on sklearn digits, converted to int8 TFLite.
+
+    Net: Conv3x3x``c1`` relu (same) -> Conv3x3x``c2`` relu (same) ->
+    MaxPool2 (``pool='avg'``: AveragePool2) -> Flatten -> Dense 10 ->
+    Softmax; batch 1.  TFLite ops: CONV_2D, CONV_2D, MAX_POOL_2D (or
+    AVERAGE_POOL_2D), RESHAPE, FULLY_CONNECTED, SOFTMAX.
+    Returns ``(tflite_bytes, x_test, y_test, float_test_accuracy)`` where
+    ``x_test`` is the 450-sample test split quantized with the model's input
+    scale/zero point, int8 (N, 8, 8, 1) (float32 if ``int8_io=False``), and
+    feeding ``x_test[i:i+1]`` gives one prediction.  Cached (model + float
+    accuracy); training takes a few seconds and is deterministic
+    (set_random_seed + op determinism).
+    """
+    params = dict(pool=pool, c1=c1, c2=c2, epochs=epochs, seed=seed,
+                  int8_io=int8_io, n_calib=n_calib)
+    blob = _cached("digits_cnn", params,
+                   lambda: _digits_blob(pool, c1, c2, epochs, seed, int8_io,
+                                        n_calib), suffix=".npz")
+    z = np.load(io.BytesIO(blob))
+    tfl = z["tflite"].tobytes()
+    _, x_te, _, y_te = digits_data(seed=0)
+    if int8_io:
+        x_te = quantize(x_te, input_details(tfl)[0])
+    return tfl, x_te, y_te, float(z["float_acc"])
+
+
+def classify(model_bytes, xs, **run_kw):
+    """argmax of output 0 for each sample ``xs[i:i+1]`` (one invoke each)."""
+    it_kw = {k: run_kw.pop(k) for k in ("reference", "delegates", "num_threads")
+             if k in run_kw}
+    if run_kw:
+        raise TypeError(f"unexpected arguments {sorted(run_kw)}")
+    it = _interpreter(model_bytes, **it_kw)
+    it.allocate_tensors()
+    i_idx = it.get_input_details()[0]["index"]
+    o_idx = it.get_output_details()[0]["index"]
+    preds = np.empty(len(xs), np.int64)
+    for i in range(len(xs)):
+        it.set_tensor(i_idx, xs[i:i + 1])
+        it.invoke()
+        preds[i] = int(np.argmax(it.get_tensor(o_idx)[0]))
+    return preds

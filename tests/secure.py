@@ -1,0 +1,32 @@
+"""Helpers to run a model under the delegate and compare with the oracle."""
+import numpy as np
+
+import modelgen
+import tflite_mpc
+
+
+def run_secure(model_bytes, inputs, truncation="exact", **opts):
+    d = tflite_mpc.load_delegate(truncation=truncation, **opts)
+    outs = modelgen.run_tflite(model_bytes, inputs, reference=False, delegates=[d])
+    return outs, tflite_mpc.report(d)
+
+
+def check_model(model_bytes, seeds=(0, 1, 2), exact_bound=0, pr_bound=1, inputs_fn=None):
+    """Secure output vs the BUILTIN_REF interpreter: exact mode within `exact_bound`
+    LSB (0 = bit-identical), probabilistic mode within `pr_bound` LSB."""
+    for seed in seeds:
+        inputs = inputs_fn(seed) if inputs_fn else modelgen.random_input(model_bytes, seed=seed)
+        want = modelgen.run_tflite(model_bytes, inputs, reference=True)
+        for mode, bound in (("exact", exact_bound), ("probabilistic", pr_bound)):
+            got, rep = run_secure(model_bytes, inputs, mode)
+            assert rep is not None and rep["layers"], "the delegate did not run"
+            for g, w in zip(got, want):
+                assert g.shape == w.shape and g.dtype == w.dtype
+                if np.issubdtype(w.dtype, np.floating):
+                    deq = [o for o in modelgen.op_details(model_bytes) if o["op"] == "DEQUANTIZE"]
+                    scale = float(deq[-1]["inputs"][0]["scales"][0])
+                    diff = np.max(np.abs(g - w)) / scale if g.size else 0
+                    assert diff <= bound + 1e-3, (mode, seed, diff)
+                else:
+                    diff = np.max(np.abs(g.astype(np.int64) - w.astype(np.int64))) if g.size else 0
+                    assert diff <= bound, (mode, seed, diff)
