@@ -149,6 +149,9 @@ std::shared_ptr<Plan> build_plan(TfLiteContext* ctx, const Options& opt, std::ve
     }
     for (int k = 0; k < node->outputs->size; ++k)
       if (node->outputs->data[k] >= 0) secret[node->outputs->data[k]] = 1;
+    for (TfLiteIntArray* arr : {node->inputs, node->outputs})
+      for (int k = 0; k < arr->size; ++k)
+        if (arr->data[k] >= 0) plan->shapes[arr->data[k]] = tensor_info(ctx, arr->data[k]).shape;
     plan->steps.emplace(idx, std::move(st));
     plan->order.push_back(idx);
     for (int k = 0; k < node->inputs->size; ++k)
@@ -189,21 +192,15 @@ void PartitionFree(TfLiteContext*, void* buffer) { delete static_cast<Partition*
 TfLiteStatus PartitionPrepare(TfLiteContext* ctx, TfLiteNode* node) {
   auto* p = static_cast<Partition*>(node->user_data);
   // Plans are built for the shapes seen when the delegate was applied.
-  for (int n : p->nodes) {
-    const Step& st = p->plan->steps.at(n);
-    auto check = [&](const TensorInfo& want) -> bool {
-      if (want.index < 0) return true;
-      TensorInfo now = tensor_info(ctx, want.index);
-      if (now.shape != want.shape) {
-        report(ctx, "tflite-mpc: tensor " + std::to_string(want.index) + " changed shape from " +
-                        mpc::shape_str(want.shape) + " to " + mpc::shape_str(now.shape) +
-                        " after the delegate was applied; secure plans have fixed shapes (create a new "
-                        "interpreter for the new shape)");
-        return false;
-      }
-      return true;
-    };
-    if (st.kind != Step::kKernel && (!check(st.in) || !check(st.out))) return kTfLiteError;
+  for (auto& [t, want] : p->plan->shapes) {
+    TensorInfo now = tensor_info(ctx, t);
+    if (now.shape != want) {
+      report(ctx, "tflite-mpc: tensor " + std::to_string(t) + " changed shape from " + mpc::shape_str(want) +
+                      " to " + mpc::shape_str(now.shape) +
+                      " after the delegate was applied; secure plans have fixed shapes (resize the input before "
+                      "creating the interpreter with the delegate, or create a new one)");
+      return kTfLiteError;
+    }
   }
   return kTfLiteOk;
 }

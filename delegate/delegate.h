@@ -60,6 +60,7 @@ struct Plan {
   std::map<int, int> last_use;                     // tensor -> last plan position reading it
   std::vector<int> graph_inputs;                   // secret inputs supplied by the data owner
   std::map<int, int> consumers;                    // tensor -> number of reading nodes
+  std::map<int, Shape> shapes;                     // shapes the plan was built for
   std::vector<std::unordered_map<int, Share>> store;  // per party: secret values by tensor
   bool constants_ready = false;
   Report last;

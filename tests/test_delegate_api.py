@@ -1,0 +1,117 @@
+"""The delegate as a user meets it: options, refusals, errors, cost reports,
+graphs with shape arithmetic, and the same plugin in each installed runtime."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import modelgen
+import tflite_mpc
+from secure import check_model, run_secure
+
+keras = modelgen.keras
+
+
+def _tiny(layers, shape=(6, 6, 3), batch=1, int8_io=True):
+    m = keras.Sequential([keras.Input(shape, batch_size=batch)] + layers)
+    rng = np.random.default_rng(0)
+    reps = [rng.random((1,) + shape, dtype=np.float32) for _ in range(8)]
+    return modelgen.convert_int8(m, reps, int8_io=int8_io)
+
+
+def test_library_path_loads_with_tf_loader():
+    d = tf.lite.experimental.load_delegate(tflite_mpc.library_path(), {"protocol": "rep3", "truncation": "exact"})
+    b = modelgen.conv2d(k=3)
+    x = modelgen.random_input(b, seed=3)
+    got = modelgen.run_tflite(b, x, reference=False, delegates=[d])
+    assert np.array_equal(got[0], modelgen.run_tflite(b, x, reference=True)[0])
+
+
+def test_bad_options_are_refused_with_the_valid_ones():
+    with pytest.raises(ValueError, match="unknown option 'colour'.*valid options: protocol"):
+        tflite_mpc.load_delegate(colour="blue")
+    with pytest.raises(ValueError, match="truncation='nearest'.*probabilistic.*exact"):
+        tflite_mpc.load_delegate(truncation="nearest")
+    with pytest.raises(ValueError, match="valid protocols are rep3"):
+        tflite_mpc.load_delegate(protocol="spdz")
+    with pytest.raises(ValueError, match="expected 0, 1 or 2"):
+        tflite_mpc.load_delegate(data_owner=5)
+    # the runtime's own loader reports our message too
+    with pytest.raises(ValueError, match="unknown option 'colour'"):
+        tf.lite.experimental.load_delegate(tflite_mpc.library_path(), {"colour": "blue"})
+
+
+def test_unsupported_op_on_secret_data_is_refused_naming_it():
+    b = _tiny([keras.layers.Conv2D(4, 3), keras.layers.Activation("tanh")])
+    assert "TANH" in modelgen.op_names(b)
+    node = modelgen.op_names(b).index("TANH")
+    with pytest.raises(RuntimeError, match=rf"node {node} \(TANH\).*no secure kernel.*refused"):
+        tf.lite.Interpreter(model_content=b, experimental_delegates=[tflite_mpc.load_delegate()])
+
+
+def test_float_model_is_refused():
+    m = keras.Sequential([keras.Input((6, 6, 3), batch_size=1), keras.layers.Conv2D(4, 3)])
+    conv = tf.lite.TFLiteConverter.from_keras_model(m)
+    b = conv.convert()  # plain float32 model
+    with pytest.raises(RuntimeError, match=r"node 0 \(CONV_2D\).*must be int8"):
+        tf.lite.Interpreter(model_content=b, experimental_delegates=[tflite_mpc.load_delegate()])
+
+
+def test_malformed_model_gives_python_error():
+    with pytest.raises(ValueError):
+        tf.lite.Interpreter(model_content=b"not a flatbuffer at all", experimental_delegates=[tflite_mpc.load_delegate()])
+
+
+def test_wrong_input_shape_and_dtype():
+    b = modelgen.conv2d(k=3)
+    it = tf.lite.Interpreter(model_content=b, experimental_delegates=[tflite_mpc.load_delegate()])
+    it.allocate_tensors()
+    idx = it.get_input_details()[0]["index"]
+    with pytest.raises(ValueError):
+        it.set_tensor(idx, np.zeros((1, 9, 9, 3), dtype=np.int8))
+    with pytest.raises(ValueError):
+        it.set_tensor(idx, np.zeros((1, 8, 8, 3), dtype=np.float32))
+    it.resize_tensor_input(idx, [2, 8, 8, 3])
+    with pytest.raises(RuntimeError, match="changed shape"):
+        it.allocate_tensors()
+
+
+def test_report_has_layers_bytes_and_rounds():
+    b = modelgen.conv2d(k=3, activation="relu")
+    _, rep = run_secure(b, modelgen.random_input(b), "exact")
+    assert [l["op"] for l in rep["layers"]] == ["CONV_2D"]
+    assert len(rep["parties"]) == 3
+    for p in rep["parties"]:
+        assert p["bytes_sent"] > 0 and p["rounds"] > 0
+    assert rep["seconds"] > 0
+    # every party runs the same number of rounds
+    assert len({p["rounds"] for p in rep["layers"][0]["parties"]}) == 1
+
+
+def test_unknown_batch_graph_with_shape_arithmetic():
+    # Without a fixed batch Keras Flatten becomes SHAPE/STRIDED_SLICE/PACK/RESHAPE: the
+    # shape ops stay public in TFLite, the data path runs in (several) secure partitions.
+    b = _tiny([keras.layers.Conv2D(4, 3, activation="relu"), keras.layers.Flatten(), keras.layers.Dense(5)], batch=None)
+    ops = modelgen.op_names(b)
+    assert "SHAPE" in ops and "STRIDED_SLICE" in ops and "PACK" in ops
+    check_model(b)
+
+
+def test_float_io_model_end_to_end():
+    b = _tiny([keras.layers.Conv2D(4, 3, activation="relu"), keras.layers.MaxPooling2D(), keras.layers.Flatten(),
+               keras.layers.Dense(5)], int8_io=False)
+    assert modelgen.op_names(b)[0] == "QUANTIZE" and modelgen.op_names(b)[-1] == "DEQUANTIZE"
+    check_model(b, exact_bound=0, pr_bound=3)  # probabilistic: 1 LSB per op, compounding over 3 ops
+
+
+def test_ai_edge_litert_runtime():
+    litert = pytest.importorskip("ai_edge_litert.interpreter")
+    b = modelgen.conv2d(k=3, activation="relu6")
+    d = litert.load_delegate(tflite_mpc.library_path(), {"truncation": "exact"})
+    it = litert.Interpreter(model_content=b, experimental_delegates=[d])
+    it.allocate_tensors()
+    x = modelgen.random_input(b, seed=5)[0]
+    it.set_tensor(it.get_input_details()[0]["index"], x)
+    it.invoke()
+    got = it.get_tensor(it.get_output_details()[0]["index"])
+    assert np.array_equal(got, modelgen.run_tflite(b, [x], reference=True)[0])
+    assert tflite_mpc.report(d)["layers"][0]["op"] == "CONV_2D"
