@@ -22,6 +22,8 @@ Share Protocol::linear(const Share& x, const Shape& out_shape, const std::functi
   Share y{out_shape, Vec(n), Vec(n)};
   f(x.a.data(), y.a.data());
   f(x.b.data(), y.b.data());
+  y.a_zero = x.a_zero;  // a linear map of a zero component is zero
+  y.b_zero = x.b_zero;
   return y;
 }
 

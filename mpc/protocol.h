@@ -20,6 +20,10 @@ namespace mpc {
 struct Share {
   Shape shape;
   Vec a, b;
+  // A component known (publicly, from how the value was shared) to be zero,
+  // e.g. the third component of an input sharing. Products skip multiplying
+  // by it. Set only by input(); kept by linear maps; cleared otherwise.
+  bool a_zero = false, b_zero = false;
   size_t size() const { return a.size(); }
 };
 

@@ -416,3 +416,31 @@ def test_debug_checks_catch_out_of_range_values():
     with pytest.raises(ValueError, match="63 signed bits"):
         eng.trunc_pr(eng.share(np.array([2**62 + 5])), 4)
     assert np.array_equal(eng.reveal(eng.msb(eng.share(np.array([-5, 5])), 8)), [1, 0])
+
+
+def test_products_with_and_without_known_zero_components(engine, rng):
+    """Fresh input sharings have a publicly zero component that products skip;
+    derived values (after a resharing) have none. Every pairing must agree."""
+    def derived(s):  # same value, fully random components
+        return engine.mul(s, engine.share(np.ones(s.shape, dtype=np.int64), 2))
+    a = rng.integers(-128, 128, size=(9, 12))
+    b = rng.integers(-128, 128, size=(12, 7))
+    x = rng.integers(-128, 128, size=(1, 6, 5, 4))
+    w = rng.integers(-127, 128, size=(3, 3, 3, 4))
+    dw = rng.integers(-127, 128, size=(1, 3, 3, 4))
+    for owner_a, owner_b in [(0, 1), (1, 1), (2, 0)]:
+        A, B = engine.share(a, owner_a), engine.share(b, owner_b)
+        for L in (A, derived(A)):
+            for R in (B, derived(B)):
+                assert np.array_equal(engine.reveal(engine.matmul(L, R)), a @ b)
+        X, W, D = engine.share(x, owner_a), engine.share(w, owner_b), engine.share(dw, owner_b)
+        for XX in (X, derived(X)):
+            for WW in (W, derived(W)):
+                assert np.array_equal(engine.reveal(engine.conv2d(XX, WW)), conv_ref(x, w, 1, 1, "same"))
+            for DD in (D, derived(D)):
+                assert np.array_equal(engine.reveal(engine.depthwise_conv2d(XX, DD)),
+                                      conv_ref(x, dw, 1, 1, "same", depthwise=True))
+        e1, e2 = engine.share(a, owner_a), engine.share(a[::-1].copy(), owner_b)
+        for L in (e1, derived(e1)):
+            for R in (e2, derived(e2)):
+                assert np.array_equal(engine.reveal(engine.mul(L, R)), a * a[::-1])

@@ -77,8 +77,10 @@ Share Rep3::input(int owner, const Shape& shape, const u64* data) {
   } else if (me_ == (owner + 1) % 3) {
     x.a = comm_.recv(prev_, n);
     x.b.assign(n, 0);
+    x.b_zero = true;
   } else {
     x.a.assign(n, 0);
+    x.a_zero = true;
     x.b = prg_next_.next(n);
   }
   comm_.round();
@@ -209,48 +211,67 @@ std::vector<Share> Rep3::products(const std::vector<Product>& list) {
     const Product& p = list[t];
     const Share &x = *p.x, &y = *p.y;
     u64* out = z.data() + off;
-    // z_i = x_i*(y_i + y_{i+1}) + x_{i+1}*y_i
-    Vec ysum(y.size());
-    vadd(ysum.data(), y.a.data(), y.b.data(), y.size());
-    switch (p.kind) {
-      case Product::kElementwise: {
-        const size_t n = x.size();
-        for (size_t i = 0; i < n; ++i) out[i] = x.a[i] * ysum[i] + x.b[i] * y.a[i];
-        break;
-      }
-      case Product::kMatmul: {
-        const size_t M = x.shape[0], K = x.shape[1], N = y.shape[1];
-        gemm_u64(M, N, K, x.a.data(), K, ysum.data(), N, out, N, false);
-        gemm_u64(M, N, K, x.b.data(), K, y.a.data(), N, out, N, true);
-        break;
-      }
-      case Product::kConv2d: {
-        const ConvGeom& g = p.geom;
-        const size_t K = g.kh * g.kw * g.c, N = g.oc, M = g.n * g.oh * g.ow;
-        // Filters [OC, KH, KW, C] -> GEMM operand [K, OC].
-        Vec ws(K * N), wa(K * N);
-        for (size_t o = 0; o < N; ++o)
-          for (size_t k = 0; k < K; ++k) {
-            ws[k * N + o] = ysum[o * K + k];
-            wa[k * N + o] = y.a[o * K + k];
-          }
-        const bool direct = g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.pad_top == 0 && g.pad_left == 0;
-        if (direct) {
-          gemm_u64(M, N, K, x.a.data(), K, ws.data(), N, out, N, false);
-          gemm_u64(M, N, K, x.b.data(), K, wa.data(), N, out, N, true);
-        } else {
-          Vec cols(M * K);
-          im2col(x.a.data(), g, cols.data());
-          gemm_u64(M, N, K, cols.data(), K, ws.data(), N, out, N, false);
-          im2col(x.b.data(), g, cols.data());
-          gemm_u64(M, N, K, cols.data(), K, wa.data(), N, out, N, true);
+    // z_i = x_i*y_i + x_i*y_{i+1} + x_{i+1}*y_i, grouped into at most two local
+    // products and fewer when a component is publicly zero (input sharings):
+    //   y_{i+1} = 0: (x_i + x_{i+1}) * y_i     x_{i+1} = 0: x_i * (y_i + y_{i+1})
+    //   y_i = 0:     x_i * y_{i+1}             x_i = 0:     x_{i+1} * y_i
+    struct Term { const Vec* l; const Vec* r; };
+    Vec lsum, rsum;
+    auto sum = [](Vec& dst, const Vec& u, const Vec& v) -> const Vec* {
+      dst.resize(u.size());
+      vadd(dst.data(), u.data(), v.data(), u.size());
+      return &dst;
+    };
+    std::vector<Term> terms;
+    if ((x.a_zero && x.b_zero) || (y.a_zero && y.b_zero)) {
+    } else if (y.b_zero) {
+      terms.push_back({x.b_zero ? &x.a : x.a_zero ? &x.b : sum(lsum, x.a, x.b), &y.a});
+    } else if (y.a_zero) {
+      if (!x.a_zero) terms.push_back({&x.a, &y.b});
+    } else if (x.b_zero) {
+      terms.push_back({&x.a, sum(rsum, y.a, y.b)});
+    } else if (x.a_zero) {
+      terms.push_back({&x.b, &y.a});
+    } else {
+      terms.push_back({&x.a, sum(rsum, y.a, y.b)});
+      terms.push_back({&x.b, &y.a});
+    }
+    if (terms.empty()) std::fill(out, out + sizes[t], 0);
+    for (size_t k = 0; k < terms.size(); ++k) {
+      const Vec &L = *terms[k].l, &R = *terms[k].r;
+      const bool acc = k > 0;
+      switch (p.kind) {
+        case Product::kElementwise: {
+          const size_t n = x.size();
+          if (acc) for (size_t i = 0; i < n; ++i) out[i] += L[i] * R[i];
+          else vmul(out, L.data(), R.data(), n);
+          break;
         }
-        break;
+        case Product::kMatmul: {
+          const size_t M = x.shape[0], K = x.shape[1], N = y.shape[1];
+          gemm_u64(M, N, K, L.data(), K, R.data(), N, out, N, acc);
+          break;
+        }
+        case Product::kConv2d: {
+          const ConvGeom& g = p.geom;
+          const size_t K = g.kh * g.kw * g.c, N = g.oc, M = g.n * g.oh * g.ow;
+          Vec w(K * N);  // filters [OC, KH, KW, C] -> GEMM operand [K, OC]
+          for (size_t o = 0; o < N; ++o)
+            for (size_t q = 0; q < K; ++q) w[q * N + o] = R[o * K + q];
+          const bool direct = g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.pad_top == 0 && g.pad_left == 0;
+          if (direct) {
+            gemm_u64(M, N, K, L.data(), K, w.data(), N, out, N, acc);
+          } else {
+            Vec cols(M * K);
+            im2col(L.data(), g, cols.data());
+            gemm_u64(M, N, K, cols.data(), K, w.data(), N, out, N, acc);
+          }
+          break;
+        }
+        case Product::kDepthwise:
+          depthwise_acc(L.data(), R.data(), p.geom, out, acc);
+          break;
       }
-      case Product::kDepthwise:
-        depthwise_acc(x.a.data(), ysum.data(), p.geom, out, false);
-        depthwise_acc(x.b.data(), y.a.data(), p.geom, out, true);
-        break;
     }
     off += sizes[t];
   }
