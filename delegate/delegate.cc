@@ -240,6 +240,10 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
     if (part->first) P.last = Report{};
     std::vector<LayerCost> layers(part->nodes.size());
     for (auto& l : layers) l.party.resize(nparties);
+    LayerCost setup;  // one-time weight sharing, reported as its own entry
+    setup.op = "share weights";
+    setup.party.resize(nparties);
+    const bool sharing_weights = !P.constants_ready;
     std::vector<std::map<int, Vec>> opened(nparties);  // per party: revealed tensors (recipient only)
     std::vector<int> positions;
     for (int n : part->nodes)
@@ -253,6 +257,8 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
       Env env{p, opt.exact, P.store[i]};
       if (!P.constants_ready) {
         // The model owner secret-shares every weight and bias once.
+        const mpc::OpCost before = p.stats().total();
+        const double t0 = mpc::now_seconds();
         mpc::OpScope scope(p.stats(), "share weights");
         for (int n : P.order) {
           Step& st = P.steps.at(n);
@@ -266,6 +272,13 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
           }
           st.kernel->prepare(env);
         }
+        mpc::OpCost d = p.stats().total();
+        d.bytes_sent -= before.bytes_sent;
+        d.bytes_recv -= before.bytes_recv;
+        d.rounds -= before.rounds;
+        d.calls = 1;
+        d.seconds = mpc::now_seconds() - t0;
+        setup.party[i] = d;
       }
       for (size_t k = 0; k < owner_inputs.size(); ++k)
         env.set(owner_inputs[k].first, p.input(opt.data_owner, owner_shapes[k],
@@ -323,6 +336,10 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
     // Tensors handed to other partitions (or read by SHAPE) carry no data outside the plan.
     for (int t : part->hidden)
       if (ctx->tensors[t].data.raw && !is_constant(ctx, t)) std::memset(ctx->tensors[t].data.raw, 0, ctx->tensors[t].bytes);
+    if (sharing_weights) {
+      setup.seconds = setup.party[0].seconds;
+      P.last.layers.push_back(setup);
+    }
     for (size_t s = 0; s < layers.size(); ++s) {
       layers[s].node = part->nodes[s];
       layers[s].op = P.steps.at(part->nodes[s]).op;

@@ -1,8 +1,238 @@
-// SOFTMAX (int8): pending.
+// SOFTMAX (int8 in, int8 out with scale 1/256 and zero point -128), bit-exact
+// with the BUILTIN_REF kernel of TF 2.21 (reference_ops::Softmax, gemmlowp
+// fixed point), in both truncation modes. Per row, with d = max - x in [0, 255]:
+//   e(d)    = exp_on_negative_values<5>(SRDHM(-d * 2^ls, M))  (0 below diff_min)
+//   sum     = sum of RDBPOT(e(d), 12)                           (Q12.19)
+//   hp1     = clz32(sum); R = one_over_one_plus_x_for_x_in_0_1((sum << hp1) - 2^31)
+//   out     = clamp(RDBPOT(SRDHM(R, e(d)), 35 - hp1) - 128)
+// Securely: e(d) and RDBPOT(e(d), 12) are public tables looked up with the bits
+// of d (two 16-way one-hots); clz comes from comparisons of sum with powers of
+// two (the one-hot of the bit length is then linear); the Newton-Raphson steps
+// are exact SRDHMs (product + exact truncation).
+#include <cmath>
+
 #include "kernels/kernel.h"
 
 namespace tflite_mpc {
-std::unique_ptr<Kernel> make_softmax(float, const TensorInfo&, const TensorInfo&) {
-  throw ArgError("SOFTMAX is not implemented yet");
+namespace {
+
+using i64 = int64_t;
+constexpr i64 kI32Max = (i64(1) << 31) - 1;
+
+// ---- plaintext gemmlowp arithmetic, for the public tables
+i64 srdhm(i64 a, i64 b) {
+  if (a == -(i64(1) << 31) && b == a) return kI32Max;
+  const i64 ab = a * b, s = ab + (ab >= 0 ? (i64(1) << 30) : 1 - (i64(1) << 30));
+  return s >= 0 ? s >> 31 : -((-s) >> 31);
 }
+i64 rdbpot(i64 x, int e) {
+  const i64 mask = (i64(1) << e) - 1, rem = x & mask, thr = (mask >> 1) + (x < 0 ? 1 : 0);
+  return (x >> e) + (rem > thr ? 1 : 0);
+}
+i64 wrap32(i64 x) { return static_cast<int32_t>(static_cast<uint32_t>(static_cast<uint64_t>(x))); }
+i64 sat_mul_pot(i64 x, int e) {
+  if (e == 0) return x;
+  if (e < 0) return rdbpot(x, -e);
+  const i64 thr = (i64(1) << (31 - e)) - 1;
+  if (x > thr) return kI32Max;
+  if (x < -thr) return -(i64(1) << 31);
+  return wrap32(x * (i64(1) << e));
+}
+i64 exp_quarter(i64 a) {  // exp on [-1/4, 0), Q0.31
+  const i64 c = 1895147668, third = 715827883;
+  const i64 x = wrap32(a + (i64(1) << 28));
+  const i64 x2 = srdhm(x, x), x3 = srdhm(x2, x), x4 = srdhm(x2, x2), x4q = rdbpot(x4, 2);
+  const i64 poly = rdbpot(wrap32(srdhm(wrap32(x4q + x3), third) + x2), 1);
+  return wrap32(c + srdhm(c, wrap32(x + poly)));
+}
+i64 exp_negative(i64 a, int ibits) {
+  const int fbits = 31 - ibits;
+  const i64 quarter = i64(1) << (fbits - 2), mask = quarter - 1;
+  const i64 amq = wrap32((a & mask) - quarter);
+  i64 r = exp_quarter(sat_mul_pot(amq, ibits));
+  const i64 rem = wrap32(amq - a);
+  static const std::pair<int, i64> barrel[] = {{-2, 1672461947}, {-1, 1302514674}, {0, 790015084},
+                                               {1, 290630308},   {2, 39332535},    {3, 720401}, {4, 242}};
+  for (auto [e, m] : barrel)
+    if (ibits > e && (rem & (i64(1) << (fbits + e)))) r = srdhm(r, m);
+  if (ibits > 5 && a < -(i64(1) << (36 - ibits))) r = 0;
+  return a == 0 ? kI32Max : r;
+}
+
+class Softmax : public Kernel {
+ public:
+  int in = -1, out = -1;
+  int64_t rows = 1, cols = 1;
+  Shape shape;
+  std::vector<i64> exp_table, sum_table;  // by d = 0..255
+  const char* name() const override { return "SOFTMAX"; }
+
+  static Share broadcast_rows(mpc::Protocol& p, const Share& r, int64_t rows, int64_t cols) {
+    return p.linear(r, {rows * cols}, [&](const mpc::u64* s, mpc::u64* d) {
+      for (int64_t i = 0; i < rows; ++i) std::fill(d + i * cols, d + (i + 1) * cols, s[i]);
+    });
+  }
+  static Share pub_share(mpc::Protocol& p, const Share& like, i64 v) {  // the constant v, shaped like `like`
+    return p.add_public(p.mul_public(like, Pub(0)), Pub(static_cast<uint64_t>(v)));
+  }
+  // SRDHM(a, b) = floor((a b + 2^30) / 2^31) for any signs (no saturation case here).
+  static Share srdhm_s(mpc::Protocol& p, const Share& a, const Share& b) {
+    return p.trunc(p.add_public(p.mul(a, b), Pub(uint64_t(1) << 30)), Shifts(31));
+  }
+
+  void eval(Env& env) const override {
+    auto& p = env.p;
+    const int64_t n = rows * cols;
+    Share x = env.get(in);
+    x.shape = {rows, cols};
+    // 1. row maxima: a pairwise tree over the columns (values are int8: 10-bit compares)
+    Share cur = x;
+    int64_t width = cols;
+    while (width > 1) {
+      const int64_t half = width / 2, rest = width - half;
+      auto pick = [&](int64_t off, int64_t cnt) {
+        return p.linear(cur, {rows * cnt}, [&, off, cnt](const mpc::u64* s, mpc::u64* d) {
+          for (int64_t r = 0; r < rows; ++r)
+            for (int64_t c = 0; c < cnt; ++c) d[r * cnt + c] = s[r * width + off + 2 * c];
+        });
+      };
+      Share ev = pick(0, half), od = pick(1, half);
+      Share m = mpc::max(p, ev, od, 10);
+      if (rest > half) {  // odd width: carry the last column along
+        Share last = p.linear(cur, {rows}, [&](const mpc::u64* s, mpc::u64* d) {
+          for (int64_t r = 0; r < rows; ++r) d[r] = s[r * width + width - 1];
+        });
+        m = p.linear(mpc::concat({&m, &last}), {rows * rest}, [&](const mpc::u64* s, mpc::u64* d) {
+          for (int64_t r = 0; r < rows; ++r) {
+            for (int64_t c = 0; c < half; ++c) d[r * rest + c] = s[r * half + c];
+            d[r * rest + half] = s[rows * half + r];
+          }
+        });
+      }
+      cur = std::move(m);
+      width = rest;
+    }
+    x.shape = {n};
+    Share dval = p.sub(broadcast_rows(p, cur, rows, cols), x);  // d = max - x in [0, 255]
+    // 2. bits of d -> two 16-way one-hots (low and high nibble)
+    std::vector<Share> b = p.bits(dval, 8);
+    std::vector<Share> pairs = p.products({{mpc::Product::kElementwise, &b[0], &b[1], {}},
+                                           {mpc::Product::kElementwise, &b[2], &b[3], {}},
+                                           {mpc::Product::kElementwise, &b[4], &b[5], {}},
+                                           {mpc::Product::kElementwise, &b[6], &b[7], {}}});
+    // one-hot of two bits (u, v) from u, v and uv: [(1-u)(1-v), u(1-v), (1-u)v, uv]
+    auto onehot4 = [&](const Share& u, const Share& v, const Share& uv) {
+      Share one = pub_share(p, u, 1);
+      return std::vector<Share>{p.add(p.sub(p.sub(one, u), v), uv), p.sub(u, uv), p.sub(v, uv), uv};
+    };
+    std::vector<Share> l01 = onehot4(b[0], b[1], pairs[0]), l23 = onehot4(b[2], b[3], pairs[1]);
+    std::vector<Share> h45 = onehot4(b[4], b[5], pairs[2]), h67 = onehot4(b[6], b[7], pairs[3]);
+    std::vector<mpc::Product> prods;
+    for (int hi = 0; hi < 4; ++hi)
+      for (int lo = 0; lo < 4; ++lo) prods.push_back({mpc::Product::kElementwise, &l23[hi], &l01[lo], {}});
+    for (int hi = 0; hi < 4; ++hi)
+      for (int lo = 0; lo < 4; ++lo) prods.push_back({mpc::Product::kElementwise, &h67[hi], &h45[lo], {}});
+    std::vector<Share> oh = p.products(prods);  // oh[0..16): low nibble, oh[16..32): high nibble
+    // 3. table lookups: T[d] = sum_h H_h * (sum_l L_l * T[16h + l]); inner sums are public-linear
+    std::vector<Share> inner_e, inner_s;
+    for (int h = 0; h < 16; ++h) {
+      Share ie = pub_share(p, oh[0], 0), is = pub_share(p, oh[0], 0);
+      for (int l = 0; l < 16; ++l) {
+        ie = p.add(ie, p.mul_public(oh[l], Pub(static_cast<uint64_t>(exp_table[16 * h + l]))));
+        is = p.add(is, p.mul_public(oh[l], Pub(static_cast<uint64_t>(sum_table[16 * h + l]))));
+      }
+      inner_e.push_back(std::move(ie));
+      inner_s.push_back(std::move(is));
+    }
+    prods.clear();
+    for (int h = 0; h < 16; ++h) prods.push_back({mpc::Product::kElementwise, &oh[16 + h], &inner_e[h], {}});
+    for (int h = 0; h < 16; ++h) prods.push_back({mpc::Product::kElementwise, &oh[16 + h], &inner_s[h], {}});
+    std::vector<Share> looked = p.products(prods);
+    Share e = looked[0], e12 = looked[16];
+    for (int h = 1; h < 16; ++h) {
+      e = p.add(e, looked[h]);
+      e12 = p.add(e12, looked[16 + h]);
+    }
+    // 4. sum of exps per row (Q12.19), in [2^19, 2^31)
+    Share sum = p.linear(e12, {rows}, [&](const mpc::u64* s, mpc::u64* d) {
+      for (int64_t r = 0; r < rows; ++r) {
+        mpc::u64 t = 0;
+        for (int64_t c = 0; c < cols; ++c) t += s[r * cols + c];
+        d[r] = t;
+      }
+    });
+    // 5. c_j = [sum >= 2^j] for j = 20..30; position p of the top bit has one-hot c_p - c_{p+1}
+    //    (c_19 = 1, c_31 = 0); P = 2^clz(sum) = sum_p onehot_p 2^(31-p) is linear in the c_j.
+    std::vector<const Share*> diffs;
+    std::vector<Share> dj;
+    for (int j = 20; j <= 30; ++j) dj.push_back(p.add_public(sum, Pub(static_cast<uint64_t>(-(i64(1) << j)))));
+    for (auto& s : dj) diffs.push_back(&s);
+    std::vector<Share> lt = mpc::split(p.msb(mpc::concat(diffs), 32), std::vector<Shape>(11, Shape{rows}));
+    // c_j = 1 - lt_j; P = 2^12 * c_19 + sum_{p=19..30} (c_p - c_{p+1}) 2^(31-p) rewritten in c_j:
+    // coefficient of c_j (20 <= j <= 30) is 2^(31-j) - 2^(32-j) = -2^(31-j); constant 2^12.
+    Share P = pub_share(p, sum, i64(1) << 12);
+    for (int j = 20; j <= 30; ++j) {
+      Share c = p.add_public(p.neg(lt[j - 20]), Pub(1));
+      P = p.add(P, p.mul_public(c, Pub(static_cast<uint64_t>(-(i64(1) << (31 - j))))));
+    }
+    // 6. R = 1 / (1 + a), a = sum * P - 2^31 in [0, 2^31): gemmlowp Newton-Raphson
+    Share a = p.add_public(p.mul(sum, P), Pub(static_cast<uint64_t>(-(i64(1) << 31))));
+    Share hd = p.trunc(p.add_public(a, Pub(uint64_t(1) << 31)), Shifts(1));  // RoundingHalfSum(a, 1.0)
+    Share xr = p.add_public(
+        p.trunc(p.add_public(p.mul_public(hd, Pub(static_cast<uint64_t>(i64(-1010580540)))), Pub(uint64_t(1) << 30)),
+                Shifts(31)),
+        Pub(static_cast<uint64_t>(1515870810)));
+    for (int it = 0; it < 3; ++it) {
+      Share hdx = srdhm_s(p, hd, xr);
+      Share one_minus = p.add_public(p.neg(hdx), Pub(uint64_t(1) << 29));
+      xr = p.add(xr, p.mul_public(srdhm_s(p, xr, one_minus), Pub(4)));
+    }
+    Share R = p.mul_public(xr, Pub(2));  // Rescale<0>(ExactMulByPot<-1>(x)); never saturates here
+    // 7. out = clamp(RDBPOT(SRDHM(R, e), 35 - hp1) - 128); for v >= 0 the rounding shift
+    //    equals floor((v * 2^hp1 + 2^34) / 2^35).
+    Share v = srdhm_s(p, broadcast_rows(p, R, rows, cols), e);
+    Share z = p.trunc(p.add_public(p.mul(v, broadcast_rows(p, P, rows, cols)), Pub(uint64_t(1) << 34)), Shifts(35));
+    z = p.add_public(z, Pub(static_cast<uint64_t>(-128)));
+    z = mpc::clamp(p, z, Pub(static_cast<uint64_t>(-128)), Pub(127), 12);
+    z.shape = shape;
+    env.set(out, std::move(z));
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Kernel> make_softmax(float beta, const TensorInfo& in, const TensorInfo& out) {
+  require_int8(in, "input");
+  require_int8(out, "output");
+  require(in.shape == out.shape && !in.shape.empty(), "SOFTMAX: input and output shapes must match");
+  require(std::fabs(out.scale() - 1.0f / 256) < 1e-9f && out.zero_point() == -128,
+          "SOFTMAX: int8 output must have scale 1/256 and zero point -128");
+  auto k = std::make_unique<Softmax>();
+  k->cols = in.shape.back();
+  k->rows = static_cast<int64_t>(in.size()) / k->cols;
+  k->shape = in.shape;
+  require(k->cols <= 4096, "SOFTMAX: rows longer than 4096 are not supported");
+  // SoftmaxPrepare (reference): PreprocessSoftmaxScaling(beta, scale, 5), CalculateInputRadius.
+  const double real = std::min(static_cast<double>(static_cast<float>(beta)) * static_cast<double>(in.scale()) *
+                                   static_cast<double>(i64(1) << 26),
+                               static_cast<double>(kI32Max));
+  int32_t mult;
+  int ls;
+  quantize_multiplier(real, &mult, &ls);
+  require(ls >= 0, "SOFTMAX: beta * input_scale is too small (TFLite's reference kernel refuses it too)");
+  const i64 diff_min = -static_cast<i64>(std::floor(1.0 * ((1 << 5) - 1) * static_cast<double>(i64(1) << 26) /
+                                                    static_cast<double>(i64(1) << ls)));
+  for (int d = 0; d < 256; ++d) {
+    i64 e = 0;
+    if (-d >= diff_min) e = exp_negative(srdhm(-static_cast<i64>(d) * (i64(1) << ls), mult), 5);
+    k->exp_table.push_back(e);
+    k->sum_table.push_back(rdbpot(e, 12));
+  }
+  k->in = in.index;
+  k->out = out.index;
+  k->inputs = {in.index};
+  k->outputs = {out.index};
+  return k;
+}
+
 }  // namespace tflite_mpc

@@ -364,6 +364,9 @@ PYBIND11_MODULE(_native, m) {
       }, py::arg("x"), py::arg("d"))
       .def("msb", [](Engine& e, S x, int bits) { return e.run1([&](int i, Protocol& p) { return p.msb(x->parts[i], bits); }); },
            py::arg("x"), py::arg("bits") = 32)
+      .def("bits", [](Engine& e, S x, int k) {
+        return e.runN(k, [&](int i, Protocol& p) { return p.bits(x->parts[i], k); });
+      }, py::arg("x"), py::arg("k"), "Arithmetic sharings of bits 0..k-1 of x mod 2^k.")
       .def("relu", [](Engine& e, S x, int bits) { return e.run1([&](int i, Protocol& p) { return relu(p, x->parts[i], bits); }); },
            py::arg("x"), py::arg("bits") = 32)
       .def("max", [](Engine& e, S x, S y, int bits) { return e.run1([&](int i, Protocol& p) { return max(p, x->parts[i], y->parts[i], bits); }); },

@@ -73,6 +73,9 @@ class Protocol {
   // Arithmetic sharing of the bit [x < 0] for x known to fit in `bits` signed
   // bits (2 <= bits <= 64); shares are reduced mod 2^bits first.
   virtual Share msb(const Share& x, int bits) = 0;
+  // Bit decomposition: arithmetic sharings of bits 0..k-1 of x mod 2^k
+  // (1 <= k <= 64), in the same rounds for all bits.
+  virtual std::vector<Share> bits(const Share& x, int k) = 0;
 
   // Convenience single products.
   Share mul(const Share& x, const Share& y);

@@ -1,7 +1,7 @@
 """Helpers to run a model under the delegate and compare with the oracle."""
 import numpy as np
 
-import modelgen
+from tflite_mpc import modelgen
 import tflite_mpc
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import modelgen as mg  # noqa: E402
+from tflite_mpc import modelgen as mg  # noqa: E402
 
 SLOW = bool(os.environ.get("TFLITE_MPC_SLOW"))
 

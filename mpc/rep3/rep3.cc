@@ -517,6 +517,42 @@ Share Rep3::msb(const Share& x, int bits) {
   return r;
 }
 
+std::vector<Share> Rep3::bits(const Share& x, int k) {
+  OpScope s(stats(), "bits");
+  if (k < 1 || k > 64) throw ArgError("bits: bit count must be in [1, 64], got " + std::to_string(k));
+  const size_t n = x.size();
+  const u64 mk = mask_bits(k);
+  Vec v(n);
+  if (me_ == 1) vadd(v.data(), x.a.data(), x.b.data(), n);
+  else v = me_ == 0 ? x.a : x.b;
+  for (auto& e : v) e &= mk;
+  // Bit j of a + b is a_j ^ b_j ^ c_j with c_j the carry into bit j. All carries
+  // come from one carry circuit over k copies of the elements: copy j keeps the
+  // low j bits and lets the carry propagate above them ((a, b) bits = (1, 0)).
+  const size_t N = n * k, W = words_for(N), m = std::max(k - 1, 1);
+  Vec planes(m * W, 0);
+  for (int j = 0; j < k; ++j)
+    for (size_t i = 0; i < n; ++i) {
+      const size_t e = j * n + i;
+      const u64 bit = u64(1) << (e & 63);
+      for (size_t q = 0; q < m; ++q) {
+        const bool low = static_cast<int>(q) < j;
+        const bool val = low ? ((v[i] >> q) & 1) : (me_ == 1);
+        if (val) planes[q * W + (e >> 6)] |= bit;
+      }
+    }
+  BShare c = carry(m, W, me_ == 1 ? planes : Vec(), me_ == 1 ? Vec() : planes);
+  // Copy 0 has no carry in: its (1, 0) padding propagates nothing only if bit 0
+  // generates nothing; with all planes "propagate" the carry out is 0. (Checked.)
+  Vec own(W, 0);  // this party's own bit of the 2-of-2 view, per (j, i)
+  for (int j = 0; j < k; ++j)
+    for (size_t i = 0; i < n; ++i)
+      if ((v[i] >> j) & 1) own[(j * n + i) >> 6] |= u64(1) << ((j * n + i) & 63);
+  Share all = b2a(c, N, me_ == 1 ? &own : nullptr, me_ == 1 ? nullptr : &own, Pub(1));
+  std::vector<Shape> shapes(k, x.shape);
+  return split(all, shapes);
+}
+
 // ------------------------------------------------------------------ truncation
 Share Rep3::trunc_pr(const Share& x, const Shifts& d) {
   OpScope s(stats(), "trunc_pr");

@@ -34,6 +34,7 @@ class Rep3 : public Protocol {
   Share trunc_pr(const Share& x, const Shifts& d) override;
   Share trunc(const Share& x, const Shifts& d) override;
   Share msb(const Share& x, int bits) override;
+  std::vector<Share> bits(const Share& x, int k) override;
 
   // Boolean (XOR) replicated sharing of bit planes: plane j, word w at [j*W + w].
   struct BShare {

@@ -1,4 +1,4 @@
-"""Local generation of int8 TFLite models for tflite-mpc conformance tests.
+"""Local generation of int8 TFLite models (conformance tests, examples, benchmarks).
 
 Everything is built offline: Keras layers / ``keras.applications`` with
 ``weights=None`` and scikit-learn's bundled *digits* dataset.  All models are
@@ -343,8 +343,9 @@ def run_tflite(model_bytes, inputs, *, reference=True, delegates=None,
     ``reference``: True -> BUILTIN_REF op resolver (reference kernels, the
     oracle for conformance); False -> optimized builtin kernels without the
     default XNNPACK delegate; None -> stock default (optimized + XNNPACK).
-    ``delegates``: list of ``tf.lite.experimental.load_delegate`` objects or paths to delegate shared libraries (loaded
-    with the backend's ``load_delegate``).  ``$TFLITE_MPC_INTERPRETER=litert``
+    ``delegates``: list of ``tf.lite.experimental.load_delegate`` objects
+    or paths to delegate shared libraries (loaded with the backend's
+    ``load_delegate``).  ``$TFLITE_MPC_INTERPRETER=litert``
     switches from tf.lite.Interpreter to ai_edge_litert's Interpreter.
     """
     if isinstance(inputs, np.ndarray):
