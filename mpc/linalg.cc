@@ -32,7 +32,7 @@ constexpr size_t KC = 256, NR = 16, MR = 6;
 template <int R>
 __attribute__((target("avx512f,avx512dq"))) inline void tile512(size_t kc, const u64* A, size_t lda,
                                                                const u64* Bp, u64* C, size_t ldc,
-                                                               size_t ncols) {
+                                                               size_t ncols, bool overwrite) {
   __m512i acc[R][2];
   for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_si512();
   for (size_t k = 0; k < kc; ++k) {
@@ -43,19 +43,25 @@ __attribute__((target("avx512f,avx512dq"))) inline void tile512(size_t kc, const
       acc[r][1] = _mm512_add_epi64(acc[r][1], _mm512_mullo_epi64(a, b1));
     }
   }
-  if (ncols == NR) {
+  if (ncols == NR && overwrite) {
+    for (int r = 0; r < R; ++r) {
+      _mm512_storeu_si512(C + r * ldc, acc[r][0]);
+      _mm512_storeu_si512(C + r * ldc + 8, acc[r][1]);
+    }
+  } else if (ncols == NR) {
     for (int r = 0; r < R; ++r) {
       u64* c = C + r * ldc;
       _mm512_storeu_si512(c, _mm512_add_epi64(_mm512_loadu_si512(c), acc[r][0]));
       _mm512_storeu_si512(c + 8, _mm512_add_epi64(_mm512_loadu_si512(c + 8), acc[r][1]));
     }
   } else {
+    const __m512i keep = overwrite ? _mm512_setzero_si512() : _mm512_set1_epi64(-1);
     __mmask8 m0 = static_cast<__mmask8>(ncols >= 8 ? 0xff : (1u << ncols) - 1);
     __mmask8 m1 = static_cast<__mmask8>(ncols <= 8 ? 0 : (1u << (ncols - 8)) - 1);
     for (int r = 0; r < R; ++r) {
       u64* c = C + r * ldc;
-      _mm512_mask_storeu_epi64(c, m0, _mm512_add_epi64(_mm512_maskz_loadu_epi64(m0, c), acc[r][0]));
-      _mm512_mask_storeu_epi64(c + 8, m1, _mm512_add_epi64(_mm512_maskz_loadu_epi64(m1, c + 8), acc[r][1]));
+      _mm512_mask_storeu_epi64(c, m0, _mm512_add_epi64(_mm512_and_si512(_mm512_maskz_loadu_epi64(m0, c), keep), acc[r][0]));
+      _mm512_mask_storeu_epi64(c + 8, m1, _mm512_add_epi64(_mm512_and_si512(_mm512_maskz_loadu_epi64(m1, c + 8), keep), acc[r][1]));
     }
   }
 }
@@ -64,7 +70,7 @@ __attribute__((target("avx512f,avx512dq"))) inline void tile512(size_t kc, const
 // B's high halves are packed beside it, so a k-step costs three vpmuludq per vector.
 template <int R>
 __attribute__((target("avx2"))) inline void tile256(size_t kc, const u64* A, size_t lda, const u64* Bp,
-                                                    const u64* Bh, u64* C, size_t ldc, size_t ncols) {
+                                                    const u64* Bh, u64* C, size_t ldc, size_t ncols, bool overwrite) {
   __m256i lo[R][2], cr[R][2];
   for (int r = 0; r < R; ++r) lo[r][0] = lo[r][1] = cr[r][0] = cr[r][1] = _mm256_setzero_si256();
   for (size_t k = 0; k < kc; ++k) {
@@ -87,18 +93,20 @@ __attribute__((target("avx2"))) inline void tile256(size_t kc, const u64* A, siz
     _mm256_store_si256(reinterpret_cast<__m256i*>(t), _mm256_add_epi64(lo[r][0], _mm256_slli_epi64(cr[r][0], 32)));
     _mm256_store_si256(reinterpret_cast<__m256i*>(t + 4), _mm256_add_epi64(lo[r][1], _mm256_slli_epi64(cr[r][1], 32)));
     u64* c = C + r * ldc;
-    for (size_t j = 0; j < ncols; ++j) c[j] += t[j];
+    for (size_t j = 0; j < ncols; ++j) c[j] = (overwrite ? 0 : c[j]) + t[j];
   }
 }
 }  // namespace
 
+// accumulate=false: the first K-block stores instead of adding (C need not be zeroed).
 static void gemm_simd(size_t M, size_t N, size_t K, const u64* A, size_t lda, const u64* B, size_t ldb, u64* C,
-                      size_t ldc, bool avx512) {
+                      size_t ldc, bool avx512, bool accumulate) {
   const size_t nr = avx512 ? NR : 8;
   const size_t panels = (N + nr - 1) / nr;
   std::vector<u64> Bp(panels * KC * nr), Bh(avx512 ? 0 : panels * KC * nr);
   for (size_t k0 = 0; k0 < K; k0 += KC) {
     const size_t kc = std::min(KC, K - k0);
+    const bool ow = !accumulate && k0 == 0;
     for (size_t p = 0; p < panels; ++p) {  // pack B[k0:k0+kc, p*nr : p*nr+nr]
       u64* dst = Bp.data() + p * KC * nr;
       const size_t j0 = p * nr, nc = std::min(nr, N - j0);
@@ -121,18 +129,18 @@ static void gemm_simd(size_t M, size_t N, size_t K, const u64* A, size_t lda, co
         const u64* bp = Bp.data() + p * KC * nr;
         if (avx512) {
           switch (mr) {
-            case 6: tile512<6>(kc, a, lda, bp, c, ldc, nc); break;
-            case 5: tile512<5>(kc, a, lda, bp, c, ldc, nc); break;
-            case 4: tile512<4>(kc, a, lda, bp, c, ldc, nc); break;
-            case 3: tile512<3>(kc, a, lda, bp, c, ldc, nc); break;
-            case 2: tile512<2>(kc, a, lda, bp, c, ldc, nc); break;
-            default: tile512<1>(kc, a, lda, bp, c, ldc, nc); break;
+            case 6: tile512<6>(kc, a, lda, bp, c, ldc, nc, ow); break;
+            case 5: tile512<5>(kc, a, lda, bp, c, ldc, nc, ow); break;
+            case 4: tile512<4>(kc, a, lda, bp, c, ldc, nc, ow); break;
+            case 3: tile512<3>(kc, a, lda, bp, c, ldc, nc, ow); break;
+            case 2: tile512<2>(kc, a, lda, bp, c, ldc, nc, ow); break;
+            default: tile512<1>(kc, a, lda, bp, c, ldc, nc, ow); break;
           }
         } else {
           const u64* bh = Bh.data() + p * KC * nr;
           for (size_t r = 0; r < mr; r += 2) {
-            if (mr - r >= 2) tile256<2>(kc, a + r * lda, lda, bp, bh, c + r * ldc, ldc, nc);
-            else tile256<1>(kc, a + r * lda, lda, bp, bh, c + r * ldc, ldc, nc);
+            if (mr - r >= 2) tile256<2>(kc, a + r * lda, lda, bp, bh, c + r * ldc, ldc, nc, ow);
+            else tile256<1>(kc, a + r * lda, lda, bp, bh, c + r * ldc, ldc, nc, ow);
           }
         }
       }
@@ -142,12 +150,12 @@ static void gemm_simd(size_t M, size_t N, size_t K, const u64* A, size_t lda, co
 
 void gemm_u64(size_t M, size_t N, size_t K, const u64* A, size_t lda, const u64* B, size_t ldb, u64* C,
               size_t ldc, bool accumulate) {
-  if (!accumulate)
+  const int rank = simd_rank();
+  if (!accumulate && (rank == 0 || K == 0))
     for (size_t i = 0; i < M; ++i) std::memset(C + i * ldc, 0, N * sizeof(u64));
   if (M == 0 || N == 0 || K == 0) return;
-  const int rank = simd_rank();
   if (rank == 0) gemm_scalar(M, N, K, A, lda, B, ldb, C, ldc);
-  else gemm_simd(M, N, K, A, lda, B, ldb, C, ldc, rank == 2);
+  else gemm_simd(M, N, K, A, lda, B, ldb, C, ldc, rank == 2, accumulate);
 }
 
 // ------------------------------------------------------------------ convolution geometry

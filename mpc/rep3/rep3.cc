@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <thread>
 
 #include "../linalg.h"
 #include "../ops.h"
@@ -237,9 +238,8 @@ std::vector<Share> Rep3::products(const std::vector<Product>& list) {
       terms.push_back({&x.b, &y.a});
     }
     if (terms.empty()) std::fill(out, out + sizes[t], 0);
-    for (size_t k = 0; k < terms.size(); ++k) {
-      const Vec &L = *terms[k].l, &R = *terms[k].r;
-      const bool acc = k > 0;
+    auto run_term = [&](const Term& term, u64* out, bool acc) {
+      const Vec &L = *term.l, &R = *term.r;
       switch (p.kind) {
         case Product::kElementwise: {
           const size_t n = x.size();
@@ -272,6 +272,26 @@ std::vector<Share> Rep3::products(const std::vector<Product>& list) {
           depthwise_acc(L.data(), R.data(), p.geom, out, acc);
           break;
       }
+    };
+    // A party holding two non-zero components (e.g. the owner of input-shared
+    // weights) has two local products while its peers have one: run its second
+    // product on a helper thread when it is large, so the parties stay balanced.
+    const double work = static_cast<double>(sizes[t]) * (p.kind == Product::kMatmul ? x.shape[1]
+                                                         : p.kind == Product::kConv2d ? p.geom.kh * p.geom.kw * p.geom.c
+                                                         : 1);
+    if (terms.size() == 2 && work > 4e6 && p.kind != Product::kElementwise) {
+      Vec second(sizes[t]);
+      std::thread helper([&] { run_term(terms[1], second.data(), false); });
+      try {
+        run_term(terms[0], out, false);
+      } catch (...) {
+        helper.join();
+        throw;
+      }
+      helper.join();
+      vadd(out, out, second.data(), sizes[t]);
+    } else {
+      for (size_t k = 0; k < terms.size(); ++k) run_term(terms[k], out, k > 0);
     }
     off += sizes[t];
   }
