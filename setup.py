@@ -53,6 +53,9 @@ setup(
     cmdclass={"build_ext": build_ext},
     python_requires=">=3.9",
     install_requires=["numpy"],
-    extras_require={"test": ["pytest", "tensorflow", "scikit-learn"]},
+    extras_require={
+        "demo": ["tensorflow", "pillow"],
+        "test": ["pytest", "tensorflow", "ai-edge-litert", "scikit-learn", "pillow"],
+    },
     zip_safe=False,
 )

@@ -56,8 +56,12 @@ def test_tflite_runtime_2_14(tmp_path):
         np.save({str(tmp_path / 'r.npy')!r}, ref.get_tensor(ref.get_output_details()[0]["index"]))
         print("ok", tflite_mpc.library_path())
     """)
-    pkg_root = os.path.dirname(os.path.dirname(tflite_mpc.__file__))
-    env = dict(os.environ, PYTHONPATH=pkg_root)
+    # Expose only the installed tflite_mpc package (not the rest of this environment's
+    # site-packages, whose numpy 2 would shadow the venv's numpy < 2).
+    pkg_root = tmp_path / "pkg"
+    pkg_root.mkdir()
+    os.symlink(os.path.dirname(tflite_mpc.__file__), pkg_root / "tflite_mpc")
+    env = dict(os.environ, PYTHONPATH=str(pkg_root))
     r = subprocess.run([_venv_python(), "-c", script], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert tflite_mpc.library_path() in r.stdout  # the very same plugin file
