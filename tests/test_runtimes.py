@@ -62,7 +62,8 @@ def test_tflite_runtime_2_14(tmp_path):
     pkg_root.mkdir()
     os.symlink(os.path.dirname(tflite_mpc.__file__), pkg_root / "tflite_mpc")
     env = dict(os.environ, PYTHONPATH=str(pkg_root))
-    r = subprocess.run([_venv_python(), "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    r = subprocess.run([_venv_python(), "-c", script], capture_output=True, text=True, env=env, timeout=300,
+                       cwd=tmp_path)  # not the source tree, whose tflite_mpc has no built library
     assert r.returncode == 0, r.stdout + r.stderr
     assert tflite_mpc.library_path() in r.stdout  # the very same plugin file
     assert np.array_equal(np.load(tmp_path / "y.npy"), want)
