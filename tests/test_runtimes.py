@@ -65,6 +65,7 @@ def test_tflite_runtime_2_14(tmp_path):
     r = subprocess.run([_venv_python(), "-c", script], capture_output=True, text=True, env=env, timeout=300,
                        cwd=tmp_path)  # not the source tree, whose tflite_mpc has no built library
     assert r.returncode == 0, r.stdout + r.stderr
-    assert tflite_mpc.library_path() in r.stdout  # the very same plugin file
+    used = r.stdout.split("ok ", 1)[1].strip()
+    assert os.path.realpath(used) == os.path.realpath(tflite_mpc.library_path())  # the very same plugin file
     assert np.array_equal(np.load(tmp_path / "y.npy"), want)
     assert np.array_equal(np.load(tmp_path / "r.npy"), want)  # 2.14's own reference kernels agree
