@@ -91,7 +91,11 @@ std::shared_ptr<Plan> build_plan(TfLiteContext* ctx, const Options& opt, std::ve
   std::vector<char> secret(T, 0);
   for (size_t t = 0; t < T; ++t) {
     const TfLiteTensor& ten = ctx->tensors[t];
-    (void)ten;
+    // Constant data (weights of any numeric type) is the model owner's secret; only
+    // integer index constants (shapes, axes, paddings; int32 biases are consumed by
+    // secure kernels) are public parameters of the graph.
+    if (is_constant(ctx, static_cast<int>(t)) && ten.type != kTfLiteInt32 && ten.type != kTfLiteInt64)
+      secret[t] = 1;
     if (producer[t] < 0 && !is_constant(ctx, static_cast<int>(t)) && plan->consumers.count(static_cast<int>(t))) {
       secret[t] = 1;  // a graph input: the data owner's secret
       plan->graph_inputs.push_back(static_cast<int>(t));

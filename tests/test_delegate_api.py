@@ -115,3 +115,18 @@ def test_ai_edge_litert_runtime():
     got = it.get_tensor(it.get_output_details()[0]["index"])
     assert np.array_equal(got, modelgen.run_tflite(b, [x], reference=True)[0])
     assert tflite_mpc.report(d)["layers"][-1]["op"] == "CONV_2D"
+
+
+def test_plaintext_op_on_weights_is_refused():
+    # Constant weights are the model owner's secret even where no input data flows: a
+    # float16-weight model starts with DEQUANTIZE nodes that read only weights. They must
+    # be claimed (and, having no secure kernel for fp16, refused), never left to TFLite.
+    m = keras.Sequential([keras.Input((6, 6, 3), batch_size=1), keras.layers.Conv2D(4, 3)])
+    conv = tf.lite.TFLiteConverter.from_keras_model(m)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.target_spec.supported_types = [tf.float16]
+    b = conv.convert()
+    ops = modelgen.op_names(b)
+    assert ops[0] == "DEQUANTIZE", ops
+    with pytest.raises(RuntimeError, match=r"node 0 \(DEQUANTIZE\).*refused"):
+        tf.lite.Interpreter(model_content=b, experimental_delegates=[tflite_mpc.load_delegate()])
