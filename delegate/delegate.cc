@@ -24,10 +24,28 @@ namespace tflite_mpc {
 
 namespace {
 
-std::mutex g_mu;
-std::string g_last_error;
-std::set<MpcDelegate*> g_live;
-std::shared_ptr<Plan> g_last_plan;
+// Process-lifetime state, deliberately never destroyed: a plan owns party threads
+// and buffers that must not be torn down during static destruction at exit.
+std::mutex& g_mutex() {
+  static auto* m = new std::mutex;
+  return *m;
+}
+#define g_mu g_mutex()
+std::string& g_last_error_ref() {
+  static auto* s = new std::string;
+  return *s;
+}
+#define g_last_error g_last_error_ref()
+std::set<MpcDelegate*>& g_live_ref() {
+  static auto* s = new std::set<MpcDelegate*>;
+  return *s;
+}
+#define g_live g_live_ref()
+std::shared_ptr<Plan>& g_last_plan_ref() {
+  static auto* p = new std::shared_ptr<Plan>;
+  return *p;
+}
+#define g_last_plan g_last_plan_ref()
 
 void set_last_error(const std::string& e) {
   std::lock_guard<std::mutex> g(g_mu);

@@ -14,7 +14,14 @@ struct Pool {
   std::mutex mu;
   std::vector<void*> free[kClasses];
   size_t cached = 0;
-} g_pool;
+};
+// Never destroyed: buffers may be released during static destruction at exit
+// (e.g. by objects owned by other globals), after a global pool would be gone.
+Pool& pool_instance() {
+  static Pool* p = new Pool;
+  return *p;
+}
+#define g_pool pool_instance()
 
 inline int size_class(size_t bytes) {
   int c = 0;

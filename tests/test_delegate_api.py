@@ -130,3 +130,22 @@ def test_plaintext_op_on_weights_is_refused():
     assert ops[0] == "DEQUANTIZE", ops
     with pytest.raises(RuntimeError, match=r"node 0 \(DEQUANTIZE\).*refused"):
         tf.lite.Interpreter(model_content=b, experimental_delegates=[tflite_mpc.load_delegate()])
+
+
+def test_process_exits_cleanly_after_secure_inference(tmp_path):
+    # Regression: buffers released during static destruction at exit once hit a
+    # destroyed global pool ("double free or corruption").
+    import subprocess
+    import sys
+    b = modelgen.conv2d(k=3)
+    (tmp_path / "m.tflite").write_bytes(b)
+    script = (
+        "import numpy as np, tflite_mpc\n"
+        "from tflite_mpc import modelgen\n"
+        f"b = open({str(tmp_path / 'm.tflite')!r}, 'rb').read()\n"
+        "d = tflite_mpc.load_delegate(truncation='exact')\n"
+        "out = modelgen.run_tflite(b, modelgen.random_input(b), reference=False, delegates=[d])\n"
+        "print('done', out[0].shape)\n")
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0 and "done" in r.stdout, r.stderr[-2000:]
+    assert "double free" not in r.stderr and "Segmentation" not in r.stderr
