@@ -58,6 +58,17 @@ void report(TfLiteContext* ctx, const std::string& msg) {
   if (ctx && ctx->ReportError) ctx->ReportError(ctx, "%s\n", msg.c_str());
 }
 
+// Cost of what a party did since `before` / `t0`.
+mpc::OpCost cost_since(mpc::Stats& stats, const mpc::OpCost& before, double t0) {
+  mpc::OpCost d = stats.total();
+  d.bytes_sent -= before.bytes_sent;
+  d.bytes_recv -= before.bytes_recv;
+  d.rounds -= before.rounds;
+  d.calls = 1;
+  d.seconds = mpc::now_seconds() - t0;
+  return d;
+}
+
 bool is_constant(TfLiteContext* ctx, int t) {
   const TfLiteTensor& ten = ctx->tensors[t];
   return ten.allocation_type == kTfLiteMmapRo || ten.allocation_type == kTfLitePersistentRo;
@@ -294,13 +305,7 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
           }
           st.kernel->prepare(env);
         }
-        mpc::OpCost d = p.stats().total();
-        d.bytes_sent -= before.bytes_sent;
-        d.bytes_recv -= before.bytes_recv;
-        d.rounds -= before.rounds;
-        d.calls = 1;
-        d.seconds = mpc::now_seconds() - t0;
-        setup.party[i] = d;
+        setup.party[i] = cost_since(p.stats(), before, t0);
       }
       for (size_t k = 0; k < owner_inputs.size(); ++k)
         env.set(owner_inputs[k].first, p.input(opt.data_owner, owner_shapes[k],
@@ -315,13 +320,7 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
           else if (st.kind == Step::kDequantizeOutput)
             opened[i][st.out.index] = p.reveal(env.get(st.in.index), opt.output_to);
         }
-        mpc::OpCost d = p.stats().total();
-        d.bytes_sent -= before.bytes_sent;
-        d.bytes_recv -= before.bytes_recv;
-        d.rounds -= before.rounds;
-        d.calls = 1;
-        d.seconds = mpc::now_seconds() - t0;
-        layers[s].party[i] = d;  // each party writes only its own slot
+        layers[s].party[i] = cost_since(p.stats(), before, t0);  // each party writes only its own slot
         // Free shares that no later step reads.
         for (auto it = env.vals.begin(); it != env.vals.end();) {
           auto lu = P.last_use.find(it->first);

@@ -37,6 +37,18 @@ bool padding_same(TfLitePadding p) {
   require(p == kTfLitePaddingSame || p == kTfLitePaddingValid, "unknown padding");
   return p == kTfLitePaddingSame;
 }
+// CONV_2D and DEPTHWISE_CONV_2D options share these fields.
+template <class B>
+ConvParams conv_params(const B& b) {
+  ConvParams p;
+  p.stride_h = b.stride_height;
+  p.stride_w = b.stride_width;
+  p.dilation_h = b.dilation_height_factor;
+  p.dilation_w = b.dilation_width_factor;
+  p.same = padding_same(b.padding);
+  p.act = map_act(b.activation);
+  return p;
+}
 }  // namespace
 
 TensorInfo tensor_info(TfLiteContext* ctx, int index) {
@@ -123,11 +135,7 @@ std::unique_ptr<Kernel> build_kernel(const NodeView& n) {
       auto* b = static_cast<const TfLiteConvParams*>(n.node->builtin_data);
       require(b, "missing CONV_2D parameters");
       check_act(b->activation);
-      ConvParams p;
-      p.stride_h = b->stride_height; p.stride_w = b->stride_width;
-      p.dilation_h = b->dilation_height_factor; p.dilation_w = b->dilation_width_factor;
-      p.same = padding_same(b->padding);
-      p.act = map_act(b->activation);
+      ConvParams p = conv_params(*b);
       TensorInfo bias;
       if (n.has_input(2)) bias = n.input(2);
       return make_conv2d(p, n.input(0), n.input(1), n.has_input(2) ? &bias : nullptr, n.output(0));
@@ -136,11 +144,7 @@ std::unique_ptr<Kernel> build_kernel(const NodeView& n) {
       auto* b = static_cast<const TfLiteDepthwiseConvParams*>(n.node->builtin_data);
       require(b, "missing DEPTHWISE_CONV_2D parameters");
       check_act(b->activation);
-      ConvParams p;
-      p.stride_h = b->stride_height; p.stride_w = b->stride_width;
-      p.dilation_h = b->dilation_height_factor; p.dilation_w = b->dilation_width_factor;
-      p.same = padding_same(b->padding);
-      p.act = map_act(b->activation);
+      ConvParams p = conv_params(*b);
       TensorInfo in = n.input(0), filter = n.input(1);
       // depth_multiplier from the shapes (the stored field can be stale)
       require(in.shape.size() == 4 && filter.shape.size() == 4 && in.shape[3] > 0,

@@ -11,7 +11,7 @@ namespace {
 
 class Add : public Kernel {
  public:
-  int a = -1, b = -1, out = -1;
+  int a = -1, b = -1;
   int32_t zp_a = 0, zp_b = 0, zp_out = 0, lo = -128, hi = 127;
   int32_t m_a = 0, m_b = 0, m_out = 0;
   int s_a = 0, s_b = 0, s_out = 0;
@@ -33,7 +33,7 @@ class Add : public Kernel {
     Share sum = p.add(parts[0], parts[1]);
     Share o = requantize_output(env, sum, {m_out}, {s_out}, zp_out, lo, hi);
     o.shape = x.shape;
-    env.set(out, std::move(o));
+    env.set(out(), std::move(o));
   }
 };
 
@@ -58,7 +58,6 @@ std::unique_ptr<Kernel> make_add(Act act, const TensorInfo& a, const TensorInfo&
   activation_range(act, out.scale(), out.zero_point(), &k->lo, &k->hi);
   k->a = a.index;
   k->b = b.index;
-  k->out = out.index;
   k->inputs = {a.index, b.index};
   k->outputs = {out.index};
   // A constant operand (e.g. a folded bias) is the model owner's secret.

@@ -104,4 +104,42 @@ Share requantize_output(Env& env, const Share& acc, const std::vector<int32_t>& 
                     Pub(static_cast<uint64_t>(static_cast<int64_t>(hi))), 34);
 }
 
+Share requantize_output(Env& env, const Share& acc, const OutputQuant& q) {
+  return requantize_output(env, acc, q.mult, q.shift, q.zp_out, q.act_lo, q.act_hi);
+}
+
+OutputQuant output_quant(const char* op, const TensorInfo& in, const TensorInfo& filter, const TensorInfo& out,
+                         int64_t channels, Act act, bool per_tensor_float_product) {
+  for (auto z : filter.zero_points)
+    require(z == 0, std::string(op) + ": int8 weights must be symmetric (zero point 0)");
+  const size_t ns = filter.scales.size();
+  require(ns == 1 || static_cast<int64_t>(ns) == channels,
+          std::string(op) + ": weights need one scale or one per output channel");
+  OutputQuant q;
+  q.mult.resize(channels);
+  q.shift.resize(channels);
+  for (int64_t c = 0; c < channels; ++c) {
+    const double eff =
+        ns == 1 && per_tensor_float_product
+            ? static_cast<double>(in.scale() * filter.scales[0]) / static_cast<double>(out.scale())
+            : static_cast<double>(in.scale()) * static_cast<double>(filter.scales[ns == 1 ? 0 : c]) /
+                  static_cast<double>(out.scale());
+    quantize_multiplier(eff, &q.mult[c], &q.shift[c]);
+  }
+  q.input_offset = -in.zero_point();
+  q.zp_out = out.zero_point();
+  activation_range(act, out.scale(), out.zero_point(), &q.act_lo, &q.act_hi);
+  return q;
+}
+
+int secret_weights(Kernel& k, const char* op, const TensorInfo& filter, const TensorInfo* bias, int64_t channels) {
+  require(filter.constant, std::string(op) + ": weights must be a constant tensor");
+  k.secret_constants = {filter.index};
+  if (!bias) return -1;
+  require(bias->type == DType::kInt32 && bias->constant, std::string(op) + ": bias must be a constant int32 tensor");
+  require(static_cast<int64_t>(bias->size()) == channels, std::string(op) + ": bias size must equal output channels");
+  k.secret_constants.push_back(bias->index);
+  return bias->index;
+}
+
 }  // namespace tflite_mpc

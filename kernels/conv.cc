@@ -11,22 +11,20 @@ class Conv : public Kernel {
  public:
   bool depthwise = false;
   mpc::ConvGeom g;
-  int in = -1, filter = -1, bias = -1, out = -1;
-  int32_t input_offset = 0, zp_out = 0, act_lo = -128, act_hi = 127;
-  std::vector<int32_t> mult;
-  std::vector<int> shift;
+  int filter = -1, bias = -1;
+  OutputQuant q;
   Shape out_shape;
 
   const char* name() const override { return depthwise ? "DEPTHWISE_CONV_2D" : "CONV_2D"; }
 
   void eval(Env& env) const override {
     auto& p = env.p;
-    Share x = p.add_public(env.get(in), Pub(static_cast<uint64_t>(static_cast<int64_t>(input_offset))));
+    Share x = p.add_public(env.get(in()), Pub(static_cast<uint64_t>(static_cast<int64_t>(q.input_offset))));
     Share acc = depthwise ? p.depthwise(x, env.get(filter), g) : p.conv2d(x, env.get(filter), g);
     if (bias >= 0) acc = p.add(acc, broadcast_channels(p, env.get(bias), acc.shape));
-    Share y = requantize_output(env, acc, mult, shift, zp_out, act_lo, act_hi);
+    Share y = requantize_output(env, acc, q);
     y.shape = out_shape;
-    env.set(out, std::move(y));
+    env.set(out(), std::move(y));
   }
 
   static Share broadcast_channels(mpc::Protocol& p, const Share& b, const Shape& shape) {
@@ -45,7 +43,6 @@ std::unique_ptr<Kernel> make(bool depthwise, const ConvParams& p, const TensorIn
   require_int8(out, "output");
   require(in.shape.size() == 4 && filter.shape.size() == 4 && out.shape.size() == 4,
           std::string(op) + ": tensors must be 4-D");
-  require(filter.constant, std::string(op) + ": filter must be a constant tensor (model weights)");
   auto k = std::make_unique<Conv>();
   k->depthwise = depthwise;
   const int64_t oc = depthwise ? filter.shape[3] : filter.shape[0];
@@ -63,33 +60,10 @@ std::unique_ptr<Kernel> make(bool depthwise, const ConvParams& p, const TensorIn
   require(out.shape == Shape({k->g.n, k->g.oh, k->g.ow, oc}),
           std::string(op) + ": output shape " + mpc::shape_str(out.shape) + " does not match the computed " +
               mpc::shape_str({k->g.n, k->g.oh, k->g.ow, oc}));
-  for (auto z : filter.zero_points)
-    require(z == 0, std::string(op) + ": int8 filters must be symmetric (zero point 0)");
-  const size_t nscales = filter.scales.size();
-  require(nscales == 1 || static_cast<int64_t>(nscales) == oc,
-          std::string(op) + ": filter needs one scale or one per output channel");
-  k->mult.resize(oc);
-  k->shift.resize(oc);
-  for (int64_t c = 0; c < oc; ++c) {
-    const double eff = static_cast<double>(in.scale()) * static_cast<double>(filter.scales[nscales == 1 ? 0 : c]) /
-                       static_cast<double>(out.scale());
-    quantize_multiplier(eff, &k->mult[c], &k->shift[c]);
-  }
-  k->input_offset = -in.zero_point();
-  k->zp_out = out.zero_point();
-  activation_range(p.act, out.scale(), out.zero_point(), &k->act_lo, &k->act_hi);
-  k->in = in.index;
+  k->q = output_quant(op, in, filter, out, oc, p.act, false);
   k->filter = filter.index;
-  k->out = out.index;
+  k->bias = secret_weights(*k, op, filter, bias, oc);
   k->out_shape = out.shape;
-  k->secret_constants = {filter.index};
-  if (bias) {
-    require(bias->type == DType::kInt32, std::string(op) + ": bias must be int32");
-    require(bias->constant, std::string(op) + ": bias must be a constant tensor");
-    require(static_cast<int64_t>(bias->size()) == oc, std::string(op) + ": bias size must equal output channels");
-    k->bias = bias->index;
-    k->secret_constants.push_back(bias->index);
-  }
   k->inputs = {in.index};
   k->outputs = {out.index};
   return k;

@@ -8,11 +8,9 @@ namespace {
 
 class FullyConnected : public Kernel {
  public:
-  int in = -1, filter = -1, bias = -1, out = -1;
+  int filter = -1, bias = -1;
   int64_t batch = 1, in_features = 0, out_features = 0;
-  int32_t input_offset = 0, zp_out = 0, act_lo = -128, act_hi = 127;
-  std::vector<int32_t> mult;
-  std::vector<int> shift;
+  OutputQuant q;
   Shape out_shape;
 
   const char* name() const override { return "FULLY_CONNECTED"; }
@@ -29,7 +27,7 @@ class FullyConnected : public Kernel {
 
   void eval(Env& env) const override {
     auto& p = env.p;
-    Share x = p.add_public(env.get(in), Pub(static_cast<uint64_t>(static_cast<int64_t>(input_offset))));
+    Share x = p.add_public(env.get(in()), Pub(static_cast<uint64_t>(static_cast<int64_t>(q.input_offset))));
     x.shape = {batch, in_features};
     Share acc = p.matmul(x, env.get(filter));
     if (bias >= 0) {
@@ -39,9 +37,9 @@ class FullyConnected : public Kernel {
         for (size_t i = 0; i < n; i += c) std::copy(s, s + c, d + i);
       }));
     }
-    Share y = requantize_output(env, acc, mult, shift, zp_out, act_lo, act_hi);
+    Share y = requantize_output(env, acc, q);
     y.shape = out_shape;
-    env.set(out, std::move(y));
+    env.set(out(), std::move(y));
   }
 };
 
@@ -54,7 +52,6 @@ std::unique_ptr<Kernel> make_fully_connected(const FullyConnectedParams& p, cons
   require_int8(filter, "filter");
   require_int8(out, "output");
   require(filter.shape.size() == 2, "FULLY_CONNECTED: weights must be 2-D");
-  require(filter.constant, "FULLY_CONNECTED: weights must be a constant tensor (model weights)");
   auto k = std::make_unique<FullyConnected>();
   k->out_features = filter.shape[0];
   k->in_features = filter.shape[1];
@@ -63,34 +60,10 @@ std::unique_ptr<Kernel> make_fully_connected(const FullyConnectedParams& p, cons
   k->batch = in.size() / k->in_features;
   require(out.size() == static_cast<size_t>(k->batch * k->out_features),
           "FULLY_CONNECTED: output size does not match batch x units");
-  for (auto z : filter.zero_points) require(z == 0, "FULLY_CONNECTED: int8 weights must be symmetric");
-  const size_t ns = filter.scales.size();
-  require(ns == 1 || static_cast<int64_t>(ns) == k->out_features,
-          "FULLY_CONNECTED: weights need one scale or one per output unit");
-  k->mult.resize(k->out_features);
-  k->shift.resize(k->out_features);
-  for (int64_t o = 0; o < k->out_features; ++o) {
-    double eff;
-    if (ns == 1)  // GetQuantizedConvolutionMultipler: float product, then double division
-      eff = static_cast<double>(in.scale() * filter.scales[0]) / static_cast<double>(out.scale());
-    else
-      eff = static_cast<double>(in.scale()) * static_cast<double>(filter.scales[o]) / static_cast<double>(out.scale());
-    quantize_multiplier(eff, &k->mult[o], &k->shift[o]);
-  }
-  k->input_offset = -in.zero_point();
-  k->zp_out = out.zero_point();
-  activation_range(p.act, out.scale(), out.zero_point(), &k->act_lo, &k->act_hi);
-  k->in = in.index;
+  k->q = output_quant("FULLY_CONNECTED", in, filter, out, k->out_features, p.act, true);
   k->filter = filter.index;
-  k->out = out.index;
+  k->bias = secret_weights(*k, "FULLY_CONNECTED", filter, bias, k->out_features);
   k->out_shape = out.shape;
-  k->secret_constants = {filter.index};
-  if (bias) {
-    require(bias->type == DType::kInt32 && bias->constant, "FULLY_CONNECTED: bias must be a constant int32 tensor");
-    require(static_cast<int64_t>(bias->size()) == k->out_features, "FULLY_CONNECTED: bias size must equal units");
-    k->bias = bias->index;
-    k->secret_constants.push_back(bias->index);
-  }
   k->inputs = {in.index};
   k->outputs = {out.index};
   return k;

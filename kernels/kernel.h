@@ -65,7 +65,24 @@ class Kernel {
   // owner secret-shares them once, before the first inference.
   std::vector<int> secret_constants;
   std::vector<int> inputs, outputs;  // secret tensors read / written
+  int in() const { return inputs.at(0); }
+  int out() const { return outputs.at(0); }
 };
+
+// Requantization of a conv / fully connected layer's int32 accumulators
+// (TFLite's PopulateConvolutionQuantizationParams and activation range).
+struct OutputQuant {
+  std::vector<int32_t> mult;
+  std::vector<int> shift;
+  int32_t input_offset = 0, zp_out = 0, act_lo = -128, act_hi = 127;
+};
+// `per_tensor_float_product`: FULLY_CONNECTED with one weight scale forms
+// in_scale * w_scale in float before dividing in double.
+OutputQuant output_quant(const char* op, const TensorInfo& in, const TensorInfo& filter, const TensorInfo& out,
+                         int64_t channels, Act act, bool per_tensor_float_product);
+// Registers the filter and optional int32 bias as the model owner's secret
+// constants; returns the bias tensor index or -1.
+int secret_weights(Kernel& k, const char* op, const TensorInfo& filter, const TensorInfo* bias, int64_t channels);
 
 // ---- shared helpers (kernels/common.cc)
 // TFLite QuantizeMultiplier(double) -> (q_fixed, shift).
@@ -80,6 +97,7 @@ void require_int8(const TensorInfo& t, const char* role);
 // output zero point and clamp to [lo, hi]: the tail of conv / fc / add.
 Share requantize_output(Env& env, const Share& acc, const std::vector<int32_t>& mult,
                         const std::vector<int>& shift, int32_t zp_out, int32_t lo, int32_t hi);
+Share requantize_output(Env& env, const Share& acc, const OutputQuant& q);
 
 // ---- op factories (one file each)
 struct ConvParams {

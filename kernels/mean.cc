@@ -14,7 +14,6 @@ namespace {
 
 class Mean : public Kernel {
  public:
-  int in = -1, out = -1;
   Shape in_shape, out_shape;
   std::vector<int64_t> out_of;  // input element -> output element
   int64_t count = 1;
@@ -25,14 +24,14 @@ class Mean : public Kernel {
   void eval(Env& env) const override {
     auto& p = env.p;
     const size_t nout = mpc::shape_size(out_shape);
-    Share sum = p.linear(env.get(in), out_shape, [&](const mpc::u64* x, mpc::u64* y) {
+    Share sum = p.linear(env.get(in()), out_shape, [&](const mpc::u64* x, mpc::u64* y) {
       std::fill(y, y + nout, 0);
       for (size_t i = 0; i < out_of.size(); ++i) y[out_of[i]] += x[i];
     });
     sum = p.add_public(sum, Pub(static_cast<uint64_t>(-static_cast<int64_t>(zp_in) * count)));
     Share y = requantize_output(env, sum, {mult}, {shift}, zp_out, -128, 127);
     y.shape = out_shape;
-    env.set(out, std::move(y));
+    env.set(out(), std::move(y));
   }
 };
 
@@ -81,8 +80,6 @@ std::unique_ptr<Kernel> make_mean(const std::vector<int>& axes_in, const TensorI
   k->shift = s - sh;
   k->zp_in = in.zero_point();
   k->zp_out = out.zero_point();
-  k->in = in.index;
-  k->out = out.index;
   k->inputs = {in.index};
   k->outputs = {out.index};
   return k;

@@ -41,7 +41,6 @@ PoolGeom pool_geom(const char* op, const PoolParams& p, const TensorInfo& in, co
 class AveragePool : public Kernel {
  public:
   PoolGeom g{};
-  int in = -1, out = -1;
   int32_t lo = -128, hi = 127;
   std::vector<int64_t> count;  // per output position
   std::vector<uint64_t> magic;
@@ -53,7 +52,7 @@ class AveragePool : public Kernel {
     auto& p = env.p;
     const int64_t C = g.c, npos = g.n * g.oh * g.ow;
     Shape os{g.n, g.oh, g.ow, C};
-    Share acc = p.linear(env.get(in), os, [&](const mpc::u64* x, mpc::u64* y) {
+    Share acc = p.linear(env.get(in()), os, [&](const mpc::u64* x, mpc::u64* y) {
       for (int64_t b = 0, o = 0; b < g.n; ++b)
         for (int64_t oy = 0; oy < g.oh; ++oy)
           for (int64_t ox = 0; ox < g.ow; ++ox, ++o) {
@@ -89,14 +88,13 @@ class AveragePool : public Kernel {
     q = p.add_public(q, Pub(static_cast<uint64_t>(-B)));
     if (lo > -128 || hi < 127) q = mpc::clamp(p, q, Pub(static_cast<uint64_t>(int64_t(lo))),
                                                Pub(static_cast<uint64_t>(int64_t(hi))), 10);
-    env.set(out, std::move(q));
+    env.set(out(), std::move(q));
   }
 };
 
 class MaxPool : public Kernel {
  public:
   PoolGeom g{};
-  int in = -1, out = -1;
   int32_t lo = -128, hi = 127;
   const char* name() const override { return "MAX_POOL_2D"; }
 
@@ -107,7 +105,7 @@ class MaxPool : public Kernel {
     // One gathered tensor per filter tap; out-of-bounds taps repeat an in-bounds one.
     std::vector<Share> level;
     for (int64_t t = 0; t < T; ++t)
-      level.push_back(p.linear(env.get(in), os, [&](const mpc::u64* x, mpc::u64* y) {
+      level.push_back(p.linear(env.get(in()), os, [&](const mpc::u64* x, mpc::u64* y) {
         for (int64_t b = 0, o = 0; b < g.n; ++b)
           for (int64_t oy = 0; oy < g.oh; ++oy)
             for (int64_t ox = 0; ox < g.ow; ++ox, ++o) {
@@ -139,7 +137,7 @@ class MaxPool : public Kernel {
     Share r = std::move(level[0]);
     if (lo > -128 || hi < 127)
       r = mpc::clamp(p, r, Pub(static_cast<uint64_t>(int64_t(lo))), Pub(static_cast<uint64_t>(int64_t(hi))), 10);
-    env.set(out, std::move(r));
+    env.set(out(), std::move(r));
   }
 };
 
@@ -167,8 +165,6 @@ std::unique_ptr<Kernel> make_average_pool2d(const PoolParams& p, const TensorInf
       }
   // |acc| <= 128 n
   k->acc_bits = 9 + static_cast<int>(std::ceil(std::log2(static_cast<double>(maxn)))) + 1;
-  k->in = in.index;
-  k->out = out.index;
   k->inputs = {in.index};
   k->outputs = {out.index};
   return k;
@@ -178,8 +174,6 @@ std::unique_ptr<Kernel> make_max_pool2d(const PoolParams& p, const TensorInfo& i
   auto k = std::make_unique<MaxPool>();
   k->g = pool_geom("MAX_POOL_2D", p, in, out);
   activation_range(p.act, out.scale(), out.zero_point(), &k->lo, &k->hi);
-  k->in = in.index;
-  k->out = out.index;
   k->inputs = {in.index};
   k->outputs = {out.index};
   return k;

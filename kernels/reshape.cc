@@ -6,13 +6,12 @@ namespace {
 
 class Reshape : public Kernel {
  public:
-  int in = -1, out = -1;
   Shape shape;
   const char* name() const override { return "RESHAPE"; }
   void eval(Env& env) const override {
-    Share y = env.get(in);
+    Share y = env.get(in());
     y.shape = shape;
-    env.set(out, std::move(y));
+    env.set(out(), std::move(y));
   }
 };
 
@@ -24,8 +23,6 @@ std::unique_ptr<Kernel> make_reshape(const TensorInfo& in, const TensorInfo& out
   require(in.scale() == out.scale() && in.zero_point() == out.zero_point(),
           "RESHAPE: input and output quantization must match");
   auto k = std::make_unique<Reshape>();
-  k->in = in.index;
-  k->out = out.index;
   k->shape = out.shape;
   k->inputs = {in.index};
   k->outputs = {out.index};

@@ -61,7 +61,6 @@ i64 exp_negative(i64 a, int ibits) {
 
 class Softmax : public Kernel {
  public:
-  int in = -1, out = -1;
   int64_t rows = 1, cols = 1;
   Shape shape;
   std::vector<i64> exp_table, sum_table;  // by d = 0..255
@@ -83,7 +82,7 @@ class Softmax : public Kernel {
   void eval(Env& env) const override {
     auto& p = env.p;
     const int64_t n = rows * cols;
-    Share x = env.get(in);
+    Share x = env.get(in());
     x.shape = {rows, cols};
     // 1. row maxima: a pairwise tree over the columns (values are int8: 10-bit compares)
     Share cur = x;
@@ -195,7 +194,7 @@ class Softmax : public Kernel {
     z = p.add_public(z, Pub(static_cast<uint64_t>(-128)));
     z = mpc::clamp(p, z, Pub(static_cast<uint64_t>(-128)), Pub(127), 12);
     z.shape = shape;
-    env.set(out, std::move(z));
+    env.set(out(), std::move(z));
   }
 };
 
@@ -228,8 +227,6 @@ std::unique_ptr<Kernel> make_softmax(float beta, const TensorInfo& in, const Ten
     k->exp_table.push_back(e);
     k->sum_table.push_back(rdbpot(e, 12));
   }
-  k->in = in.index;
-  k->out = out.index;
   k->inputs = {in.index};
   k->outputs = {out.index};
   return k;

@@ -40,6 +40,18 @@ Vec to_planes(const Vec& v, size_t planes, size_t W) {
   return out;
 }
 
+// P0 and P2 both end an OT holding y0 (component 0) and their component shared with P1.
+template <class S>
+void place_ot_output(S& out, int me, Vec&& y0, Vec&& mine) {
+  if (me == 0) {
+    out.a = std::move(y0);
+    out.b = std::move(mine);
+  } else {
+    out.a = std::move(mine);
+    out.b = std::move(y0);
+  }
+}
+
 constexpr size_t kChunk = 2048;  // elements per fused step (even: whole PRG blocks)
 
 inline u64 bit_at(const u64* words, size_t i) { return (words[i >> 6] >> (i & 63)) & 1; }
@@ -376,13 +388,7 @@ Share Rep3::ot_arith(size_t n, Msg&& msg, Choice&& choice) {
     const u64 sel = 0 - static_cast<u64>(ch[i]);
     y0[i] = ((table[i] & ~sel) | (table[n + i] & sel)) - y0[i];
   }
-  if (me_ == 0) {
-    out.a = std::move(y0);
-    out.b = std::move(mine);
-  } else {
-    out.a = std::move(mine);
-    out.b = std::move(y0);
-  }
+  place_ot_output(out, me_, std::move(y0), std::move(mine));
   return out;
 }
 
@@ -414,13 +420,7 @@ Rep3::BShare Rep3::ot_bool(size_t planes, size_t W, const u64* m0, const u64* m1
     Vec table = comm_.recv(1, 2 * n), unmask = comm_.recv(other, n);
     Vec y0(n);
     for (size_t i = 0; i < n; ++i) y0[i] = ((table[i] & ~choice[i]) | (table[n + i] & choice[i])) ^ unmask[i];
-    if (me_ == 0) {
-      out.a = std::move(y0);
-      out.b = std::move(mine);
-    } else {
-      out.a = std::move(mine);
-      out.b = std::move(y0);
-    }
+    place_ot_output(out, me_, std::move(y0), std::move(mine));
   }
   return out;
 }
