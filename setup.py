@@ -22,15 +22,15 @@ def sources():
     return [os.path.relpath(p, HERE) for p in out]
 
 
-def static_libcrypto():
+def static_openssl():
     """TensorFlow exports BoringSSL symbols into the process: a dynamically linked
-    OpenSSL would be interposed by them. Link OpenSSL's libcrypto statically and
-    keep its symbols local (--exclude-libs)."""
+    OpenSSL would be interposed by them. Link OpenSSL's libssl and libcrypto
+    statically and keep their symbols local (--exclude-libs)."""
     for d in ("/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib", "/usr/local/lib64", "/usr/local/lib"):
-        p = os.path.join(d, "libcrypto.a")
-        if os.path.exists(p):
-            return p
-    raise RuntimeError("libcrypto.a not found: install OpenSSL's development files (Debian: libssl-dev)")
+        ssl, crypto = os.path.join(d, "libssl.a"), os.path.join(d, "libcrypto.a")
+        if os.path.exists(ssl) and os.path.exists(crypto):
+            return [ssl, crypto]
+    raise RuntimeError("libssl.a/libcrypto.a not found: install OpenSSL's development files (Debian: libssl-dev)")
 
 
 ext = Pybind11Extension(
@@ -39,7 +39,7 @@ ext = Pybind11Extension(
     include_dirs=[HERE],
     cxx_std=17,
     extra_compile_args=["-O3", "-fvisibility=hidden", "-Wall", "-Wno-unused-function"],
-    extra_objects=[static_libcrypto()],
+    extra_objects=static_openssl(),
     extra_link_args=["-Wl,--exclude-libs,ALL", "-pthread"],
     libraries=["dl"],
 )
@@ -57,5 +57,6 @@ setup(
         "demo": ["tensorflow", "pillow"],
         "test": ["pytest", "tensorflow", "ai-edge-litert", "scikit-learn", "pillow"],
     },
+    entry_points={"console_scripts": ["tflite-mpc=tflite_mpc.cli:main"]},
     zip_safe=False,
 )

@@ -9,6 +9,8 @@
 // as shares inside the plan, never through TFLite tensors.
 #include "delegate/delegate.h"
 
+#include <openssl/evp.h>
+
 #include <algorithm>
 #include <cstdarg>
 #include <cstring>
@@ -56,6 +58,31 @@ void set_last_error(const std::string& e) {
 void report(TfLiteContext* ctx, const std::string& msg) {
   set_last_error(msg);
   if (ctx && ctx->ReportError) ctx->ReportError(ctx, "%s\n", msg.c_str());
+}
+
+std::string sha256_hex(const std::string& s) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (EVP_Digest(s.data(), s.size(), md, &len, EVP_sha256(), nullptr) != 1) throw mpc::Error("SHA-256 failed");
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned i = 0; i < len; ++i) {
+    out += hex[md[i] >> 4];
+    out += hex[md[i] & 15];
+  }
+  return out;
+}
+
+// Opens `x` to every recipient; a recipient keeps its value in *out.
+void reveal_to_recipients(mpc::Protocol& p, const Share& x, const std::vector<int>& to, Vec* out) {
+  if (to.size() == 3) {
+    *out = p.reveal(x, -1);
+    return;
+  }
+  for (int r : to) {
+    Vec v = p.reveal(x, r);
+    if (p.party() == r) *out = std::move(v);
+  }
 }
 
 // Cost of what a party did since `before` / `t0`.
@@ -131,6 +158,7 @@ std::shared_ptr<Plan> build_plan(TfLiteContext* ctx, const Options& opt, std::ve
     }
   }
   std::set<int> secret_constants, public_reads;
+  std::string signature;
   for (size_t pos = 0; pos < order.size(); ++pos) {
     const int idx = order[pos];
     TfLiteNode* node = nodes[pos].first;
@@ -185,6 +213,7 @@ std::shared_ptr<Plan> build_plan(TfLiteContext* ctx, const Options& opt, std::ve
     for (TfLiteIntArray* arr : {node->inputs, node->outputs})
       for (int k = 0; k < arr->size; ++k)
         if (arr->data[k] >= 0) plan->shapes[arr->data[k]] = tensor_info(ctx, arr->data[k]).shape;
+    signature += public_signature(NodeView{ctx, node, reg, idx}) + "\n";
     plan->steps.emplace(idx, std::move(st));
     plan->order.push_back(idx);
     for (int k = 0; k < node->inputs->size; ++k)
@@ -196,6 +225,7 @@ std::shared_ptr<Plan> build_plan(TfLiteContext* ctx, const Options& opt, std::ve
       throw ArgError("tflite-mpc: constant tensor " + std::to_string(c) +
                      " is a model weight but is also read by an op that would run in plaintext; refused");
   *claimed = plan->order;
+  plan->graph_hash = sha256_hex(signature);
   return plan;
 }
 
@@ -245,19 +275,23 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
   try {
     const Options& opt = P.opt;
     const int nparties = P.session->parties();
+    const bool owner_here = P.session->is_local(opt.data_owner);
     // Plaintext the data owner contributes: int8 graph inputs, or float inputs it quantizes.
     std::vector<std::pair<int, Vec>> owner_inputs;
     std::vector<Shape> owner_shapes;
     std::set<int> needed;
     for (int n : part->nodes) {
       const Step& st = P.steps.at(n);
+      // Only the data owner reads its input; the other parties share with nothing.
       if (st.kind == Step::kQuantizeInput) {
-        const TfLiteTensor& t = ctx->tensors[st.in.index];
         const size_t cnt = st.in.size();
-        std::vector<int64_t> q(cnt);
-        quantize_input(st.in, st.out, t.data.f, q.data(), cnt);
-        Vec v(cnt);
-        for (size_t i = 0; i < cnt; ++i) v[i] = static_cast<uint64_t>(q[i]);
+        Vec v;
+        if (owner_here) {
+          std::vector<int64_t> q(cnt);
+          quantize_input(st.in, st.out, ctx->tensors[st.in.index].data.f, q.data(), cnt);
+          v.resize(cnt);
+          for (size_t i = 0; i < cnt; ++i) v[i] = static_cast<uint64_t>(q[i]);
+        }
         owner_inputs.emplace_back(st.out.index, std::move(v));
         owner_shapes.push_back(st.out.shape);
       } else if (st.kind == Step::kKernel) {
@@ -265,7 +299,7 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
           if (std::find(P.graph_inputs.begin(), P.graph_inputs.end(), t) != P.graph_inputs.end() && !needed.count(t)) {
             needed.insert(t);
             TensorInfo info = tensor_info(ctx, t);
-            owner_inputs.emplace_back(t, encode_int8_tensor(ctx->tensors[t], info.size()));
+            owner_inputs.emplace_back(t, owner_here ? encode_int8_tensor(ctx->tensors[t], info.size()) : Vec());
             owner_shapes.push_back(info.shape);
           }
       }
@@ -318,7 +352,7 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
           mpc::OpScope scope(p.stats(), st.op.c_str());
           if (st.kind == Step::kKernel) st.kernel->eval(env);
           else if (st.kind == Step::kDequantizeOutput)
-            opened[i][st.out.index] = p.reveal(env.get(st.in.index), opt.output_to);
+            reveal_to_recipients(p, env.get(st.in.index), opt.output_to, &opened[i][st.out.index]);
         }
         layers[s].party[i] = cost_since(p.stats(), before, t0);  // each party writes only its own slot
         // Free shares that no later step reads.
@@ -330,15 +364,22 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
       }
       for (int t : part->reveal) {
         if (opened[i].count(t) || !env.vals.count(t)) continue;  // DEQUANTIZE outputs were opened above
-        opened[i][t] = p.reveal(env.get(t), opt.output_to);
+        reveal_to_recipients(p, env.get(t), opt.output_to, &opened[i][t]);
         env.vals.erase(t);
       }
     });
     P.constants_ready = true;
-    // Write what the recipient opened (local mode: the recipient is in-process).
-    const std::map<int, Vec>& out = opened[opt.output_to];
+    // Write what a recipient hosted here opened; elsewhere the outputs stay zero.
+    int recipient = -1;
+    for (int r : opt.output_to)
+      if (P.session->is_local(r) && recipient < 0) recipient = r;
     for (int t : part->reveal) {
       TfLiteTensor& ten = ctx->tensors[t];
+      if (recipient < 0) {
+        if (ten.data.raw) std::memset(ten.data.raw, 0, ten.bytes);
+        continue;
+      }
+      const std::map<int, Vec>& out = opened[recipient];
       auto it = out.find(t);
       if (it == out.end()) throw mpc::Error("output tensor " + std::to_string(t) + " was not computed");
       const Vec& v = it->second;
@@ -358,19 +399,28 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
     for (int t : part->hidden)
       if (ctx->tensors[t].data.raw && !is_constant(ctx, t)) std::memset(ctx->tensors[t].data.raw, 0, ctx->tensors[t].bytes);
     if (sharing_weights) {
-      setup.seconds = setup.party[0].seconds;
+      for (int i = 0; i < nparties; ++i)
+        if (P.session->is_local(i)) {
+          setup.seconds = setup.party[i].seconds;
+          break;
+        }
       P.last.layers.push_back(setup);
     }
     for (size_t s = 0; s < layers.size(); ++s) {
       layers[s].node = part->nodes[s];
       layers[s].op = P.steps.at(part->nodes[s]).op;
-      layers[s].seconds = layers[s].party[0].seconds;
+      for (int i = 0; i < nparties; ++i)
+        if (P.session->is_local(i)) {
+          layers[s].seconds = layers[s].party[i].seconds;
+          break;
+        }
       P.last.layers.push_back(layers[s]);
     }
     P.last.seconds += mpc::now_seconds() - t_start;
     P.last.total.assign(nparties, mpc::OpCost{});
     for (auto& l : P.last.layers)
-      for (int i = 0; i < nparties; ++i) P.last.total[i].add(l.party[i]);
+      for (int i = 0; i < nparties; ++i)
+        if (i < static_cast<int>(l.party.size())) P.last.total[i].add(l.party[i]);
     {
       std::lock_guard<std::mutex> g(g_mu);
       g_last_plan = part->plan;
@@ -388,8 +438,20 @@ TfLiteStatus DelegatePrepare(TfLiteContext* ctx, TfLiteDelegate* delegate) {
   try {
     std::vector<int> claimed;
     auto plan = build_plan(ctx, d->opt, &claimed);
-    plan->session = std::make_unique<mpc::LocalSession>(d->opt.protocol, d->opt.timeout);
-    for (int i = 0; i < plan->session->parties(); ++i) plan->session->party(i).debug_checks = d->opt.debug_checks;
+    const Options& o = d->opt;
+    if (o.config) {
+      // Every party must agree on the session: protocol, roles and the public graph.
+      std::string roles = std::to_string(o.data_owner) + "," + std::to_string(o.model_owner) + ",";
+      for (int r : o.output_to) roles += std::to_string(r);
+      const std::string hello = "tflite-mpc=1;protocol=" + o.protocol + ";truncation=" +
+                                (o.exact ? "exact" : "probabilistic") + ";roles=" + roles +
+                                ";graph=" + plan->graph_hash;
+      plan->session = std::make_unique<mpc::RemoteSession>(o.protocol, o.config->tcp_options(o.party, hello));
+    } else {
+      plan->session = std::make_unique<mpc::LocalSession>(o.protocol, o.timeout);
+    }
+    for (int i = 0; i < plan->session->parties(); ++i)
+      if (plan->session->is_local(i)) plan->session->party(i).debug_checks = o.debug_checks;
     plan->store.resize(plan->session->parties());
     d->plan = plan;
     if (claimed.empty()) return kTfLiteOk;
@@ -419,7 +481,8 @@ TfLiteStatus DelegatePrepare(TfLiteContext* ctx, TfLiteDelegate* delegate) {
 Options Options::parse(const std::vector<std::pair<std::string, std::string>>& kv) {
   static const char* kValid =
       "protocol (rep3), truncation (probabilistic|exact), data_owner (0|1|2), model_owner (0|1|2), "
-      "output_to (0|1|2), timeout (seconds > 0), debug_checks (false|true)";
+      "output_to (0|1|2), timeout (seconds > 0), debug_checks (false|true), parties (party configuration "
+      "file: distributed mode), party (0|1|2: this process's party in distributed mode)";
   Options o;
   auto party = [](const std::string& k, const std::string& v) {
     if (v != "0" && v != "1" && v != "2") throw ArgError("option " + k + "='" + v + "': expected 0, 1 or 2");
@@ -440,7 +503,11 @@ Options Options::parse(const std::vector<std::pair<std::string, std::string>>& k
     } else if (k == "model_owner") {
       o.model_owner = party(k, v);
     } else if (k == "output_to") {
-      o.output_to = party(k, v);
+      o.output_to = {party(k, v)};
+    } else if (k == "parties") {
+      o.parties = v;
+    } else if (k == "party") {
+      o.party = party(k, v);
     } else if (k == "timeout") {
       char* end = nullptr;
       const double t = std::strtod(v.c_str(), &end);
@@ -453,6 +520,22 @@ Options Options::parse(const std::vector<std::pair<std::string, std::string>>& k
     } else {
       throw ArgError("unknown option '" + k + "'; valid options: " + kValid);
     }
+  }
+  if (!o.parties.empty()) {
+    if (o.party < 0) throw ArgError("option 'parties' needs 'party' (this process's party id)");
+    o.config = std::make_shared<PartyConfig>(PartyConfig::load(o.parties));
+    // The configuration file, identical at every party, decides the session.
+    for (auto& [k, v] : kv)
+      if (k == "protocol" || k == "truncation" || k == "data_owner" || k == "model_owner" || k == "output_to")
+        throw ArgError("option '" + k + "' comes from the party configuration in distributed mode");
+    o.protocol = o.config->protocol;
+    o.exact = o.config->truncation == "exact";
+    o.data_owner = o.config->data_owner;
+    o.model_owner = o.config->model_owner;
+    o.output_to = o.config->output_to;
+    o.timeout = o.config->timeout;
+  } else if (o.party >= 0) {
+    throw ArgError("option 'party' needs 'parties' (the party configuration file)");
   }
   return o;
 }

@@ -10,6 +10,7 @@
 
 #include "delegate/tflite_abi.h"
 #include "kernels/kernel.h"
+#include "delegate/config.h"
 #include "mpc/local.h"
 
 namespace tflite_mpc {
@@ -19,9 +20,13 @@ struct Options {
   bool exact = false;        // truncation=exact | probabilistic
   int data_owner = 0;        // party that supplies the input
   int model_owner = 1;       // party that supplies weights and biases
-  int output_to = 0;         // party that receives the output
+  std::vector<int> output_to{0};  // parties that receive the output
   double timeout = 120.0;    // seconds a party waits for a peer
   bool debug_checks = false;
+  // Distributed mode: the party configuration file and the party this process is.
+  std::string parties;
+  int party = -1;
+  std::shared_ptr<PartyConfig> config;
   // Parses TFLite's string options; throws ArgError listing the valid ones.
   static Options parse(const std::vector<std::pair<std::string, std::string>>& kv);
 };
@@ -54,7 +59,8 @@ struct Step {
 // not matter.
 struct Plan {
   Options opt;
-  std::unique_ptr<mpc::LocalSession> session;
+  std::unique_ptr<mpc::Session> session;
+  std::string graph_hash;                          // of the public graph (ops, shapes, quantization)
   std::map<int, Step> steps;                       // node index -> step
   std::vector<int> order;                          // claimed nodes, plan order
   std::map<int, int> last_use;                     // tensor -> last plan position reading it

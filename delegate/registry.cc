@@ -1,6 +1,7 @@
 #include "delegate/registry.h"
 
 #include <cstring>
+#include <sstream>
 
 namespace tflite_mpc {
 
@@ -115,6 +116,72 @@ const char* builtin_name(int code) {
 #undef N
     default: return "builtin op";
   }
+}
+
+std::string public_signature(const NodeView& n) {
+  std::ostringstream o;
+  const int code = n.reg->builtin_code;
+  o << "op=" << code << "/" << n.reg->version << ";";
+  const void* b = n.node->builtin_data;
+  switch (code) {
+    case kTfLiteBuiltinConv2d: {
+      auto* p = static_cast<const TfLiteConvParams*>(b);
+      if (p) o << p->padding << "," << p->stride_width << "," << p->stride_height << "," << p->activation << ","
+               << p->dilation_width_factor << "," << p->dilation_height_factor;
+      break;
+    }
+    case kTfLiteBuiltinDepthwiseConv2d: {
+      auto* p = static_cast<const TfLiteDepthwiseConvParams*>(b);
+      if (p) o << p->padding << "," << p->stride_width << "," << p->stride_height << "," << p->activation << ","
+               << p->dilation_width_factor << "," << p->dilation_height_factor;
+      break;
+    }
+    case kTfLiteBuiltinAveragePool2d:
+    case kTfLiteBuiltinMaxPool2d: {
+      auto* p = static_cast<const TfLitePoolParams*>(b);
+      if (p) o << p->padding << "," << p->stride_width << "," << p->stride_height << "," << p->filter_width << ","
+               << p->filter_height << "," << p->activation;
+      break;
+    }
+    case kTfLiteBuiltinFullyConnected: {
+      auto* p = static_cast<const TfLiteFullyConnectedParams*>(b);
+      if (p) o << p->activation << "," << p->weights_format << "," << p->keep_num_dims;
+      break;
+    }
+    case kTfLiteBuiltinAdd: {
+      auto* p = static_cast<const TfLiteAddParams*>(b);
+      if (p) o << p->activation;
+      break;
+    }
+    case kTfLiteBuiltinSoftmax: {
+      auto* p = static_cast<const TfLiteSoftmaxParams*>(b);
+      if (p) o << p->beta;
+      break;
+    }
+    default:
+      break;
+  }
+  for (TfLiteIntArray* arr : {n.node->inputs, n.node->outputs}) {
+    o << "|";
+    for (int k = 0; k < arr->size; ++k) {
+      const int t = arr->data[k];
+      if (t < 0) {
+        o << "-;";
+        continue;
+      }
+      TensorInfo info = tensor_info(n.ctx, t);
+      o << static_cast<int>(info.type) << mpc::shape_str(info.shape) << "q";
+      for (float sc : info.scales) o << sc << ",";
+      for (int32_t z : info.zero_points) o << z << ",";
+      o << info.qdim << (info.constant ? "c" : "v");
+      if (info.constant && (info.type == DType::kInt32 || info.type == DType::kInt64) && info.bytes <= 256 &&
+          code != kTfLiteBuiltinConv2d && code != kTfLiteBuiltinDepthwiseConv2d &&
+          code != kTfLiteBuiltinFullyConnected)  // public index constants (shapes, axes), not biases
+        for (size_t i = 0; i < info.bytes; ++i) o << static_cast<int>(info.data[i]) << ".";
+      o << ";";
+    }
+  }
+  return o.str();
 }
 
 bool has_secure_kernel(int code) {

@@ -27,5 +27,9 @@ const char* builtin_name(int code);
 // nullptr when the op has no secure kernel.
 std::unique_ptr<Kernel> build_kernel(const NodeView& n);
 bool has_secure_kernel(int code);
+// The public description of a node (op, parameters, tensor types, shapes,
+// quantization, and the values of public integer constants; never weights),
+// for the graph hash parties compare before a distributed session.
+std::string public_signature(const NodeView& n);
 
 }  // namespace tflite_mpc

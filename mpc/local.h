@@ -13,20 +13,22 @@
 
 #include "memory_transport.h"
 #include "protocol.h"
+#include "session.h"
 
 namespace mpc {
 
-class LocalSession {
+class LocalSession : public Session {
  public:
   LocalSession(const std::string& protocol, double timeout_seconds = 120.0, int parties = 3);
-  ~LocalSession();
+  ~LocalSession() override;
   LocalSession(const LocalSession&) = delete;
   LocalSession& operator=(const LocalSession&) = delete;
 
-  int parties() const { return n_; }
-  Protocol& party(int i) { return *proto_[i]; }
-  Stats& stats(int i) { return stats_[i]; }
-  void run(const std::function<void(int, Protocol&)>& fn);
+  int parties() const override { return n_; }
+  bool is_local(int) const override { return true; }
+  Protocol& party(int i) override { return *proto_[i]; }
+  Stats& stats(int i) override { return stats_[i]; }
+  void run(const std::function<void(int, Protocol&)>& fn) override;
 
  private:
   void worker(int i);
