@@ -1,0 +1,240 @@
+"""Distributed mode: three processes on loopback over TCP with TLS 1.3 and mutual
+certificate authentication. The data owner is this test process (party 0); the
+model owner (party 1) and party 2 are `tflite-mpc party` processes."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import tflite_mpc
+from tflite_mpc import cli, modelgen
+
+TIMEOUT = 6  # seconds: the configured per-wait timeout in these tests
+
+
+def free_ports(n):
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+def write_config(d, ports, transport="tls", ca="certs/ca.pem", certs="certs", timeout=TIMEOUT, **extra):
+    cfg = {"protocol": "rep3", "truncation": "exact", "transport": transport, "timeout": timeout, "ca": ca,
+           "roles": {"data_owner": 0, "model_owner": 1, "output_to": [0]},
+           "parties": [{"id": i, "host": "127.0.0.1", "port": ports[i], "cert": f"{certs}/party{i}.pem",
+                        "key": f"{certs}/party{i}.key"} for i in range(3)]}
+    cfg.update(extra)
+    path = os.path.join(d, "parties.json")
+    with open(path, "w") as f:
+        json.dump(cfg, f)
+    return path
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    d = str(tmp_path_factory.mktemp("dist"))
+    cfg = write_config(d, free_ports(3))
+    cli.make_certs(cfg, os.path.join(d, "certs"), days=2)
+    model = modelgen.conv2d(h=12, w=12, cin=3, cout=8, k=3, activation="relu6")
+    paths = {"model": os.path.join(d, "model.tflite"), "public": os.path.join(d, "public.tflite")}
+    with open(paths["model"], "wb") as f:
+        f.write(model)
+    with open(paths["public"], "wb") as f:
+        f.write(cli.strip_model(model))
+    return d, cfg, model, paths
+
+
+class Parties:
+    """Party processes 1 and 2 (tflite-mpc party), stopped at exit."""
+
+    def __init__(self, cfg, models, d):
+        self.procs = {}
+        self.cfg, self.models, self.d = cfg, models, d
+
+    def start(self, pid, model=None, cfg=None):
+        log = open(os.path.join(self.d, f"party{pid}.log"), "a")
+        self.procs[pid] = subprocess.Popen(
+            [sys.executable, "-m", "tflite_mpc", "party", "--config", cfg or self.cfg, "--id", str(pid),
+             "--model", model or self.models[pid]], stdout=log, stderr=log, cwd=self.d)
+        return self.procs[pid]
+
+    def stop(self):
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs.values():
+            try:
+                p.wait(timeout=TIMEOUT + 10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def client(cfg, public, **kw):
+    d = tflite_mpc.load_delegate(parties=cfg, party=0, **kw)
+    it = modelgen._interp_api()[0](model_path=public, experimental_delegates=[d])
+    it.allocate_tensors()
+    return it, d
+
+
+def infer(it, x):
+    it.set_tensor(it.get_input_details()[0]["index"], x)
+    it.invoke()
+    return it.get_tensor(it.get_output_details()[0]["index"])
+
+
+def test_tls_three_processes_match_local_mode(setup):
+    d, cfg, model, paths = setup
+    ps = Parties(cfg, {1: paths["model"], 2: paths["public"]}, d)
+    try:
+        ps.start(1)
+        ps.start(2)
+        it, dlg = client(cfg, paths["public"])  # the data owner has no weights: the public model
+        for seed in range(3):
+            x = modelgen.random_input(model, seed=seed)[0]
+            local = modelgen.run_tflite(model, [x], reference=False,
+                                        delegates=[tflite_mpc.load_delegate(truncation="exact")])[0]
+            got = infer(it, x)
+            assert np.array_equal(got, local)
+            assert np.array_equal(got, modelgen.run_tflite(model, [x], reference=True)[0])
+        rep = tflite_mpc.report(dlg)
+        assert rep["parties"][0]["bytes_sent"] > 0 and rep["parties"][1]["bytes_sent"] == 0  # only our party here
+        del it, dlg
+    finally:
+        ps.stop()
+    for pid, p in ps.procs.items():
+        assert p.returncode == 0, f"party {pid} did not shut down cleanly on SIGTERM"
+
+
+def test_killed_party_fails_the_others_in_time_and_restart_serves_again(setup):
+    d, cfg, model, paths = setup
+    ps = Parties(cfg, {1: paths["model"], 2: paths["public"]}, d)
+    x = modelgen.random_input(model, seed=5)[0]
+    want = modelgen.run_tflite(model, [x], reference=True)[0]
+    try:
+        ps.start(1)
+        p2 = ps.start(2)
+        it, dlg = client(cfg, paths["public"])
+        assert np.array_equal(infer(it, x), want)
+        p2.send_signal(signal.SIGSTOP)  # stalled, not dead: only the timeout can tell
+        t0 = time.time()
+        with pytest.raises(RuntimeError, match="timed out|disconnected"):
+            infer(it, x)
+        assert time.time() - t0 < TIMEOUT + 5
+        p2.kill()
+        p2.wait()
+        with pytest.raises(RuntimeError, match="failed earlier|disconnected|timed out"):
+            infer(it, x)  # this session is over
+        del it, dlg
+        ps.start(2)  # a restarted party serves the next session
+        it, dlg = client(cfg, paths["public"])
+        assert np.array_equal(infer(it, x), want)
+        del it, dlg
+    finally:
+        ps.stop()
+
+
+def test_certificate_from_another_ca_is_refused(setup, tmp_path):
+    d, cfg, model, paths = setup
+    cli.make_certs(cfg, str(tmp_path / "rogue"), days=2)  # same names, different CA
+    rogue_cfg = json.load(open(cfg))
+    rogue_cfg["parties"][2]["cert"] = str(tmp_path / "rogue" / "party2.pem")
+    rogue_cfg["parties"][2]["key"] = str(tmp_path / "rogue" / "party2.key")
+    rogue_cfg["ca"] = str(tmp_path / "rogue" / "ca.pem")
+    rogue = tmp_path / "rogue.json"
+    rogue.write_text(json.dumps(rogue_cfg))
+    ps = Parties(cfg, {1: paths["model"], 2: paths["public"]}, d)
+    try:
+        ps.start(1)
+        ps.start(2, cfg=str(rogue))
+        with pytest.raises(RuntimeError, match="TLS handshake|certificate|closed the connection"):
+            client(cfg, paths["public"])
+    finally:
+        ps.stop()
+
+
+def test_graph_mismatch_is_refused_saying_what_differs(setup, tmp_path):
+    d, cfg, model, paths = setup
+    other = tmp_path / "other.tflite"
+    other.write_bytes(cli.strip_model(modelgen.conv2d(h=12, w=12, cin=3, cout=8, k=3, stride=2)))
+    ps = Parties(cfg, {1: paths["model"], 2: str(other)}, d)
+    try:
+        ps.start(1)
+        ps.start(2)
+        with pytest.raises(RuntimeError, match=r"session refused, party \d disagrees on graph"):
+            client(cfg, paths["public"])
+    finally:
+        ps.stop()
+
+
+def test_unreachable_parties_and_port_in_use(setup, tmp_path):
+    d, cfg, model, paths = setup
+    lonely = write_config(str(tmp_path), free_ports(3), ca=os.path.join(d, "certs", "ca.pem"),
+                          certs=os.path.join(d, "certs"), timeout=2)
+    t0 = time.time()
+    with pytest.raises(RuntimeError, match="timed out after 2 s waiting for party 1"):
+        client(lonely, paths["public"])
+    assert time.time() - t0 < 10
+    port = json.load(open(lonely))["parties"][0]["port"]
+    s = socket.socket()
+    s.bind(("127.0.0.1", port))
+    s.listen()
+    try:
+        with pytest.raises(RuntimeError, match="already in use"):
+            client(lonely, paths["public"])
+    finally:
+        s.close()
+
+
+def test_bad_configuration_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"protocol": "rep3", "parties": [1, 2]}')
+    with pytest.raises(ValueError, match="exactly 3 parties"):
+        tflite_mpc.load_delegate(parties=str(bad), party=0)
+    bad.write_text('{"protocol": "rep3",, }')
+    with pytest.raises(ValueError, match="line 1"):
+        tflite_mpc.load_delegate(parties=str(bad), party=0)
+    with pytest.raises(ValueError, match="cannot read party configuration"):
+        tflite_mpc.load_delegate(parties=str(tmp_path / "missing.json"), party=0)
+    with pytest.raises(ValueError, match="needs 'party'"):
+        tflite_mpc.load_delegate(parties=str(bad))
+
+
+def test_plaintext_tcp_only_when_named(setup, tmp_path):
+    d, cfg, model, paths = setup
+    plain = write_config(str(tmp_path), free_ports(3), transport="tcp-insecure", ca="", timeout=TIMEOUT)
+    ps = Parties(plain, {1: paths["model"], 2: paths["public"]}, str(tmp_path))
+    x = modelgen.random_input(model, seed=9)[0]
+    try:
+        ps.start(1)
+        ps.start(2)
+        it, dlg = client(plain, paths["public"])
+        assert np.array_equal(infer(it, x), modelgen.run_tflite(model, [x], reference=True)[0])
+        del it, dlg
+    finally:
+        ps.stop()
+
+
+def test_strip_zeroes_weights_and_keeps_the_graph(setup):
+    d, cfg, model, paths = setup
+    pub = open(paths["public"], "rb").read()
+    assert modelgen.op_names(pub) == modelgen.op_names(model)
+    for a, b in zip(modelgen.tensor_details(model), modelgen.tensor_details(pub)):
+        assert a["shape"] == b["shape"] and np.array_equal(a["scales"], b["scales"])
+    ops = modelgen.op_details(pub)
+    assert ops[0]["op"] == "CONV_2D"
+    # the public model computes something else: its weights are gone
+    x = modelgen.random_input(model, seed=1)
+    assert not np.array_equal(modelgen.run_tflite(pub, x)[0], modelgen.run_tflite(model, x)[0])
