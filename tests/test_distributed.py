@@ -238,3 +238,84 @@ def test_strip_zeroes_weights_and_keeps_the_graph(setup):
     # the public model computes something else: its weights are gone
     x = modelgen.random_input(model, seed=1)
     assert not np.array_equal(modelgen.run_tflite(pub, x)[0], modelgen.run_tflite(model, x)[0])
+
+
+NETNS_CLIENT = """
+import sys, numpy as np, tflite_mpc
+from tflite_mpc import modelgen
+cfg, public, xin, out = sys.argv[1:5]
+d = tflite_mpc.load_delegate(parties=cfg, party=0)
+it = modelgen._interp_api()[0](model_path=public, experimental_delegates=[d])
+it.allocate_tensors()
+it.set_tensor(it.get_input_details()[0]["index"], np.load(xin))
+it.invoke()
+np.save(out, it.get_tensor(it.get_output_details()[0]["index"]))
+"""
+
+
+def _sh(*cmd):
+    return subprocess.run(list(cmd), capture_output=True, text=True)
+
+
+@pytest.fixture
+def namespaces():
+    """Three network namespaces on one bridge: hosts 10.231.0.1-3 (the project's own
+    test hosts, made and removed here)."""
+    if os.geteuid() != 0 or _sh("ip", "netns", "list").returncode != 0:
+        pytest.skip("network namespaces need root and iproute2 (ip netns)")
+    names = [f"tmpc{os.getpid() % 1000}n{i}" for i in range(3)]
+    br = f"tmpcb{os.getpid() % 1000}"
+
+    def teardown():
+        for n in names:
+            _sh("ip", "netns", "del", n)
+        _sh("ip", "link", "del", br)
+    teardown()
+    steps = [("ip", "link", "add", br, "type", "bridge"), ("ip", "link", "set", br, "up")]
+    for i, n in enumerate(names):
+        v = f"{br}v{i}"
+        steps += [("ip", "netns", "add", n), ("ip", "link", "add", v, "type", "veth", "peer", "name", "eth0", "netns", n),
+                  ("ip", "link", "set", v, "master", br), ("ip", "link", "set", v, "up"),
+                  ("ip", "netns", "exec", n, "ip", "addr", "add", f"10.231.0.{i + 1}/24", "dev", "eth0"),
+                  ("ip", "netns", "exec", n, "ip", "link", "set", "eth0", "up"),
+                  ("ip", "netns", "exec", n, "ip", "link", "set", "lo", "up")]
+    for s in steps:
+        r = _sh(*s)
+        if r.returncode != 0:
+            teardown()
+            pytest.skip(f"cannot build the test network ({' '.join(s)}: {r.stderr.strip()})")
+    yield names
+    teardown()
+
+
+def test_parties_in_separate_network_namespaces(setup, namespaces, tmp_path):
+    d, cfg, model, paths = setup
+    c = json.load(open(cfg))
+    for i, p in enumerate(c["parties"]):
+        p["host"], p["port"] = f"10.231.0.{i + 1}", 7300 + i
+        p["cert"], p["key"] = os.path.join(d, "certs", f"party{i}.pem"), os.path.join(d, "certs", f"party{i}.key")
+    c["ca"] = os.path.join(d, "certs", "ca.pem")
+    nscfg = tmp_path / "netns.json"
+    nscfg.write_text(json.dumps(c))
+    x = modelgen.random_input(model, seed=11)[0]
+    np.save(tmp_path / "x.npy", x)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    procs = []
+    try:
+        for pid, m in ((1, paths["model"]), (2, paths["public"])):
+            procs.append(subprocess.Popen(["ip", "netns", "exec", namespaces[pid], sys.executable, "-m", "tflite_mpc",
+                                           "party", "--config", str(nscfg), "--id", str(pid), "--model", m],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=tmp_path))
+        r = subprocess.run(["ip", "netns", "exec", namespaces[0], sys.executable, "-c", NETNS_CLIENT, str(nscfg),
+                            paths["public"], str(tmp_path / "x.npy"), str(tmp_path / "y.npy")],
+                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert np.array_equal(np.load(tmp_path / "y.npy"), modelgen.run_tflite(model, [x], reference=True)[0])
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
