@@ -6,7 +6,11 @@ optimized kernels, one thread) and the ratio, plus agreement with BUILTIN_REF.
 
   python benchmarks/mobilenet.py --alpha 0.25 --size 128 [--truncation exact] [--repeat 5]
 
-Modes: --mode local (three parties as threads of this process; the default).
+Modes: --mode local (three parties as threads of this process; the default),
+--mode tcp / --mode tls (three processes on loopback: parties 1 and 2 are
+`tflite-mpc party` processes, this process is the data owner, party 0; tcp is
+plaintext, tls is TLS 1.3 with mutual authentication). In those modes the
+bytes and rounds are party 0's as counted by its transport.
 """
 import argparse
 import json
@@ -23,7 +27,7 @@ def main():
     ap.add_argument("--alpha", type=float, default=0.25)
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--truncation", default="probabilistic", choices=["probabilistic", "exact"])
-    ap.add_argument("--mode", default="local", choices=["local"])
+    ap.add_argument("--mode", default="local", choices=["local", "tcp", "tls"])
     ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
 
@@ -52,8 +56,12 @@ def main():
         plain.invoke()
         pt.append(time.perf_counter() - t0)
 
-    d = tflite_mpc.load_delegate(truncation=args.truncation)
-    sec = Interpreter(model_content=model, experimental_delegates=[d])
+    procs = []
+    if args.mode == "local":
+        d = tflite_mpc.load_delegate(truncation=args.truncation)
+        sec = Interpreter(model_content=model, experimental_delegates=[d])
+    else:
+        d, sec, procs = start_parties(model, args)
     sec.allocate_tensors()
     sec.set_tensor(sec.get_input_details()[0]["index"], x[0])
     t0 = time.perf_counter()
@@ -73,7 +81,7 @@ def main():
     print(json.dumps({
         "bench": "mobilenet_v1", "alpha": args.alpha, "size": args.size, "mode": args.mode,
         "truncation": args.truncation, "seconds": round(secure_s, 4),
-        "bytes_per_party": max(p["bytes_sent"] for p in rep["parties"]),
+        "bytes_per_party": max(p["bytes_sent"] for p in rep["parties"]),  # tcp/tls: party 0's only
         "bytes_sent_by_party": [p["bytes_sent"] for p in rep["parties"]],
         "rounds": rep["parties"][0]["rounds"],
         "plain_tflite_s": round(plain_s, 5), "secure_over_plain": round(secure_s / plain_s, 1),
@@ -83,10 +91,54 @@ def main():
         "simd": tflite_mpc.simd_level(), "model_build_s": round(build_s, 1),
     }), flush=True)
     del sec, d  # release before interpreter teardown
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        p.wait(timeout=60)
 
 
 def args_owner(_):
     return 1  # default model_owner
+
+
+def start_parties(model, args):
+    """Parties 1 and 2 as processes on loopback; returns party 0's delegate and interpreter."""
+    import json
+    import socket
+    import subprocess
+    import tempfile
+
+    import tflite_mpc
+    from tflite_mpc import cli, modelgen
+
+    d = tempfile.mkdtemp(prefix="tflite-mpc-bench-")
+    ports = []
+    for _ in range(3):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    cfg = {"protocol": "rep3", "truncation": args.truncation, "timeout": 60,
+           "transport": "tls" if args.mode == "tls" else "tcp-insecure", "ca": "ca.pem",
+           "roles": {"data_owner": 0, "model_owner": 1, "output_to": [0]},
+           "parties": [{"id": i, "host": "127.0.0.1", "port": ports[i], "cert": f"party{i}.pem",
+                        "key": f"party{i}.key"} for i in range(3)]}
+    path = os.path.join(d, "parties.json")
+    with open(path, "w") as f:
+        json.dump(cfg, f)
+    if args.mode == "tls":
+        cli.make_certs(path, d, days=1)
+    paths = {1: os.path.join(d, "model.tflite"), 2: os.path.join(d, "public.tflite")}
+    with open(paths[1], "wb") as f:
+        f.write(model)
+    public = cli.strip_model(model)
+    with open(paths[2], "wb") as f:
+        f.write(public)
+    procs = [subprocess.Popen([sys.executable, "-m", "tflite_mpc", "party", "--config", path, "--id", str(i),
+                               "--model", paths[i]], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for i in (1, 2)]
+    dl = tflite_mpc.load_delegate(parties=path, party=0)
+    it = modelgen._interp_api()[0](model_content=public, experimental_delegates=[dl])
+    return dl, it, procs
 
 
 if __name__ == "__main__":

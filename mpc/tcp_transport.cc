@@ -65,9 +65,16 @@ sockaddr_in resolve(const std::string& host, int port) {
 
 std::string where(const PeerAddr& p) { return p.host + ":" + std::to_string(p.port); }
 
+// One framed message: an 8-byte length, then the payload (never copied).
 struct Out {
-  Vec buf;  // [byte length][payload]
-  size_t bytes;
+  uint64_t hdr;
+  Vec payload;
+  size_t total() const { return 8 + hdr; }
+  const uint8_t* at(size_t off) const {
+    return off < 8 ? reinterpret_cast<const uint8_t*>(&hdr) + off
+                   : reinterpret_cast<const uint8_t*>(payload.data()) + (off - 8);
+  }
+  size_t contiguous(size_t off) const { return off < 8 ? 8 - off : total() - off; }
 };
 
 }  // namespace
@@ -398,14 +405,14 @@ struct TcpNetwork::Impl {
           front = &c.sendq.front();
           off = c.send_off;
         }
-        const uint8_t* p = reinterpret_cast<const uint8_t*>(front->buf.data()) + off;
-        const size_t left = front->bytes - off;
+        const uint8_t* p = front->at(off);
+        const size_t left = front->contiguous(off);
         const int k = c.ssl ? SSL_write(c.ssl, p, static_cast<int>(std::min<size_t>(left, 1 << 20)))
                             : static_cast<int>(send(c.fd, p, left, MSG_NOSIGNAL));
         if (k > 0) {
           std::lock_guard<std::mutex> g(c.mu);
           c.send_off += static_cast<size_t>(k);
-          if (c.send_off == front->bytes) {
+          if (c.send_off == front->total()) {
             c.sendq.pop_front();
             c.send_off = 0;
           }
@@ -433,16 +440,14 @@ class TcpTransport : public Transport {
   int parties() const override { return static_cast<int>(n_.opt.parties.size()); }
 
   void send(int to, const void* data, size_t bytes) override {
-    Conn& c = conn(to);
-    Out o{Vec(1 + (bytes + 7) / 8), 8 + bytes};
-    o.buf[0] = bytes;
-    std::memcpy(o.buf.data() + 1, data, bytes);
-    {
-      std::lock_guard<std::mutex> g(c.mu);
-      if (!c.error.empty()) throw Error(c.error);
-      c.sendq.push_back(std::move(o));
-    }
-    (void)!write(c.wake[1], "x", 1);
+    Vec v((bytes + 7) / 8);
+    std::memcpy(v.data(), data, bytes);
+    enqueue(to, Out{bytes, std::move(v)});
+  }
+
+  void send_vec(int to, Vec&& v) override {  // large tensors: handed over, not copied
+    const uint64_t bytes = v.size() * 8;
+    enqueue(to, Out{bytes, std::move(v)});
   }
 
   void recv(int from, void* data, size_t bytes) override {
@@ -462,6 +467,16 @@ class TcpTransport : public Transport {
   }
 
  private:
+  void enqueue(int to, Out&& o) {
+    Conn& c = conn(to);
+    {
+      std::lock_guard<std::mutex> g(c.mu);
+      if (!c.error.empty()) throw Error(c.error);
+      c.sendq.push_back(std::move(o));
+    }
+    (void)!write(c.wake[1], "x", 1);
+  }
+
   Conn& conn(int peer) {
     if (peer < 0 || peer >= parties() || !n_.conns[peer]) throw Error("no connection to party " + std::to_string(peer));
     return *n_.conns[peer];
