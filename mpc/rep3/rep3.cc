@@ -336,7 +336,7 @@ Share Rep3::ot_arith(size_t n, Msg&& msg, Choice&& choice) {
   Share out;
   out.shape = {static_cast<int64_t>(n)};
   u64 r0[kChunk], r1[kChunk];
-  if (me_ == 1) {
+  if (role() == 1) {
     const u64 bR = prg_prev_.skip(n), bW0 = prg_prev_.skip(n), bW1 = prg_prev_.skip(n);
     const u64 bS = prg_next_.skip(n), bV0 = prg_next_.skip(n), bV1 = prg_next_.skip(n);
     Vec rho(n), sigma(n), to2(2 * n), to0(2 * n);
@@ -360,13 +360,13 @@ Share Rep3::ot_arith(size_t n, Msg&& msg, Choice&& choice) {
         to0[n + i] = t1 + q1[j];
       }
     }
-    comm_.send(2, std::move(to2));
-    comm_.send(0, std::move(to0));
+    comm_.send(party_of(2), std::move(to2));
+    comm_.send(party_of(0), std::move(to0));
     out.a = std::move(rho);
     out.b = std::move(sigma);
     return out;
   }
-  Prg& with1 = me_ == 0 ? prg_next_ : prg_prev_;
+  Prg& with1 = role() == 0 ? prg_next_ : prg_prev_;
   const u64 bM = with1.skip(n), bW0 = with1.skip(n), bW1 = with1.skip(n);
   Vec mine(n), help(n);
   std::vector<uint8_t> ch(n);
@@ -381,21 +381,21 @@ Share Rep3::ot_arith(size_t n, Msg&& msg, Choice&& choice) {
       help[c0 + j] = (r0[j] & ~sel) | (r1[j] & sel);
     }
   }
-  const int other = me_ == 0 ? 2 : 0;
+  const int other = party_of(role() == 0 ? 2 : 0);
   comm_.send(other, std::move(help));
-  Vec table = comm_.recv(1, 2 * n), y0 = comm_.recv(other, n);
+  Vec table = comm_.recv(party_of(1), 2 * n), y0 = comm_.recv(other, n);
   for (size_t i = 0; i < n; ++i) {
     const u64 sel = 0 - static_cast<u64>(ch[i]);
     y0[i] = ((table[i] & ~sel) | (table[n + i] & sel)) - y0[i];
   }
-  place_ot_output(out, me_, std::move(y0), std::move(mine));
+  place_ot_output(out, role(), std::move(y0), std::move(mine));
   return out;
 }
 
 Rep3::BShare Rep3::ot_bool(size_t planes, size_t W, const u64* m0, const u64* m1, const u64* choice) {
   const size_t n = planes * W;
   BShare out{planes, W, {}, {}};
-  if (me_ == 1) {
+  if (role() == 1) {
     Vec rho = prg_prev_.next(n), sigma = prg_next_.next(n);
     Vec w = prg_prev_.next(2 * n), v = prg_next_.next(2 * n);
     Vec to2(2 * n), to0(2 * n);
@@ -406,21 +406,21 @@ Rep3::BShare Rep3::ot_bool(size_t planes, size_t W, const u64* m0, const u64* m1
       to0[i] = t0 ^ v[i];
       to0[n + i] = t1 ^ v[n + i];
     }
-    comm_.send(2, to2);
-    comm_.send(0, to0);
+    comm_.send(party_of(2), to2);
+    comm_.send(party_of(0), to0);
     out.a = std::move(rho);
     out.b = std::move(sigma);
   } else {
-    Prg& with1 = me_ == 0 ? prg_next_ : prg_prev_;
+    Prg& with1 = role() == 0 ? prg_next_ : prg_prev_;
     Vec mine = with1.next(n), masks = with1.next(2 * n);
     Vec help(n);
     for (size_t i = 0; i < n; ++i) help[i] = (masks[i] & ~choice[i]) | (masks[n + i] & choice[i]);
-    const int other = me_ == 0 ? 2 : 0;
+    const int other = party_of(role() == 0 ? 2 : 0);
     comm_.send(other, help);
-    Vec table = comm_.recv(1, 2 * n), unmask = comm_.recv(other, n);
+    Vec table = comm_.recv(party_of(1), 2 * n), unmask = comm_.recv(other, n);
     Vec y0(n);
     for (size_t i = 0; i < n; ++i) y0[i] = ((table[i] & ~choice[i]) | (table[n + i] & choice[i])) ^ unmask[i];
-    place_ot_output(out, me_, std::move(y0), std::move(mine));
+    place_ot_output(out, role(), std::move(y0), std::move(mine));
   }
   return out;
 }
@@ -429,27 +429,27 @@ Rep3::BShare Rep3::carry(size_t planes, size_t W, const Vec& A, const Vec& B) {
   const size_t n = planes * W;
   // Round 1: share A as XOR-replicated (0, c1, A^c1); G = A & B by OT; P = A ^ B.
   BShare a{planes, W, {}, {}}, bsh{planes, W, {}, {}};
-  if (me_ == 1) {
+  if (role() == 1) {
     Vec c1 = prg_prev_.next(n), c2(n);
     for (size_t i = 0; i < n; ++i) c2[i] = A[i] ^ c1[i];
-    comm_.send(2, c2);
+    comm_.send(party_of(2), c2);
     a.a = std::move(c1);
     a.b = std::move(c2);
     bsh.a.assign(n, 0);
     bsh.b.assign(n, 0);
-  } else if (me_ == 0) {
+  } else if (role() == 0) {
     a.a.assign(n, 0);
     a.b = prg_next_.next(n);
     bsh.a = B;
     bsh.b.assign(n, 0);
   } else {
-    a.a = comm_.recv(1, n);
+    a.a = comm_.recv(party_of(1), n);
     a.b.assign(n, 0);
     bsh.a.assign(n, 0);
     bsh.b = B;
   }
-  Vec zero(me_ == 1 ? n : 0, 0);
-  BShare G = ot_bool(planes, W, zero.data(), me_ == 1 ? A.data() : nullptr, me_ == 1 ? nullptr : B.data());
+  Vec zero(role() == 1 ? n : 0, 0);
+  BShare G = ot_bool(planes, W, zero.data(), role() == 1 ? A.data() : nullptr, role() == 1 ? nullptr : B.data());
   comm_.round();
   BShare P{planes, W, Vec(n), Vec(n)};
   vxor(P.a.data(), a.a.data(), bsh.a.data(), n);
@@ -502,7 +502,7 @@ Rep3::BShare Rep3::carry(size_t planes, size_t W, const Vec& A, const Vec& B) {
 
 Share Rep3::b2a(const BShare& c, size_t n, const Vec* x1, const Vec* x02, const Pub& s) {
   // c = c0 ^ (c1 ^ c2): c0 is known to P0 and P2 (the OT choice), c1 ^ c2 to P1.
-  const Vec& c0 = me_ == 0 ? c.a : c.b;
+  const Vec& c0 = role() == 0 ? c.a : c.b;
   Share r = ot_arith(
       n,
       [&](size_t i, u64& m0, u64& m1) {
@@ -523,16 +523,17 @@ Share Rep3::msb(const Share& x, int bits) {
   if (debug_checks) check_range(x, bits, "msb");
   const size_t n = x.size(), W = words_for(n), m = bits - 1;
   const u64 mk = mask_bits(bits);
+  rotate_sender();
   // 2-of-2 view mod 2^bits: a = x1 + x2 (P1), b = x0 (P0, P2).
   Vec v(n);
-  if (me_ == 1) vadd(v.data(), x.a.data(), x.b.data(), n);
-  else v = me_ == 0 ? x.a : x.b;
+  if (role() == 1) vadd(v.data(), x.a.data(), x.b.data(), n);
+  else v = role() == 0 ? x.a : x.b;
   for (auto& e : v) e &= mk;
   Vec planes = to_planes(v, bits, W);
   Vec top(planes.begin() + m * W, planes.end());
   planes.resize(m * W);
-  BShare c = carry(m, W, me_ == 1 ? planes : Vec(), me_ == 1 ? Vec() : planes);
-  Share r = b2a(c, n, me_ == 1 ? &top : nullptr, me_ == 1 ? nullptr : &top, Pub(1));
+  BShare c = carry(m, W, role() == 1 ? planes : Vec(), role() == 1 ? Vec() : planes);
+  Share r = b2a(c, n, role() == 1 ? &top : nullptr, role() == 1 ? nullptr : &top, Pub(1));
   r.shape = x.shape;
   return r;
 }
@@ -542,9 +543,10 @@ std::vector<Share> Rep3::bits(const Share& x, int k) {
   if (k < 1 || k > 64) throw ArgError("bits: bit count must be in [1, 64], got " + std::to_string(k));
   const size_t n = x.size();
   const u64 mk = mask_bits(k);
+  rotate_sender();
   Vec v(n);
-  if (me_ == 1) vadd(v.data(), x.a.data(), x.b.data(), n);
-  else v = me_ == 0 ? x.a : x.b;
+  if (role() == 1) vadd(v.data(), x.a.data(), x.b.data(), n);
+  else v = role() == 0 ? x.a : x.b;
   for (auto& e : v) e &= mk;
   // Bit j of a + b is a_j ^ b_j ^ c_j with c_j the carry into bit j. All carries
   // come from one carry circuit over k copies of the elements: copy j keeps the
@@ -557,18 +559,18 @@ std::vector<Share> Rep3::bits(const Share& x, int k) {
       const u64 bit = u64(1) << (e & 63);
       for (size_t q = 0; q < m; ++q) {
         const bool low = static_cast<int>(q) < j;
-        const bool val = low ? ((v[i] >> q) & 1) : (me_ == 1);
+        const bool val = low ? ((v[i] >> q) & 1) : (role() == 1);
         if (val) planes[q * W + (e >> 6)] |= bit;
       }
     }
-  BShare c = carry(m, W, me_ == 1 ? planes : Vec(), me_ == 1 ? Vec() : planes);
+  BShare c = carry(m, W, role() == 1 ? planes : Vec(), role() == 1 ? Vec() : planes);
   // Copy 0 has no carry in: its (1, 0) padding propagates nothing only if bit 0
   // generates nothing; with all planes "propagate" the carry out is 0. (Checked.)
   Vec own(W, 0);  // this party's own bit of the 2-of-2 view, per (j, i)
   for (int j = 0; j < k; ++j)
     for (size_t i = 0; i < n; ++i)
       if ((v[i] >> j) & 1) own[(j * n + i) >> 6] |= u64(1) << ((j * n + i) & 63);
-  Share all = b2a(c, N, me_ == 1 ? &own : nullptr, me_ == 1 ? nullptr : &own, Pub(1));
+  Share all = b2a(c, N, role() == 1 ? &own : nullptr, role() == 1 ? nullptr : &own, Pub(1));
   std::vector<Shape> shapes(k, x.shape);
   return split(all, shapes);
 }
@@ -588,10 +590,11 @@ Share Rep3::trunc_impl(const Share& x, const Shifts& d, bool exact) {
   const size_t n = x.size();
   d.check(n, 0, 62, exact ? "trunc" : "trunc_pr");
   if (debug_checks) check_range(x, 63, exact ? "trunc" : "trunc_pr");
+  rotate_sender();
   // x' = x + 2^62 in [0, 2^63); a = x1 + x2 (P1), b = x0 + 2^62 (P0, P2), a + b = x' + w*2^64
   // with w = msb(a) | msb(b). floor(x'/2^d) = (a>>d) + (b>>d) + c - w*2^(64-d),
   // c = [a mod 2^d + b mod 2^d >= 2^d]. Probabilistic: 1 in place of c.
-  const Vec& x0 = me_ == 0 ? x.a : x.b;  // P0 and P2 only
+  const Vec& x0 = role() == 0 ? x.a : x.b;  // P0 and P2 only
   constexpr u64 kOff = u64(1) << 62;
   // Probabilistic mode truncates x - 1 and adds 1: the result is floor(x/2^d) + 1 with
   // probability exactly (x mod 2^d) / 2^d (a carry from uniformly masked low bits).
@@ -606,7 +609,7 @@ Share Rep3::trunc_impl(const Share& x, const Shifts& d, bool exact) {
       },
       [&](size_t i) -> u64 { return (x0[i] + off(i)) >> 63; });
   // Public-to-P0/P2 part goes into component x_0.
-  Vec* comp0 = me_ == 0 ? &r.a : me_ == 2 ? &r.b : nullptr;
+  Vec* comp0 = role() == 0 ? &r.a : role() == 2 ? &r.b : nullptr;
   if (comp0)
     for (size_t i = 0; i < n; ++i) {
       const int di = d.at(i);
@@ -626,7 +629,7 @@ Share Rep3::trunc_impl(const Share& x, const Shifts& d, bool exact) {
   }
   const size_t W = words_for(n);
   Vec v(n);
-  if (me_ == 1) vadd(v.data(), x.a.data(), x.b.data(), n);
+  if (role() == 1) vadd(v.data(), x.a.data(), x.b.data(), n);
   else
     for (size_t i = 0; i < n; ++i) v[i] = x0[i] + kOff;
   Vec planes = to_planes(v, dmax, W);
@@ -636,11 +639,11 @@ Share Rep3::trunc_impl(const Share& x, const Shifts& d, bool exact) {
       for (size_t i = 0; i < n; ++i)
         if (static_cast<int>(j) >= d.at(i)) {
           const u64 bit = u64(1) << (i & 63);
-          if (me_ == 1) planes[j * W + (i >> 6)] |= bit;
+          if (role() == 1) planes[j * W + (i >> 6)] |= bit;
           else planes[j * W + (i >> 6)] &= ~bit;
         }
   }
-  BShare c = carry(dmax, W, me_ == 1 ? planes : Vec(), me_ == 1 ? Vec() : planes);
+  BShare c = carry(dmax, W, role() == 1 ? planes : Vec(), role() == 1 ? Vec() : planes);
   Share cb = b2a(c, n, nullptr, nullptr, Pub(1));
   Share out = add(r, cb);
   out.shape = x.shape;

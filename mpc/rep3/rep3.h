@@ -2,8 +2,12 @@
 // Z_2^64 (Araki et al. 2016; ABY3). Party i holds the pair (x_i, x_{i+1}) of
 // x = x_0 + x_1 + x_2 (Share::a = x_i, Share::b = x_{i+1}).
 //
-// Non-linear primitives use the 2-of-2 view x = a + b with a = x_1 + x_2
-// (known to P1 alone) and b = x_0 (known to P0 and P2). A bit known to two
+// Non-linear primitives use the 2-of-2 view x = a + b with a = x_s + x_{s+1}
+// (known to the sender s alone) and b = x_{s+2} (known to the two others).
+// The sender rotates on every such call (the same way at every party), so
+// traffic and work even out across the parties without extra rounds. Below,
+// roles are relative: role 1 is the sender, role 0 its previous party and
+// role 2 its next. A bit known to two
 // parties can be the choice of a three-party OT whose output is delivered as
 // a replicated sharing in ONE round (sender P1; each of P0/P2 receives with the
 // other as helper). This gives one-round probabilistic truncation that is
@@ -44,6 +48,10 @@ class Rep3 : public Protocol {
 
  private:
   int me_, next_, prev_;
+  int s_ = 1;  // current sender (role 1)
+  int role() const { return (me_ - s_ + 4) % 3; }
+  int party_of(int role) const { return (role + s_ + 2) % 3; }
+  void rotate_sender() { s_ = (s_ + 1) % 3; }
   Prg prg_next_, prg_prev_;  // keys shared with next / previous party
 
   Share reshare(Vec&& z, const Shape& shape);
