@@ -74,6 +74,9 @@ MPC_AES static void ctr_aesni(const uint8_t (*rkb)[16], u64 ctr, size_t nblocks,
 }
 
 // VAES: four blocks per 512-bit register, four registers in flight.
+// (GCC 12's _mm512_broadcast_i32x4 starts from an undefined register and warns.)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
 __attribute__((target("vaes,avx512f,aes"))) static void ctr_vaes(const uint8_t (*rkb)[16], u64 ctr,
                                                                   size_t nblocks, uint8_t* out) {
   __m512i rk[11];
@@ -96,6 +99,7 @@ __attribute__((target("vaes,avx512f,aes"))) static void ctr_vaes(const uint8_t (
   }
   if (b < nblocks) ctr_aesni(rkb, ctr + b, nblocks - b, out + 16 * b);
 }
+#pragma GCC diagnostic pop
 
 // ---------------------------------------------------------------- OpenSSL fallback
 struct Prg::Evp {
