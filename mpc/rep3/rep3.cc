@@ -517,6 +517,16 @@ Share Rep3::b2a(const BShare& c, size_t n, const Vec* x1, const Vec* x02, const 
 }
 
 // ------------------------------------------------------------------ comparison
+Vec Rep3::view_2of2(const Share& x, u64 mask) const {
+  // The sender holds a = x_s + x_{s+1}; the other two both hold b = x_{s+2}.
+  Vec v(x.size());
+  if (role() == 1) vadd(v.data(), x.a.data(), x.b.data(), x.size());
+  else v = role() == 0 ? x.a : x.b;
+  if (mask != ~u64(0))
+    for (auto& e : v) e &= mask;
+  return v;
+}
+
 Share Rep3::msb(const Share& x, int bits) {
   OpScope s(stats(), "msb");
   if (bits < 2 || bits > 64) throw ArgError("msb: bit width must be in [2, 64], got " + std::to_string(bits));
@@ -524,11 +534,7 @@ Share Rep3::msb(const Share& x, int bits) {
   const size_t n = x.size(), W = words_for(n), m = bits - 1;
   const u64 mk = mask_bits(bits);
   rotate_sender();
-  // 2-of-2 view mod 2^bits: a = x1 + x2 (P1), b = x0 (P0, P2).
-  Vec v(n);
-  if (role() == 1) vadd(v.data(), x.a.data(), x.b.data(), n);
-  else v = role() == 0 ? x.a : x.b;
-  for (auto& e : v) e &= mk;
+  Vec v = view_2of2(x, mk);
   Vec planes = to_planes(v, bits, W);
   Vec top(planes.begin() + m * W, planes.end());
   planes.resize(m * W);
@@ -544,10 +550,7 @@ std::vector<Share> Rep3::bits(const Share& x, int k) {
   const size_t n = x.size();
   const u64 mk = mask_bits(k);
   rotate_sender();
-  Vec v(n);
-  if (role() == 1) vadd(v.data(), x.a.data(), x.b.data(), n);
-  else v = role() == 0 ? x.a : x.b;
-  for (auto& e : v) e &= mk;
+  Vec v = view_2of2(x, mk);
   // Bit j of a + b is a_j ^ b_j ^ c_j with c_j the carry into bit j. All carries
   // come from one carry circuit over k copies of the elements: copy j keeps the
   // low j bits and lets the carry propagate above them ((a, b) bits = (1, 0)).

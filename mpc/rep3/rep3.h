@@ -68,6 +68,8 @@ class Rep3 : public Protocol {
   // known to P0/P2 (x02); scaled by s. One round.
   Share b2a(const BShare& c, size_t n, const Vec* x1, const Vec* x02, const Pub& s);
   Share trunc_impl(const Share& x, const Shifts& d, bool exact);
+  // This party's value in the 2-of-2 view (a at the sender, b at the others), masked.
+  Vec view_2of2(const Share& x, u64 mask) const;
 };
 
 }  // namespace mpc
