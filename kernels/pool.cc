@@ -100,7 +100,7 @@ class MaxPool : public Kernel {
 
   void eval(Env& env) const override {
     auto& p = env.p;
-    const int64_t C = g.c, npos = g.n * g.oh * g.ow, T = g.fh * g.fw;
+    const int64_t C = g.c, T = g.fh * g.fw;
     Shape os{g.n, g.oh, g.ow, C};
     // One gathered tensor per filter tap; out-of-bounds taps repeat an in-bounds one.
     std::vector<Share> level;
@@ -118,7 +118,6 @@ class MaxPool : public Kernel {
               std::copy(s, s + C, y + o * C);
             }
       }));
-    (void)npos;
     // Pairwise max tree; all pairs of a level share their rounds.
     while (level.size() > 1) {
       const size_t pairs = level.size() / 2;

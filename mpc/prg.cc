@@ -141,9 +141,8 @@ Prg::~Prg() = default;
 Prg::Prg(Prg&&) noexcept = default;
 Prg& Prg::operator=(Prg&&) noexcept = default;
 
-static void gen_blocks(const uint8_t (*rk)[16], Prg* self, u64 ctr, size_t nblocks, uint8_t* out,
+static void gen_blocks(const uint8_t (*rk)[16], u64 ctr, size_t nblocks, uint8_t* out,
                        void* evp, const Key& key) {
-  (void)self;
   if (evp) ctr_openssl(static_cast<EVP_CIPHER_CTX*>(evp), key, ctr, nblocks, out);
   else if (cpu().vaes512) ctr_vaes(rk, ctr, nblocks, out);
   else ctr_aesni(rk, ctr, nblocks, out);
@@ -159,11 +158,11 @@ void Prg::fill_at(u64 block, u64* out, size_t n) {
   constexpr size_t kChunk = 1 << 14;
   for (size_t done = 0; done < full; done += kChunk) {
     size_t nb = std::min(kChunk, full - done);
-    gen_blocks(rk_, this, block + done, nb, reinterpret_cast<uint8_t*>(out + 2 * done), evp, key_);
+    gen_blocks(rk_, block + done, nb, reinterpret_cast<uint8_t*>(out + 2 * done), evp, key_);
   }
   if (n & 1) {
     alignas(16) uint8_t tmp[16];
-    gen_blocks(rk_, this, block + full, 1, tmp, evp, key_);
+    gen_blocks(rk_, block + full, 1, tmp, evp, key_);
     std::memcpy(out + n - 1, tmp, 8);
   }
 }

@@ -484,7 +484,7 @@ class TcpTransport : public Transport {
   std::pair<Vec, size_t> pop(int from) {
     Conn& c = conn(from);
     std::unique_lock<std::mutex> g(c.mu);
-    const bool ok = c.cv.wait_for(g, std::chrono::duration<double>(n_.opt.timeout),
+    c.cv.wait_for(g, std::chrono::duration<double>(n_.opt.timeout),
                                   [&] { return !c.recvq.empty() || !c.error.empty(); });
     if (!c.recvq.empty()) {
       auto m = std::move(c.recvq.front());
@@ -492,7 +492,6 @@ class TcpTransport : public Transport {
       return m;
     }
     if (!c.error.empty()) throw Error("party " + std::to_string(n_.opt.me) + ": " + c.error);
-    (void)ok;
     throw Error("party " + std::to_string(n_.opt.me) + ": timed out after " +
                 std::to_string(static_cast<int>(n_.opt.timeout)) + " s waiting for party " + std::to_string(from) +
                 " (stalled or gone)");

@@ -346,3 +346,18 @@ def test_parties_in_separate_network_namespaces(setup, namespaces, tmp_path):
                 p.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+def test_party_command_fails_fast_on_configuration_errors(setup, tmp_path):
+    d, cfg, model, paths = setup
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"parties": [1]}')
+    nocert = json.load(open(cfg))
+    nocert["ca"] = str(tmp_path / "missing-ca.pem")
+    nocert_path = tmp_path / "nocert.json"
+    nocert_path.write_text(json.dumps(nocert))
+    for conf, expect in ((str(tmp_path / "missing.json"), "cannot read party configuration"),
+                         (str(bad), "exactly 3 parties"), (str(nocert_path), "cannot load")):
+        r = subprocess.run([sys.executable, "-m", "tflite_mpc", "party", "--config", conf, "--id", "1",
+                            "--model", paths["model"]], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        assert r.returncode == 2 and expect in r.stderr, (conf, r.returncode, r.stderr[-1500:])

@@ -33,6 +33,11 @@ def serve(config: str, party: int, model: str, runtime: str | None = None, max_s
     if not os.path.exists(model):
         _log(f"no such model: {model}")
         return 2
+    try:  # configuration errors do not heal by retrying
+        tflite_mpc.validate_options({"parties": config, "party": str(party)})
+    except ValueError as e:
+        _log(f"party {party}: {e}")
+        return 2
     stop = threading.Event()
 
     def on_signal(signum, _frame):
@@ -64,8 +69,8 @@ def serve(config: str, party: int, model: str, runtime: str | None = None, max_s
                     break
                 msg = str(e).strip().splitlines()
                 _log(f"party {party}: session {sessions} ended: {msg[0] if msg else e}")
-                if isinstance(e, ValueError) and "option" in str(e):
-                    return 2  # a configuration error does not heal by retrying
+                if "cannot load" in str(e):
+                    return 2  # unreadable certificate, key or CA file: fix the files, then restart
                 time.sleep(0.2)
             finally:
                 del it, d
@@ -76,9 +81,6 @@ def serve(config: str, party: int, model: str, runtime: str | None = None, max_s
 
 
 # ---------------------------------------------------------------- strip
-_SECRET_TYPES = None
-
-
 def strip_model(model_bytes: bytes) -> bytes:
     """The public model: same graph, shapes and quantization parameters, with every
     weight and bias buffer zeroed (what parties other than the model owner run)."""
@@ -89,7 +91,6 @@ def strip_model(model_bytes: bytes) -> bytes:
     m = _parse(model_bytes)
     int32 = {fb.TensorType.INT32, fb.TensorType.INT64}
     weighted = {fb.BuiltinOperator.CONV_2D, fb.BuiltinOperator.DEPTHWISE_CONV_2D, fb.BuiltinOperator.FULLY_CONNECTED}
-    zeroed = set()
     for sg in m.subgraphs:
         bias_tensors = set()
         for op in sg.operators:
@@ -102,7 +103,6 @@ def strip_model(model_bytes: bytes) -> bytes:
                 continue
             if t.type not in int32 or ti in bias_tensors:
                 buf.data = [0] * len(buf.data)
-                zeroed.add(t.buffer)
     if any(getattr(b, "offset", 0) for b in m.buffers):
         raise ValueError("models with external (offset) buffers are not supported by strip")
     return _pack(m)
