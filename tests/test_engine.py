@@ -444,3 +444,17 @@ def test_products_with_and_without_known_zero_components(engine, rng):
         for L in (e1, derived(e1)):
             for R in (e2, derived(e2)):
                 assert np.array_equal(engine.reveal(engine.mul(L, R)), a * a[::-1])
+
+
+@pytest.mark.parametrize("owner", [0, 1, 2])
+def test_add_public_on_an_input_sharing_then_product(engine, rng, owner):
+    """add_public writes component x_0; for an input shared by party 1 that component
+    was publicly zero, and products used to skip it (the conv input offset was lost
+    with data_owner=1: exact mode off by up to 3 LSB)."""
+    x = rng.integers(-128, 128, size=(6, 8))
+    w = rng.integers(-127, 128, size=(8, 5))
+    X = engine.add_public(engine.share(x, owner), 128)
+    for wo in (0, 1, 2):
+        W = engine.share(w, wo)
+        assert np.array_equal(engine.reveal(engine.matmul(X, W)), (x + 128) @ w)
+        assert np.array_equal(engine.reveal(engine.mul(X, engine.share(x, wo))), (x + 128) * x)

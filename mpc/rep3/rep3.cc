@@ -147,8 +147,12 @@ Share Rep3::add_public(const Share& x, const Pub& c) {
   Share z = x;
   // Component x_0 is P0's `a` and P2's `b`.
   Vec* comp0 = me_ == 0 ? &z.a : me_ == 2 ? &z.b : nullptr;
-  if (comp0)
+  if (comp0) {
     for (size_t i = 0; i < z.size(); ++i) (*comp0)[i] += c.at(i);
+    // The constant lands in component x_0: it is no longer publicly zero
+    // (an input shared by party 1 has x_0 = 0; products would skip it).
+    (me_ == 0 ? z.a_zero : z.b_zero) = false;
+  }
   return z;
 }
 
