@@ -12,6 +12,7 @@
 #include "linalg.h"
 #include "local.h"
 #include "ops.h"
+#include "rep3/rep3.h"
 #include "prg.h"
 
 namespace py = pybind11;
@@ -90,6 +91,14 @@ class Engine {
   Engine(const std::string& protocol, bool debug_checks, double timeout)
       : s_(std::make_unique<LocalSession>(protocol, timeout)) {
     for (int i = 0; i < s_->parties(); ++i) s_->party(i).debug_checks = debug_checks;
+  }
+
+  void set_round_bits(int k) {
+    for (int i = 0; i < s_->parties(); ++i) {
+      auto* r = dynamic_cast<Rep3*>(&s_->party(i));
+      if (!r) throw py::value_error("round bits are a rep3 setting");
+      r->set_round_bits(k);
+    }
   }
 
   // Runs fn on every party; collects the per-party result shares into a Secret.
@@ -320,6 +329,8 @@ PYBIND11_MODULE(_native, m) {
       .def(py::init<const std::string&, bool, double>(), py::arg("protocol") = "rep3",
            py::arg("debug_checks") = false, py::arg("timeout") = 120.0)
       .def("share", &Engine::share, py::arg("array"), py::arg("owner") = 0)
+      .def("_set_round_bits", [](Engine& e, int k) { e.set_round_bits(k); }, py::arg("k"),
+           "Test hook: rep3's trunc_pr rounds the low min(d, k) bits with a secret offset.")
       .def("reveal", &Engine::reveal, py::arg("x"), py::arg("to") = py::none(), py::arg("signed") = true)
       .def("view", &Engine::view, py::arg("x"), py::arg("party"))
       .def("stats", &Engine::stats)

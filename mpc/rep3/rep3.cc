@@ -583,29 +583,117 @@ std::vector<Share> Rep3::bits(const Share& x, int k) {
 }
 
 // ------------------------------------------------------------------ truncation
+template <class Width>
+void Rep3::pad_propagate(Vec& planes, int nplanes, size_t W, size_t N, Width&& width) const {
+  // Planes at or above an element's own width propagate the carry: (A, B) = (1, 0),
+  // so the carry out of the top plane is the carry into that element's width.
+  const bool sender = role() == 1;
+  for (size_t e = 0; e < N; ++e) {
+    const u64 bit = u64(1) << (e & 63);
+    u64* p = planes.data() + (e >> 6);
+    for (int j = std::max(width(e), 0); j < nplanes; ++j) {
+      if (sender) p[j * W] |= bit;
+      else p[j * W] &= ~bit;
+    }
+  }
+}
+
+void Rep3::set_round_bits(int k) {
+  if (k < 1 || k > 62) throw ArgError("round_bits must be in [1, 62]");
+  round_bits_ = k;
+}
+
 Share Rep3::trunc_pr(const Share& x, const Shifts& d) {
   OpScope s(stats(), "trunc_pr");
-  return trunc_impl(x, d, false);
+  const size_t n = x.size();
+  d.check(n, 0, 62, "trunc_pr");
+  if (debug_checks) check_range(x, 63, "trunc_pr");
+  rotate_sender();
+  // Stochastic rounding whose outcome no single party can predict, even knowing x:
+  // out = floor((x + u) / 2^d) with a rounding offset u in [0, 2^d) that nobody knows.
+  //
+  // 2-of-2 view with offset: a (sender) + b (others) = z + w*2^64, z = x + 2^62 in
+  // [0, 2^63), w = msb(a) | msb(b) (one OT, as before). Let k = min(d, round_bits_),
+  // e = d - k. The low e bits (if any) are rounded by the split itself (the previous
+  // one-round scheme: t = floor(z / 2^e) + B1, B1 ~ Bern((z mod 2^e) / 2^e), which a
+  // party can predict), then t is rounded by its low k bits with a secret uniform
+  // offset m = (m_A + m_B) mod 2^k: m_A is the sender's own randomness, m_B the two
+  // others' shared randomness, so no single party knows m. That needs two carries
+  // of k-bit values held by the two sides, computed in one carry circuit:
+  //   c1 = [lo_A + lo_B >= 2^k] (lo_X = (T_X + m_X) mod 2^k), q = [m_A + m_B >= 2^k].
+  // out = hi_A + hi_B + c1 - q - w*2^(64-d) - 2^(62-d), hi_X = floor((T_X + m_X) / 2^k).
+  // P(out = floor(x/2^d) + 1) = (x mod 2^d) / 2^d exactly; a party's view changes the
+  // probability of the outcome by less than 2^-k (only through B1, when e > 0).
+  const int r = role();
+  constexpr u64 kOff = u64(1) << 62;
+  int kmax = 0;
+  for (int v : d.v) kmax = std::max(kmax, std::min(v, round_bits_));
+  auto kk = [&](size_t i) { return std::min(d.at(i), round_bits_); };
+  // This side's random offset part: the sender's own, or the two others' shared stream.
+  Vec m(n);
+  if (kmax > 0) {
+    Prg& g = r == 1 ? prg_own_ : r == 0 ? prg_prev_ : prg_next_;
+    g.fill(m.data(), n);
+  }
+  const Vec& x0 = r == 0 ? x.a : x.b;  // others only
+  Vec hi(n), lo(2 * n);
+  std::vector<uint8_t> top(n);  // msb of this side's 2-of-2 value
+  for (size_t i = 0; i < n; ++i) {
+    const int di = d.at(i), ki = kk(i), ei = di - ki;
+    const u64 mk = mask_bits(ki);
+    u64 v, t;
+    if (r == 1) {
+      v = x.a[i] + x.b[i];
+      t = v >> ei;
+    } else {
+      v = x0[i] + (ei > 0 ? kOff - 1 : kOff);  // the split rounds z - 1, then adds 1
+      t = (v >> ei) + (ei > 0 ? 1 : 0);
+    }
+    const u64 mi = m[i] & mk, low = (t & mk) + mi;
+    top[i] = static_cast<uint8_t>(v >> 63);
+    hi[i] = (ki >= 64 ? 0 : t >> ki) + (low >> ki);
+    lo[i] = low & mk;
+    lo[n + i] = mi;
+  }
+  Share res = ot_arith(
+      n,
+      [&](size_t i, u64& m0, u64& m1) {
+        const int di = d.at(i);
+        m0 = hi[i] - shl(top[i], 64 - di);
+        m1 = hi[i] - shl(1, 64 - di);
+      },
+      [&](size_t i) -> u64 { return top[i]; });
+  Vec* comp0 = r == 0 ? &res.a : r == 2 ? &res.b : nullptr;
+  if (comp0)
+    for (size_t i = 0; i < n; ++i) (*comp0)[i] += hi[i] - (u64(1) << (62 - d.at(i)));
+  res.shape = x.shape;
+  if (kmax == 0) {
+    comm_.round();
+    return res;
+  }
+  const size_t N = 2 * n, W = words_for(N);
+  Vec planes = to_planes(lo, kmax, W);
+  if (d.v.size() != 1) pad_propagate(planes, kmax, W, N, [&](size_t e) { return kk(e % n); });
+  BShare c = carry(kmax, W, r == 1 ? planes : Vec(), r == 1 ? Vec() : planes);
+  Share cb = b2a(c, N, nullptr, nullptr, Pub(1));
+  for (size_t i = 0; i < n; ++i) {
+    res.a[i] += cb.a[i] - cb.a[n + i];
+    res.b[i] += cb.b[i] - cb.b[n + i];
+  }
+  return res;
 }
 
 Share Rep3::trunc(const Share& x, const Shifts& d) {
   OpScope s(stats(), "trunc");
-  return trunc_impl(x, d, true);
-}
-
-Share Rep3::trunc_impl(const Share& x, const Shifts& d, bool exact) {
   const size_t n = x.size();
-  d.check(n, 0, 62, exact ? "trunc" : "trunc_pr");
-  if (debug_checks) check_range(x, 63, exact ? "trunc" : "trunc_pr");
+  d.check(n, 0, 62, "trunc");
+  if (debug_checks) check_range(x, 63, "trunc");
   rotate_sender();
   // x' = x + 2^62 in [0, 2^63); a = x1 + x2 (P1), b = x0 + 2^62 (P0, P2), a + b = x' + w*2^64
   // with w = msb(a) | msb(b). floor(x'/2^d) = (a>>d) + (b>>d) + c - w*2^(64-d),
-  // c = [a mod 2^d + b mod 2^d >= 2^d]. Probabilistic: 1 in place of c.
+  // c = [a mod 2^d + b mod 2^d >= 2^d].
   const Vec& x0 = role() == 0 ? x.a : x.b;  // P0 and P2 only
   constexpr u64 kOff = u64(1) << 62;
-  // Probabilistic mode truncates x - 1 and adds 1: the result is floor(x/2^d) + 1 with
-  // probability exactly (x mod 2^d) / 2^d (a carry from uniformly masked low bits).
-  auto off = [&](size_t i) -> u64 { return exact || d.at(i) == 0 ? kOff : kOff - 1; };
   Share r = ot_arith(
       n,
       [&](size_t i, u64& m0, u64& m1) {
@@ -614,20 +702,15 @@ Share Rep3::trunc_impl(const Share& x, const Shifts& d, bool exact) {
         m0 = hi - shl(v >> 63, 64 - di);
         m1 = hi - shl(1, 64 - di);
       },
-      [&](size_t i) -> u64 { return (x0[i] + off(i)) >> 63; });
+      [&](size_t i) -> u64 { return (x0[i] + kOff) >> 63; });
   // Public-to-P0/P2 part goes into component x_0.
   Vec* comp0 = role() == 0 ? &r.a : role() == 2 ? &r.b : nullptr;
   if (comp0)
     for (size_t i = 0; i < n; ++i) {
       const int di = d.at(i);
-      (*comp0)[i] += ((x0[i] + off(i)) >> di) - (u64(1) << (62 - di)) + (!exact && di > 0 ? 1 : 0);
+      (*comp0)[i] += ((x0[i] + kOff) >> di) - (u64(1) << (62 - di));
     }
-  if (!exact) {
-    comm_.round();
-    r.shape = x.shape;
-    return r;
-  }
-  // Exact: carry out of the low d bits, computed in the same first round.
+  // Carry out of the low d bits, computed in the same first round.
   const int dmax = d.max();
   if (dmax == 0) {
     comm_.round();
@@ -640,16 +723,7 @@ Share Rep3::trunc_impl(const Share& x, const Shifts& d, bool exact) {
   else
     for (size_t i = 0; i < n; ++i) v[i] = x0[i] + kOff;
   Vec planes = to_planes(v, dmax, W);
-  if (d.v.size() != 1) {
-    // Bits at or above an element's own d must propagate the carry: (a, b) = (1, 0).
-    for (size_t j = 0; j < static_cast<size_t>(dmax); ++j)
-      for (size_t i = 0; i < n; ++i)
-        if (static_cast<int>(j) >= d.at(i)) {
-          const u64 bit = u64(1) << (i & 63);
-          if (role() == 1) planes[j * W + (i >> 6)] |= bit;
-          else planes[j * W + (i >> 6)] &= ~bit;
-        }
-  }
+  if (d.v.size() != 1) pad_propagate(planes, dmax, W, n, [&](size_t i) { return d.at(i); });
   BShare c = carry(dmax, W, role() == 1 ? planes : Vec(), role() == 1 ? Vec() : planes);
   Share cb = b2a(c, n, nullptr, nullptr, Pub(1));
   Share out = add(r, cb);

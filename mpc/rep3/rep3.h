@@ -26,6 +26,8 @@ class Rep3 : public Protocol {
  public:
   explicit Rep3(Comm& comm);  // one round: pairwise PRG keys from the OS CSPRNG
   const char* name() const override { return "rep3"; }
+  static constexpr int kDefaultRoundBits = 40;
+  void set_round_bits(int k);  // benchmarks and tests: 1..62
 
   Share input(int owner, const Shape& shape, const u64* data) override;
   Vec reveal(const Share& x, int to) override;
@@ -53,6 +55,12 @@ class Rep3 : public Protocol {
   int party_of(int role) const { return (role + s_ + 2) % 3; }
   void rotate_sender() { s_ = (s_ + 1) % 3; }
   Prg prg_next_, prg_prev_;  // keys shared with next / previous party
+  Prg prg_own_;              // this party's private randomness (OS CSPRNG key)
+  // trunc_pr rounds the low min(d, round_bits_) bits with a secret offset that no
+  // party knows; a party's view shifts a rounding probability by less than
+  // 2^-round_bits_ (and not at all when d <= round_bits_, e.g. every requantization
+  // of a TFLite model: d = 31 + right shift <= 40 for any multiplier >= 2^-9).
+  int round_bits_ = kDefaultRoundBits;
 
   Share reshare(Vec&& z, const Shape& shape);
   BShare bool_and(const BShare& x, const BShare& y);  // one round, planes matched
@@ -67,7 +75,8 @@ class Rep3 : public Protocol {
   // Bit injection of plane 0 of c, XORed with a bit known to P1 (x1) and one
   // known to P0/P2 (x02); scaled by s. One round.
   Share b2a(const BShare& c, size_t n, const Vec* x1, const Vec* x02, const Pub& s);
-  Share trunc_impl(const Share& x, const Shifts& d, bool exact);
+  template <class Width>
+  void pad_propagate(Vec& planes, int nplanes, size_t W, size_t N, Width&& width) const;
   // This party's value in the 2-of-2 view (a at the sender, b at the others), masked.
   Vec view_2of2(const Share& x, u64 mask) const;
 };
