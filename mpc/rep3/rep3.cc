@@ -396,40 +396,59 @@ Share Rep3::ot_arith(size_t n, Msg&& msg, Choice&& choice) {
   return out;
 }
 
-Rep3::BShare Rep3::ot_bool(size_t planes, size_t W, const u64* m0, const u64* m1, const u64* choice) {
-  const size_t n = planes * W;
-  BShare out{planes, W, {}, {}};
+template <class Out, class Send, class Help, class Finish>
+void Rep3::corr_ot(size_t n, Out& out, Send&& send, Help&& help, Finish&& finish) {
+  // Correlated three-party OT (sender P1, choice known to P0 and P2), replicated output
+  // (y1 = rho, y2 = sigma, y0 at P0/P2) in one round, one word per receiver from P1:
+  // send(to0, to2, sigma', rho') masks P1's words with sigma' (unknown to P0) and rho'
+  // (unknown to P2); each receiver sends the other help(h, mask', own) and finishes
+  // with finish(y0 <- word from P1, h <- help from the other, own).
   if (role() == 1) {
-    Vec rho = prg_prev_.next(n), sigma = prg_next_.next(n);
-    Vec w = prg_prev_.next(2 * n), v = prg_next_.next(2 * n);
-    Vec to2(2 * n), to0(2 * n);
-    for (size_t i = 0; i < n; ++i) {
-      const u64 t0 = m0[i] ^ rho[i] ^ sigma[i], t1 = m1[i] ^ rho[i] ^ sigma[i];
-      to2[i] = t0 ^ w[i];
-      to2[n + i] = t1 ^ w[n + i];
-      to0[i] = t0 ^ v[i];
-      to0[n + i] = t1 ^ v[n + i];
-    }
-    comm_.send(party_of(2), to2);
-    comm_.send(party_of(0), to0);
+    Vec rho = prg_prev_.next(n), rho2 = prg_prev_.next(n);
+    Vec sigma = prg_next_.next(n), sigma2 = prg_next_.next(n);
+    Vec to0(n), to2(n);
+    send(to0, to2, sigma2, rho2);
+    comm_.send(party_of(0), std::move(to0));
+    comm_.send(party_of(2), std::move(to2));
     out.a = std::move(rho);
     out.b = std::move(sigma);
-  } else {
-    Prg& with1 = role() == 0 ? prg_next_ : prg_prev_;
-    Vec mine = with1.next(n), masks = with1.next(2 * n);
-    Vec help(n);
-    for (size_t i = 0; i < n; ++i) help[i] = (masks[i] & ~choice[i]) | (masks[n + i] & choice[i]);
-    const int other = party_of(role() == 0 ? 2 : 0);
-    comm_.send(other, help);
-    Vec table = comm_.recv(party_of(1), 2 * n), unmask = comm_.recv(other, n);
-    Vec y0(n);
-    for (size_t i = 0; i < n; ++i) y0[i] = ((table[i] & ~choice[i]) | (table[n + i] & choice[i])) ^ unmask[i];
-    place_ot_output(out, role(), std::move(y0), std::move(mine));
+    return;
   }
+  Prg& with1 = role() == 0 ? prg_next_ : prg_prev_;
+  Vec mine = with1.next(n), mask2 = with1.next(n);
+  Vec h(n);
+  help(h, mask2, mine);
+  const int other = party_of(role() == 0 ? 2 : 0);
+  comm_.send(other, std::move(h));
+  Vec y0 = comm_.recv(party_of(1), n), hr = comm_.recv(other, n);
+  finish(y0, hr, mine);
+  place_ot_output(out, role(), std::move(y0), std::move(mine));
+}
+
+Rep3::BShare Rep3::and_cross(size_t planes, size_t W, const u64* A, const u64* C) {
+  // A & C with A known to P1 and C to P0 and P2, as a replicated XOR sharing in one
+  // round: P1 sends A ^ sigma' to P0 and A ^ rho' to P2; P0 sends P2 (C & rho') ^ rho,
+  // P2 sends P0 (C & sigma') ^ sigma; y0 = (C & received) ^ help ^ own.
+  const size_t n = planes * W;
+  BShare out{planes, W, {}, {}};
+  corr_ot(
+      n, out,
+      [&](Vec& to0, Vec& to2, const Vec& sigma2, const Vec& rho2) {
+        vxor(to0.data(), A, sigma2.data(), n);
+        vxor(to2.data(), A, rho2.data(), n);
+      },
+      [&](Vec& h, const Vec& mask2, const Vec& mine) {
+        for (size_t i = 0; i < n; ++i) h[i] = (C[i] & mask2[i]) ^ mine[i];
+      },
+      [&](Vec& y0, const Vec& h, const Vec& mine) {
+        for (size_t i = 0; i < n; ++i) y0[i] = (C[i] & y0[i]) ^ h[i] ^ mine[i];
+      });
   return out;
 }
 
-Rep3::BShare Rep3::carry(size_t planes, size_t W, const Vec& A, const Vec& B) {
+Rep3::BShare Rep3::carry(size_t planes, size_t W, const Vec& mine) {
+  const Vec& A = mine;  // the sender's operand (P1)
+  const Vec& B = mine;  // the others' operand (P0, P2)
   const size_t n = planes * W;
   // Round 1: share A as XOR-replicated (0, c1, A^c1); G = A & B by OT; P = A ^ B.
   BShare a{planes, W, {}, {}}, bsh{planes, W, {}, {}};
@@ -452,8 +471,7 @@ Rep3::BShare Rep3::carry(size_t planes, size_t W, const Vec& A, const Vec& B) {
     bsh.a.assign(n, 0);
     bsh.b = B;
   }
-  Vec zero(role() == 1 ? n : 0, 0);
-  BShare G = ot_bool(planes, W, zero.data(), role() == 1 ? A.data() : nullptr, role() == 1 ? nullptr : B.data());
+  BShare G = and_cross(planes, W, role() == 1 ? A.data() : nullptr, role() == 1 ? nullptr : B.data());
   comm_.round();
   BShare P{planes, W, Vec(n), Vec(n)};
   vxor(P.a.data(), a.a.data(), bsh.a.data(), n);
@@ -505,19 +523,40 @@ Rep3::BShare Rep3::carry(size_t planes, size_t W, const Vec& A, const Vec& B) {
 }
 
 Share Rep3::b2a(const BShare& c, size_t n, const Vec* x1, const Vec* x02, const Pub& s) {
-  // c = c0 ^ (c1 ^ c2): c0 is known to P0 and P2 (the OT choice), c1 ^ c2 to P1.
-  const Vec& c0 = role() == 0 ? c.a : c.b;
-  Share r = ot_arith(
-      n,
-      [&](size_t i, u64& m0, u64& m1) {
-        const u64 e = bit_at(c.a.data(), i) ^ bit_at(c.b.data(), i) ^ (x1 ? bit_at(x1->data(), i) : 0);
-        const u64 sc = s.at(i);
-        m0 = e * sc;
-        m1 = (e ^ 1) * sc;
+  // Bit v = g ^ e with g = c1 ^ c2 (^ x1) known to the sender P1 and e = c0 (^ x02)
+  // known to P0 and P2: y0 = v*s - rho - sigma = e*s + (1 - 2e) * g*s - rho - sigma.
+  // P1 sends A = g*s + sigma' to P0 and B = g*s + rho' to P2; P0 sends P2
+  // (1 - 2e) rho' + rho, P2 sends P0 (1 - 2e) sigma' + sigma; then
+  // y0 = e*s + (1 - 2e) A - h2 - rho = e*s + (1 - 2e) B - h0 - sigma. Each receiver
+  // sees two words masked by two independent values it does not know.
+  const size_t W = words_for(n);
+  Share out;
+  out.shape = {static_cast<int64_t>(n)};
+  Vec ebits;
+  if (role() != 1) {
+    const Vec& c0 = role() == 0 ? c.a : c.b;
+    ebits.resize(W);
+    for (size_t w = 0; w < W; ++w) ebits[w] = c0[w] ^ (x02 ? (*x02)[w] : 0);
+  }
+  corr_ot(
+      n, out,
+      [&](Vec& to0, Vec& to2, const Vec& sigma2, const Vec& rho2) {
+        for (size_t i = 0; i < n; ++i) {
+          const u64 g = (c.a[i >> 6] ^ c.b[i >> 6] ^ (x1 ? (*x1)[i >> 6] : 0)) >> (i & 63) & 1;
+          const u64 gs = (0 - g) & s.at(i);
+          to0[i] = gs + sigma2[i];
+          to2[i] = gs + rho2[i];
+        }
       },
-      [&](size_t i) -> u64 { return bit_at(c0.data(), i) ^ (x02 ? bit_at(x02->data(), i) : 0); });
+      [&](Vec& h, const Vec& mask2, const Vec& mine) {
+        for (size_t i = 0; i < n; ++i) h[i] = (bit_at(ebits.data(), i) ? 0 - mask2[i] : mask2[i]) + mine[i];
+      },
+      [&](Vec& y0, const Vec& h, const Vec& mine) {
+        for (size_t i = 0; i < n; ++i)
+          y0[i] = (bit_at(ebits.data(), i) ? s.at(i) - y0[i] : y0[i]) - h[i] - mine[i];
+      });
   comm_.round();
-  return r;
+  return out;
 }
 
 // ------------------------------------------------------------------ comparison
@@ -542,7 +581,7 @@ Share Rep3::msb(const Share& x, int bits) {
   Vec planes = to_planes(v, bits, W);
   Vec top(planes.begin() + m * W, planes.end());
   planes.resize(m * W);
-  BShare c = carry(m, W, role() == 1 ? planes : Vec(), role() == 1 ? Vec() : planes);
+  BShare c = carry(m, W, planes);
   Share r = b2a(c, n, role() == 1 ? &top : nullptr, role() == 1 ? nullptr : &top, Pub(1));
   r.shape = x.shape;
   return r;
@@ -570,7 +609,7 @@ std::vector<Share> Rep3::bits(const Share& x, int k) {
         if (val) planes[q * W + (e >> 6)] |= bit;
       }
     }
-  BShare c = carry(m, W, role() == 1 ? planes : Vec(), role() == 1 ? Vec() : planes);
+  BShare c = carry(m, W, planes);
   // Copy 0 has no carry in: its (1, 0) padding propagates nothing only if bit 0
   // generates nothing; with all planes "propagate" the carry out is 0. (Checked.)
   Vec own(W, 0);  // this party's own bit of the 2-of-2 view, per (j, i)
@@ -583,15 +622,16 @@ std::vector<Share> Rep3::bits(const Share& x, int k) {
 }
 
 // ------------------------------------------------------------------ truncation
-template <class Width>
-void Rep3::pad_propagate(Vec& planes, int nplanes, size_t W, size_t N, Width&& width) const {
+void Rep3::pad_propagate(Vec& planes, int nplanes, size_t W, size_t N, const std::vector<int>& width) const {
   // Planes at or above an element's own width propagate the carry: (A, B) = (1, 0),
   // so the carry out of the top plane is the carry into that element's width.
+  // Element e has width[e % width.size()] (per-channel widths, innermost axis).
   const bool sender = role() == 1;
-  for (size_t e = 0; e < N; ++e) {
+  const size_t C = width.size();
+  for (size_t e = 0, ch = 0; e < N; ++e, ch = ch + 1 == C ? 0 : ch + 1) {
     const u64 bit = u64(1) << (e & 63);
     u64* p = planes.data() + (e >> 6);
-    for (int j = std::max(width(e), 0); j < nplanes; ++j) {
+    for (int j = std::max(width[ch], 0); j < nplanes; ++j) {
       if (sender) p[j * W] |= bit;
       else p[j * W] &= ~bit;
     }
@@ -626,9 +666,10 @@ Share Rep3::trunc_pr(const Share& x, const Shifts& d) {
   // probability of the outcome by less than 2^-k (only through B1, when e > 0).
   const int r = role();
   constexpr u64 kOff = u64(1) << 62;
-  int kmax = 0;
-  for (int v : d.v) kmax = std::max(kmax, std::min(v, round_bits_));
-  auto kk = [&](size_t i) { return std::min(d.at(i), round_bits_); };
+  const size_t C = d.v.size();
+  std::vector<int> kch(C);  // window per channel
+  for (size_t c = 0; c < C; ++c) kch[c] = std::min(d.v[c], round_bits_);
+  const int kmax = *std::max_element(kch.begin(), kch.end());
   // This side's random offset part: the sender's own, or the two others' shared stream.
   Vec m(n);
   if (kmax > 0) {
@@ -638,8 +679,8 @@ Share Rep3::trunc_pr(const Share& x, const Shifts& d) {
   const Vec& x0 = r == 0 ? x.a : x.b;  // others only
   Vec hi(n), lo(2 * n);
   std::vector<uint8_t> top(n);  // msb of this side's 2-of-2 value
-  for (size_t i = 0; i < n; ++i) {
-    const int di = d.at(i), ki = kk(i), ei = di - ki;
+  for (size_t i = 0, ch = 0; i < n; ++i, ch = ch + 1 == C ? 0 : ch + 1) {
+    const int di = d.v[ch], ki = kch[ch], ei = di - ki;
     const u64 mk = mask_bits(ki);
     u64 v, t;
     if (r == 1) {
@@ -673,8 +714,8 @@ Share Rep3::trunc_pr(const Share& x, const Shifts& d) {
   }
   const size_t N = 2 * n, W = words_for(N);
   Vec planes = to_planes(lo, kmax, W);
-  if (d.v.size() != 1) pad_propagate(planes, kmax, W, N, [&](size_t e) { return kk(e % n); });
-  BShare c = carry(kmax, W, r == 1 ? planes : Vec(), r == 1 ? Vec() : planes);
+  if (d.v.size() != 1) pad_propagate(planes, kmax, W, N, kch);
+  BShare c = carry(kmax, W, planes);
   Share cb = b2a(c, N, nullptr, nullptr, Pub(1));
   for (size_t i = 0; i < n; ++i) {
     res.a[i] += cb.a[i] - cb.a[n + i];
@@ -723,8 +764,8 @@ Share Rep3::trunc(const Share& x, const Shifts& d) {
   else
     for (size_t i = 0; i < n; ++i) v[i] = x0[i] + kOff;
   Vec planes = to_planes(v, dmax, W);
-  if (d.v.size() != 1) pad_propagate(planes, dmax, W, n, [&](size_t i) { return d.at(i); });
-  BShare c = carry(dmax, W, role() == 1 ? planes : Vec(), role() == 1 ? Vec() : planes);
+  if (d.v.size() != 1) pad_propagate(planes, dmax, W, n, d.v);
+  BShare c = carry(dmax, W, planes);
   Share cb = b2a(c, n, nullptr, nullptr, Pub(1));
   Share out = add(r, cb);
   out.shape = x.shape;

@@ -7,13 +7,18 @@
 // The sender rotates on every such call (the same way at every party), so
 // traffic and work even out across the parties without extra rounds. Below,
 // roles are relative: role 1 is the sender, role 0 its previous party and
-// role 2 its next. A bit known to two
-// parties can be the choice of a three-party OT whose output is delivered as
-// a replicated sharing in ONE round (sender P1; each of P0/P2 receives with the
-// other as helper). This gives one-round probabilistic truncation that is
-// correct for every |x| < 2^62 (the wrap of a + b is msb(a) OR msb(b) once x
-// is offset into [0, 2^63)), one-round bit injection, and a one-round first
-// layer of the bitsliced carry circuits behind exact truncation and msb.
+// role 2 its next. A bit known to two parties can be the choice of a
+// three-party OT whose output is delivered as a replicated sharing in ONE
+// round (sender P1; each of P0/P2 receives with the other as helper); when the
+// messages are a bit known to P1 times a public value (bit injection, ANDs of a
+// P1 bit with a P0/P2 bit) a correlated variant sends one word per receiver.
+// The wrap of a + b is msb(a) OR msb(b) once x is offset into [0, 2^63), so the
+// high part of floor(x / 2^d) costs one OT; the carry out of the low d bits is a
+// bitsliced carry circuit (one round for its first layer, one per tree level).
+// Exact truncation computes that carry; probabilistic truncation instead adds a
+// secret offset u in [0, 2^d) that no single party knows (split between the
+// sender's own randomness and the others' shared stream) and computes the carries
+// of the offset sum, so its stochastic rounding is unpredictable to every party.
 #pragma once
 #include <array>
 
@@ -68,15 +73,18 @@ class Rep3 : public Protocol {
   // msg(i, m0, m1) is evaluated at P1 only, choice(i) -> 0/1 at P0 and P2 only.
   template <class Msg, class Choice>
   Share ot_arith(size_t n, Msg&& msg, Choice&& choice);
-  BShare ot_bool(size_t planes, size_t W, const u64* m0, const u64* m1, const u64* choice);
+  // Correlated OT skeleton behind and_cross and b2a (see rep3.cc).
+  template <class Out, class Send, class Help, class Finish>
+  void corr_ot(size_t n, Out& out, Send&& send, Help&& help, Finish&& finish);
+  // A & C with A known to P1 and C to P0/P2 (both plane vectors), one round.
+  BShare and_cross(size_t planes, size_t W, const u64* A, const u64* C);
   // Carry out of A + B over `planes` bit planes (A at P1, B at P0/P2). One
   // round for the first layer, then one per tree level.
-  BShare carry(size_t planes, size_t W, const Vec& A, const Vec& B);
+  BShare carry(size_t planes, size_t W, const Vec& mine);  // mine: A at P1, B at P0/P2
   // Bit injection of plane 0 of c, XORed with a bit known to P1 (x1) and one
   // known to P0/P2 (x02); scaled by s. One round.
   Share b2a(const BShare& c, size_t n, const Vec* x1, const Vec* x02, const Pub& s);
-  template <class Width>
-  void pad_propagate(Vec& planes, int nplanes, size_t W, size_t N, Width&& width) const;
+  void pad_propagate(Vec& planes, int nplanes, size_t W, size_t N, const std::vector<int>& width) const;
   // This party's value in the 2-of-2 view (a at the sender, b at the others), masked.
   Vec view_2of2(const Share& x, u64 mask) const;
 };
