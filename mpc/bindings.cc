@@ -225,6 +225,8 @@ PYBIND11_MODULE(_native, m) {
 
   m.def("simd_level", &simd_level);
   m.def("force_simd_level", &force_simd_level, py::arg("level"));
+  m.def("_pool_cached_nonzero_bytes", &pool_cached_nonzero_bytes);
+  m.def("_pool_cached_bytes", &pool_cached_bytes);
   m.def("prg_backend", [] { return std::string(Prg::backend()); });
   m.def("protocols", &protocol_names);
   m.def("aes128_encrypt_block", [](py::bytes key, py::bytes block) {

@@ -1,6 +1,7 @@
 #include "pool.h"
 
 #include <cstdlib>
+#include <string.h>
 #include <mutex>
 
 namespace mpc {
@@ -57,6 +58,7 @@ void pool_free(void* p, size_t bytes) {
   if (!p) return;
   if (bytes == 0) bytes = 8;
   if (bytes < kMinPooled) {
+    explicit_bzero(p, bytes);  // see pool.h: nothing goes back to the allocator unwiped
     std::free(p);
     return;
   }
@@ -69,6 +71,7 @@ void pool_free(void* p, size_t bytes) {
       return;
     }
   }
+  explicit_bzero(p, bytes);
   std::free(p);
 }
 
@@ -79,11 +82,31 @@ size_t pool_cached_bytes() {
 
 void pool_release() {
   std::lock_guard<std::mutex> g(g_pool.mu);
-  for (auto& fl : g_pool.free) {
-    for (void* p : fl) std::free(p);
-    fl.clear();
+  for (int c = 0; c < kClasses; ++c) {
+    for (void* p : g_pool.free[c]) {
+      explicit_bzero(p, size_t(1) << c);
+      std::free(p);
+    }
+    g_pool.free[c].clear();
   }
   g_pool.cached = 0;
+}
+
+size_t pool_cached_nonzero_bytes() {
+  std::lock_guard<std::mutex> g(g_pool.mu);
+  size_t nz = 0;
+  for (int c = 0; c < kClasses; ++c)
+    for (void* p : g_pool.free[c]) {
+      const unsigned char* b = static_cast<const unsigned char*>(p);
+      for (size_t i = 0; i < (size_t(1) << c); ++i) nz += b[i] != 0;
+    }
+  return nz;
+}
+
+void pool_wipe() {
+  std::lock_guard<std::mutex> g(g_pool.mu);
+  for (int c = 0; c < kClasses; ++c)
+    for (void* p : g_pool.free[c]) explicit_bzero(p, size_t(1) << c);
 }
 
 }  // namespace mpc

@@ -13,7 +13,15 @@ namespace mpc {
 void* pool_alloc(size_t bytes);
 void pool_free(void* p, size_t bytes);
 size_t pool_cached_bytes();
-void pool_release();  // return every cached block to the OS
+// Memory hygiene: buffers hold this party's shares and masks, and at the data owner
+// and output recipients plain inputs and outputs. Blocks are wiped (explicit_bzero)
+// whenever they go back to the system allocator; blocks cached for reuse keep their
+// contents only inside this process until the session ends, when pool_wipe() clears
+// them (local sessions and every distributed session end call it). Wiping every
+// block on every reuse would cost about 40% of an exact truncation's CPU time.
+void pool_release();  // wipe and return every cached block to the OS
+void pool_wipe();     // wipe every cached block (kept for reuse)
+size_t pool_cached_nonzero_bytes();  // test hook: non-zero bytes left in cached blocks
 
 template <class T>
 struct PoolAlloc {

@@ -21,6 +21,13 @@ class Session {
   virtual Stats& stats(int i) = 0;
   // Runs fn for every party hosted here (concurrently if several).
   virtual void run(const std::function<void(int, Protocol&)>& fn) = 0;
+
+ private:
+  // Destroyed after the derived session's members (its buffers are back in the
+  // pool by then): wipes the pool's cached blocks when a session ends.
+  struct WipeOnEnd {
+    ~WipeOnEnd() { pool_wipe(); }
+  } wipe_on_end_;
 };
 
 class RemoteSession : public Session {

@@ -460,3 +460,19 @@ def test_add_public_on_an_input_sharing_then_product(engine, rng, owner):
         W = engine.share(w, wo)
         assert np.array_equal(engine.reveal(engine.matmul(X, W)), (x + 128) @ w)
         assert np.array_equal(engine.reveal(engine.mul(X, engine.share(x, wo))), (x + 128) * x)
+
+
+def test_pool_is_wiped_when_a_session_ends():
+    """Pooled buffers held shares and plain values; after the session ends no cached
+    block keeps any of it (blocks returned to the system allocator are wiped too)."""
+    import gc
+    from tflite_mpc import _native
+    eng = tflite_mpc.Engine("rep3")
+    x = eng.share(np.arange(1, 20001, dtype=np.int64), 0)
+    y = eng.trunc(eng.mul(x, x), 3)
+    assert eng.reveal(y)[5] == (36 >> 3)
+    del x, y
+    assert _native._pool_cached_bytes() > 0
+    del eng
+    gc.collect()
+    assert _native._pool_cached_nonzero_bytes() == 0
