@@ -303,6 +303,7 @@ PYBIND11_MODULE(_native, m) {
         py::dict out;
         out["layers"] = layers;
         out["seconds"] = r->seconds;
+        out["graph_hash"] = r->graph_hash;
         py::list tot;
         for (auto& c : r->total) tot.append(cost(c));
         out["parties"] = tot;
