@@ -9,6 +9,7 @@
 // as shares inside the plan, never through TFLite tensors.
 #include "delegate/delegate.h"
 
+#include <dlfcn.h>
 #include <openssl/evp.h>
 
 #include <algorithm>
@@ -420,6 +421,7 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
     if (part->first) {
       P.last = Report{};
       P.last.graph_hash = P.graph_hash;
+      P.last.fc_rounding = opt.fc_single_rounding ? "single" : "double";
     }
     std::vector<LayerCost> layers(part->nodes.size());
     for (auto& l : layers) l.party.resize(nparties);
@@ -564,12 +566,25 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
 }
 
 
+// The reference FULLY_CONNECTED int8 kernel of tflite-runtime 2.14 requantizes with
+// gemmlowp's two rounding steps; TF 2.21 and LiteRT 2.3 round once (measured against
+// each interpreter's BUILTIN_REF). fc_rounding=auto tells them apart by the library
+// that implements the interpreter's context.
+bool runtime_rounds_fc_once(TfLiteContext* ctx) {
+  Dl_info info;
+  if (ctx->GetExecutionPlan && dladdr(reinterpret_cast<void*>(ctx->GetExecutionPlan), &info) && info.dli_fname)
+    return std::string(info.dli_fname).find("tflite_runtime") == std::string::npos;
+  return true;
+}
+
 TfLiteStatus DelegatePrepare(TfLiteContext* ctx, TfLiteDelegate* delegate) {
   auto* d = reinterpret_cast<MpcDelegate*>(delegate);
   try {
+    Options o = d->opt;
+    o.fc_single_rounding = o.fc_rounding == Options::FcRounding::kAuto ? runtime_rounds_fc_once(ctx)
+                                                                        : o.fc_rounding == Options::FcRounding::kSingle;
     std::vector<int> claimed;
-    auto plan = build_plan(ctx, d->opt, &claimed);
-    const Options& o = d->opt;
+    auto plan = build_plan(ctx, o, &claimed);
     if (o.config) {
       // Every party must agree on the session: protocol, roles and the public graph.
       std::string roles = std::to_string(o.data_owner) + "," + std::to_string(o.model_owner) + ",";
@@ -586,6 +601,7 @@ TfLiteStatus DelegatePrepare(TfLiteContext* ctx, TfLiteDelegate* delegate) {
       if (plan->session->is_local(i)) plan->session->party(i).debug_checks = o.debug_checks;
     plan->store.resize(plan->session->parties());
     plan->last.graph_hash = plan->graph_hash;
+    plan->last.fc_rounding = o.fc_single_rounding ? "single" : "double";
     d->plan = plan;
     if (claimed.empty()) return kTfLiteOk;
     TfLiteRegistration reg;
@@ -646,7 +662,7 @@ std::vector<int> parse_output_to(const std::string& v) {
 Options Options::parse(const std::vector<std::pair<std::string, std::string>>& kv) {
   static const char* kValid =
       "protocol (rep3), truncation (probabilistic|exact), data_owner (0|1|2), model_owner (0|1|2), "
-      "output_to (0|1|2 or a list such as 0,2), fc_rounding (single|double), timeout (seconds > 0), "
+      "output_to (0|1|2 or a list such as 0,2), fc_rounding (auto|single|double), timeout (seconds > 0), "
       "debug_checks (false|true; local mode only), parties (party configuration file: distributed mode), "
       "party (0|1|2: this process's party in distributed mode)";
   Options o;
@@ -669,10 +685,10 @@ Options Options::parse(const std::vector<std::pair<std::string, std::string>>& k
     } else if (k == "output_to") {
       o.output_to = parse_output_to(v);
     } else if (k == "fc_rounding") {
-      if (v != "single" && v != "double")
-        throw ArgError("option fc_rounding='" + v + "': expected 'single' (TF >= 2.15, LiteRT) or 'double' "
-                       "(tflite-runtime / TF <= 2.14)");
-      o.fc_single_rounding = v == "single";
+      if (v != "auto" && v != "single" && v != "double")
+        throw ArgError("option fc_rounding='" + v + "': expected 'auto', 'single' (TF 2.21, LiteRT 2.3) or "
+                       "'double' (tflite-runtime 2.14)");
+      o.fc_rounding = v == "auto" ? FcRounding::kAuto : v == "single" ? FcRounding::kSingle : FcRounding::kDouble;
     } else if (k == "parties") {
       o.parties = v;
     } else if (k == "party") {

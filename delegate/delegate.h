@@ -22,7 +22,10 @@ struct Options {
   int data_owner = 0;        // party that supplies the input
   int model_owner = 1;       // party that supplies weights and biases
   std::vector<int> output_to{0};  // parties that receive the output (distinct, sorted)
-  bool fc_single_rounding = true;  // fc_rounding=single (TF >= 2.15, LiteRT) | double (TF <= 2.14)
+  // fc_rounding: FULLY_CONNECTED requantization in exact mode. auto (default): double
+  // if the interpreter is tflite-runtime, else single; resolved when the delegate is applied.
+  enum class FcRounding { kAuto, kSingle, kDouble } fc_rounding = FcRounding::kAuto;
+  bool fc_single_rounding = true;  // the resolved choice
   double timeout = 120.0;    // seconds a party waits for a peer
   bool debug_checks = false;  // insecure; refused in distributed mode
   // Distributed mode: the party configuration file and the party this process is.
@@ -45,6 +48,7 @@ struct Report {
   double seconds = 0;
   std::vector<mpc::OpCost> total;  // per party
   std::string graph_hash;          // SHA-256 of the public graph (what distributed parties compare)
+  std::string fc_rounding;         // single | double (resolved option)
 };
 
 // How a claimed node runs.

@@ -304,6 +304,7 @@ PYBIND11_MODULE(_native, m) {
         out["layers"] = layers;
         out["seconds"] = r->seconds;
         out["graph_hash"] = r->graph_hash;
+        out["fc_rounding"] = r->fc_rounding;
         py::list tot;
         for (auto& c : r->total) tot.append(cost(c));
         out["parties"] = tot;

@@ -233,3 +233,18 @@ def test_debug_checks_refused_in_distributed_mode(tmp_path):
         tflite_mpc.validate_options({"parties": path, "party": 1, "debug_checks": True})
     tflite_mpc.validate_options({"parties": path, "party": 1, "debug_checks": False})
     tflite_mpc.validate_options({"debug_checks": True})  # local mode: allowed (documented as insecure)
+
+
+def test_fc_rounding_option():
+    # TF 2.21's reference FULLY_CONNECTED rounds once; fc_rounding=double (tflite-runtime
+    # 2.14's arithmetic) differs from it by 1 in a few places on a large layer.
+    b = modelgen.fully_connected(batch=16, in_features=512, out_features=4096)
+    x = modelgen.random_input(b, seed=0)
+    want = modelgen.run_tflite(b, x, reference=True)[0].astype(int)
+    got, rep = run_secure(b, x, "exact")
+    assert rep["fc_rounding"] == "single" and np.array_equal(got[0], want)
+    got, rep = run_secure(b, x, "exact", fc_rounding="double")
+    diff = np.abs(got[0].astype(int) - want)
+    assert rep["fc_rounding"] == "double" and diff.max() == 1 and 0 < (diff > 0).sum() < 100
+    with pytest.raises(ValueError, match="fc_rounding='twice'.*auto.*single.*double"):
+        tflite_mpc.load_delegate(fc_rounding="twice")

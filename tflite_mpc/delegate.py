@@ -25,9 +25,9 @@ OPTIONS = {
     "model_owner": ("1", "party that supplies the weights and biases"),
     "output_to": ("0", "party or parties that receive the output: 0, 1, 2 or a list of distinct ids, "
                        "e.g. [0, 2] (\"0,2\")"),
-    "fc_rounding": ("single", "FULLY_CONNECTED requantization in exact mode: single (TF >= 2.15, LiteRT; "
-                              "the default) or double (tflite-runtime 2.14; load_delegate picks it for that "
-                              "runtime)"),
+    "fc_rounding": ("auto", "FULLY_CONNECTED requantization in exact mode, as the runtime's reference "
+                            "kernel does it: single (TF 2.21, LiteRT 2.3), double (tflite-runtime 2.14), or "
+                            "auto: double under tflite-runtime, single otherwise"),
     "timeout": ("120", "seconds a party waits for a peer before failing"),
     "debug_checks": ("false", "INSECURE debugging aid: reveal intermediate values to check bit widths "
                               "(local mode only; refused in distributed mode)"),
@@ -79,9 +79,6 @@ def load_delegate(runtime: str | None = None, **options):
             continue
         for attr in fn.split("."):
             mod = getattr(mod, attr)
-        if name == "tflite_runtime" and "fc_rounding" not in opts:
-            # tflite-runtime (<= 2.14) requantizes FULLY_CONNECTED with two rounding steps
-            opts = dict(opts, fc_rounding="double")
         return mod(library_path(), opts)
     if runtime is not None and runtime not in [r[0] for r in _RUNTIMES]:
         raise ValueError(f"unknown runtime {runtime!r}; valid: tensorflow, ai_edge_litert, tflite_runtime")
