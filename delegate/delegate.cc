@@ -445,6 +445,18 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
         const mpc::OpCost before = p.stats().total();
         const double t0 = mpc::now_seconds();
         mpc::OpScope scope(p.stats(), "share weights");
+        // Shares only prepare() needs (FC weights before their layout) are freed as soon as
+        // the last kernel reading them is prepared, unless a kernel reads them in eval.
+        std::set<int> eval_reads;
+        std::map<int, int> prepare_reads;  // constant -> kernels still to prepare from it
+        for (int n : P.order) {
+          const Step& st = P.steps.at(n);
+          if (st.kind != Step::kKernel) continue;
+          for (int c : st.kernel->secret_constants) {
+            if (std::count(st.kernel->prepare_only.begin(), st.kernel->prepare_only.end(), c)) prepare_reads[c]++;
+            else eval_reads.insert(c);
+          }
+        }
         for (int n : P.order) {
           Step& st = P.steps.at(n);
           if (st.kind != Step::kKernel) continue;
@@ -456,19 +468,9 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
             env.set(c, p.input(opt.model_owner, info.shape, i == opt.model_owner ? v.data() : nullptr));
           }
           st.kernel->prepare(env);
+          for (int c : st.kernel->prepare_only)
+            if (--prepare_reads[c] == 0 && !eval_reads.count(c)) env.vals.erase(c);
         }
-        // Shares only prepare() needed (e.g. FC weights before their layout) are freed.
-        std::set<int> eval_reads, prepare_reads;
-        for (int n : P.order) {
-          const Step& st = P.steps.at(n);
-          if (st.kind != Step::kKernel) continue;
-          for (int c : st.kernel->secret_constants)
-            (std::count(st.kernel->prepare_only.begin(), st.kernel->prepare_only.end(), c) ? prepare_reads
-                                                                                            : eval_reads)
-                .insert(c);
-        }
-        for (int c : prepare_reads)
-          if (!eval_reads.count(c)) env.vals.erase(c);
         setup.party[i] = cost_since(p.stats(), before, t0);
       }
       for (size_t k = 0; k < owner_inputs.size(); ++k)
