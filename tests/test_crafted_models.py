@@ -136,7 +136,10 @@ def graph_hash(b):
 
 
 def test_graph_hash_binds_wiring_public_nodes_and_outputs_not_weights():
-    base = tiny([keras.layers.Conv2D(4, 3, padding="same"), keras.layers.Conv2D(4, 3, padding="same")])
+    e = Edit(tiny([keras.layers.Conv2D(4, 3, padding="same"), keras.layers.Conv2D(4, 3, padding="same")]))
+    # the input gets the first conv output's quantization, so that rewiring changes nothing but indices
+    e.sg.tensors[int(e.sg.inputs[0])].quantization = e.sg.tensors[int(e.ops[0].outputs[0])].quantization
+    base = e.bytes()
 
     rewired = Edit(base)  # the second conv reads the input instead of the first conv's output
     rewired.ops[1].inputs[0] = rewired.sg.inputs[0]
