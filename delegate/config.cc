@@ -1,5 +1,7 @@
 #include "delegate/config.h"
 
+#include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -112,6 +114,22 @@ class Parser {
   size_t i_ = 0;
 };
 
+// A short rendering of a JSON value for error messages.
+std::string describe(const Json& x) {
+  switch (x.kind) {
+    case Json::kNull: return "null";
+    case Json::kBool: return x.b ? "true" : "false";
+    case Json::kNum: {
+      std::ostringstream o;
+      o << x.num;
+      return o.str();
+    }
+    case Json::kStr: return "the string \"" + x.str + "\"";
+    case Json::kArr: return "a list";
+    default: return "an object";
+  }
+}
+
 std::string dir_of(const std::string& p) {
   const size_t k = p.rfind('/');
   return k == std::string::npos ? "." : p.substr(0, k);
@@ -167,7 +185,9 @@ PartyConfig PartyConfig::load(const std::string& path) {
     if (p.kind != Json::kObj) bad("each party must be an object");
     auto num = [&](const char* k) -> int {
       auto it = p.obj.find(k);
-      if (it == p.obj.end() || it->second.kind != Json::kNum) bad(std::string("each party needs a numeric '") + k + "'");
+      if (it == p.obj.end() || it->second.kind != Json::kNum || it->second.num != std::floor(it->second.num) ||
+          std::fabs(it->second.num) > 1e6)
+        bad(std::string("each party needs an integer '") + k + "'");
       return static_cast<int>(it->second.num);
     };
     auto s = [&](const char* k) -> std::string {
@@ -184,24 +204,39 @@ PartyConfig PartyConfig::load(const std::string& path) {
     c.keys[id] = resolve(s("key"));
   }
   if (auto rit = root.obj.find("roles"); rit != root.obj.end()) {
+    if (rit->second.kind != Json::kObj) bad("'roles' must be an object");
     auto& r = rit->second.obj;
+    for (auto& [k, v] : r) {
+      (void)v;
+      if (k != "data_owner" && k != "model_owner" && k != "output_to")
+        bad("unknown role '" + k + "' (valid: data_owner, model_owner, output_to)");
+    }
+    // A party id is a JSON integer 0, 1 or 2: not 1.5, true or "0".
+    auto party_id = [&](const Json& x, const std::string& what) {
+      if (x.kind != Json::kNum || x.num != std::floor(x.num) || x.num < 0 || x.num > 2)
+        bad(what + " must be a party id 0, 1 or 2 (a JSON integer), got " + describe(x));
+      return static_cast<int>(x.num);
+    };
     auto role = [&](const char* k, int def) {
       auto it = r.find(k);
-      if (it == r.end()) return def;
-      if (it->second.kind != Json::kNum || it->second.num < 0 || it->second.num > 2)
-        bad(std::string("role '") + k + "' must be a party id 0, 1 or 2");
-      return static_cast<int>(it->second.num);
+      return it == r.end() ? def : party_id(it->second, std::string("role '") + k + "'");
     };
     c.data_owner = role("data_owner", 0);
     c.model_owner = role("model_owner", 1);
     if (auto it = r.find("output_to"); it != r.end()) {
       c.output_to.clear();
-      if (it->second.kind == Json::kNum) c.output_to.push_back(static_cast<int>(it->second.num));
-      else if (it->second.kind == Json::kArr)
-        for (auto& x : it->second.arr) c.output_to.push_back(static_cast<int>(x.num));
-      for (int x : c.output_to)
-        if (x < 0 || x > 2) bad("'output_to' must list party ids 0, 1 or 2");
+      if (it->second.kind == Json::kArr) {
+        for (auto& x : it->second.arr) {
+          const int id = party_id(x, "each entry of 'output_to'");
+          if (std::count(c.output_to.begin(), c.output_to.end(), id))
+            bad("'output_to' lists party " + std::to_string(id) + " twice");
+          c.output_to.push_back(id);
+        }
+      } else {
+        c.output_to.push_back(party_id(it->second, "'output_to'"));
+      }
       if (c.output_to.empty()) bad("'output_to' must name at least one party");
+      std::sort(c.output_to.begin(), c.output_to.end());
     }
   }
   if (c.tls && c.ca.empty()) bad("'ca' is required with transport 'tls'");

@@ -9,9 +9,11 @@
 // as shares inside the plan, never through TFLite tensors.
 #include "delegate/delegate.h"
 
+#include <dlfcn.h>
 #include <openssl/evp.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdarg>
 #include <cstring>
 #include <set>
@@ -74,8 +76,9 @@ std::string sha256_hex(const std::string& s) {
 }
 
 // Opens `x` to every recipient; a recipient keeps its value in *out.
+// `to` holds distinct party ids (validated when the options are parsed).
 void reveal_to_recipients(mpc::Protocol& p, const Share& x, const std::vector<int>& to, Vec* out) {
-  if (to.size() == 3) {
+  if (to == std::vector<int>{0, 1, 2}) {
     *out = p.reveal(x, -1);
     return;
   }
@@ -124,6 +127,92 @@ struct Partition {
 };
 
 // ------------------------------------------------------------------ plan construction
+// The interpreter's declared outputs produced by nodes. The C API has no direct
+// accessor: a dry-run partition of every node into one delegate partition lists,
+// as that partition's outputs, exactly the graph outputs (a tensor crossing to a
+// second partition would also be listed, so with several partitions only tensors
+// no other partition reads count). Graph outputs that are graph inputs or
+// constants are not produced by any node and are never listed: the delegate
+// reveals nothing for them.
+std::set<int> declared_outputs(TfLiteContext* ctx, const std::vector<int>& order,
+                               const std::vector<std::vector<int>>& readers) {
+  std::set<int> out;
+  if (order.empty()) return out;
+  if (!ctx->PreviewDelegatePartitioning)
+    throw mpc::Error("this TFLite runtime cannot list the graph outputs (no PreviewDelegatePartitioning)");
+  std::vector<int> arr(1 + order.size());
+  arr[0] = static_cast<int>(order.size());
+  std::copy(order.begin(), order.end(), arr.begin() + 1);
+  TfLiteDelegateParams* parts = nullptr;
+  int n = 0;
+  if (ctx->PreviewDelegatePartitioning(ctx, reinterpret_cast<TfLiteIntArray*>(arr.data()), &parts, &n) != kTfLiteOk)
+    throw mpc::Error("cannot read the graph outputs (PreviewDelegatePartitioning failed)");
+  for (int i = 0; i < n; ++i) {
+    std::set<int> mine(parts[i].nodes_to_replace->data, parts[i].nodes_to_replace->data + parts[i].nodes_to_replace->size);
+    for (int k = 0; k < parts[i].output_tensors->size; ++k) {
+      const int t = parts[i].output_tensors->data[k];
+      bool read_elsewhere = false;
+      for (int r : readers[t]) read_elsewhere |= !mine.count(r);
+      if (n == 1 || !read_elsewhere) out.insert(t);
+    }
+  }
+  return out;
+}
+
+// Exact text of a float (hash input): its bits.
+std::string float_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return std::to_string(u);
+}
+
+// The public graph, for the hash every party compares before a distributed
+// session: every node (op, version, parameters, input and output tensor indices),
+// every tensor (type, shape, quantization, constant / variable, and the values of
+// public integer constants: shapes, axes), the graph inputs and outputs. Weight and
+// bias values never enter it: the model owner's model and the public (stripped)
+// model hash the same.
+std::string public_graph(TfLiteContext* ctx, const std::vector<int>& order,
+                         const std::vector<std::pair<TfLiteNode*, TfLiteRegistration*>>& nodes,
+                         const std::set<int>& secret_constants, const std::vector<int>& graph_inputs,
+                         const std::set<int>& graph_outputs) {
+  std::ostringstream o;
+  o << "tflite-mpc graph v2\n";
+  for (size_t pos = 0; pos < order.size(); ++pos) {
+    TfLiteNode* node = nodes[pos].first;
+    TfLiteRegistration* reg = nodes[pos].second;
+    o << "node " << order[pos] << " " << public_signature(NodeView{ctx, node, reg, order[pos]});
+    if (reg->custom_name) o << " custom=" << reg->custom_name;
+    if (node->custom_initial_data && node->custom_initial_data_size > 0)
+      o << " custom_data=" << sha256_hex(std::string(static_cast<const char*>(node->custom_initial_data),
+                                                     static_cast<size_t>(node->custom_initial_data_size)));
+    for (TfLiteIntArray* arr : {node->inputs, node->outputs}) {
+      o << " |";
+      for (int k = 0; k < arr->size; ++k) o << " " << arr->data[k];
+    }
+    o << "\n";
+  }
+  for (size_t t = 0; t < ctx->tensors_size; ++t) {
+    const TensorInfo info = tensor_info(ctx, static_cast<int>(t));
+    o << "tensor " << t << " type=" << static_cast<int>(ctx->tensors[t].type) << " shape=" << mpc::shape_str(info.shape)
+      << " q=";
+    for (float sc : info.scales) o << float_bits(sc) << ",";
+    o << "/";
+    for (int32_t z : info.zero_points) o << z << ",";
+    o << "/" << info.qdim << (info.constant ? " const" : "") << (ctx->tensors[t].is_variable ? " variable" : "");
+    if (info.constant && (info.type == DType::kInt32 || info.type == DType::kInt64) &&
+        !secret_constants.count(static_cast<int>(t)) && info.data)
+      o << " values=" << sha256_hex(std::string(reinterpret_cast<const char*>(info.data), info.bytes));
+    o << "\n";
+  }
+  o << "inputs";
+  for (int t : graph_inputs) o << " " << t;
+  o << "\noutputs";
+  for (int t : graph_outputs) o << " " << t;
+  o << "\n";
+  return o.str();
+}
+
 std::shared_ptr<Plan> build_plan(TfLiteContext* ctx, const Options& opt, std::vector<int>* claimed) {
   auto plan = std::make_shared<Plan>();
   plan->opt = opt;
@@ -132,6 +221,7 @@ std::shared_ptr<Plan> build_plan(TfLiteContext* ctx, const Options& opt, std::ve
   std::vector<int> order(exec->data, exec->data + exec->size);
   const size_t T = ctx->tensors_size;
   std::vector<int> producer(T, -1);
+  std::vector<std::vector<int>> readers(T);  // tensor -> nodes reading it
   std::vector<std::pair<TfLiteNode*, TfLiteRegistration*>> nodes(order.size());
   for (size_t pos = 0; pos < order.size(); ++pos) {
     TfLiteNode* node;
@@ -142,8 +232,12 @@ std::shared_ptr<Plan> build_plan(TfLiteContext* ctx, const Options& opt, std::ve
     for (int k = 0; k < node->outputs->size; ++k)
       if (node->outputs->data[k] >= 0) producer[node->outputs->data[k]] = order[pos];
     for (int k = 0; k < node->inputs->size; ++k)
-      if (node->inputs->data[k] >= 0) plan->consumers[node->inputs->data[k]]++;
+      if (node->inputs->data[k] >= 0) {
+        plan->consumers[node->inputs->data[k]]++;
+        readers[node->inputs->data[k]].push_back(order[pos]);
+      }
   }
+  plan->graph_outputs = declared_outputs(ctx, order, readers);
   std::vector<char> secret(T, 0);
   for (size_t t = 0; t < T; ++t) {
     const TfLiteTensor& ten = ctx->tensors[t];
@@ -152,13 +246,14 @@ std::shared_ptr<Plan> build_plan(TfLiteContext* ctx, const Options& opt, std::ve
     // secure kernels) are public parameters of the graph.
     if (is_constant(ctx, static_cast<int>(t)) && ten.type != kTfLiteInt32 && ten.type != kTfLiteInt64)
       secret[t] = 1;
-    if (producer[t] < 0 && !is_constant(ctx, static_cast<int>(t)) && plan->consumers.count(static_cast<int>(t))) {
+    if (producer[t] < 0 && !is_constant(ctx, static_cast<int>(t)) && !ten.is_variable &&
+        plan->consumers.count(static_cast<int>(t))) {
       secret[t] = 1;  // a graph input: the data owner's secret
       plan->graph_inputs.push_back(static_cast<int>(t));
     }
   }
-  std::set<int> secret_constants, public_reads;
-  std::string signature;
+  std::set<int> secret_constants;
+  std::map<int, int> public_reads;  // tensor -> a node that reads it in plaintext
   for (size_t pos = 0; pos < order.size(); ++pos) {
     const int idx = order[pos];
     TfLiteNode* node = nodes[pos].first;
@@ -172,7 +267,7 @@ std::shared_ptr<Plan> build_plan(TfLiteContext* ctx, const Options& opt, std::ve
     if (code == kTfLiteBuiltinShape || !reads_secret) {
       // SHAPE reads only dimensions (public); other nodes here compute on public data.
       for (int k = 0; k < node->inputs->size; ++k)
-        if (node->inputs->data[k] >= 0) public_reads.insert(node->inputs->data[k]);
+        if (node->inputs->data[k] >= 0) public_reads.emplace(node->inputs->data[k], idx);
       continue;
     }
     Step st;
@@ -180,7 +275,12 @@ std::shared_ptr<Plan> build_plan(TfLiteContext* ctx, const Options& opt, std::ve
     st.code = code;
     st.op = builtin_name(code);
     try {
-      NodeView nv{ctx, node, reg, idx};
+      for (TfLiteIntArray* arr : {node->inputs, node->outputs})
+        for (int k = 0; k < arr->size; ++k)
+          if (arr->data[k] >= 0 && ctx->tensors[arr->data[k]].is_variable)
+            throw ArgError("it reads or writes variable tensor " + std::to_string(arr->data[k]) +
+                           " (model state), which secure plans do not support");
+      NodeView nv{ctx, node, reg, idx, opt.fc_single_rounding};
       if (code == kTfLiteBuiltinQuantize) {
         st.in = nv.input(0);
         st.out = nv.output(0);
@@ -194,14 +294,22 @@ std::shared_ptr<Plan> build_plan(TfLiteContext* ctx, const Options& opt, std::ve
         st.in = nv.input(0);
         st.out = nv.output(0);
         require(st.in.type == DType::kInt8 && st.out.type == DType::kFloat32, "DEQUANTIZE must map int8 to float32");
-        require(plan->consumers.count(st.out.index) == 0,
-                "DEQUANTIZE is only supported on a model output (the recipient dequantizes after reveal)");
+        // It reveals its input: only allowed where that value is a declared model output.
+        require(plan->consumers.count(st.out.index) == 0 && plan->graph_outputs.count(st.out.index),
+                "DEQUANTIZE is only supported on a model output (the recipient dequantizes after reveal); "
+                "tensor " + std::to_string(st.out.index) + " is not one of the interpreter's outputs");
         st.kind = Step::kDequantizeOutput;
       } else {
         if (!has_secure_kernel(code))
           throw ArgError("this op reads secret data and has no secure kernel");
         st.kernel = build_kernel(nv);
         if (!st.kernel) throw ArgError("this op reads secret data and has no secure kernel");
+        st.kernel->slot = -2 - idx;
+        for (int t : st.kernel->inputs)
+          if (is_constant(ctx, t))
+            throw ArgError("it reads constant tensor " + std::to_string(t) +
+                           " as data; constants are only supported as CONV_2D / DEPTHWISE_CONV_2D / "
+                           "FULLY_CONNECTED weights and biases");
         for (int c : st.kernel->secret_constants) secret_constants.insert(c);
       }
     } catch (const std::exception& e) {
@@ -213,7 +321,6 @@ std::shared_ptr<Plan> build_plan(TfLiteContext* ctx, const Options& opt, std::ve
     for (TfLiteIntArray* arr : {node->inputs, node->outputs})
       for (int k = 0; k < arr->size; ++k)
         if (arr->data[k] >= 0) plan->shapes[arr->data[k]] = tensor_info(ctx, arr->data[k]).shape;
-    signature += public_signature(NodeView{ctx, node, reg, idx}) + "\n";
     plan->steps.emplace(idx, std::move(st));
     plan->order.push_back(idx);
     for (int k = 0; k < node->inputs->size; ++k)
@@ -221,11 +328,17 @@ std::shared_ptr<Plan> build_plan(TfLiteContext* ctx, const Options& opt, std::ve
         plan->last_use[node->inputs->data[k]] = static_cast<int>(plan->order.size()) - 1;
   }
   for (int c : secret_constants)
-    if (public_reads.count(c))
-      throw ArgError("tflite-mpc: constant tensor " + std::to_string(c) +
-                     " is a model weight but is also read by an op that would run in plaintext; refused");
+    if (public_reads.count(c)) {
+      const int n = public_reads[c];
+      int code = 0;
+      for (size_t pos = 0; pos < order.size(); ++pos)
+        if (order[pos] == n) code = nodes[pos].second->builtin_code;
+      throw ArgError("tflite-mpc cannot run " + node_label(n, code) + " securely: it reads constant tensor " +
+                     std::to_string(c) + ", a model weight, in plaintext. The model is refused (no plaintext fallback).");
+    }
   *claimed = plan->order;
-  plan->graph_hash = sha256_hex(signature);
+  plan->graph_hash = sha256_hex(public_graph(ctx, order, nodes, secret_constants, plan->graph_inputs,
+                                             plan->graph_outputs));
   return plan;
 }
 
@@ -243,7 +356,8 @@ void* PartitionInit(TfLiteContext* ctx, const char* buffer, size_t) {
   p->first = !p->nodes.empty() && !p->plan->order.empty() && p->nodes[0] == p->plan->order[0];
   for (int i = 0; i < params->output_tensors->size; ++i) {
     const int t = params->output_tensors->data[i];
-    if (p->plan->consumers.count(t) == 0) p->reveal.push_back(t);
+    // Only the interpreter's declared outputs are ever revealed.
+    if (p->plan->graph_outputs.count(t)) p->reveal.push_back(t);
     else p->hidden.push_back(t);
   }
   (void)ctx;
@@ -304,7 +418,11 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
           }
       }
     }
-    if (part->first) P.last = Report{};
+    if (part->first) {
+      P.last = Report{};
+      P.last.graph_hash = P.graph_hash;
+      P.last.fc_rounding = opt.fc_single_rounding ? "single" : "double";
+    }
     std::vector<LayerCost> layers(part->nodes.size());
     for (auto& l : layers) l.party.resize(nparties);
     LayerCost setup;  // one-time weight sharing, reported as its own entry
@@ -327,6 +445,18 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
         const mpc::OpCost before = p.stats().total();
         const double t0 = mpc::now_seconds();
         mpc::OpScope scope(p.stats(), "share weights");
+        // Shares only prepare() needs (FC weights before their layout) are freed as soon as
+        // the last kernel reading them is prepared, unless a kernel reads them in eval.
+        std::set<int> eval_reads;
+        std::map<int, int> prepare_reads;  // constant -> kernels still to prepare from it
+        for (int n : P.order) {
+          const Step& st = P.steps.at(n);
+          if (st.kind != Step::kKernel) continue;
+          for (int c : st.kernel->secret_constants) {
+            if (std::count(st.kernel->prepare_only.begin(), st.kernel->prepare_only.end(), c)) prepare_reads[c]++;
+            else eval_reads.insert(c);
+          }
+        }
         for (int n : P.order) {
           Step& st = P.steps.at(n);
           if (st.kind != Step::kKernel) continue;
@@ -338,6 +468,8 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
             env.set(c, p.input(opt.model_owner, info.shape, i == opt.model_owner ? v.data() : nullptr));
           }
           st.kernel->prepare(env);
+          for (int c : st.kernel->prepare_only)
+            if (--prepare_reads[c] == 0 && !eval_reads.count(c)) env.vals.erase(c);
         }
         setup.party[i] = cost_since(p.stats(), before, t0);
       }
@@ -351,8 +483,11 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
         {
           mpc::OpScope scope(p.stats(), st.op.c_str());
           if (st.kind == Step::kKernel) st.kernel->eval(env);
-          else if (st.kind == Step::kDequantizeOutput)
+          else if (st.kind == Step::kDequantizeOutput) {
+            if (!std::count(part->reveal.begin(), part->reveal.end(), st.out.index))  // checked by build_plan
+              throw mpc::Error("internal: DEQUANTIZE output " + std::to_string(st.out.index) + " is not revealed");
             reveal_to_recipients(p, env.get(st.in.index), opt.output_to, &opened[i][st.out.index]);
+          }
         }
         layers[s].party[i] = cost_since(p.stats(), before, t0);  // each party writes only its own slot
         // Free shares that no later step reads.
@@ -433,16 +568,30 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
 }
 
 
+// The reference FULLY_CONNECTED int8 kernel of tflite-runtime 2.14 requantizes with
+// gemmlowp's two rounding steps; TF 2.21 and LiteRT 2.3 round once (measured against
+// each interpreter's BUILTIN_REF). fc_rounding=auto tells them apart by the library
+// that implements the interpreter's context.
+bool runtime_rounds_fc_once(TfLiteContext* ctx) {
+  Dl_info info;
+  if (ctx->GetExecutionPlan && dladdr(reinterpret_cast<void*>(ctx->GetExecutionPlan), &info) && info.dli_fname)
+    return std::string(info.dli_fname).find("tflite_runtime") == std::string::npos;
+  return true;
+}
+
 TfLiteStatus DelegatePrepare(TfLiteContext* ctx, TfLiteDelegate* delegate) {
   auto* d = reinterpret_cast<MpcDelegate*>(delegate);
   try {
+    Options o = d->opt;
+    o.fc_single_rounding = o.fc_rounding == Options::FcRounding::kAuto ? runtime_rounds_fc_once(ctx)
+                                                                        : o.fc_rounding == Options::FcRounding::kSingle;
     std::vector<int> claimed;
-    auto plan = build_plan(ctx, d->opt, &claimed);
-    const Options& o = d->opt;
+    auto plan = build_plan(ctx, o, &claimed);
     if (o.config) {
       // Every party must agree on the session: protocol, roles and the public graph.
       std::string roles = std::to_string(o.data_owner) + "," + std::to_string(o.model_owner) + ",";
       for (int r : o.output_to) roles += std::to_string(r);
+      roles += std::string(";fc_rounding=") + (o.fc_single_rounding ? "single" : "double");
       const std::string hello = "tflite-mpc=1;protocol=" + o.protocol + ";truncation=" +
                                 (o.exact ? "exact" : "probabilistic") + ";roles=" + roles +
                                 ";graph=" + plan->graph_hash;
@@ -453,6 +602,8 @@ TfLiteStatus DelegatePrepare(TfLiteContext* ctx, TfLiteDelegate* delegate) {
     for (int i = 0; i < plan->session->parties(); ++i)
       if (plan->session->is_local(i)) plan->session->party(i).debug_checks = o.debug_checks;
     plan->store.resize(plan->session->parties());
+    plan->last.graph_hash = plan->graph_hash;
+    plan->last.fc_rounding = o.fc_single_rounding ? "single" : "double";
     d->plan = plan;
     if (claimed.empty()) return kTfLiteOk;
     TfLiteRegistration reg;
@@ -478,17 +629,48 @@ TfLiteStatus DelegatePrepare(TfLiteContext* ctx, TfLiteDelegate* delegate) {
 }  // namespace
 
 // ------------------------------------------------------------------ options
+namespace {
+// A party id option value: exactly "0", "1" or "2".
+int parse_party(const std::string& k, const std::string& v) {
+  if (v != "0" && v != "1" && v != "2")
+    throw ArgError("option " + k + "='" + v + "': expected 0, 1 or 2 (a party id)");
+  return v[0] - '0';
+}
+
+// output_to: one party id or a comma-separated list of distinct ids ("0,2").
+std::vector<int> parse_output_to(const std::string& v) {
+  std::vector<int> out;
+  size_t start = 0;
+  for (;;) {
+    const size_t comma = v.find(',', start);
+    std::string item = v.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    const size_t a = item.find_first_not_of(' '), b = item.find_last_not_of(' ');
+    item = a == std::string::npos ? "" : item.substr(a, b - a + 1);
+    if (item != "0" && item != "1" && item != "2")
+      throw ArgError("option output_to='" + v + "': expected party ids 0, 1 or 2, one or a comma-separated list "
+                     "(e.g. 0 or 0,2); '" + item + "' is not one");
+    const int id = item[0] - '0';
+    if (std::count(out.begin(), out.end(), id))
+      throw ArgError("option output_to='" + v + "': party " + item + " is listed twice");
+    out.push_back(id);
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+}  // namespace
+
 Options Options::parse(const std::vector<std::pair<std::string, std::string>>& kv) {
   static const char* kValid =
       "protocol (rep3), truncation (probabilistic|exact), data_owner (0|1|2), model_owner (0|1|2), "
-      "output_to (0|1|2), timeout (seconds > 0), debug_checks (false|true), parties (party configuration "
-      "file: distributed mode), party (0|1|2: this process's party in distributed mode)";
+      "output_to (0|1|2 or a list such as 0,2), fc_rounding (auto|single|double), timeout (seconds > 0), "
+      "debug_checks (false|true; local mode only), parties (party configuration file: distributed mode), "
+      "party (0|1|2: this process's party in distributed mode)";
   Options o;
-  auto party = [](const std::string& k, const std::string& v) {
-    if (v != "0" && v != "1" && v != "2") throw ArgError("option " + k + "='" + v + "': expected 0, 1 or 2");
-    return std::stoi(v);
-  };
+  std::set<std::string> seen;
   for (auto& [k, v] : kv) {
+    if (!seen.insert(k).second) throw ArgError("option '" + k + "' is given twice");
     if (k == "protocol") {
       auto names = mpc::protocol_names();
       if (std::find(names.begin(), names.end(), v) == names.end())
@@ -499,19 +681,25 @@ Options Options::parse(const std::vector<std::pair<std::string, std::string>>& k
         throw ArgError("option truncation='" + v + "': expected 'probabilistic' or 'exact'");
       o.exact = v == "exact";
     } else if (k == "data_owner") {
-      o.data_owner = party(k, v);
+      o.data_owner = parse_party(k, v);
     } else if (k == "model_owner") {
-      o.model_owner = party(k, v);
+      o.model_owner = parse_party(k, v);
     } else if (k == "output_to") {
-      o.output_to = {party(k, v)};
+      o.output_to = parse_output_to(v);
+    } else if (k == "fc_rounding") {
+      if (v != "auto" && v != "single" && v != "double")
+        throw ArgError("option fc_rounding='" + v + "': expected 'auto', 'single' (TF 2.21, LiteRT 2.3) or "
+                       "'double' (tflite-runtime 2.14)");
+      o.fc_rounding = v == "auto" ? FcRounding::kAuto : v == "single" ? FcRounding::kSingle : FcRounding::kDouble;
     } else if (k == "parties") {
       o.parties = v;
     } else if (k == "party") {
-      o.party = party(k, v);
+      o.party = parse_party(k, v);
     } else if (k == "timeout") {
       char* end = nullptr;
       const double t = std::strtod(v.c_str(), &end);
-      if (!end || *end || !(t > 0)) throw ArgError("option timeout='" + v + "': expected a positive number of seconds");
+      if (v.empty() || !end || *end || !(t > 0) || !std::isfinite(t))
+        throw ArgError("option timeout='" + v + "': expected a positive number of seconds");
       o.timeout = t;
     } else if (k == "debug_checks") {
       if (v != "true" && v != "false" && v != "1" && v != "0")
@@ -523,6 +711,11 @@ Options Options::parse(const std::vector<std::pair<std::string, std::string>>& k
   }
   if (!o.parties.empty()) {
     if (o.party < 0) throw ArgError("option 'parties' needs 'party' (this process's party id)");
+    // debug_checks opens intermediate values to check their widths: with one party
+    // per process, that hands a share to another party, which then holds all three.
+    if (o.debug_checks)
+      throw ArgError("option debug_checks=true is refused in distributed mode (it would send shares of "
+                     "intermediate values to another party, revealing them); use it only in local mode");
     o.config = std::make_shared<PartyConfig>(PartyConfig::load(o.parties));
     // The configuration file, identical at every party, decides the session.
     for (auto& [k, v] : kv)

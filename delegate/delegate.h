@@ -5,6 +5,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -20,9 +21,13 @@ struct Options {
   bool exact = false;        // truncation=exact | probabilistic
   int data_owner = 0;        // party that supplies the input
   int model_owner = 1;       // party that supplies weights and biases
-  std::vector<int> output_to{0};  // parties that receive the output
+  std::vector<int> output_to{0};  // parties that receive the output (distinct, sorted)
+  // fc_rounding: FULLY_CONNECTED requantization in exact mode. auto (default): double
+  // if the interpreter is tflite-runtime, else single; resolved when the delegate is applied.
+  enum class FcRounding { kAuto, kSingle, kDouble } fc_rounding = FcRounding::kAuto;
+  bool fc_single_rounding = true;  // the resolved choice
   double timeout = 120.0;    // seconds a party waits for a peer
-  bool debug_checks = false;
+  bool debug_checks = false;  // insecure; refused in distributed mode
   // Distributed mode: the party configuration file and the party this process is.
   std::string parties;
   int party = -1;
@@ -42,6 +47,8 @@ struct Report {
   std::vector<LayerCost> layers;
   double seconds = 0;
   std::vector<mpc::OpCost> total;  // per party
+  std::string graph_hash;          // SHA-256 of the public graph (what distributed parties compare)
+  std::string fc_rounding;         // single | double (resolved option)
 };
 
 // How a claimed node runs.
@@ -65,6 +72,7 @@ struct Plan {
   std::vector<int> order;                          // claimed nodes, plan order
   std::map<int, int> last_use;                     // tensor -> last plan position reading it
   std::vector<int> graph_inputs;                   // secret inputs supplied by the data owner
+  std::set<int> graph_outputs;                     // the interpreter's outputs produced by nodes: all that is revealed
   std::map<int, int> consumers;                    // tensor -> number of reading nodes
   std::map<int, Shape> shapes;                     // shapes the plan was built for
   std::vector<std::unordered_map<int, Share>> store;  // per party: secret values by tensor

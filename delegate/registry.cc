@@ -150,7 +150,7 @@ std::string public_signature(const NodeView& n) {
     }
     case kTfLiteBuiltinAdd: {
       auto* p = static_cast<const TfLiteAddParams*>(b);
-      if (p) o << p->activation;
+      if (p) o << p->activation << "," << p->pot_scale_int16;
       break;
     }
     case kTfLiteBuiltinSoftmax: {
@@ -158,28 +158,63 @@ std::string public_signature(const NodeView& n) {
       if (p) o << p->beta;
       break;
     }
-    default:
+    case kTfLiteBuiltinMean:
+    case kTfLiteBuiltinSum:
+    case kTfLiteBuiltinReduceMax: {
+      auto* p = static_cast<const TfLiteReducerParams*>(b);
+      if (p) o << p->keep_dims;
       break;
-  }
-  for (TfLiteIntArray* arr : {n.node->inputs, n.node->outputs}) {
-    o << "|";
-    for (int k = 0; k < arr->size; ++k) {
-      const int t = arr->data[k];
-      if (t < 0) {
-        o << "-;";
-        continue;
-      }
-      TensorInfo info = tensor_info(n.ctx, t);
-      o << static_cast<int>(info.type) << mpc::shape_str(info.shape) << "q";
-      for (float sc : info.scales) o << sc << ",";
-      for (int32_t z : info.zero_points) o << z << ",";
-      o << info.qdim << (info.constant ? "c" : "v");
-      if (info.constant && (info.type == DType::kInt32 || info.type == DType::kInt64) && info.bytes <= 256 &&
-          code != kTfLiteBuiltinConv2d && code != kTfLiteBuiltinDepthwiseConv2d &&
-          code != kTfLiteBuiltinFullyConnected)  // public index constants (shapes, axes), not biases
-        for (size_t i = 0; i < info.bytes; ++i) o << static_cast<int>(info.data[i]) << ".";
-      o << ";";
     }
+    case kTfLiteBuiltinReshape: {
+      auto* p = static_cast<const TfLiteReshapeParams*>(b);
+      if (p && p->num_dimensions >= 0 && p->num_dimensions <= TFLITE_ABI_RESHAPE_MAX_DIMS)
+        for (int i = 0; i < p->num_dimensions; ++i) o << p->shape[i] << ",";
+      break;
+    }
+    case kTfLiteBuiltinSqueeze: {
+      auto* p = static_cast<const TfLiteSqueezeParams*>(b);
+      if (p && p->num_squeeze_dims >= 0 && p->num_squeeze_dims <= TFLITE_ABI_SQUEEZE_MAX_DIMS)
+        for (int i = 0; i < p->num_squeeze_dims; ++i) o << p->squeeze_dims[i] << ",";
+      break;
+    }
+    case kTfLiteBuiltinStridedSlice: {
+      auto* p = static_cast<const TfLiteStridedSliceParams*>(b);
+      if (p) o << p->begin_mask << "," << p->end_mask << "," << p->ellipsis_mask << "," << p->new_axis_mask << ","
+               << p->shrink_axis_mask << "," << p->offset;
+      break;
+    }
+    case kTfLiteBuiltinPack: {
+      auto* p = static_cast<const TfLitePackParams*>(b);
+      if (p) o << p->values_count << "," << p->axis;
+      break;
+    }
+    case kTfLiteBuiltinShape: {
+      auto* p = static_cast<const TfLiteShapeParams*>(b);
+      if (p) o << p->out_type;
+      break;
+    }
+    case kTfLiteBuiltinGather: {
+      auto* p = static_cast<const TfLiteGatherParams*>(b);
+      if (p) o << p->axis << "," << p->batch_dims;
+      break;
+    }
+    case kTfLiteBuiltinConcatenation: {
+      auto* p = static_cast<const TfLiteConcatenationParams*>(b);
+      if (p) o << p->axis << "," << p->activation;
+      break;
+    }
+    case kTfLiteBuiltinSub: {
+      auto* p = static_cast<const TfLiteSubParams*>(b);
+      if (p) o << p->activation << "," << p->pot_scale_int16;
+      break;
+    }
+    case kTfLiteBuiltinMul: {
+      auto* p = static_cast<const TfLiteMulParams*>(b);
+      if (p) o << p->activation;
+      break;
+    }
+    default:
+      break;  // ops without parameters, or whose parameters this plugin does not declare
   }
   return o.str();
 }
@@ -230,6 +265,7 @@ std::unique_ptr<Kernel> build_kernel(const NodeView& n) {
       FullyConnectedParams p;
       p.act = map_act(b->activation);
       p.keep_num_dims = b->keep_num_dims;
+      p.single_rounding = n.fc_single_rounding;
       TensorInfo bias;
       if (n.has_input(2)) bias = n.input(2);
       return make_fully_connected(p, n.input(0), n.input(1), n.has_input(2) ? &bias : nullptr, n.output(0));

@@ -14,6 +14,7 @@ struct NodeView {
   TfLiteNode* node;
   TfLiteRegistration* reg;
   int index;
+  bool fc_single_rounding = true;  // option fc_rounding
   int num_inputs() const { return node->inputs->size; }
   int input_index(int k) const { return node->inputs->data[k]; }
   int output_index(int k) const { return node->outputs->data[k]; }
@@ -27,9 +28,9 @@ const char* builtin_name(int code);
 // nullptr when the op has no secure kernel.
 std::unique_ptr<Kernel> build_kernel(const NodeView& n);
 bool has_secure_kernel(int code);
-// The public description of a node (op, parameters, tensor types, shapes,
-// quantization, and the values of public integer constants; never weights),
-// for the graph hash parties compare before a distributed session.
+// The public description of a node's op: code, version and builtin parameters
+// (for the graph hash parties compare before a distributed session; tensors and
+// wiring are added by the delegate).
 std::string public_signature(const NodeView& n);
 
 }  // namespace tflite_mpc

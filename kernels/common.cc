@@ -94,10 +94,11 @@ Vec encode_constant(const TensorInfo& t) {
 }
 
 Share requantize_output(Env& env, const Share& acc, const std::vector<int32_t>& mult, const std::vector<int>& shift,
-                        int32_t zp_out, int32_t lo, int32_t hi) {
+                        int32_t zp_out, int32_t lo, int32_t hi, bool single_rounding) {
   std::vector<uint64_t> m(mult.begin(), mult.end());
-  Share y = env.exact ? mpc::requantize_exact(env.p, acc, Pub(m), Shifts(shift))
-                      : mpc::requantize_pr(env.p, acc, Pub(m), Shifts(shift));
+  Share y = !env.exact        ? mpc::requantize_pr(env.p, acc, Pub(m), Shifts(shift))
+            : single_rounding ? mpc::requantize_single(env.p, acc, Pub(m), Shifts(shift))
+                              : mpc::requantize_exact(env.p, acc, Pub(m), Shifts(shift));
   y = env.p.add_public(y, Pub(static_cast<uint64_t>(static_cast<int64_t>(zp_out))));
   // requantized int32 + zero point, minus a bound: fits 33 signed bits
   return mpc::clamp(env.p, y, Pub(static_cast<uint64_t>(static_cast<int64_t>(lo))),
@@ -105,7 +106,7 @@ Share requantize_output(Env& env, const Share& acc, const std::vector<int32_t>& 
 }
 
 Share requantize_output(Env& env, const Share& acc, const OutputQuant& q) {
-  return requantize_output(env, acc, q.mult, q.shift, q.zp_out, q.act_lo, q.act_hi);
+  return requantize_output(env, acc, q.mult, q.shift, q.zp_out, q.act_lo, q.act_hi, q.single_rounding);
 }
 
 OutputQuant output_quant(const char* op, const TensorInfo& in, const TensorInfo& filter, const TensorInfo& out,

@@ -1,6 +1,9 @@
 // FULLY_CONNECTED (int8, per-tensor or per-channel weights), mirroring
 // reference_integer_ops::FullyConnected[PerChannel]:
-//   acc[b, o] = sum_i W[o, i] * (x[b, i] + input_offset) [+ bias[o]], then requantize.
+//   acc[b, o] = sum_i W[o, i] * (x[b, i] + input_offset) [+ bias[o]], then requantize
+// with ONE rounding step, (acc * m + 2^(t-1)) >> t, t = 31 - shift, as the reference
+// kernel of TF 2.21 and LiteRT 2.3 computes (measured; tflite-runtime 2.14 rounds
+// twice like CONV_2D: option fc_rounding=double).
 #include "kernels/kernel.h"
 
 namespace tflite_mpc {
@@ -16,10 +19,12 @@ class FullyConnected : public Kernel {
   const char* name() const override { return "FULLY_CONNECTED"; }
 
   void prepare(Env& env) override {
-    // Weights [out, in] -> [in, out] once, so every inference is one GEMM.
+    // Weights [out, in] -> [in, out] once, so every inference is one GEMM. The result
+    // goes to this kernel's own slot: the shared weight tensor itself stays as it is
+    // (another node may read the same weights).
     const Share& w = env.get(filter);
     const int64_t O = out_features, I = in_features;
-    env.set(filter, env.p.linear(w, {I, O}, [&](const mpc::u64* src, mpc::u64* dst) {
+    env.set(slot, env.p.linear(w, {I, O}, [&](const mpc::u64* src, mpc::u64* dst) {
       for (int64_t o = 0; o < O; ++o)
         for (int64_t i = 0; i < I; ++i) dst[i * O + o] = src[o * I + i];
     }));
@@ -29,7 +34,7 @@ class FullyConnected : public Kernel {
     auto& p = env.p;
     Share x = p.add_public(env.get(in()), Pub(static_cast<uint64_t>(static_cast<int64_t>(q.input_offset))));
     x.shape = {batch, in_features};
-    Share acc = p.matmul(x, env.get(filter));
+    Share acc = p.matmul(x, env.get(slot));
     if (bias >= 0) {
       const Share& b = env.get(bias);
       const size_t n = acc.size(), c = b.size();
@@ -61,8 +66,10 @@ std::unique_ptr<Kernel> make_fully_connected(const FullyConnectedParams& p, cons
   require(out.size() == static_cast<size_t>(k->batch * k->out_features),
           "FULLY_CONNECTED: output size does not match batch x units");
   k->q = output_quant("FULLY_CONNECTED", in, filter, out, k->out_features, p.act, true);
+  k->q.single_rounding = p.single_rounding;
   k->filter = filter.index;
   k->bias = secret_weights(*k, "FULLY_CONNECTED", filter, bias, k->out_features);
+  k->prepare_only = {filter.index};
   k->out_shape = out.shape;
   k->inputs = {in.index};
   k->outputs = {out.index};

@@ -64,6 +64,13 @@ class Kernel {
   // Constant tensors consumed as secret operands (weights, biases): the model
   // owner secret-shares them once, before the first inference.
   std::vector<int> secret_constants;
+  // Key of values this kernel derives in prepare() (e.g. laid-out weights) in
+  // Env::vals: negative, so never a tensor index; set by the delegate. Shared
+  // tensors (a weight read by two nodes) are never overwritten.
+  int slot = -1;
+  // Secret constants read only by prepare(): the delegate frees their shares once
+  // every kernel is prepared (unless another kernel reads them in eval).
+  std::vector<int> prepare_only;
   std::vector<int> inputs, outputs;  // secret tensors read / written
   int in() const { return inputs.at(0); }
   int out() const { return outputs.at(0); }
@@ -75,6 +82,9 @@ struct OutputQuant {
   std::vector<int32_t> mult;
   std::vector<int> shift;
   int32_t input_offset = 0, zp_out = 0, act_lo = -128, act_hi = 127;
+  // Exact mode: one rounding step (TFLite's reference FULLY_CONNECTED in TF >= 2.15 /
+  // LiteRT) instead of gemmlowp's two (CONV_2D, and FULLY_CONNECTED in TF <= 2.14).
+  bool single_rounding = false;
 };
 // `per_tensor_float_product`: FULLY_CONNECTED with one weight scale forms
 // in_scale * w_scale in float before dividing in double.
@@ -93,10 +103,12 @@ void activation_range(Act act, float scale, int32_t zero_point, int32_t* lo, int
 Vec encode_constant(const TensorInfo& t);
 void require(bool ok, const std::string& what);
 void require_int8(const TensorInfo& t, const char* role);
-// Requantize int32 accumulators (TFLite MultiplyByQuantizedMultiplier), add the
-// output zero point and clamp to [lo, hi]: the tail of conv / fc / add.
+// Requantize int32 accumulators (TFLite MultiplyByQuantizedMultiplier, double or
+// single rounding), add the output zero point and clamp to [lo, hi]: the tail of
+// conv / fc / add.
 Share requantize_output(Env& env, const Share& acc, const std::vector<int32_t>& mult,
-                        const std::vector<int>& shift, int32_t zp_out, int32_t lo, int32_t hi);
+                        const std::vector<int>& shift, int32_t zp_out, int32_t lo, int32_t hi,
+                        bool single_rounding = false);
 Share requantize_output(Env& env, const Share& acc, const OutputQuant& q);
 
 // ---- op factories (one file each)
@@ -113,6 +125,7 @@ std::unique_ptr<Kernel> make_depthwise_conv2d(const ConvParams& p, const TensorI
 struct FullyConnectedParams {
   Act act = Act::kNone;
   bool keep_num_dims = false;
+  bool single_rounding = true;  // option fc_rounding: single (TF >= 2.15, LiteRT) | double (TF <= 2.14)
 };
 std::unique_ptr<Kernel> make_fully_connected(const FullyConnectedParams& p, const TensorInfo& in,
                                              const TensorInfo& filter, const TensorInfo* bias,

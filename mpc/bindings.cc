@@ -314,6 +314,8 @@ PYBIND11_MODULE(_native, m) {
         py::dict out;
         out["layers"] = layers;
         out["seconds"] = r->seconds;
+        out["graph_hash"] = r->graph_hash;
+        out["fc_rounding"] = r->fc_rounding;
         py::list tot;
         for (auto& c : r->total) tot.append(cost(c));
         out["parties"] = tot;

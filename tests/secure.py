@@ -11,14 +11,15 @@ def run_secure(model_bytes, inputs, truncation="exact", **opts):
     return outs, tflite_mpc.report(d)
 
 
-def check_model(model_bytes, seeds=(0, 1, 2), exact_bound=0, pr_bound=1, inputs_fn=None):
+def check_model(model_bytes, seeds=(0, 1, 2), exact_bound=0, pr_bound=1, inputs_fn=None, pr=True, **opts):
     """Secure output vs the BUILTIN_REF interpreter: exact mode within `exact_bound`
-    LSB (0 = bit-identical), probabilistic mode within `pr_bound` LSB."""
+    LSB (0 = bit-identical), probabilistic mode (unless pr=False) within `pr_bound` LSB.
+    `opts`: further delegate options (data_owner, model_owner, output_to, ...)."""
     for seed in seeds:
         inputs = inputs_fn(seed) if inputs_fn else modelgen.random_input(model_bytes, seed=seed)
         want = modelgen.run_tflite(model_bytes, inputs, reference=True)
-        for mode, bound in (("exact", exact_bound), ("probabilistic", pr_bound)):
-            got, rep = run_secure(model_bytes, inputs, mode)
+        for mode, bound in (("exact", exact_bound), ("probabilistic", pr_bound))[:2 if pr else 1]:
+            got, rep = run_secure(model_bytes, inputs, mode, **opts)
             assert rep is not None and rep["layers"], "the delegate did not run"
             for g, w in zip(got, want):
                 assert g.shape == w.shape and g.dtype == w.dtype

@@ -161,3 +161,90 @@ def test_process_exits_cleanly_after_secure_inference(tmp_path):
     r = subprocess.run([sys.executable, "-c", EXIT_SCRIPT, str(tmp_path / "m.tflite")], capture_output=True,
                        text=True, timeout=300, cwd=tmp_path)
     assert r.returncode == 0 and "done" in r.stdout, (r.returncode, r.stderr[-2000:])
+
+
+# ---------------------------------------------------------------- security review (issue 7), items 4 and 5
+@pytest.mark.parametrize("value, why", [
+    ([0, 0, 0], "listed twice"), ([0, 2, 0], "listed twice"), ("1,1", "listed twice"), (3, "'3' is not one"),
+    (-1, "'-1' is not one"), (1.5, "'1.5' is not one"), (True, "'true' is not one"), ("a", "'a' is not one"),
+    ("", "'' is not one"), ("0,", "'' is not one"), ([], "'' is not one"),
+])
+def test_output_to_option_is_validated(value, why):
+    with pytest.raises(ValueError, match=rf"output_to=.*{why}"):
+        tflite_mpc.load_delegate(output_to=value)
+    if not isinstance(value, (list, bool)):  # the runtime's own loader gets the same error
+        with pytest.raises(ValueError, match=rf"output_to=.*{why}"):
+            tf.lite.experimental.load_delegate(tflite_mpc.library_path(), {"output_to": str(value)})
+
+
+@pytest.mark.parametrize("key", ["data_owner", "model_owner", "party"])
+@pytest.mark.parametrize("value", [3, -1, 1.5, True, "x", "01", " 1", ""])
+def test_party_id_options_are_validated(key, value):
+    with pytest.raises(ValueError, match=rf"{key}=.*expected 0, 1 or 2"):
+        tflite_mpc.validate_options({key: value})
+
+
+def test_output_to_lists_are_accepted():
+    assert tflite_mpc.validate_options({"output_to": [2, 0]}) == {"output_to": "2,0"}
+    assert tflite_mpc.validate_options({"output_to": "0,1,2"}) == {"output_to": "0,1,2"}
+
+
+def _config(tmp_path, roles):
+    import json
+    cfg = {"protocol": "rep3", "transport": "tcp-insecure", "roles": roles,
+           "parties": [{"id": i, "host": "127.0.0.1", "port": 7000 + i} for i in range(3)]}
+    path = tmp_path / "parties.json"
+    path.write_text(json.dumps(cfg))
+    return str(path)
+
+
+@pytest.mark.parametrize("roles, why", [
+    ({"output_to": [0, 0, 0]}, "lists party 0 twice"),
+    ({"output_to": [1, 2, 1]}, "lists party 1 twice"),
+    ({"output_to": [0, "1"]}, r"entry of 'output_to' must be a party id .* got the string \"1\""),
+    ({"output_to": [0, 1.5]}, "entry of 'output_to' must be a party id .* got 1.5"),
+    ({"output_to": [True]}, "got true"),
+    ({"output_to": [None]}, "got null"),
+    ({"output_to": 3}, "'output_to' must be a party id"),
+    ({"output_to": "0"}, "'output_to' must be a party id"),
+    ({"output_to": []}, "at least one party"),
+    ({"data_owner": "0"}, r"role 'data_owner' must be a party id 0, 1 or 2 .* got the string \"0\""),
+    ({"data_owner": 1.5}, "role 'data_owner' must be a party id"),
+    ({"model_owner": True}, "role 'model_owner' must be a party id"),
+    ({"model_owner": 7}, "role 'model_owner' must be a party id"),
+    ({"outputs_to": [1]}, "unknown role 'outputs_to'"),
+    ([0, 1], "'roles' must be an object"),
+])
+def test_party_configuration_roles_are_validated(tmp_path, roles, why):
+    path = _config(tmp_path, roles)
+    with pytest.raises(ValueError, match=why):
+        tflite_mpc.validate_options({"parties": path, "party": 0})
+
+
+def test_party_configuration_valid_roles(tmp_path):
+    path = _config(tmp_path, {"data_owner": 2, "model_owner": 0, "output_to": [2, 0]})
+    tflite_mpc.validate_options({"parties": path, "party": 1})
+
+
+def test_debug_checks_refused_in_distributed_mode(tmp_path):
+    # One party with debug_checks would send shares to another, which then holds all three.
+    path = _config(tmp_path, {"output_to": [0]})
+    with pytest.raises(ValueError, match="debug_checks=true is refused in distributed mode"):
+        tflite_mpc.validate_options({"parties": path, "party": 1, "debug_checks": True})
+    tflite_mpc.validate_options({"parties": path, "party": 1, "debug_checks": False})
+    tflite_mpc.validate_options({"debug_checks": True})  # local mode: allowed (documented as insecure)
+
+
+def test_fc_rounding_option():
+    # TF 2.21's reference FULLY_CONNECTED rounds once; fc_rounding=double (tflite-runtime
+    # 2.14's arithmetic) differs from it by 1 in a few places on a large layer.
+    b = modelgen.fully_connected(batch=16, in_features=512, out_features=4096)
+    x = modelgen.random_input(b, seed=0)
+    want = modelgen.run_tflite(b, x, reference=True)[0].astype(int)
+    got, rep = run_secure(b, x, "exact")
+    assert rep["fc_rounding"] == "single" and np.array_equal(got[0], want)
+    got, rep = run_secure(b, x, "exact", fc_rounding="double")
+    diff = np.abs(got[0].astype(int) - want)
+    assert rep["fc_rounding"] == "double" and diff.max() == 1 and 0 < (diff > 0).sum() < 100
+    with pytest.raises(ValueError, match="fc_rounding='twice'.*auto.*single.*double"):
+        tflite_mpc.load_delegate(fc_rounding="twice")

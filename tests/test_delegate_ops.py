@@ -112,3 +112,74 @@ def test_softmax(p):
                 return [x]
         pytest.skip("no input the reference kernel accepts")
     check_model(b, exact_bound=0, pr_bound=0, inputs_fn=inputs)
+
+
+# ---------------------------------------------------------------- roles: every data / model owner assignment
+# Exact mode, bit-identical, for all 9 (data_owner, model_owner) pairs (a party may hold both).
+ROLE_OPS = {
+    "conv": lambda: modelgen.conv2d(k=3, activation="relu"),
+    "depthwise": lambda: modelgen.depthwise_conv2d(k=3, depth_multiplier=2),
+    "fc": lambda: modelgen.fully_connected(batch=2),
+    "add": lambda: modelgen.add(),
+    "avgpool": lambda: modelgen.average_pool2d(pool=3, stride=2, padding="same"),
+    "maxpool": lambda: modelgen.max_pool2d(pool=2),
+    "mean": lambda: modelgen.mean(),
+    "softmax": lambda: modelgen.softmax(n=10),
+}
+ROLES = [(d, m) for d in range(3) for m in range(3)]
+
+
+@pytest.mark.parametrize("op", sorted(ROLE_OPS))
+@pytest.mark.parametrize("roles", ROLES, ids=[f"data{d}-model{m}" for d, m in ROLES])
+def test_every_owner_assignment(op, roles):
+    check_model(ROLE_OPS[op](), seeds=(0,), pr=False, data_owner=roles[0], model_owner=roles[1])
+
+
+OUTPUT_TO = [[1], [2], [0, 2], [1, 2], [0, 1, 2], [2, 1, 0]]
+
+
+@pytest.mark.parametrize("to", OUTPUT_TO, ids=[",".join(map(str, t)) for t in OUTPUT_TO])
+def test_output_to_variations(to):
+    # In local mode every recipient is hosted here: the output is written for each list.
+    check_model(modelgen.conv2d(k=3), seeds=(0,), pr=False, output_to=to, data_owner=2, model_owner=1)
+    check_model(modelgen.fully_connected(batch=2), seeds=(0,), pr=False, output_to=to)
+
+
+# ---------------------------------------------------------------- large layers, batch > 1
+# FULLY_CONNECTED requantizes with one rounding step (TF 2.21 / LiteRT 2.3 reference
+# kernel); with a few hundred thousand outputs the two-step rounding of CONV_2D differs
+# from it in a few dozen places (VGG16's Dense 512->4096 at batch 16: 15-21 of 65536).
+FC_LARGE = [dict(batch=16, in_features=512, out_features=4096),
+            dict(batch=16, in_features=512, out_features=4096, per_tensor=True),
+            dict(batch=2, in_features=25088, out_features=16)]
+FC_LARGE_SLOW = [dict(batch=4, in_features=25088, out_features=512),
+                 dict(batch=8, in_features=4096, out_features=4096, activation="relu"),
+                 dict(batch=3, in_features=4096, out_features=1000, per_tensor=True)]
+
+
+@pytest.mark.parametrize("p", FC_LARGE, ids=[str(p) for p in FC_LARGE])
+def test_fully_connected_large(p):
+    check_model(modelgen.fully_connected(**p), seeds=(0,), pr=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("p", FC_LARGE_SLOW, ids=[str(p) for p in FC_LARGE_SLOW])
+def test_fully_connected_large_slow(p):
+    check_model(modelgen.fully_connected(**p), seeds=(0, 1), pr=False)
+
+
+# The 1x1 32x32x512->64 case has 65536 outputs: one-step rounding would differ in 31 (CONV_2D rounds twice).
+CONV_BATCH = [dict(k=1, h=32, w=32, cin=512, cout=64), dict(k=3, batch=4, h=5, w=5, cin=64, cout=32), dict(k=1, batch=3, h=4, w=4, cin=256, cout=64),
+              dict(k=3, batch=2, h=6, w=6, cin=32, cout=16, stride=2, per_tensor=True)]
+CONV_BATCH_SLOW = [dict(k=3, batch=8, h=7, w=7, cin=512, cout=128), dict(k=3, batch=4, h=14, w=14, cin=256, cout=64)]
+
+
+@pytest.mark.parametrize("p", CONV_BATCH, ids=[str(p) for p in CONV_BATCH])
+def test_conv2d_large_batch(p):
+    check_model(modelgen.conv2d(**p), seeds=(0,), pr=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("p", CONV_BATCH_SLOW, ids=[str(p) for p in CONV_BATCH_SLOW])
+def test_conv2d_large_batch_slow(p):
+    check_model(modelgen.conv2d(**p), seeds=(0,), pr=False)

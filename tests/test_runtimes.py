@@ -28,8 +28,13 @@ def _venv_python():
     return py
 
 
-def test_tflite_runtime_2_14(tmp_path):
-    b = modelgen.conv2d(k=3, stride=2, activation="relu6")
+@pytest.mark.parametrize("which", ["conv", "fc"])
+def test_tflite_runtime_2_14(tmp_path, which):
+    # fc: a layer large enough that tflite-runtime 2.14's two-step FULLY_CONNECTED rounding
+    # differs from TF 2.21's single step (fc_rounding=auto picks "double" there).
+    b = (modelgen.conv2d(k=3, stride=2, activation="relu6") if which == "conv" else
+         modelgen.fully_connected(batch=16, in_features=512, out_features=4096))
+    op = "CONV_2D" if which == "conv" else "FULLY_CONNECTED"
     model = tmp_path / "m.tflite"
     model.write_bytes(b)
     x = modelgen.random_input(b, seed=7)[0]
@@ -47,7 +52,8 @@ def test_tflite_runtime_2_14(tmp_path):
         it.invoke()
         np.save({str(tmp_path / 'y.npy')!r}, it.get_tensor(it.get_output_details()[0]["index"]))
         rep = tflite_mpc.report(d)
-        assert rep["layers"][-1]["op"] == "CONV_2D", rep
+        assert rep["layers"][-1]["op"] == {op!r}, rep
+        assert rep["fc_rounding"] == "double", rep
         ref = tfl.Interpreter(model_path={str(model)!r},
                               experimental_op_resolver_type=tfl.OpResolverType.BUILTIN_REF)
         ref.allocate_tensors()
@@ -67,5 +73,9 @@ def test_tflite_runtime_2_14(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     used = r.stdout.split("ok ", 1)[1].strip()
     assert os.path.realpath(used) == os.path.realpath(tflite_mpc.library_path())  # the very same plugin file
-    assert np.array_equal(np.load(tmp_path / "y.npy"), want)
-    assert np.array_equal(np.load(tmp_path / "r.npy"), want)  # 2.14's own reference kernels agree
+    ref = np.load(tmp_path / "r.npy")  # 2.14's own reference kernels
+    assert np.array_equal(np.load(tmp_path / "y.npy"), ref)
+    if which == "conv":
+        assert np.array_equal(ref, want)  # CONV_2D: the same in both runtimes
+    else:
+        assert not np.array_equal(ref, want)  # FULLY_CONNECTED: 2.14 rounds twice, 2.21 once

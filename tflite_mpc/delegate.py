@@ -23,9 +23,14 @@ OPTIONS = {
                                     "reference kernels)"),
     "data_owner": ("0", "party that supplies the input"),
     "model_owner": ("1", "party that supplies the weights and biases"),
-    "output_to": ("0", "party that receives the output"),
+    "output_to": ("0", "party or parties that receive the output: 0, 1, 2 or a list of distinct ids, "
+                       "e.g. [0, 2] (\"0,2\")"),
+    "fc_rounding": ("auto", "FULLY_CONNECTED requantization in exact mode, as the runtime's reference "
+                            "kernel does it: single (TF 2.21, LiteRT 2.3), double (tflite-runtime 2.14), or "
+                            "auto: double under tflite-runtime, single otherwise"),
     "timeout": ("120", "seconds a party waits for a peer before failing"),
-    "debug_checks": ("false", "INSECURE debugging aid: reveal intermediate values to check bit widths"),
+    "debug_checks": ("false", "INSECURE debugging aid: reveal intermediate values to check bit widths "
+                              "(local mode only; refused in distributed mode)"),
 }
 
 _RUNTIMES = (
@@ -45,6 +50,9 @@ def _stringify(options: dict) -> dict:
     for k, v in options.items():
         if isinstance(v, bool):
             v = "true" if v else "false"
+        elif isinstance(v, (list, tuple)):
+            # output_to=[0, 2] -> "0,2"; the plugin validates every entry (no bools, no floats)
+            v = ",".join("true" if x is True else "false" if x is False else str(x) for x in v)
         out[str(k)] = str(v)
     return out
 

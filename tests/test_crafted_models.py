@@ -1,0 +1,166 @@
+"""Crafted models (security review, issue 7): only the interpreter's declared outputs
+are ever revealed; any other path from secret data (the input, weights) to a value
+leaving the plan is refused, naming the node; weights shared by several nodes; the
+public-graph hash binds the whole graph but never the weights."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tflite_mpc
+from tflite_mpc import modelgen
+from tflite_mpc.cli import strip_model
+from crafted import OP, T, Edit, fb, keras, tiny
+from secure import check_model, run_secure
+
+
+def interpreter(b, **opts):
+    return tf.lite.Interpreter(model_content=b,
+                               experimental_delegates=[tflite_mpc.load_delegate(truncation="exact", **opts)])
+
+
+def assert_refused(b, node, op, why):
+    with pytest.raises(RuntimeError, match=rf"node {node} \({op}\).*{why}.*refused"):
+        interpreter(b)
+
+
+# ---------------------------------------------------------------- item 3: reveal only declared outputs
+def test_dangling_dequantize_of_the_input_is_refused():
+    # A public model with a DEQUANTIZE of the input whose output nobody reads and that is
+    # not a model output: it used to reveal the data owner's input to output_to.
+    e = Edit(modelgen.conv2d(k=3))
+    x = int(e.sg.inputs[0])
+    n = e.add_op(OP.DEQUANTIZE, [x], [e.tensor(e.shape(x), T.FLOAT32, "leak")], version=2)
+    b = e.bytes()
+    assert [d["index"] for d in modelgen.output_details(b)] == [int(e.sg.outputs[0])]
+    assert_refused(b, n, "DEQUANTIZE", "not one of the interpreter's outputs")
+
+
+def test_dangling_dequantize_of_an_intermediate_is_refused():
+    e = Edit(tiny([keras.layers.Conv2D(4, 3, padding="same"), keras.layers.MaxPooling2D()]))
+    h = int(e.ops[e.find(OP.CONV_2D)].outputs[0])
+    n = e.add_op(OP.DEQUANTIZE, [h], [e.tensor(e.shape(h), T.FLOAT32, "leak")], version=2)
+    assert_refused(e.bytes(), n, "DEQUANTIZE", "not one of the interpreter's outputs")
+
+
+@pytest.mark.parametrize("what", ["CAST", "GATHER", "SLICE", "RESHAPE"])
+def test_plain_ops_on_weights_are_refused(what):
+    # Weights copied to a model output by a plaintext op (CAST / GATHER / SLICE) or by
+    # RESHAPE, which has a secure kernel (it used to reveal the shared weights).
+    e = Edit(modelgen.conv2d(k=3))
+    w = int(e.ops[e.find(OP.CONV_2D)].inputs[1])
+    shape = e.shape(w)
+    q = (float(e.sg.tensors[w].quantization.scale[0]), 0)
+    i32 = lambda v: e.tensor([len(v)], T.INT32, "c", data=np.asarray(v, np.int32))  # noqa: E731
+    if what == "CAST":
+        n = e.add_op(OP.CAST, [w], [e.tensor(shape, T.INT32, "w32")])
+    elif what == "GATHER":
+        n = e.add_op(OP.GATHER, [w, i32([0])], [e.tensor([1] + shape[1:], T.INT8, "w0", quant=q)])
+    elif what == "SLICE":
+        n = e.add_op(OP.SLICE, [w, i32([0, 0, 0, 0]), i32([1] + shape[1:])],
+                     [e.tensor([1] + shape[1:], T.INT8, "w0", quant=q)])
+    else:
+        n = e.add_op(OP.RESHAPE, [w, i32([int(np.prod(shape))])],
+                     [e.tensor([int(np.prod(shape))], T.INT8, "wflat", quant=q)])
+    e.add_output(len(e.sg.tensors) - 1)
+    why = "reads constant tensor" if what == "RESHAPE" else "no secure kernel"
+    assert_refused(e.bytes(), n, what, why)
+
+
+def test_bias_read_by_a_plaintext_op_is_refused_naming_the_node():
+    # int32 biases are the model owner's secret too: a public CAST of one is refused.
+    e = Edit(modelgen.conv2d(k=3))
+    bias = int(e.ops[e.find(OP.CONV_2D)].inputs[2])
+    n = e.add_op(OP.CAST, [bias], [e.tensor(e.shape(bias), T.FLOAT32, "b")])
+    e.add_output(len(e.sg.tensors) - 1)
+    assert_refused(e.bytes(), n, "CAST", f"reads constant tensor {bias}, a model weight, in plaintext")
+
+
+def test_variable_tensor_is_refused():
+    e = Edit(modelgen.conv2d(k=3))
+    y = int(e.ops[0].outputs[0])
+    v = e.tensor(e.shape(y), T.INT8, "state", like=y, variable=True)
+    z = e.tensor(e.shape(y), T.INT8, "z", like=y)
+    n = e.add_op(OP.ADD, [y, v], [z], version=2)
+    e.sg.outputs = np.asarray([z], np.int32)
+    assert_refused(e.bytes(), n, "ADD", "variable tensor")
+
+
+def test_output_that_is_also_read_by_another_node_is_revealed():
+    # An intermediate that is also a declared output: revealed (it used to come out as zeros).
+    e = Edit(tiny([keras.layers.Conv2D(4, 3, padding="same"), keras.layers.MaxPooling2D()]))
+    e.sg.outputs = np.asarray([int(e.ops[0].outputs[0])] + list(e.sg.outputs), np.int32)
+    b = e.bytes()
+    assert len(modelgen.output_details(b)) == 2
+    check_model(b, seeds=(0,))
+
+
+def test_output_that_is_a_graph_input():
+    # The delegate reveals nothing for it: TFLite hands back, in each process, the tensor
+    # that process set itself (the data owner's own input); the computed output is exact.
+    e = Edit(modelgen.conv2d(k=3))
+    e.sg.outputs = np.asarray([int(e.sg.inputs[0])] + list(e.sg.outputs), np.int32)
+    b = e.bytes()
+    x = modelgen.random_input(b, seed=1)
+    want = modelgen.run_tflite(b, x, reference=True)
+    got, rep = run_secure(b, x, "exact")
+    assert [l["op"] for l in rep["layers"]] == ["share weights", "CONV_2D"]
+    for g, w in zip(got, want):
+        assert np.array_equal(g, w)
+
+
+# ---------------------------------------------------------------- item 8: shared weights
+def _share_weights(b, code):
+    e = Edit(b)
+    first, second = e.ops[e.find(code, 0)], e.ops[e.find(code, 1)]
+    second.inputs[1] = first.inputs[1]
+    return e.bytes()
+
+
+def test_weight_shared_by_two_fully_connected_nodes():
+    b = tiny([keras.layers.Dense(16), keras.layers.Dense(16, activation="relu")], shape=(16,), batch=3)
+    check_model(_share_weights(b, OP.FULLY_CONNECTED), seeds=(0, 1), pr=False)  # exact: bit-identical
+
+
+def test_weight_shared_by_two_conv_nodes():
+    b = tiny([keras.layers.Conv2D(4, 3, padding="same"), keras.layers.Conv2D(4, 3, padding="same")])
+    check_model(_share_weights(b, OP.CONV_2D), seeds=(0, 1), pr=False)
+
+
+# ---------------------------------------------------------------- item 6: the public-graph hash
+def graph_hash(b):
+    d = tflite_mpc.load_delegate(truncation="exact")
+    interp = tf.lite.Interpreter(model_content=b, experimental_delegates=[d])
+    h = tflite_mpc.report(d)["graph_hash"]
+    del interp
+    return h
+
+
+def test_graph_hash_binds_wiring_public_nodes_and_outputs_not_weights():
+    e = Edit(tiny([keras.layers.Conv2D(4, 3, padding="same"), keras.layers.Conv2D(4, 3, padding="same")]))
+    # the input gets the first conv output's quantization, so that rewiring changes nothing but indices
+    e.sg.tensors[int(e.sg.inputs[0])].quantization = e.sg.tensors[int(e.ops[0].outputs[0])].quantization
+    base = e.bytes()
+
+    rewired = Edit(base)  # the second conv reads the input instead of the first conv's output
+    rewired.ops[1].inputs[0] = rewired.sg.inputs[0]
+
+    more_outputs = Edit(base)
+    more_outputs.add_output(int(more_outputs.ops[0].outputs[0]))
+
+    public_node = Edit(base)  # an extra SHAPE (runs in plaintext: it reads only dimensions)
+    x = int(public_node.sg.inputs[0])
+    opts = fb.ShapeOptionsT()
+    opts.outType = T.INT32
+    public_node.add_op(OP.SHAPE, [x], [public_node.tensor([4], T.INT32, "shape")],
+                       options_type=fb.BuiltinOptions.ShapeOptions, options=opts)
+    public_node.add_output(len(public_node.sg.tensors) - 1)
+
+    h = graph_hash(base)
+    assert len(h) == 64
+    variants = {"rewired": rewired.bytes(), "outputs": more_outputs.bytes(), "public node": public_node.bytes()}
+    for name, b in variants.items():
+        assert graph_hash(b) != h, name
+    # the model owner's model and the public (stripped) model hash the same
+    stripped = strip_model(base)
+    assert stripped != base
+    assert graph_hash(stripped) == h
