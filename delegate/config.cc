@@ -43,6 +43,12 @@ class Parser {
   Json value() {
     ws();
     if (i_ >= s_.size()) fail("unexpected end of file");
+    if (++depth_ > kMaxDepth) fail("nested too deeply");
+    Json v = nested();
+    --depth_;
+    return v;
+  }
+  Json nested() {
     const char c = s_[i_];
     Json v;
     if (c == '{') {
@@ -86,7 +92,7 @@ class Parser {
     if (s_.compare(i_, 4, "null") == 0) { i_ += 4; return v; }
     char* end = nullptr;
     v.num = std::strtod(s_.c_str() + i_, &end);
-    if (end == s_.c_str() + i_) fail("unexpected character '" + std::string(1, c) + "'");
+    if (end == s_.c_str() + i_) fail("unexpected character '" + mpc::printable(std::string(1, c)) + "'");
     i_ = static_cast<size_t>(end - s_.c_str());
     v.kind = Json::kNum;
     return v;
@@ -107,9 +113,11 @@ class Parser {
     ++i_;
     return out;
   }
+  static constexpr int kMaxDepth = 32;
   const std::string& s_;
   std::string file_;
   size_t i_ = 0;
+  int depth_ = 0;
 };
 
 std::string dir_of(const std::string& p) {
@@ -124,7 +132,11 @@ PartyConfig PartyConfig::load(const std::string& path) {
   if (!f) throw mpc::ArgError("cannot read party configuration '" + path + "'");
   std::stringstream ss;
   ss << f.rdbuf();
-  const std::string text = ss.str();
+  return parse(ss.str(), path);
+}
+
+PartyConfig PartyConfig::parse(const std::string& text, const std::string& path) {
+  if (text.size() > (1 << 20)) throw mpc::ArgError("party configuration " + path + ": larger than 1 MiB");
   Json root = Parser(text, path).parse();
   auto bad = [&](const std::string& what) { throw mpc::ArgError("party configuration " + path + ": " + what); };
   if (root.kind != Json::kObj) bad("the top level must be an object");
@@ -134,7 +146,7 @@ PartyConfig PartyConfig::load(const std::string& path) {
   for (auto& [k, v] : root.obj) {
     bool ok = false;
     for (auto* n : known) ok |= k == n;
-    if (!ok) bad("unknown key '" + k + "' (valid: protocol, truncation, timeout, transport, ca, roles, parties)");
+    if (!ok) bad("unknown key '" + mpc::printable(k) + "' (valid: protocol, truncation, timeout, transport, ca, roles, parties)");
     (void)v;
   }
   PartyConfig c;
@@ -152,7 +164,8 @@ PartyConfig PartyConfig::load(const std::string& path) {
   if (tr != "tls" && tr != "tcp-insecure") bad("'transport' must be 'tls' or 'tcp-insecure'");
   c.tls = tr == "tls";
   if (auto it = root.obj.find("timeout"); it != root.obj.end()) {
-    if (it->second.kind != Json::kNum || !(it->second.num > 0)) bad("'timeout' must be a positive number of seconds");
+    if (it->second.kind != Json::kNum || !(it->second.num > 0 && it->second.num <= 86400))
+      bad("'timeout' must be a positive number of seconds (at most a day)");
     c.timeout = it->second.num;
   }
   c.ca = resolve(str("ca", ""));
@@ -168,7 +181,9 @@ PartyConfig PartyConfig::load(const std::string& path) {
     auto num = [&](const char* k) -> int {
       auto it = p.obj.find(k);
       if (it == p.obj.end() || it->second.kind != Json::kNum) bad(std::string("each party needs a numeric '") + k + "'");
-      return static_cast<int>(it->second.num);
+      const double x = it->second.num;  // a value beyond int would not convert
+      if (!(x >= -1 && x <= 65536) || x != static_cast<int>(x)) bad(std::string("party '") + k + "' out of range");
+      return static_cast<int>(x);
     };
     auto s = [&](const char* k) -> std::string {
       auto it = p.obj.find(k);
