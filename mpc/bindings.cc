@@ -19,6 +19,7 @@ namespace py = pybind11;
 using namespace mpc;
 
 void bind_network(py::module_& m);  // bindings_net.cc
+void bind_fuzz(py::module_& m);     // bindings_fuzz.cc
 
 namespace {
 
@@ -281,6 +282,7 @@ PYBIND11_MODULE(_native, m) {
 
   // ---- delegate side (the same library is the TFLite plugin)
   bind_network(m);
+  bind_fuzz(m);
   m.def("delegate_last_error", &tflite_mpc::last_error);
   m.def("validate_options", [](const std::map<std::string, std::string>& kv) {
     std::vector<std::pair<std::string, std::string>> v(kv.begin(), kv.end());
