@@ -1,5 +1,6 @@
 #include "delegate/config.h"
 
+#include <cmath>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -90,12 +91,33 @@ class Parser {
     if (s_.compare(i_, 4, "true") == 0) { i_ += 4; v.kind = Json::kBool; v.b = true; return v; }
     if (s_.compare(i_, 5, "false") == 0) { i_ += 5; v.kind = Json::kBool; return v; }
     if (s_.compare(i_, 4, "null") == 0) { i_ += 4; return v; }
-    char* end = nullptr;
-    v.num = std::strtod(s_.c_str() + i_, &end);
-    if (end == s_.c_str() + i_) fail("unexpected character '" + mpc::printable(std::string(1, c)) + "'");
-    i_ = static_cast<size_t>(end - s_.c_str());
+    const size_t n = number_length();
+    if (n == 0) fail("unexpected character '" + mpc::printable(std::string(1, c)) + "'");
+    v.num = std::strtod(s_.substr(i_, n).c_str(), nullptr);
+    // No value here needs more; every conversion to int below stays defined.
+    if (!(std::fabs(v.num) <= 1e9)) fail("number out of range: " + mpc::printable(s_.substr(i_, n)));
+    i_ += n;
     v.kind = Json::kNum;
     return v;
+  }
+  // Length of the JSON number at i_ (-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?), 0 if none:
+  // no nan, inf or hexadecimal, which strtod would take.
+  size_t number_length() const {
+    size_t j = i_;
+    auto digits = [&] {
+      const size_t k = j;
+      while (j < s_.size() && s_[j] >= '0' && s_[j] <= '9') ++j;
+      return j > k;
+    };
+    if (j < s_.size() && s_[j] == '-') ++j;
+    if (!digits()) return 0;
+    if (j < s_.size() && s_[j] == '.' && (++j, !digits())) return 0;
+    if (j < s_.size() && (s_[j] == 'e' || s_[j] == 'E')) {
+      ++j;
+      if (j < s_.size() && (s_[j] == '+' || s_[j] == '-')) ++j;
+      if (!digits()) return 0;
+    }
+    return j - i_;
   }
   std::string string() {
     std::string out;

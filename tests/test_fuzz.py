@@ -57,11 +57,17 @@ def test_config_parser_regressions(tmp_path):
     # deep nesting overflowed the parser's stack (SIGSEGV)
     assert "nested too deeply" in config_error(tmp_path, "[" * 200000)
     # an infinite or huge timeout overflowed the deadline arithmetic
-    assert "'timeout' must be" in config_error(tmp_path, valid_config(timeout=1e999).replace("Infinity", "1e999"))
+    assert "number out of range" in config_error(tmp_path, valid_config(timeout=1e999).replace("Infinity", "1e999"))
+    assert "'timeout' must be" in config_error(tmp_path, valid_config(timeout=1e8))
     # a port or id beyond int: undefined conversion
     bad = json.loads(valid_config())
     bad["parties"][1]["port"] = 1e300
     assert "out of range" in config_error(tmp_path, json.dumps(bad))
+    # found by fuzzing (UBSan): nan, inf or 1e300 converted to int for a role or port
+    for v in ("nan", "1e300", "-inf", "0x10"):
+        out = config_error(tmp_path, valid_config(roles={"data_owner": 1}).replace('"data_owner": 1', '"data_owner": ' + v))
+        assert "ValueError: party configuration" in out, (v, out)
+    assert "number out of range" in config_error(tmp_path, valid_config(roles={"output_to": [1e300]}))
     # found by fuzzing: a key that is not UTF-8 made the error a UnicodeDecodeError
     out = config_error(tmp_path, b'{"proto\xa4\ncol": 1}')
     assert "ValueError: party configuration" in out and "unknown key 'proto??col'" in out, out
