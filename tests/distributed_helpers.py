@@ -96,20 +96,28 @@ class Parties:
         self.cfg, self.models, self.d = cfg, models, d
 
     def start(self, pid, model=None, cfg=None):
-        path = os.path.join(self.d, f"party{pid}.log")
-        seen = open(path).read().count("waiting for the other parties") if os.path.exists(path) else 0
-        log = open(path, "a")
-        self.procs[pid] = subprocess.Popen(
-            [sys.executable, "-m", "tflite_mpc", "party", "--config", cfg or self.cfg, "--id", str(pid),
-             "--model", model or self.models[pid]], stdout=log, stderr=log, cwd=self.d)
+        return self.start_all([pid], model, cfg)[0]
+
+    def start_all(self, pids, model=None, cfg=None):
+        """Start party processes side by side; return once each is about to connect."""
+        seen = {}
+        for pid in pids:
+            path = os.path.join(self.d, f"party{pid}.log")
+            seen[pid] = open(path).read().count("waiting for the other parties") if os.path.exists(path) else 0
+            log = open(path, "a")
+            self.procs[pid] = subprocess.Popen(
+                [sys.executable, "-m", "tflite_mpc", "party", "--config", cfg or self.cfg, "--id", str(pid),
+                 "--model", model or self.models[pid]], stdout=log, stderr=log, cwd=self.d)
         # Start-up (importing TensorFlow) can take longer than the session timeout on a busy
         # machine: return once the party is about to connect.
         deadline = time.time() + 120
-        while time.time() < deadline and self.procs[pid].poll() is None:
-            if open(path).read().count("waiting for the other parties") > seen:
-                break
-            time.sleep(0.1)
-        return self.procs[pid]
+        for pid in pids:
+            path = os.path.join(self.d, f"party{pid}.log")
+            while time.time() < deadline and self.procs[pid].poll() is None:
+                if open(path).read().count("waiting for the other parties") > seen[pid]:
+                    break
+                time.sleep(0.1)
+        return [self.procs[pid] for pid in pids]
 
     def stop(self):
         for p in self.procs.values():

@@ -24,8 +24,7 @@ def tls(tmp_path_factory):
     cfg, model, paths = make_session(d, transport="tls", timeout=30)
     ps = Parties(cfg, {1: paths["model"], 2: paths["public"]}, d)
     try:
-        ps.start(1)
-        ps.start(2)
+        ps.start_all([1, 2])
         yield d, cfg, model, paths, ps
     finally:
         ps.stop()
