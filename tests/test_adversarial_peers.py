@@ -78,8 +78,8 @@ def test_malformed_stream_ends_the_session_and_the_party_serves_the_next(net, na
 def test_garbage_under_tls_ends_the_session(net):
     if net[0] != "tls":
         pytest.skip("TLS only")
-    # Raw bytes on the TCP connection, not inside TLS records.
-    attack(net, lambda fake: fake.send_raw(1, b"\x17\x03\x03\x40\x00" + b"\x00" * 64), False, r"disconnected")
+    # A whole record of garbage straight on the TCP connection, not made by TLS.
+    attack(net, lambda fake: fake.send_raw(1, b"\x17\x03\x03\x00\x40" + b"\x00" * 64), False, r"disconnected")
 
 
 def test_unsolicited_data_is_not_buffered(net):

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SECONDS = 20  # per target; the targets run side by side
+SECONDS = 15  # per target; the targets run side by side
 
 
 def test_fuzz_targets_run_without_a_crash(tmp_path):
