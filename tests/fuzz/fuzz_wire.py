@@ -31,10 +31,11 @@ def classify(msg):
 
 
 def seeds():
-    """A few valid streams (written as a starting corpus by the short test run)."""
+    """A few valid streams, the starting corpus. The provider takes the receiver's
+    parameters from the input first, so they start the mutator off near valid
+    frames rather than being exact cases."""
     hello = b"2\ntflite-mpc=1;protocol=rep3;truncation=exact;roles=0,1,0;graph=00ff"
     frame = lambda k, p: struct.pack("<Q", (k << 56) | len(p)) + p  # noqa: E731
-    # header of the input: hello flag, chunk, count, expected sizes (FuzzedDataProvider reads from the end too)
     return [frame(1, hello) + frame(0, b"k" * 16) + frame(2, b"finished"),
             frame(0, b"x" * 8) + frame(0, b"y" * 24),
             frame(1, b"7\ngraph=1;protocol=x")]
@@ -51,7 +52,8 @@ def TestOneInput(data):
         frames, bye = _native._fuzz_parse_frames(stream, expect, chunk, hello)
     except RuntimeError as e:
         msg = str(e)
-        if classify(msg) < 0 and "internal error" in msg:
+        classify(msg)
+        if "internal error" in msg:  # the reader's own consistency checks
             raise
         assert msg.startswith("the peer: ") or "handshake" in msg, msg
         return
