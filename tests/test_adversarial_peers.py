@@ -25,7 +25,7 @@ from tflite_mpc import modelgen
 ATTACKS = [
     ("oversized length", header(DATA, 2**56 - 1), False,
      r"protocol desync: expected a message of 16 bytes, got a frame of 72057594037927935 bytes"),
-    ("length 2^64-1", b"\xff" * 8, False, r"malformed frame header \(unknown frame kind 255\)"),
+    ("length 2^64-1", b"\xff" * 8 + b"k" * 4096, False, r"malformed frame header \(unknown frame kind 255\)"),
     ("length negative as signed", struct.pack("<q", -(2**63) + 16), False,
      r"malformed frame header \(unknown frame kind 128\)"),
     ("truncated frame, then close", header(DATA, 16) + b"k" * 5, True, r"disconnected in the middle of a message"),
