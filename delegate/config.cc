@@ -45,6 +45,12 @@ class Parser {
   Json value() {
     ws();
     if (i_ >= s_.size()) fail("unexpected end of file");
+    if (++depth_ > kMaxDepth) fail("nested too deeply");
+    Json v = nested();
+    --depth_;
+    return v;
+  }
+  Json nested() {
     const char c = s_[i_];
     Json v;
     if (c == '{') {
@@ -86,12 +92,33 @@ class Parser {
     if (s_.compare(i_, 4, "true") == 0) { i_ += 4; v.kind = Json::kBool; v.b = true; return v; }
     if (s_.compare(i_, 5, "false") == 0) { i_ += 5; v.kind = Json::kBool; return v; }
     if (s_.compare(i_, 4, "null") == 0) { i_ += 4; return v; }
-    char* end = nullptr;
-    v.num = std::strtod(s_.c_str() + i_, &end);
-    if (end == s_.c_str() + i_) fail("unexpected character '" + std::string(1, c) + "'");
-    i_ = static_cast<size_t>(end - s_.c_str());
+    const size_t n = number_length();
+    if (n == 0) fail("unexpected character '" + mpc::printable(std::string(1, c)) + "'");
+    v.num = std::strtod(s_.substr(i_, n).c_str(), nullptr);
+    // No value here needs more; every conversion to int below stays defined.
+    if (!(std::fabs(v.num) <= 1e9)) fail("number out of range: " + mpc::printable(s_.substr(i_, n)));
+    i_ += n;
     v.kind = Json::kNum;
     return v;
+  }
+  // Length of the JSON number at i_ (-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?), 0 if none:
+  // no nan, inf or hexadecimal, which strtod would take.
+  size_t number_length() const {
+    size_t j = i_;
+    auto digits = [&] {
+      const size_t k = j;
+      while (j < s_.size() && s_[j] >= '0' && s_[j] <= '9') ++j;
+      return j > k;
+    };
+    if (j < s_.size() && s_[j] == '-') ++j;
+    if (!digits()) return 0;
+    if (j < s_.size() && s_[j] == '.' && (++j, !digits())) return 0;
+    if (j < s_.size() && (s_[j] == 'e' || s_[j] == 'E')) {
+      ++j;
+      if (j < s_.size() && (s_[j] == '+' || s_[j] == '-')) ++j;
+      if (!digits()) return 0;
+    }
+    return j - i_;
   }
   std::string string() {
     std::string out;
@@ -109,9 +136,11 @@ class Parser {
     ++i_;
     return out;
   }
+  static constexpr int kMaxDepth = 32;
   const std::string& s_;
   std::string file_;
   size_t i_ = 0;
+  int depth_ = 0;
 };
 
 // A short rendering of a JSON value for error messages.
@@ -142,7 +171,11 @@ PartyConfig PartyConfig::load(const std::string& path) {
   if (!f) throw mpc::ArgError("cannot read party configuration '" + path + "'");
   std::stringstream ss;
   ss << f.rdbuf();
-  const std::string text = ss.str();
+  return parse(ss.str(), path);
+}
+
+PartyConfig PartyConfig::parse(const std::string& text, const std::string& path) {
+  if (text.size() > (1 << 20)) throw mpc::ArgError("party configuration " + path + ": larger than 1 MiB");
   Json root = Parser(text, path).parse();
   auto bad = [&](const std::string& what) { throw mpc::ArgError("party configuration " + path + ": " + what); };
   if (root.kind != Json::kObj) bad("the top level must be an object");
@@ -152,7 +185,7 @@ PartyConfig PartyConfig::load(const std::string& path) {
   for (auto& [k, v] : root.obj) {
     bool ok = false;
     for (auto* n : known) ok |= k == n;
-    if (!ok) bad("unknown key '" + k + "' (valid: protocol, truncation, timeout, transport, ca, roles, parties)");
+    if (!ok) bad("unknown key '" + mpc::printable(k) + "' (valid: protocol, truncation, timeout, transport, ca, roles, parties)");
     (void)v;
   }
   PartyConfig c;
@@ -170,7 +203,8 @@ PartyConfig PartyConfig::load(const std::string& path) {
   if (tr != "tls" && tr != "tcp-insecure") bad("'transport' must be 'tls' or 'tcp-insecure'");
   c.tls = tr == "tls";
   if (auto it = root.obj.find("timeout"); it != root.obj.end()) {
-    if (it->second.kind != Json::kNum || !(it->second.num > 0)) bad("'timeout' must be a positive number of seconds");
+    if (it->second.kind != Json::kNum || !(it->second.num > 0 && it->second.num <= 86400))
+      bad("'timeout' must be a positive number of seconds (at most a day)");
     c.timeout = it->second.num;
   }
   c.ca = resolve(str("ca", ""));
@@ -185,10 +219,11 @@ PartyConfig PartyConfig::load(const std::string& path) {
     if (p.kind != Json::kObj) bad("each party must be an object");
     auto num = [&](const char* k) -> int {
       auto it = p.obj.find(k);
-      if (it == p.obj.end() || it->second.kind != Json::kNum || it->second.num != std::floor(it->second.num) ||
-          std::fabs(it->second.num) > 1e6)
+      if (it == p.obj.end() || it->second.kind != Json::kNum || it->second.num != std::floor(it->second.num))
         bad(std::string("each party needs an integer '") + k + "'");
-      return static_cast<int>(it->second.num);
+      const double x = it->second.num;  // a value beyond int would not convert
+      if (!(x >= -1 && x <= 65536)) bad(std::string("party '") + k + "' out of range");
+      return static_cast<int>(x);
     };
     auto s = [&](const char* k) -> std::string {
       auto it = p.obj.find(k);

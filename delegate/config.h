@@ -29,6 +29,8 @@ struct PartyConfig {
   std::vector<std::string> certs, keys;  // by party id
   // Throws ArgError naming the file and the problem.
   static PartyConfig load(const std::string& path);
+  // The same for the file's text (path: for messages and relative paths).
+  static PartyConfig parse(const std::string& text, const std::string& path);
   mpc::TcpOptions tcp_options(int me, const std::string& hello) const;
 };
 

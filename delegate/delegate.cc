@@ -783,5 +783,9 @@ TFLITE_MPC_EXPORT void tflite_plugin_destroy_delegate(TfLiteDelegate* delegate) 
     std::lock_guard<std::mutex> g(g_mu);
     g_live.erase(d);
   }
+  if (d->plan && d->plan->session) {  // the session ends with its delegate: goodbye to the other parties
+    std::lock_guard<std::mutex> g(d->plan->mu);
+    d->plan->session->end();
+  }
   delete d;  // partitions keep the plan (and its session) alive through their shared_ptr
 }

@@ -5,6 +5,7 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <cstring>
 #include <memory>
 
 #include "cpu.h"
@@ -17,6 +18,9 @@
 
 namespace py = pybind11;
 using namespace mpc;
+
+void bind_network(py::module_& m);  // bindings_net.cc
+void bind_fuzz(py::module_& m);     // bindings_fuzz.cc
 
 namespace {
 
@@ -211,15 +215,22 @@ ConvGeom geom_from(const Secret& x, const Secret& w, bool depthwise, py::object 
 
 }  // namespace
 
+// A message that is not valid UTF-8 (it may quote a file) must not turn into a UnicodeDecodeError.
+static void set_error(PyObject* type, const char* what) {
+  PyObject* msg = PyUnicode_DecodeUTF8(what, static_cast<Py_ssize_t>(std::strlen(what)), "replace");
+  PyErr_SetObject(type, msg);
+  Py_XDECREF(msg);
+}
+
 PYBIND11_MODULE(_native, m) {
   m.doc() = "tflite-mpc native engine";
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
     } catch (const ArgError& e) {
-      PyErr_SetString(PyExc_ValueError, e.what());
+      set_error(PyExc_ValueError, e.what());
     } catch (const Error& e) {
-      PyErr_SetString(PyExc_RuntimeError, e.what());
+      set_error(PyExc_RuntimeError, e.what());
     }
   });
 
@@ -281,6 +292,8 @@ PYBIND11_MODULE(_native, m) {
       py::arg("M"), py::arg("K"), py::arg("N"), py::arg("repeat") = 5);
 
   // ---- delegate side (the same library is the TFLite plugin)
+  bind_network(m);
+  bind_fuzz(m);
   m.def("delegate_last_error", &tflite_mpc::last_error);
   m.def("validate_options", [](const std::map<std::string, std::string>& kv) {
     std::vector<std::pair<std::string, std::string>> v(kv.begin(), kv.end());

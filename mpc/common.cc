@@ -13,6 +13,15 @@ std::string shape_str(const Shape& s) {
   return o.str();
 }
 
+std::string printable(const std::string& s, size_t max) {
+  std::string out;
+  for (char ch : s) {
+    if (out.size() >= max) return out + "...";
+    out += (ch >= 0x20 && ch < 0x7f) ? ch : '?';
+  }
+  return out;
+}
+
 void Pub::check(size_t n, const char* what) const {
   if (v.empty() || (v.size() != 1 && (n % v.size()) != 0))
     throw ArgError(std::string(what) + ": public constant of size " + std::to_string(v.size()) +

@@ -32,6 +32,10 @@ inline size_t shape_size(const Shape& s) {
 
 std::string shape_str(const Shape& s);
 
+// Untrusted text (from a peer or an input file) made safe for an error message
+// or a log line: printable ASCII ('?' for anything else), at most `max` characters.
+std::string printable(const std::string& s, size_t max = 80);
+
 // Public constants broadcast over a tensor: size 1 (scalar), size n (one per
 // element) or size c dividing n (per channel, channel = innermost axis, NHWC).
 struct Pub {

@@ -1,5 +1,7 @@
 #include "session.h"
 
+#include "wire.h"
+
 namespace mpc {
 
 RemoteSession::RemoteSession(const std::string& protocol, const TcpOptions& opt)
@@ -7,10 +9,23 @@ RemoteSession::RemoteSession(const std::string& protocol, const TcpOptions& opt)
   net_ = std::make_unique<TcpNetwork>(opt);
   tr_ = net_->endpoint();
   comm_ = std::make_unique<Comm>(*tr_, stats_);
-  proto_ = make_protocol(protocol, *comm_);
+  try {
+    proto_ = make_protocol(protocol, *comm_);  // one round with the other parties
+  } catch (const SessionEnded&) {
+    throw;
+  } catch (...) {
+    net_->close("after an error");
+    throw;
+  }
 }
 
-RemoteSession::~RemoteSession() = default;
+RemoteSession::~RemoteSession() { end(); }
+
+void RemoteSession::end() {
+  if (ended_) return;
+  ended_ = true;
+  net_->close(failed_ ? "after an error" : "finished");
+}
 
 Protocol& RemoteSession::party(int i) {
   if (i != me_) throw Error("party " + std::to_string(i) + " is not hosted in this process");
@@ -23,12 +38,17 @@ Stats& RemoteSession::stats(int i) {
 }
 
 void RemoteSession::run(const std::function<void(int, Protocol&)>& fn) {
+  if (ended_) throw Error("party " + std::to_string(me_) + ": the session has ended; create a new one");
   if (broken_) throw Error("the session with the other parties failed earlier; create a new one");
   try {
     fn(me_, *proto_);
   } catch (const ArgError&) {
     throw;
+  } catch (const SessionEnded&) {
+    broken_ = true;  // a peer left: no failure of ours
+    throw;
   } catch (...) {
+    failed_ = true;
     broken_ = true;  // the parties may be out of step now
     throw;
   }

@@ -21,6 +21,9 @@ class Session {
   virtual Stats& stats(int i) = 0;
   // Runs fn for every party hosted here (concurrently if several).
   virtual void run(const std::function<void(int, Protocol&)>& fn) = 0;
+  // Ends the session for good (a distributed session says goodbye to the other
+  // parties); later runs fail. Idempotent.
+  virtual void end() {}
 
  private:
   // Destroyed after the derived session's members (its buffers are back in the
@@ -35,16 +38,21 @@ class RemoteSession : public Session {
   // Connects, authenticates and checks the hello with every other party, then
   // sets up the protocol (one more round). Throws Error on any failure.
   RemoteSession(const std::string& protocol, const TcpOptions& opt);
+  // Ends the session (end()).
   ~RemoteSession() override;
   int parties() const override { return n_; }
   bool is_local(int p) const override { return p == me_; }
   Protocol& party(int i) override;
   Stats& stats(int i) override;
   void run(const std::function<void(int, Protocol&)>& fn) override;
+  // Goodbye "finished", or "after an error" once a run failed here.
+  void end() override;
 
  private:
   int me_, n_;
-  bool broken_ = false;
+  bool broken_ = false;   // a run failed: the parties may be out of step
+  bool failed_ = false;   // ... because of an error here (not a peer that left)
+  bool ended_ = false;
   std::unique_ptr<TcpNetwork> net_;
   std::unique_ptr<Transport> tr_;
   Stats stats_;

@@ -15,93 +15,14 @@ import pytest
 import tflite_mpc
 from tflite_mpc import cli, modelgen
 
-TIMEOUT = 6  # seconds: the configured per-wait timeout in these tests
-
-
-def free_ports(n):
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
-
-
-def write_config(d, ports, transport="tls", ca="certs/ca.pem", certs="certs", timeout=TIMEOUT, **extra):
-    cfg = {"protocol": "rep3", "truncation": "exact", "transport": transport, "timeout": timeout, "ca": ca,
-           "roles": {"data_owner": 0, "model_owner": 1, "output_to": [0]},
-           "parties": [{"id": i, "host": "127.0.0.1", "port": ports[i], "cert": f"{certs}/party{i}.pem",
-                        "key": f"{certs}/party{i}.key"} for i in range(3)]}
-    cfg.update(extra)
-    path = os.path.join(d, "parties.json")
-    with open(path, "w") as f:
-        json.dump(cfg, f)
-    return path
+from distributed_helpers import TIMEOUT, Parties, client, free_ports, infer, make_session, write_config
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     d = str(tmp_path_factory.mktemp("dist"))
-    cfg = write_config(d, free_ports(3))
-    cli.make_certs(cfg, os.path.join(d, "certs"), days=2)
-    model, xs, _, _ = modelgen.digits_cnn()  # conv, conv, max pool, reshape, fully connected, softmax
-    paths = {"model": os.path.join(d, "model.tflite"), "public": os.path.join(d, "public.tflite")}
-    with open(paths["model"], "wb") as f:
-        f.write(model)
-    with open(paths["public"], "wb") as f:
-        f.write(cli.strip_model(model))
+    cfg, model, paths = make_session(d)
     return d, cfg, model, paths
-
-
-class Parties:
-    """Party processes 1 and 2 (tflite-mpc party), stopped at exit."""
-
-    def __init__(self, cfg, models, d):
-        self.procs = {}
-        self.cfg, self.models, self.d = cfg, models, d
-
-    def start(self, pid, model=None, cfg=None):
-        path = os.path.join(self.d, f"party{pid}.log")
-        seen = open(path).read().count("waiting for the other parties") if os.path.exists(path) else 0
-        log = open(path, "a")
-        self.procs[pid] = subprocess.Popen(
-            [sys.executable, "-m", "tflite_mpc", "party", "--config", cfg or self.cfg, "--id", str(pid),
-             "--model", model or self.models[pid]], stdout=log, stderr=log, cwd=self.d)
-        # Start-up (importing TensorFlow) can take longer than the session timeout on a busy
-        # machine: return once the party is about to connect.
-        deadline = time.time() + 120
-        while time.time() < deadline and self.procs[pid].poll() is None:
-            if open(path).read().count("waiting for the other parties") > seen:
-                break
-            time.sleep(0.1)
-        return self.procs[pid]
-
-    def stop(self):
-        for p in self.procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in self.procs.values():
-            try:
-                p.wait(timeout=TIMEOUT + 10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-
-
-def client(cfg, public, **kw):
-    d = tflite_mpc.load_delegate(parties=cfg, party=0, **kw)
-    it = modelgen._interp_api()[0](model_path=public, experimental_delegates=[d])
-    it.allocate_tensors()
-    return it, d
-
-
-def infer(it, x):
-    it.set_tensor(it.get_input_details()[0]["index"], x)
-    it.invoke()
-    return it.get_tensor(it.get_output_details()[0]["index"])
 
 
 def test_tls_three_processes_match_local_mode(setup):

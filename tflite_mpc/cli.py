@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -26,8 +27,10 @@ def _log(msg: str) -> None:
 def serve(config: str, party: int, model: str, runtime: str | None = None, max_sessions: int | None = None) -> int:
     """Serve secure inferences as `party` until SIGTERM/SIGINT: connect to the other
     parties, run one inference per invoke of the data owner, and after the session
-    ends (a peer left, timed out or was refused) wait for the next one."""
+    ends (the data owner finished, a peer left, timed out or was refused) wait for
+    the next one. A signal ends the current session at once, whatever it waits for."""
     import tflite_mpc
+    from . import _native
     from .modelgen import _interp_api
 
     if not os.path.exists(model):
@@ -41,41 +44,54 @@ def serve(config: str, party: int, model: str, runtime: str | None = None, max_s
     stop = threading.Event()
 
     def on_signal(signum, _frame):
-        _log(f"party {party}: signal {signum}, shutting down")
+        if not stop.is_set():
+            _log(f"party {party}: signal {signum}, shutting down")
         stop.set()
-        raise KeyboardInterrupt
 
+    # The native session code may wait with the GIL held (while TFLite applies the
+    # delegate, which connects): Python's C-level handler writes the signal number
+    # to the wakeup pipe without the GIL, and a native thread ends every session.
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal.set_wakeup_fd(wake_w)
+    _native.shutdown_on_wakeup_fd(wake_r)
+
+    def stopping():
+        return stop.is_set() or _native.shutting_down()
+
     Interpreter = _interp_api()[0]
     sessions = 0
-    try:
-        while not stop.is_set() and (max_sessions is None or sessions < max_sessions):
-            sessions += 1
-            it = d = None
-            try:
-                d = tflite_mpc.load_delegate(runtime, parties=config, party=party)
-                _log(f"party {party}: waiting for the other parties (session {sessions})")
-                it = Interpreter(model_path=model, experimental_delegates=[d])  # connects
-                it.allocate_tensors()
-                _log(f"party {party}: session {sessions} established")
-                n = 0
-                while not stop.is_set():
-                    it.invoke()
-                    n += 1
-                    _log(f"party {party}: inference {n} done")
-            except (RuntimeError, ValueError) as e:
-                if stop.is_set():
-                    break
-                msg = str(e).strip().splitlines()
-                _log(f"party {party}: session {sessions} ended: {msg[0] if msg else e}")
-                if "cannot load" in str(e):
-                    return 2  # unreadable certificate, key or CA file: fix the files, then restart
-                time.sleep(0.2)
-            finally:
-                del it, d
-    except KeyboardInterrupt:
-        pass
+    while not stopping() and (max_sessions is None or sessions < max_sessions):
+        sessions += 1
+        it = d = None
+        try:
+            d = tflite_mpc.load_delegate(runtime, parties=config, party=party)
+            _log(f"party {party}: waiting for the other parties (session {sessions})")
+            it = Interpreter(model_path=model, experimental_delegates=[d])  # connects
+            it.allocate_tensors()
+            _log(f"party {party}: session {sessions} established")
+            n = 0
+            while not stopping():
+                it.invoke()
+                n += 1
+                _log(f"party {party}: inference {n} done")
+        except (RuntimeError, ValueError) as e:
+            if stopping():
+                break
+            text = str(e)
+            left = re.search(r"party \d+ left the session \([^)]*\)", text)
+            if left:  # a goodbye: the data owner (or another party) ended the session
+                _log(f"party {party}: session {sessions} ended: {left.group(0)}")
+                continue
+            msg = [line for line in text.strip().splitlines() if line.strip()]
+            _log(f"party {party}: session {sessions} failed: {msg[0] if msg else e}")
+            if "cannot load" in text:
+                return 2  # unreadable certificate, key or CA file: fix the files, then restart
+            stop.wait(0.2)
+        finally:
+            del it, d  # ends the session: goodbye to the other parties
     _log(f"party {party}: stopped")
     return 0
 
@@ -156,7 +172,15 @@ def main(argv=None) -> int:
     c.add_argument("--days", type=int, default=365)
     a = ap.parse_args(argv)
     if a.cmd == "party":
-        return serve(a.config, a.id, a.model, a.runtime)
+        rc = serve(a.config, a.id, a.model, a.runtime)
+        # Exit at once: every session has said goodbye, and tearing TensorFlow down
+        # at interpreter exit takes about a second.
+        from . import _native
+
+        _native.close_sessions()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)
     if a.cmd == "strip":
         with open(a.model, "rb") as f:
             data = strip_model(f.read())
