@@ -45,11 +45,13 @@ std::set<MpcDelegate*>& g_live_ref() {
   return *s;
 }
 #define g_live g_live_ref()
-std::shared_ptr<Plan>& g_last_plan_ref() {
-  static auto* p = new std::shared_ptr<Plan>;
+// A copy of the last inference's report (the plan itself, with its session and
+// weight shares, ends with its delegate).
+std::unique_ptr<Report>& g_last_report_ref() {
+  static auto* p = new std::unique_ptr<Report>;
   return *p;
 }
-#define g_last_plan g_last_plan_ref()
+#define g_last_report g_last_report_ref()
 
 void set_last_error(const std::string& e) {
   std::lock_guard<std::mutex> g(g_mu);
@@ -558,7 +560,7 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
         if (i < static_cast<int>(l.party.size())) P.last.total[i].add(l.party[i]);
     {
       std::lock_guard<std::mutex> g(g_mu);
-      g_last_plan = part->plan;
+      g_last_report = std::make_unique<Report>(P.last);
     }
     return kTfLiteOk;
   } catch (const std::exception& e) {
@@ -747,7 +749,7 @@ Report* report_for(const void* delegate) {
 
 Report* last_report() {
   std::lock_guard<std::mutex> g(g_mu);
-  return g_last_plan ? &g_last_plan->last : nullptr;
+  return g_last_report ? g_last_report.get() : nullptr;
 }
 
 }  // namespace tflite_mpc

@@ -248,3 +248,22 @@ def test_fc_rounding_option():
     assert rep["fc_rounding"] == "double" and diff.max() == 1 and 0 < (diff > 0).sum() < 100
     with pytest.raises(ValueError, match="fc_rounding='twice'.*auto.*single.*double"):
         tflite_mpc.load_delegate(fc_rounding="twice")
+
+
+def test_nothing_of_an_inference_stays_in_memory_after_its_delegate():
+    """Item 10: once the interpreter and its delegate are gone, the plan (session,
+    weight shares) is gone and the pool's cached blocks are wiped; the last report
+    stays readable (a copy)."""
+    import gc
+    from tflite_mpc import _native
+    model = modelgen.conv2d(h=32, w=32, cin=8, cout=16)  # buffers large enough to be pooled
+    d = tflite_mpc.load_delegate(truncation="exact")
+    it = tf.lite.Interpreter(model_content=model, experimental_delegates=[d])
+    it.allocate_tensors()
+    it.set_tensor(it.get_input_details()[0]["index"], modelgen.random_input(model)[0])
+    it.invoke()
+    assert _native._pool_cached_nonzero_bytes() > 0
+    del it, d
+    gc.collect()
+    assert _native._pool_cached_nonzero_bytes() == 0
+    assert tflite_mpc.report(None)["layers"]
