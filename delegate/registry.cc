@@ -237,7 +237,7 @@ bool has_secure_kernel(int code) {
     case kTfLiteBuiltinAdd: case kTfLiteBuiltinSoftmax: case kTfLiteBuiltinReshape: case kTfLiteBuiltinSqueeze:
     case kTfLiteBuiltinLogistic: case kTfLiteBuiltinTanh: case kTfLiteBuiltinHardSwish: case kTfLiteBuiltinGelu:
     case kTfLiteBuiltinLeakyRelu: case kTfLiteBuiltinRelu: case kTfLiteBuiltinRelu6: case kTfLiteBuiltinReluN1To1:
-    case kTfLiteBuiltinRelu0To1: case kTfLiteBuiltinQuantize:
+    case kTfLiteBuiltinRelu0To1: case kTfLiteBuiltinQuantize: case kTfLiteBuiltinPrelu:
       return true;
     default:
       return false;
@@ -327,6 +327,8 @@ std::unique_ptr<Kernel> build_kernel(const NodeView& n) {
       require(b, "missing LEAKY_RELU parameters");
       return make_elementwise(Elementwise::kLeakyRelu, b->alpha, n.input(0), n.output(0));
     }
+    case kTfLiteBuiltinPrelu:
+      return make_prelu(n.input(0), n.input(1), n.output(0));
     case kTfLiteBuiltinGelu: {
       auto* b = static_cast<const TfLiteGeluParams*>(n.node->builtin_data);
       const bool approximate = b && b->approximate;  // no parameters: GELU's default (exact)

@@ -14,6 +14,13 @@
 //   RELU, RELU6, RELU_N1_TO_1, RELU_0_TO_1   ReluX: requantize (s_in / s_out), clamp to
 //                    zp + round(bound / s_out)
 //   QUANTIZE (int8 -> int8)   Requantize: multiplier s_in / s_out, clamp
+// PRELU's alpha is a constant of the model, hence the model owner's secret: its
+// negative branch is not a public table. It mirrors reference_ops::BroadcastPrelu4DSlow:
+// x = q - zp_in; x >= 0: zp_out + MBQM(x, s_in / s_out); else zp_out + MBQM(x * (alpha -
+// zp_alpha), s_in * s_alpha / s_out); clamp. The identity branch and the sign of x are
+// public tables of q (one lookup), the alpha branch is a secret product and the
+// requantization of conv layers (exact, or probabilistic within 1 LSB), and the sign
+// selects between them with one more product.
 #include <cmath>
 #include <functional>
 #include <limits>
@@ -102,7 +109,85 @@ std::function<i64(int32_t)> relu_x(const TensorInfo& in, const TensorInfo& out, 
   return [=](int32_t q) { return std::min(hi, std::max(lo, zo + mul_by_quantized_multiplier(q - zi, m, s))); };
 }
 
+class Prelu : public Kernel {
+ public:
+  int alpha = -1;
+  std::vector<int64_t> alpha_index;  // per output element: its alpha element (broadcast)
+  Shape alpha_shape;
+  std::vector<mpc::u64> identity, negative;  // by uint8(q): identity branch, [q - zp_in < 0]
+  int32_t zp_in = 0, zp_alpha = 0, zp_out = 0, mult = 0;
+  int shift = 0;
+  const char* name() const override { return "PRELU"; }
+  void eval(Env& env) const override {
+    auto& p = env.p;
+    const Share& q = env.get(in());
+    std::vector<Share> t = mpc::lookup256(p, q, {identity, negative});
+    Share a = p.linear(env.get(alpha), q.shape, [&](const mpc::u64* s, mpc::u64* d) {
+      for (size_t i = 0; i < alpha_index.size(); ++i) d[i] = s[alpha_index[i]];
+    });
+    a = p.add_public(a, Pub(static_cast<mpc::u64>(-static_cast<int64_t>(zp_alpha))));
+    const Share x = p.add_public(q, Pub(static_cast<mpc::u64>(-static_cast<int64_t>(zp_in))));
+    // |x| <= 255, |alpha - zp| <= 255: the product fits int32
+    Share neg = requantize_output(env, p.mul(x, a), {mult}, {shift}, zp_out, -128, 127);
+    Share y = p.add(t[0], p.mul(t[1], p.sub(neg, t[0])));
+    y.shape = q.shape;
+    env.set(out(), std::move(y));
+  }
+};
+
 }  // namespace
+
+std::unique_ptr<Kernel> make_prelu(const TensorInfo& in, const TensorInfo& alpha, const TensorInfo& out) {
+  require_int8(in, "PRELU: input");
+  require_int8(alpha, "PRELU: alpha");
+  require_int8(out, "PRELU: output");
+  require(in.scales.size() == 1 && alpha.scales.size() == 1 && out.scales.size() == 1,
+          "PRELU: input, alpha and output must be quantized per tensor");
+  require(alpha.constant, "PRELU: alpha must be a constant tensor (a model weight)");
+  require(in.shape == out.shape, "PRELU: input and output shapes must match (no broadcast of the input)");
+  require(alpha.shape.size() <= in.shape.size(), "PRELU: alpha has more dimensions than the input");
+  auto k = std::make_unique<Prelu>();
+  // alpha broadcast to the input shape (right-aligned; each alpha dimension 1 or equal)
+  const size_t r = in.shape.size(), ra = alpha.shape.size();
+  for (size_t d = 0; d < ra; ++d) {
+    const int64_t ad = alpha.shape[d], id = in.shape[r - ra + d];
+    require(ad == 1 || ad == id, "PRELU: alpha shape " + mpc::shape_str(alpha.shape) + " does not broadcast to input shape " +
+                                     mpc::shape_str(in.shape));
+  }
+  const size_t n = in.size();
+  k->alpha_index.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    size_t rem = i, ai = 0, astride = 1;
+    for (size_t d = r; d-- > 0;) {
+      const int64_t dim = in.shape[d], c = static_cast<int64_t>(rem % dim);
+      rem /= dim;
+      if (d >= r - ra) {
+        const int64_t ad = alpha.shape[d - (r - ra)];
+        if (ad != 1) ai += c * astride;
+        astride *= ad;
+      }
+    }
+    k->alpha_index[i] = static_cast<int64_t>(ai);
+  }
+  const float si = in.scale(), sa = alpha.scale(), so = out.scale();
+  k->zp_in = in.zero_point();
+  k->zp_alpha = alpha.zero_point();
+  k->zp_out = out.zero_point();
+  int32_t m1;
+  int s1;
+  quantize_multiplier(static_cast<double>(si / so), &m1, &s1);
+  quantize_multiplier(static_cast<double>(si * sa / so), &k->mult, &k->shift);
+  for (int u = 0; u < 256; ++u) {
+    const i64 xq = static_cast<int8_t>(static_cast<uint8_t>(u)) - k->zp_in;
+    k->identity.push_back(static_cast<mpc::u64>(clamp8(k->zp_out + mul_by_quantized_multiplier(xq, m1, s1))));
+    k->negative.push_back(xq < 0 ? 1 : 0);
+  }
+  k->inputs = {in.index};
+  k->outputs = {out.index};
+  k->secret_constants = {alpha.index};
+  k->alpha = alpha.index;
+  return k;
+}
 
 std::unique_ptr<Kernel> make_elementwise(Elementwise op, float param, const TensorInfo& in, const TensorInfo& out) {
   static const char* names[] = {"LOGISTIC", "TANH", "HARD_SWISH", "GELU", "LEAKY_RELU", "RELU",

@@ -200,6 +200,26 @@ ACTIVATIONS += [dict(kind="quantize", in_scale=2.0, out_scale=os, out_zero_point
 ACTIVATIONS += [dict(kind="logistic", in_scale=3.0, n=1000, batch=2), dict(kind="hard_swish", in_scale=3.0, n=300)]
 
 
+PRELU = [dict(kind="prelu", **s) for s in SCALES] + [
+    dict(kind="prelu", alpha=2.0), dict(kind="prelu_channel", shape=(4, 4, 16)),
+    dict(kind="prelu_channel", shape=(5, 3, 8), alpha=1.0, in_scale=0.5, in_offset=1.0)]
+
+
+@pytest.mark.parametrize("p", PRELU, ids=[str(p) for p in PRELU])
+def test_prelu(p):
+    """PRELU's alpha is a (secret) model weight: exact mode bit-identical on all 256
+    input values, probabilistic within 1 LSB (the alpha branch is requantized like a conv)."""
+    b = modelgen.activation(**p)
+    assert modelgen.op_names(b) == ["PRELU"]
+    check_model(b, seeds=(0, 1), exact_bound=0, pr_bound=1, inputs_fn=_all_int8_values(b))
+
+
+def test_prelu_every_owner_assignment():
+    b = modelgen.activation("prelu_channel", shape=(4, 4, 16))
+    for d, m in ROLES:
+        check_model(b, seeds=(0,), pr=False, data_owner=d, model_owner=m, inputs_fn=_all_int8_values(b))
+
+
 def _all_int8_values(b):
     shape = modelgen.input_details(b)[0]["shape"]
     x = np.resize(np.arange(-128, 128, dtype=np.int8), int(np.prod(shape))).reshape(shape)

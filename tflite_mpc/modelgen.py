@@ -784,15 +784,22 @@ _ACTIVATIONS = {
     "relu6": lambda a: L.ReLU(max_value=6.0),
     "relu_n1_to_1": lambda a: L.Lambda(lambda t: tf.clip_by_value(t, -1.0, 1.0)),
     "elu": lambda a: L.ELU(),
+    # alpha (a weight) uniform in [-alpha, 1]; per element, or per channel of an HWC input
+    "prelu": lambda a: L.PReLU(alpha_initializer=keras.initializers.RandomUniform(-a, 1.0, seed=7)),
+    "prelu_channel": lambda a: L.PReLU(alpha_initializer=keras.initializers.RandomUniform(-a, 1.0, seed=7),
+                                       shared_axes=[1, 2]),
 }
 
 
 @_builder
 def activation(kind, n=256, in_scale=3.0, in_offset=0.0, alpha=0.2, out_scale=None,
-               out_zero_point=None, *, batch=1, int8_io=True, seed=0, n_calib=16):
-    """One element-wise activation on a [batch, n] input (no layer before it):
+               out_zero_point=None, shape=None, *, batch=1, int8_io=True, seed=0, n_calib=16):
+    """One element-wise activation on a [batch, n] (or [batch, *shape]) input
+    (no layer before it):
     ``kind`` in logistic, tanh, hard_swish, gelu (erf), gelu_approx (tanh form),
-    leaky_relu (``alpha``), relu, relu6, relu_n1_to_1 (tf.clip_by_value(x, -1, 1)
+    leaky_relu (``alpha``), prelu / prelu_channel (a PRELU whose constant alpha,
+    uniform in [-alpha, 1], has the input's shape / one value per channel of an
+    HWC ``shape``: shared_axes [1, 2]), relu, relu6, relu_n1_to_1 (tf.clip_by_value(x, -1, 1)
     converts to RELU_N1_TO_1), elu; and, patched from the relu model
     (``patch_op``), quantize (int8 -> int8 QUANTIZE: requantization from the
     input's to the output's quantization) and relu_0_to_1.  Calibration data
@@ -809,8 +816,9 @@ def activation(kind, n=256, in_scale=3.0, in_offset=0.0, alpha=0.2, out_scale=No
     patched = {"quantize": "QUANTIZE", "relu_0_to_1": "RELU_0_TO_1"}
     _seed(seed)
     layer = _ACTIVATIONS["relu" if kind in patched else kind](alpha)
-    m = _model([(n,)], lambda x: layer(x), batch)
-    b = convert_int8(m, _rand_data([(batch, n)], n_calib, seed, scales=[in_scale],
+    shape = (n,) if shape is None else tuple(shape)
+    m = _model([shape], lambda x: layer(x), batch)
+    b = convert_int8(m, _rand_data([(batch,) + shape], n_calib, seed, scales=[in_scale],
                                    offsets=[in_offset]),
                      int8_io=int8_io, seed=seed)
     if kind in patched:
