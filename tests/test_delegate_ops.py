@@ -236,6 +236,18 @@ def test_elementwise_activation(p):
     check_model(b, seeds=(0, 1), exact_bound=0, pr_bound=0, inputs_fn=_all_int8_values(b))
 
 
+CHAINS = ["logistic", "tanh", "hard_swish", "gelu", "gelu_approx", "leaky_relu", "prelu"]
+
+
+@pytest.mark.parametrize("kind", CHAINS)
+def test_dense_then_activation(kind):
+    # A secret FULLY_CONNECTED output feeds the activation (exact mode: bit-identical; in
+    # probabilistic mode the FC's 1-LSB rounding can be amplified by a steep activation).
+    b = modelgen.activation(kind, n=64, dense=48, batch=2)
+    assert modelgen.op_names(b)[0] == "FULLY_CONNECTED" and len(modelgen.op_names(b)) == 2
+    check_model(b, seeds=(0, 1), pr=False)
+
+
 def test_elementwise_float_io_edges():
     b = modelgen.activation("tanh", int8_io=False)
     assert modelgen.op_names(b) == ["QUANTIZE", "TANH", "DEQUANTIZE"]
@@ -263,4 +275,12 @@ def test_quantize_to_uint8_is_refused():
     out.quantization.zeroPoint = [0]
     b = mg._pack(b)
     with pytest.raises(RuntimeError, match=r"QUANTIZE.*output tensor must be int8, got uint8"):
+        tf.lite.Interpreter(model_content=b, experimental_delegates=[tflite_mpc.load_delegate()])
+
+
+def test_logistic_with_a_wrong_output_quantization_is_refused():
+    import tensorflow as tf
+    import tflite_mpc
+    b = modelgen.patch_op(modelgen.activation("relu"), "LOGISTIC")
+    with pytest.raises(RuntimeError, match=r"node 0 \(LOGISTIC\).*scale 1/256 and zero point -128"):
         tf.lite.Interpreter(model_content=b, experimental_delegates=[tflite_mpc.load_delegate()])

@@ -793,7 +793,8 @@ _ACTIVATIONS = {
 
 @_builder
 def activation(kind, n=256, in_scale=3.0, in_offset=0.0, alpha=0.2, out_scale=None,
-               out_zero_point=None, shape=None, *, batch=1, int8_io=True, seed=0, n_calib=16):
+               out_zero_point=None, shape=None, dense=None, *, batch=1, int8_io=True, seed=0,
+               n_calib=16):
     """One element-wise activation on a [batch, n] (or [batch, *shape]) input
     (no layer before it):
     ``kind`` in logistic, tanh, hard_swish, gelu (erf), gelu_approx (tanh form),
@@ -802,7 +803,10 @@ def activation(kind, n=256, in_scale=3.0, in_offset=0.0, alpha=0.2, out_scale=No
     HWC ``shape``: shared_axes [1, 2]), relu, relu6, relu_n1_to_1 (tf.clip_by_value(x, -1, 1)
     converts to RELU_N1_TO_1), elu; and, patched from the relu model
     (``patch_op``), quantize (int8 -> int8 QUANTIZE: requantization from the
-    input's to the output's quantization) and relu_0_to_1.  Calibration data
+    input's to the output's quantization) and relu_0_to_1.  ``dense`` (an int):
+    a Dense layer with that many units before the activation (FULLY_CONNECTED
+    -> op; not for the patched kinds; the converter does not fuse any of these
+    activations into the FULLY_CONNECTED, except relu / relu6 / relu_n1_to_1).  Calibration data
     ~ N(in_offset, in_scale^2) sets the input (and calibrated output)
     quantization; ``out_scale`` / ``out_zero_point`` override the output's
     (only for the patched ops).
@@ -817,7 +821,11 @@ def activation(kind, n=256, in_scale=3.0, in_offset=0.0, alpha=0.2, out_scale=No
     _seed(seed)
     layer = _ACTIVATIONS["relu" if kind in patched else kind](alpha)
     shape = (n,) if shape is None else tuple(shape)
-    m = _model([shape], lambda x: layer(x), batch)
+    if dense is not None and kind in patched:
+        raise ValueError(f"dense= is not available for {kind}")
+    pre = (L.Dense(dense, kernel_initializer=_init(seed), bias_initializer=_init(seed, "b"))
+           if dense is not None else None)
+    m = _model([shape], lambda x: layer(pre(x) if pre else x), batch)
     b = convert_int8(m, _rand_data([(batch,) + shape], n_calib, seed, scales=[in_scale],
                                    offsets=[in_offset]),
                      int8_io=int8_io, seed=seed)
