@@ -6,7 +6,7 @@
 //   hp1     = clz32(sum); R = one_over_one_plus_x_for_x_in_0_1((sum << hp1) - 2^31)
 //   out     = clamp(RDBPOT(SRDHM(R, e(d)), 35 - hp1) - 128)
 // Securely: e(d) and RDBPOT(e(d), 12) are public tables looked up with the bits
-// of d (two 16-way one-hots); clz comes from comparisons of sum with powers of
+// of d (mpc::lookup256: two 16-way one-hots); clz comes from comparisons of sum with powers of
 // two (the one-hot of the bit length is then linear); the Newton-Raphson steps
 // are exact SRDHMs (product + exact truncation).
 #include <cmath>
