@@ -283,7 +283,7 @@ std::shared_ptr<Plan> build_plan(TfLiteContext* ctx, const Options& opt, std::ve
             throw ArgError("it reads or writes variable tensor " + std::to_string(arr->data[k]) +
                            " (model state), which secure plans do not support");
       NodeView nv{ctx, node, reg, idx, opt.fc_single_rounding};
-      if (code == kTfLiteBuiltinQuantize) {
+      if (code == kTfLiteBuiltinQuantize && nv.input(0).type == DType::kFloat32) {  // int8 -> int8: a kernel
         st.in = nv.input(0);
         st.out = nv.output(0);
         const bool edge = std::find(plan->graph_inputs.begin(), plan->graph_inputs.end(), st.in.index) !=
@@ -297,9 +297,15 @@ std::shared_ptr<Plan> build_plan(TfLiteContext* ctx, const Options& opt, std::ve
         st.out = nv.output(0);
         require(st.in.type == DType::kInt8 && st.out.type == DType::kFloat32, "DEQUANTIZE must map int8 to float32");
         // It reveals its input: only allowed where that value is a declared model output.
+        std::string region;  // a float region DEQUANTIZE -> float op -> QUANTIZE: name the float op
+        for (int r : readers[st.out.index]) {
+          const size_t rp = std::find(order.begin(), order.end(), r) - order.begin();
+          if (rp < order.size()) region += (region.empty() ? "" : ", ") + node_label(r, nodes[rp].second->builtin_code);
+        }
         require(plan->consumers.count(st.out.index) == 0 && plan->graph_outputs.count(st.out.index),
                 "DEQUANTIZE is only supported on a model output (the recipient dequantizes after reveal); "
-                "tensor " + std::to_string(st.out.index) + " is not one of the interpreter's outputs");
+                "tensor " + std::to_string(st.out.index) + " is not one of the interpreter's outputs" +
+                    (region.empty() ? "" : " (it feeds a float region: " + region + ", which runs in float and has no secure kernel)"));
         st.kind = Step::kDequantizeOutput;
       } else {
         if (!has_secure_kernel(code))

@@ -109,10 +109,11 @@ const char* builtin_name(int code) {
     N(kTfLiteBuiltinShape, "SHAPE") N(kTfLiteBuiltinReduceMax, "REDUCE_MAX") N(kTfLiteBuiltinPack, "PACK")
     N(kTfLiteBuiltinUnpack, "UNPACK") N(kTfLiteBuiltinFill, "FILL")
     N(kTfLiteBuiltinResizeNearestNeighbor, "RESIZE_NEAREST_NEIGHBOR") N(kTfLiteBuiltinLeakyRelu, "LEAKY_RELU")
-    N(kTfLiteBuiltinMirrorPad, "MIRROR_PAD") N(kTfLiteBuiltinSplitV, "SPLIT_V") N(kTfLiteBuiltinElu, "ELU")
+    N(kTfLiteBuiltinMirrorPad, "MIRROR_PAD") N(kTfLiteBuiltinAbs, "ABS") N(kTfLiteBuiltinSplitV, "SPLIT_V") N(kTfLiteBuiltinElu, "ELU")
     N(kTfLiteBuiltinQuantize, "QUANTIZE") N(kTfLiteBuiltinHardSwish, "HARD_SWISH")
     N(kTfLiteBuiltinSelectV2, "SELECT_V2") N(kTfLiteBuiltinBatchMatmul, "BATCH_MATMUL")
     N(kTfLiteBuiltinBroadcastTo, "BROADCAST_TO") N(kTfLiteBuiltinGelu, "GELU")
+    N(kTfLiteBuiltinRelu0To1, "RELU_0_TO_1")
 #undef N
     default: return "builtin op";
   }
@@ -213,6 +214,16 @@ std::string public_signature(const NodeView& n) {
       if (p) o << p->activation;
       break;
     }
+    case kTfLiteBuiltinLeakyRelu: {
+      auto* p = static_cast<const TfLiteLeakyReluParams*>(b);
+      if (p) o << p->alpha;
+      break;
+    }
+    case kTfLiteBuiltinGelu: {
+      auto* p = static_cast<const TfLiteGeluParams*>(b);
+      if (p) o << p->approximate;
+      break;
+    }
     default:
       break;  // ops without parameters, or whose parameters this plugin does not declare
   }
@@ -224,6 +235,9 @@ bool has_secure_kernel(int code) {
     case kTfLiteBuiltinConv2d: case kTfLiteBuiltinDepthwiseConv2d: case kTfLiteBuiltinFullyConnected:
     case kTfLiteBuiltinAveragePool2d: case kTfLiteBuiltinMaxPool2d: case kTfLiteBuiltinMean:
     case kTfLiteBuiltinAdd: case kTfLiteBuiltinSoftmax: case kTfLiteBuiltinReshape: case kTfLiteBuiltinSqueeze:
+    case kTfLiteBuiltinLogistic: case kTfLiteBuiltinTanh: case kTfLiteBuiltinHardSwish: case kTfLiteBuiltinGelu:
+    case kTfLiteBuiltinLeakyRelu: case kTfLiteBuiltinRelu: case kTfLiteBuiltinRelu6: case kTfLiteBuiltinReluN1To1:
+    case kTfLiteBuiltinRelu0To1: case kTfLiteBuiltinQuantize: case kTfLiteBuiltinPrelu:
       return true;
     default:
       return false;
@@ -307,6 +321,30 @@ std::unique_ptr<Kernel> build_kernel(const NodeView& n) {
       auto* b = static_cast<const TfLiteSoftmaxParams*>(n.node->builtin_data);
       require(b, "missing SOFTMAX parameters");
       return make_softmax(b->beta, n.input(0), n.output(0));
+    }
+    case kTfLiteBuiltinLeakyRelu: {
+      auto* b = static_cast<const TfLiteLeakyReluParams*>(n.node->builtin_data);
+      require(b, "missing LEAKY_RELU parameters");
+      return make_elementwise(Elementwise::kLeakyRelu, b->alpha, n.input(0), n.output(0));
+    }
+    case kTfLiteBuiltinPrelu:
+      return make_prelu(n.input(0), n.input(1), n.output(0));
+    case kTfLiteBuiltinGelu: {
+      auto* b = static_cast<const TfLiteGeluParams*>(n.node->builtin_data);
+      const bool approximate = b && b->approximate;  // no parameters: GELU's default (exact)
+      return make_elementwise(approximate ? Elementwise::kGeluApprox : Elementwise::kGelu, 0.f, n.input(0), n.output(0));
+    }
+    case kTfLiteBuiltinLogistic: case kTfLiteBuiltinTanh: case kTfLiteBuiltinHardSwish: case kTfLiteBuiltinRelu:
+    case kTfLiteBuiltinRelu6: case kTfLiteBuiltinReluN1To1: case kTfLiteBuiltinRelu0To1:
+    case kTfLiteBuiltinQuantize: {  // QUANTIZE here: int8 -> int8 inside the graph
+      static const std::pair<int, Elementwise> ops[] = {
+          {kTfLiteBuiltinLogistic, Elementwise::kLogistic}, {kTfLiteBuiltinTanh, Elementwise::kTanh},
+          {kTfLiteBuiltinHardSwish, Elementwise::kHardSwish}, {kTfLiteBuiltinRelu, Elementwise::kRelu},
+          {kTfLiteBuiltinRelu6, Elementwise::kRelu6}, {kTfLiteBuiltinReluN1To1, Elementwise::kReluN1To1},
+          {kTfLiteBuiltinRelu0To1, Elementwise::kRelu0To1}, {kTfLiteBuiltinQuantize, Elementwise::kQuantize}};
+      for (auto [c, e] : ops)
+        if (c == code) return make_elementwise(e, 0.f, n.input(0), n.output(0));
+      return nullptr;
     }
     default:
       return nullptr;

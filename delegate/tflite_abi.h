@@ -538,6 +538,7 @@ typedef enum TfLiteBuiltinOperator {
   kTfLiteBuiltinLeakyRelu = 98,
   kTfLiteBuiltinSquaredDifference = 99,
   kTfLiteBuiltinMirrorPad = 100,
+  kTfLiteBuiltinAbs = 101,
   kTfLiteBuiltinSplitV = 102,
   kTfLiteBuiltinElu = 111,
   kTfLiteBuiltinQuantize = 114,
@@ -545,7 +546,8 @@ typedef enum TfLiteBuiltinOperator {
   kTfLiteBuiltinSelectV2 = 123,
   kTfLiteBuiltinBatchMatmul = 126,
   kTfLiteBuiltinBroadcastTo = 130,
-  kTfLiteBuiltinGelu = 150
+  kTfLiteBuiltinGelu = 150,
+  kTfLiteBuiltinRelu0To1 = 152
 } TfLiteBuiltinOperator;
 
 /* ======================================================================== */
@@ -706,6 +708,11 @@ typedef struct TfLiteGatherParams {
 typedef struct TfLiteLeakyReluParams {
   float alpha;
 } TfLiteLeakyReluParams;
+
+/* GELU */
+typedef struct TfLiteGeluParams {
+  bool approximate;
+} TfLiteGeluParams;
 
 /* TRANSPOSE_CONV */
 typedef struct TfLiteTransposeConvParams {
@@ -885,6 +892,7 @@ TFLITE_ABI_SIZE(TfLitePackParams, 8);
 TFLITE_ABI_SIZE(TfLiteShapeParams, 4);
 TFLITE_ABI_SIZE(TfLiteGatherParams, 8);
 TFLITE_ABI_SIZE(TfLiteLeakyReluParams, 4);
+TFLITE_ABI_SIZE(TfLiteGeluParams, 1);
 TFLITE_ABI_SIZE(TfLiteTransposeConvParams, 20);
 TFLITE_ABI_SIZE(TfLiteResizeParams, 2);
 

@@ -141,6 +141,13 @@ std::unique_ptr<Kernel> make_add(Act act, const TensorInfo& a, const TensorInfo&
 std::unique_ptr<Kernel> make_reshape(const TensorInfo& in, const TensorInfo& out);  // RESHAPE, SQUEEZE
 std::unique_ptr<Kernel> make_mean(const std::vector<int>& axes, const TensorInfo& in, const TensorInfo& out);
 std::unique_ptr<Kernel> make_softmax(float beta, const TensorInfo& in, const TensorInfo& out);
+// Element-wise int8 -> int8 ops evaluated as a public 256-entry table (kernels/elementwise.cc);
+// `param` is LEAKY_RELU's alpha (ignored otherwise).
+enum class Elementwise { kLogistic, kTanh, kHardSwish, kGelu, kLeakyRelu, kRelu, kRelu6, kReluN1To1, kRelu0To1,
+                         kQuantize, kGeluApprox };
+std::unique_ptr<Kernel> make_elementwise(Elementwise op, float param, const TensorInfo& in, const TensorInfo& out);
+// PRELU with a constant (secret) alpha, broadcast to the input.
+std::unique_ptr<Kernel> make_prelu(const TensorInfo& in, const TensorInfo& alpha, const TensorInfo& out);
 
 // QUANTIZE / DEQUANTIZE at the graph edges run in plaintext at the data owner
 // (before sharing) and at the output recipient (after reveal).

@@ -6,64 +6,24 @@
 //   hp1     = clz32(sum); R = one_over_one_plus_x_for_x_in_0_1((sum << hp1) - 2^31)
 //   out     = clamp(RDBPOT(SRDHM(R, e(d)), 35 - hp1) - 128)
 // Securely: e(d) and RDBPOT(e(d), 12) are public tables looked up with the bits
-// of d (two 16-way one-hots); clz comes from comparisons of sum with powers of
+// of d (mpc::lookup256: two 16-way one-hots); clz comes from comparisons of sum with powers of
 // two (the one-hot of the bit length is then linear); the Newton-Raphson steps
 // are exact SRDHMs (product + exact truncation).
 #include <cmath>
 
+#include "kernels/fixedpoint.h"
 #include "kernels/kernel.h"
 
 namespace tflite_mpc {
 namespace {
 
-using i64 = int64_t;
-constexpr i64 kI32Max = (i64(1) << 31) - 1;
-
-// ---- plaintext gemmlowp arithmetic, for the public tables
-i64 srdhm(i64 a, i64 b) {
-  if (a == -(i64(1) << 31) && b == a) return kI32Max;
-  const i64 ab = a * b, s = ab + (ab >= 0 ? (i64(1) << 30) : 1 - (i64(1) << 30));
-  return s >= 0 ? s >> 31 : -((-s) >> 31);
-}
-i64 rdbpot(i64 x, int e) {
-  const i64 mask = (i64(1) << e) - 1, rem = x & mask, thr = (mask >> 1) + (x < 0 ? 1 : 0);
-  return (x >> e) + (rem > thr ? 1 : 0);
-}
-i64 wrap32(i64 x) { return static_cast<int32_t>(static_cast<uint32_t>(static_cast<uint64_t>(x))); }
-i64 sat_mul_pot(i64 x, int e) {
-  if (e == 0) return x;
-  if (e < 0) return rdbpot(x, -e);
-  const i64 thr = (i64(1) << (31 - e)) - 1;
-  if (x > thr) return kI32Max;
-  if (x < -thr) return -(i64(1) << 31);
-  return wrap32(x * (i64(1) << e));
-}
-i64 exp_quarter(i64 a) {  // exp on [-1/4, 0), Q0.31
-  const i64 c = 1895147668, third = 715827883;
-  const i64 x = wrap32(a + (i64(1) << 28));
-  const i64 x2 = srdhm(x, x), x3 = srdhm(x2, x), x4 = srdhm(x2, x2), x4q = rdbpot(x4, 2);
-  const i64 poly = rdbpot(wrap32(srdhm(wrap32(x4q + x3), third) + x2), 1);
-  return wrap32(c + srdhm(c, wrap32(x + poly)));
-}
-i64 exp_negative(i64 a, int ibits) {
-  const int fbits = 31 - ibits;
-  const i64 quarter = i64(1) << (fbits - 2), mask = quarter - 1;
-  const i64 amq = wrap32((a & mask) - quarter);
-  i64 r = exp_quarter(sat_mul_pot(amq, ibits));
-  const i64 rem = wrap32(amq - a);
-  static const std::pair<int, i64> barrel[] = {{-2, 1672461947}, {-1, 1302514674}, {0, 790015084},
-                                               {1, 290630308},   {2, 39332535},    {3, 720401}, {4, 242}};
-  for (auto [e, m] : barrel)
-    if (ibits > e && (rem & (i64(1) << (fbits + e)))) r = srdhm(r, m);
-  if (ibits > 5 && a < -(i64(1) << (36 - ibits))) r = 0;
-  return a == 0 ? kI32Max : r;
-}
+using namespace fixedpoint;
 
 class Softmax : public Kernel {
  public:
   int64_t rows = 1, cols = 1;
   Shape shape;
-  std::vector<i64> exp_table, sum_table;  // by d = 0..255
+  std::vector<mpc::u64> exp_table, sum_table;  // by d = 0..255 (ring encoding)
   const char* name() const override { return "SOFTMAX"; }
 
   static Share broadcast_rows(mpc::Protocol& p, const Share& r, int64_t rows, int64_t cols) {
@@ -113,46 +73,10 @@ class Softmax : public Kernel {
     }
     x.shape = {n};
     Share dval = p.sub(broadcast_rows(p, cur, rows, cols), x);  // d = max - x in [0, 255]
-    // 2. bits of d -> two 16-way one-hots (low and high nibble)
-    std::vector<Share> b = p.bits(dval, 8);
-    std::vector<Share> pairs = p.products({{mpc::Product::kElementwise, &b[0], &b[1], {}},
-                                           {mpc::Product::kElementwise, &b[2], &b[3], {}},
-                                           {mpc::Product::kElementwise, &b[4], &b[5], {}},
-                                           {mpc::Product::kElementwise, &b[6], &b[7], {}}});
-    // one-hot of two bits (u, v) from u, v and uv: [(1-u)(1-v), u(1-v), (1-u)v, uv]
-    auto onehot4 = [&](const Share& u, const Share& v, const Share& uv) {
-      Share one = pub_share(p, u, 1);
-      return std::vector<Share>{p.add(p.sub(p.sub(one, u), v), uv), p.sub(u, uv), p.sub(v, uv), uv};
-    };
-    std::vector<Share> l01 = onehot4(b[0], b[1], pairs[0]), l23 = onehot4(b[2], b[3], pairs[1]);
-    std::vector<Share> h45 = onehot4(b[4], b[5], pairs[2]), h67 = onehot4(b[6], b[7], pairs[3]);
-    std::vector<mpc::Product> prods;
-    for (int hi = 0; hi < 4; ++hi)
-      for (int lo = 0; lo < 4; ++lo) prods.push_back({mpc::Product::kElementwise, &l23[hi], &l01[lo], {}});
-    for (int hi = 0; hi < 4; ++hi)
-      for (int lo = 0; lo < 4; ++lo) prods.push_back({mpc::Product::kElementwise, &h67[hi], &h45[lo], {}});
-    std::vector<Share> oh = p.products(prods);  // oh[0..16): low nibble, oh[16..32): high nibble
-    // 3. table lookups: T[d] = sum_h H_h * (sum_l L_l * T[16h + l]); inner sums are public-linear
-    std::vector<Share> inner_e, inner_s;
-    for (int h = 0; h < 16; ++h) {
-      Share ie = pub_share(p, oh[0], 0), is = pub_share(p, oh[0], 0);
-      for (int l = 0; l < 16; ++l) {
-        ie = p.add(ie, p.mul_public(oh[l], Pub(static_cast<uint64_t>(exp_table[16 * h + l]))));
-        is = p.add(is, p.mul_public(oh[l], Pub(static_cast<uint64_t>(sum_table[16 * h + l]))));
-      }
-      inner_e.push_back(std::move(ie));
-      inner_s.push_back(std::move(is));
-    }
-    prods.clear();
-    for (int h = 0; h < 16; ++h) prods.push_back({mpc::Product::kElementwise, &oh[16 + h], &inner_e[h], {}});
-    for (int h = 0; h < 16; ++h) prods.push_back({mpc::Product::kElementwise, &oh[16 + h], &inner_s[h], {}});
-    std::vector<Share> looked = p.products(prods);
-    Share e = looked[0], e12 = looked[16];
-    for (int h = 1; h < 16; ++h) {
-      e = p.add(e, looked[h]);
-      e12 = p.add(e12, looked[16 + h]);
-    }
-    // 4. sum of exps per row (Q12.19), in [2^19, 2^31)
+    // 2. table lookups of e(d) and RDBPOT(e(d), 12) (d in [0, 255] is its own index)
+    std::vector<Share> looked = mpc::lookup256(p, dval, {exp_table, sum_table});
+    const Share &e = looked[0], &e12 = looked[1];
+    // 3. sum of exps per row (Q12.19), in [2^19, 2^31)
     Share sum = p.linear(e12, {rows}, [&](const mpc::u64* s, mpc::u64* d) {
       for (int64_t r = 0; r < rows; ++r) {
         mpc::u64 t = 0;
@@ -160,7 +84,7 @@ class Softmax : public Kernel {
         d[r] = t;
       }
     });
-    // 5. c_j = [sum >= 2^j] for j = 20..30; position p of the top bit has one-hot c_p - c_{p+1}
+    // 4. c_j = [sum >= 2^j] for j = 20..30; position p of the top bit has one-hot c_p - c_{p+1}
     //    (c_19 = 1, c_31 = 0); P = 2^clz(sum) = sum_p onehot_p 2^(31-p) is linear in the c_j.
     std::vector<const Share*> diffs;
     std::vector<Share> dj;
@@ -174,7 +98,7 @@ class Softmax : public Kernel {
       Share c = p.add_public(p.neg(lt[j - 20]), Pub(1));
       P = p.add(P, p.mul_public(c, Pub(static_cast<uint64_t>(-(i64(1) << (31 - j))))));
     }
-    // 6. R = 1 / (1 + a), a = sum * P - 2^31 in [0, 2^31): gemmlowp Newton-Raphson
+    // 5. R = 1 / (1 + a), a = sum * P - 2^31 in [0, 2^31): gemmlowp Newton-Raphson
     Share a = p.add_public(p.mul(sum, P), Pub(static_cast<uint64_t>(-(i64(1) << 31))));
     Share hd = p.trunc(p.add_public(a, Pub(uint64_t(1) << 31)), Shifts(1));  // RoundingHalfSum(a, 1.0)
     Share xr = p.add_public(
@@ -187,7 +111,7 @@ class Softmax : public Kernel {
       xr = p.add(xr, p.mul_public(srdhm_s(p, xr, one_minus), Pub(4)));
     }
     Share R = p.mul_public(xr, Pub(2));  // Rescale<0>(ExactMulByPot<-1>(x)); never saturates here
-    // 7. out = clamp(RDBPOT(SRDHM(R, e), 35 - hp1) - 128); for v >= 0 the rounding shift
+    // 6. out = clamp(RDBPOT(SRDHM(R, e), 35 - hp1) - 128); for v >= 0 the rounding shift
     //    equals floor((v * 2^hp1 + 2^34) / 2^35).
     Share v = srdhm_s(p, broadcast_rows(p, R, rows, cols), e);
     Share z = p.trunc(p.add_public(p.mul(v, broadcast_rows(p, P, rows, cols)), Pub(uint64_t(1) << 34)), Shifts(35));
@@ -224,8 +148,8 @@ std::unique_ptr<Kernel> make_softmax(float beta, const TensorInfo& in, const Ten
   for (int d = 0; d < 256; ++d) {
     i64 e = 0;
     if (-d >= diff_min) e = exp_negative(srdhm(-static_cast<i64>(d) * (i64(1) << ls), mult), 5);
-    k->exp_table.push_back(e);
-    k->sum_table.push_back(rdbpot(e, 12));
+    k->exp_table.push_back(static_cast<mpc::u64>(e));
+    k->sum_table.push_back(static_cast<mpc::u64>(rdbpot(e, 12)));
   }
   k->inputs = {in.index};
   k->outputs = {out.index};

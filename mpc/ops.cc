@@ -1,5 +1,6 @@
 #include "ops.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace mpc {
@@ -161,6 +162,82 @@ Share requantize_pr(Protocol& p, const Share& x, const Pub& mult, const Shifts& 
   for (size_t i = 0; i < rs.size(); ++i) total[i] = 31 + rs[i];
   // x*2^ls*M / 2^(31+rs) with stochastic rounding: within 1 of the exact result.
   return p.trunc_pr(p.mul_public(x, scaled_mult(mult, ls, n)), Shifts(total));
+}
+
+}  // namespace mpc
+
+namespace mpc {
+
+std::vector<Share> lookup256(Protocol& p, const Share& x, const std::vector<std::vector<u64>>& tables) {
+  OpScope s(p.stats(), "lookup256");
+  for (auto& t : tables)
+    if (t.size() != 256) throw ArgError("lookup256: every table needs 256 entries");
+  const size_t n = x.size(), nt = tables.size();
+  const int64_t ni = static_cast<int64_t>(n);
+  // Peak memory matters for large tensors (a 1M-element table lookup): every
+  // intermediate is released as soon as its last reader is done.
+  std::vector<Share> oh;  // oh[0..16): low-nibble one-hot, oh[16..32): high-nibble one-hot
+  {
+    Share flat = p.linear(x, {ni}, [n](const u64* in, u64* out) { std::copy(in, in + n, out); });
+    std::vector<Share> b = p.bits(flat, 8);
+    flat = Share();
+    std::vector<Share> pairs = p.products({{Product::kElementwise, &b[0], &b[1], {}},
+                                           {Product::kElementwise, &b[2], &b[3], {}},
+                                           {Product::kElementwise, &b[4], &b[5], {}},
+                                           {Product::kElementwise, &b[6], &b[7], {}}});
+    // one-hot of two bits (u, v) from u, v and uv: [(1-u)(1-v), u(1-v), (1-u)v, uv]
+    auto onehot4 = [&](const Share& u, const Share& v, const Share& uv) {
+      return std::vector<Share>{p.add(p.sub(p.add_public(p.neg(u), Pub(1)), v), uv), p.sub(u, uv), p.sub(v, uv), uv};
+    };
+    std::vector<Share> l01 = onehot4(b[0], b[1], pairs[0]), l23 = onehot4(b[2], b[3], pairs[1]);
+    std::vector<Share> h45 = onehot4(b[4], b[5], pairs[2]), h67 = onehot4(b[6], b[7], pairs[3]);
+    b.clear();
+    pairs.clear();
+    std::vector<Product> prods;
+    for (int hi = 0; hi < 4; ++hi)
+      for (int lo = 0; lo < 4; ++lo) prods.push_back({Product::kElementwise, &l23[hi], &l01[lo], {}});
+    for (int hi = 0; hi < 4; ++hi)
+      for (int lo = 0; lo < 4; ++lo) prods.push_back({Product::kElementwise, &h67[hi], &h45[lo], {}});
+    oh = p.products(prods);
+  }
+  // inner[t][h] = sum_l L_l * T_t[16h + l]: public-linear in the low one-hot
+  Share low;
+  {
+    std::vector<const Share*> ptrs;
+    for (int l = 0; l < 16; ++l) ptrs.push_back(&oh[l]);
+    low = concat(ptrs);
+    for (int l = 0; l < 16; ++l) oh[l] = Share();
+  }
+  Share inner = p.linear(low, {static_cast<int64_t>(16 * nt) * ni}, [&](const u64* in, u64* out) {
+    for (size_t i = 0; i < n; ++i) {
+      u64 lo[16];
+      for (int l = 0; l < 16; ++l) lo[l] = in[l * n + i];
+      for (size_t t = 0; t < nt; ++t)
+        for (int h = 0; h < 16; ++h) {
+          const u64* tab = tables[t].data() + 16 * h;
+          u64 acc = 0;
+          for (int l = 0; l < 16; ++l) acc += lo[l] * tab[l];
+          out[(t * 16 + h) * n + i] = acc;
+        }
+    }
+  });
+  low = Share();
+  std::vector<Share> parts = split(inner, std::vector<Shape>(16 * nt, Shape{ni}));
+  inner = Share();
+  std::vector<Product> prods;
+  for (size_t t = 0; t < nt; ++t)
+    for (int h = 0; h < 16; ++h) prods.push_back({Product::kElementwise, &oh[16 + h], &parts[t * 16 + h], {}});
+  std::vector<Share> looked = p.products(prods);
+  parts.clear();
+  oh.clear();
+  std::vector<Share> out;
+  for (size_t t = 0; t < nt; ++t) {
+    Share r = looked[t * 16];
+    for (int h = 1; h < 16; ++h) r = p.add(r, looked[t * 16 + h]);
+    r.shape = x.shape;
+    out.push_back(std::move(r));
+  }
+  return out;
 }
 
 }  // namespace mpc

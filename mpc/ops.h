@@ -29,4 +29,11 @@ Share requantize_single(Protocol& p, const Share& x, const Pub& mult, const Shif
 // Same quantity, one probabilistic truncation: within 1 of the exact result.
 Share requantize_pr(Protocol& p, const Share& x, const Pub& mult, const Shifts& shift);
 
+// Exact secure lookup of public 256-entry tables at index x mod 256 (for an int8
+// value x that is the entry uint8(x)): bit decomposition of the low 8 bits, two
+// 16-way one-hots (low and high nibble), public-linear inner sums over the low
+// nibble, one product round with the high one-hot. Returns one share per table,
+// shaped like x. Rounds do not depend on the number of tables or elements.
+std::vector<Share> lookup256(Protocol& p, const Share& x, const std::vector<std::vector<u64>>& tables);
+
 }  // namespace mpc

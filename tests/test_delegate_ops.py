@@ -183,3 +183,104 @@ def test_conv2d_large_batch(p):
 @pytest.mark.parametrize("p", CONV_BATCH_SLOW, ids=[str(p) for p in CONV_BATCH_SLOW])
 def test_conv2d_large_batch_slow(p):
     check_model(modelgen.conv2d(**p), seeds=(0,), pr=False)
+
+
+# ---------------------------------------------------------------- element-wise activations, int8 -> int8 QUANTIZE
+# Each is a public 256-entry table built with TFLite's reference arithmetic and looked up
+# exactly: bit-identical to BUILTIN_REF in both truncation modes, on all 256 input values.
+# Calibration N(in_offset, in_scale^2) sets the input (and calibrated output) quantization.
+SCALES = [dict(in_scale=3.0), dict(in_scale=0.5, in_offset=1.0), dict(in_scale=20.0, in_offset=-5.0),
+          dict(in_scale=0.05, in_offset=-0.02)]
+ACTIVATIONS = [dict(kind=k, **s) for k in ("logistic", "tanh", "hard_swish", "gelu", "gelu_approx", "relu",
+                                             "relu6", "relu_n1_to_1", "relu_0_to_1") for s in SCALES]
+ACTIVATIONS += [dict(kind="leaky_relu", alpha=a, **s) for a in (0.2, 0.01, 1.5) for s in SCALES]
+ACTIVATIONS += [dict(kind="quantize", **s) for s in SCALES]
+ACTIVATIONS += [dict(kind="quantize", in_scale=2.0, out_scale=os, out_zero_point=oz)
+                for os, oz in ((0.01, 5), (1.0, -100), (0.0157, 127), (0.25, -128))]
+ACTIVATIONS += [dict(kind="logistic", in_scale=3.0, n=1000, batch=2), dict(kind="hard_swish", in_scale=3.0, n=300)]
+
+
+PRELU = [dict(kind="prelu", **s) for s in SCALES] + [
+    dict(kind="prelu", alpha=2.0), dict(kind="prelu_channel", shape=(4, 4, 16)),
+    dict(kind="prelu_channel", shape=(5, 3, 8), alpha=1.0, in_scale=0.5, in_offset=1.0)]
+
+
+@pytest.mark.parametrize("p", PRELU, ids=[str(p) for p in PRELU])
+def test_prelu(p):
+    """PRELU's alpha is a (secret) model weight: exact mode bit-identical on all 256
+    input values, probabilistic within 1 LSB (the alpha branch is requantized like a conv)."""
+    b = modelgen.activation(**p)
+    assert modelgen.op_names(b) == ["PRELU"]
+    check_model(b, seeds=(0, 1), exact_bound=0, pr_bound=1, inputs_fn=_all_int8_values(b))
+
+
+def test_prelu_every_owner_assignment():
+    b = modelgen.activation("prelu_channel", shape=(4, 4, 16))
+    for d, m in ROLES:
+        check_model(b, seeds=(0,), pr=False, data_owner=d, model_owner=m, inputs_fn=_all_int8_values(b))
+
+
+def _all_int8_values(b):
+    shape = modelgen.input_details(b)[0]["shape"]
+    x = np.resize(np.arange(-128, 128, dtype=np.int8), int(np.prod(shape))).reshape(shape)
+    return lambda seed: [x if seed == 0 else np.random.default_rng(seed).permutation(x.ravel()).reshape(shape)]
+
+
+@pytest.mark.parametrize("p", ACTIVATIONS, ids=[str(p) for p in ACTIVATIONS])
+def test_elementwise_activation(p):
+    b = modelgen.activation(**p)
+    want_op = {"logistic": "LOGISTIC", "gelu_approx": "GELU", "relu_0_to_1": "RELU_0_TO_1"}.get(p["kind"], p["kind"].upper())
+    assert modelgen.op_names(b) == [want_op]
+    if p["kind"].startswith("gelu"):
+        assert modelgen.op_details(b)[0]["options"]["approximate"] == (p["kind"] == "gelu_approx")
+    check_model(b, seeds=(0, 1), exact_bound=0, pr_bound=0, inputs_fn=_all_int8_values(b))
+
+
+CHAINS = ["logistic", "tanh", "hard_swish", "gelu", "gelu_approx", "leaky_relu", "prelu"]
+
+
+@pytest.mark.parametrize("kind", CHAINS)
+def test_dense_then_activation(kind):
+    # A secret FULLY_CONNECTED output feeds the activation (exact mode: bit-identical; in
+    # probabilistic mode the FC's 1-LSB rounding can be amplified by a steep activation).
+    b = modelgen.activation(kind, n=64, dense=48, batch=2)
+    assert modelgen.op_names(b)[0] == "FULLY_CONNECTED" and len(modelgen.op_names(b)) == 2
+    check_model(b, seeds=(0, 1), pr=False)
+
+
+def test_elementwise_float_io_edges():
+    b = modelgen.activation("tanh", int8_io=False)
+    assert modelgen.op_names(b) == ["QUANTIZE", "TANH", "DEQUANTIZE"]
+    check_model(b, exact_bound=0, pr_bound=0)
+
+
+def test_elu_float_region_is_refused_naming_it():
+    # The converter keeps ELU in float: DEQUANTIZE -> ELU -> QUANTIZE; the delegate refuses it.
+    import tensorflow as tf
+    import tflite_mpc
+    b = modelgen.activation("elu")
+    assert modelgen.op_names(b) == ["DEQUANTIZE", "ELU", "QUANTIZE"]
+    with pytest.raises(RuntimeError, match=r"node 0 \(DEQUANTIZE\).*float region: node 1 \(ELU\).*refused"):
+        tf.lite.Interpreter(model_content=b, experimental_delegates=[tflite_mpc.load_delegate()])
+
+
+def test_quantize_to_uint8_is_refused():
+    import tensorflow as tf
+    import tflite_mpc
+    from tflite_mpc import modelgen as mg
+    b = mg._parse(modelgen.activation("quantize"))
+    sg = b.subgraphs[0]
+    out = sg.tensors[sg.operators[0].outputs[0]]
+    out.type = 3  # UINT8
+    out.quantization.zeroPoint = [0]
+    b = mg._pack(b)
+    with pytest.raises(RuntimeError, match=r"QUANTIZE.*output tensor must be int8, got uint8"):
+        tf.lite.Interpreter(model_content=b, experimental_delegates=[tflite_mpc.load_delegate()])
+
+
+def test_logistic_with_a_wrong_output_quantization_is_refused():
+    import tensorflow as tf
+    import tflite_mpc
+    b = modelgen.patch_op(modelgen.activation("relu"), "LOGISTIC")
+    with pytest.raises(RuntimeError, match=r"node 0 \(LOGISTIC\).*scale 1/256 and zero point -128"):
+        tf.lite.Interpreter(model_content=b, experimental_delegates=[tflite_mpc.load_delegate()])

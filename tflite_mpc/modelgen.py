@@ -19,11 +19,13 @@ Conversion / oracle
     quantize(x, detail), dequantize(q, detail)
     random_input(model_bytes, seed=0) -> [np.ndarray]   int8 inputs for each input
     set_softmax_beta(model_bytes, beta) -> bytes
+    patch_op(model_bytes, op_name, out_scale=None, out_zero_point=None) -> bytes
     truncate(model_bytes, n_ops) -> bytes       first n ops, last op's output
 
 Single-op builders (each returns .tflite bytes, cached on disk)
     conv2d, depthwise_conv2d, fully_connected, average_pool2d, max_pool2d,
-    mean, add, softmax, reshape, flatten, squeeze
+    mean, add, softmax, reshape, flatten, squeeze, activation (element-wise
+    activations and int8 -> int8 QUANTIZE)
 
 Stock models
     mobilenet_v1(alpha, size), mobilenet_v2(alpha, size)
@@ -137,9 +139,9 @@ L = keras.layers
 __all__ = [
     "convert_int8", "run_tflite", "op_names", "op_counts", "op_details",
     "tensor_details", "input_details", "output_details", "quantize",
-    "dequantize", "random_input", "set_softmax_beta", "truncate", "cache_dir",
+    "dequantize", "random_input", "set_softmax_beta", "patch_op", "truncate", "cache_dir",
     "conv2d", "depthwise_conv2d", "fully_connected", "average_pool2d",
-    "max_pool2d", "mean", "add", "softmax", "reshape", "flatten", "squeeze",
+    "max_pool2d", "mean", "add", "softmax", "reshape", "flatten", "squeeze", "activation",
     "mobilenet_v1", "mobilenet_v2", "digits_cnn", "digits_data", "classify",
     "conversion_stats",
 ]
@@ -540,6 +542,31 @@ def truncate(model_bytes, n_ops) -> bytes:
     return _pack(m)
 
 
+def patch_op(model_bytes, op_name, *, out_scale=None, out_zero_point=None) -> bytes:
+    """Return a copy of a single-op model whose op is replaced by ``op_name``
+    (same tensors; the op must take no builtin options) and whose output
+    quantization is optionally overridden.  Used for ops the converter never
+    emits from Keras code with int8 I/O (int8 -> int8 QUANTIZE, RELU_0_TO_1)."""
+    m = _parse(model_bytes)
+    sg = m.subgraphs[0]
+    if len(sg.operators) != 1:
+        raise ValueError("patch_op expects a single-op model")
+    op = sg.operators[0]
+    code = getattr(_fb.BuiltinOperator, op_name)
+    oc = m.operatorCodes[op.opcodeIndex]
+    oc.builtinCode = code
+    oc.deprecatedBuiltinCode = min(code, _fb.BuiltinOperator.PLACEHOLDER_FOR_GREATER_OP_CODES)
+    oc.version = 1
+    op.builtinOptionsType = 0
+    op.builtinOptions = None
+    q = sg.tensors[op.outputs[0]].quantization
+    if out_scale is not None:
+        q.scale = [float(out_scale)]
+    if out_zero_point is not None:
+        q.zeroPoint = [int(out_zero_point)]
+    return _pack(m)
+
+
 # --------------------------------------------------------------------------
 # single-op builders
 # --------------------------------------------------------------------------
@@ -743,6 +770,67 @@ def softmax(n=10, beta=1.0, rows=None, *, batch=1, int8_io=True, seed=0,
                      int8_io=int8_io, seed=seed)
     if beta != 1.0:
         b = set_softmax_beta(b, beta)
+    return b
+
+
+_ACTIVATIONS = {
+    "logistic": lambda a: L.Activation("sigmoid"),
+    "tanh": lambda a: L.Activation("tanh"),
+    "hard_swish": lambda a: L.Activation("hard_swish"),
+    "gelu": lambda a: L.Lambda(lambda t: tf.nn.gelu(t, approximate=False)),
+    "gelu_approx": lambda a: L.Lambda(lambda t: tf.nn.gelu(t, approximate=True)),
+    "leaky_relu": lambda a: L.LeakyReLU(negative_slope=a),
+    "relu": lambda a: L.ReLU(),
+    "relu6": lambda a: L.ReLU(max_value=6.0),
+    "relu_n1_to_1": lambda a: L.Lambda(lambda t: tf.clip_by_value(t, -1.0, 1.0)),
+    "elu": lambda a: L.ELU(),
+    # alpha (a weight) uniform in [-alpha, 1]; per element, or per channel of an HWC input
+    "prelu": lambda a: L.PReLU(alpha_initializer=keras.initializers.RandomUniform(-a, 1.0, seed=7)),
+    "prelu_channel": lambda a: L.PReLU(alpha_initializer=keras.initializers.RandomUniform(-a, 1.0, seed=7),
+                                       shared_axes=[1, 2]),
+}
+
+
+@_builder
+def activation(kind, n=256, in_scale=3.0, in_offset=0.0, alpha=0.2, out_scale=None,
+               out_zero_point=None, shape=None, dense=None, *, batch=1, int8_io=True, seed=0,
+               n_calib=16):
+    """One element-wise activation on a [batch, n] (or [batch, *shape]) input
+    (no layer before it):
+    ``kind`` in logistic, tanh, hard_swish, gelu (erf), gelu_approx (tanh form),
+    leaky_relu (``alpha``), prelu / prelu_channel (a PRELU whose constant alpha,
+    uniform in [-alpha, 1], has the input's shape / one value per channel of an
+    HWC ``shape``: shared_axes [1, 2]), relu, relu6, relu_n1_to_1 (tf.clip_by_value(x, -1, 1)
+    converts to RELU_N1_TO_1), elu; and, patched from the relu model
+    (``patch_op``), quantize (int8 -> int8 QUANTIZE: requantization from the
+    input's to the output's quantization) and relu_0_to_1.  ``dense`` (an int):
+    a Dense layer with that many units before the activation (FULLY_CONNECTED
+    -> op; not for the patched kinds; the converter does not fuse any of these
+    activations into the FULLY_CONNECTED, except relu / relu6 / relu_n1_to_1).  Calibration data
+    ~ N(in_offset, in_scale^2) sets the input (and calibrated output)
+    quantization; ``out_scale`` / ``out_zero_point`` override the output's
+    (only for the patched ops).
+
+    Converter findings (TF 2.21): every kind above except elu stays one int8 op
+    (GELU with approximate=True/False in its options); ELU becomes a float
+    region DEQUANTIZE -> ELU (float) -> QUANTIZE; tf.clip_by_value(x, 0, 1)
+    becomes MINIMUM + RELU (no RELU_0_TO_1); LOGISTIC output is always scale
+    1/256, zero point -128, TANH 1/128 and 0.
+    """
+    patched = {"quantize": "QUANTIZE", "relu_0_to_1": "RELU_0_TO_1"}
+    _seed(seed)
+    layer = _ACTIVATIONS["relu" if kind in patched else kind](alpha)
+    shape = (n,) if shape is None else tuple(shape)
+    if dense is not None and kind in patched:
+        raise ValueError(f"dense= is not available for {kind}")
+    pre = (L.Dense(dense, kernel_initializer=_init(seed), bias_initializer=_init(seed, "b"))
+           if dense is not None else None)
+    m = _model([shape], lambda x: layer(pre(x) if pre else x), batch)
+    b = convert_int8(m, _rand_data([(batch,) + shape], n_calib, seed, scales=[in_scale],
+                                   offsets=[in_offset]),
+                     int8_io=int8_io, seed=seed)
+    if kind in patched:
+        b = patch_op(b, patched[kind], out_scale=out_scale, out_zero_point=out_zero_point)
     return b
 
 
