@@ -220,7 +220,7 @@ std::shared_ptr<Plan> build_plan(TfLiteContext* ctx, const Options& opt, std::ve
   if (ctx->GetExecutionPlan(ctx, &exec) != kTfLiteOk || !exec) throw mpc::Error("cannot read the execution plan");
   std::vector<int> order(exec->data, exec->data + exec->size);
   const size_t T = ctx->tensors_size;
-  std::vector<int> producer(T, -1);
+  std::vector<int> producer(T, -1), produced_at(T, -1);  // tensor -> node writing it, its position
   std::vector<std::vector<int>> readers(T);  // tensor -> nodes reading it
   std::vector<std::pair<TfLiteNode*, TfLiteRegistration*>> nodes(order.size());
   for (size_t pos = 0; pos < order.size(); ++pos) {
@@ -229,13 +229,35 @@ std::shared_ptr<Plan> build_plan(TfLiteContext* ctx, const Options& opt, std::ve
     if (ctx->GetNodeAndRegistration(ctx, order[pos], &node, &reg) != kTfLiteOk)
       throw mpc::Error("cannot read node " + std::to_string(order[pos]));
     nodes[pos] = {node, reg};
-    for (int k = 0; k < node->outputs->size; ++k)
-      if (node->outputs->data[k] >= 0) producer[node->outputs->data[k]] = order[pos];
+    for (int k = 0; k < node->outputs->size; ++k) {
+      const int t = node->outputs->data[k];
+      if (t < 0) continue;
+      if (producer[t] >= 0)
+        throw ArgError("tflite-mpc cannot run " + node_label(order[pos], reg->builtin_code) + ": it writes tensor " +
+                       std::to_string(t) + ", which node " + std::to_string(producer[t]) +
+                       " also writes (malformed model). The model is refused.");
+      producer[t] = order[pos];
+      produced_at[t] = static_cast<int>(pos);
+    }
     for (int k = 0; k < node->inputs->size; ++k)
       if (node->inputs->data[k] >= 0) {
         plan->consumers[node->inputs->data[k]]++;
         readers[node->inputs->data[k]].push_back(order[pos]);
       }
+  }
+  // TFLite's partitioner (PreviewDelegatePartitioning, ReplaceNodeSubsetsWithDelegateKernels)
+  // assumes every node reads only tensors computed before it: a node reading its own output
+  // or a later node's (a malformed model) crashes it, so such graphs are refused here.
+  for (size_t pos = 0; pos < order.size(); ++pos) {
+    TfLiteIntArray* in = nodes[pos].first->inputs;
+    for (int k = 0; k < in->size; ++k) {
+      const int t = in->data[k];
+      if (t >= 0 && produced_at[t] >= static_cast<int>(pos))
+        throw ArgError("tflite-mpc cannot run " + node_label(order[pos], nodes[pos].second->builtin_code) +
+                       ": it reads tensor " + std::to_string(t) + ", which node " + std::to_string(producer[t]) +
+                       (producer[t] == order[pos] ? " (itself)" : "") +
+                       " computes only later (malformed model: a cycle). The model is refused.");
+    }
   }
   plan->graph_outputs = declared_outputs(ctx, order, readers);
   std::vector<char> secret(T, 0);

@@ -2,6 +2,8 @@
 are ever revealed; any other path from secret data (the input, weights) to a value
 leaving the plan is refused, naming the node; weights shared by several nodes; the
 public-graph hash binds the whole graph but never the weights."""
+import copy
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -164,3 +166,32 @@ def test_graph_hash_binds_wiring_public_nodes_and_outputs_not_weights():
     stripped = strip_model(base)
     assert stripped != base
     assert graph_hash(stripped) == h
+
+
+# ---------------------------------------------------------------- found by tests/fuzz/fuzz_delegate.py
+def _malformed_wiring(kind):
+    e = Edit(modelgen.conv2d(k=3))
+    conv = e.ops[e.find(OP.CONV_2D)]
+    y = int(conv.outputs[0])
+    if kind == "self":  # the node reads its own output (the fuzzer's case: an op code changed to TRANSPOSE)
+        conv.inputs[0] = y
+        conv.opcodeIndex = e.opcode(OP.TRANSPOSE, 2)
+    elif kind == "later":  # the conv reads what a later node computes from its output
+        x = int(e.sg.inputs[0])
+        z = e.tensor(e.shape(x), T.INT8, "z", like=x)
+        conv.inputs[0] = z
+        e.add_op(OP.RESHAPE, [y, e.tensor([4], T.INT32, "s", data=np.asarray(e.shape(z), np.int32))], [z])
+    else:  # two nodes write the same tensor
+        e.ops.append(copy.deepcopy(conv))
+    return e.bytes()
+
+
+@pytest.mark.parametrize("kind", ["self", "later", "twice"])
+def test_node_reading_its_own_or_a_later_output_is_refused(kind):
+    # A node reading its own output or a later node's crashed TFLite's graph partitioner
+    # (SIGSEGV in PreviewDelegatePartitioning, which TFLite alone never calls on such a graph):
+    # the delegate now checks the wiring first and refuses the model. A tensor written by two
+    # nodes did not crash (it ran); it is refused by the same check.
+    why = "also writes" if kind == "twice" else "computes only later"
+    with pytest.raises(RuntimeError, match=f"{why}.*malformed model.*refused"):
+        interpreter(_malformed_wiring(kind))
