@@ -268,6 +268,9 @@ std::shared_ptr<Plan> build_plan(TfLiteContext* ctx, const Options& opt, std::ve
     // secure kernels) are public parameters of the graph.
     if (is_constant(ctx, static_cast<int>(t)) && ten.type != kTfLiteInt32 && ten.type != kTfLiteInt64)
       secret[t] = 1;
+    // A variable tensor is model state, or a graph input flagged variable (the data owner's
+    // input, set by the caller): never read in plaintext. Its readers are refused below.
+    if (ten.is_variable) secret[t] = 1;
     if (producer[t] < 0 && !is_constant(ctx, static_cast<int>(t)) && !ten.is_variable &&
         plan->consumers.count(static_cast<int>(t))) {
       secret[t] = 1;  // a graph input: the data owner's secret

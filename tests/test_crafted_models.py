@@ -195,3 +195,11 @@ def test_node_reading_its_own_or_a_later_output_is_refused(kind):
     why = "also writes" if kind == "twice" else "computes only later"
     with pytest.raises(RuntimeError, match=f"{why}.*malformed model.*refused"):
         interpreter(_malformed_wiring(kind))
+
+
+def test_graph_input_flagged_variable_is_refused():
+    # The data owner's input in a tensor flagged variable was not treated as secret: the
+    # SOFTMAX reading it was left to TFLite's plaintext kernel (the delegate ran nothing).
+    e = Edit(modelgen.softmax(n=6))
+    e.sg.tensors[int(e.sg.inputs[0])].isVariable = True
+    assert_refused(e.bytes(), e.find(OP.SOFTMAX), "SOFTMAX", "variable tensor")

@@ -58,7 +58,7 @@ def _worker_main():
     import resource
     resource.setrlimit(resource.RLIMIT_AS, (WORKER_MEM, WORKER_MEM))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    sys.path.insert(0, ROOT)
+    sys.path.append(ROOT)  # after $PYTHONPATH (the parent puts ROOT there too)
     import warnings
     warnings.simplefilter("ignore")
     import numpy as np
@@ -166,7 +166,7 @@ def _worker_main():
 
 class Worker:
     def __init__(self):
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), ROOT])))
         self.p = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--worker"], stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
         self.buf = b""
