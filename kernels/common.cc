@@ -29,8 +29,20 @@ void require(bool ok, const std::string& what) {
 }
 
 void require_int8(const TensorInfo& t, const char* role) {
-  require(t.type == DType::kInt8, std::string(role) + " tensor must be int8, got " + dtype_name(t.type));
-  require(!t.scales.empty(), std::string(role) + " tensor has no quantization parameters");
+  const std::string r(role);
+  require(t.type == DType::kInt8, r + " tensor must be int8, got " + dtype_name(t.type));
+  require(!t.scales.empty(), r + " tensor has no quantization parameters");
+  // Hostile quantization parameters give a clear error instead of a result that differs
+  // from TFLite's: only weights may be per-channel; scales must be finite (and positive for
+  // values, which are divided by), zero points int8.
+  const bool weights = r == "filter";
+  require(weights || (t.scales.size() == 1 && t.zero_points.size() <= 1),
+          r + " tensor must be quantized per tensor (one scale and zero point)");
+  for (float s : t.scales)
+    require(std::isfinite(s) && (s > 0 || (weights && s == 0)),
+            r + " tensor has quantization scale " + std::to_string(s) + " (must be finite and positive)");
+  for (int32_t z : t.zero_points)
+    require(z >= -128 && z <= 127, r + " tensor has zero point " + std::to_string(z) + " (outside the int8 range)");
 }
 
 void quantize_multiplier(double m, int32_t* q, int* shift) {

@@ -15,6 +15,9 @@ from crafted import OP, T, Edit, fb, keras, tiny
 from secure import check_model, run_secure
 
 
+OP_NAMES = {v: k for k, v in vars(OP).items() if not k.startswith("_")}
+
+
 def interpreter(b, **opts):
     return tf.lite.Interpreter(model_content=b,
                                experimental_delegates=[tflite_mpc.load_delegate(truncation="exact", **opts)])
@@ -203,3 +206,44 @@ def test_graph_input_flagged_variable_is_refused():
     e = Edit(modelgen.softmax(n=6))
     e.sg.tensors[int(e.sg.inputs[0])].isVariable = True
     assert_refused(e.bytes(), e.find(OP.SOFTMAX), "SOFTMAX", "variable tensor")
+
+
+def _quant(e, t, scales=None, zero_points=None):
+    q = e.sg.tensors[t].quantization
+    if scales is not None:
+        q.scale = np.asarray(scales, np.float32)
+    if zero_points is not None:
+        q.zeroPoint = np.asarray(zero_points, np.int64)
+
+
+@pytest.mark.parametrize("case", ["weight scale -inf", "output scale inf", "output per-channel",
+                                  "output zero point 2^20"])
+def test_hostile_quantization_is_refused(case):
+    # Each ran and gave an output that differs from TFLite's reference kernels.
+    if case == "output zero point 2^20":
+        e = Edit(modelgen.add(shape=(2, 3, 4), activation="relu"))
+        n, role = e.find(OP.ADD), "output"
+        _quant(e, int(e.ops[n].outputs[0]), zero_points=[1 << 20])
+    else:
+        e = Edit(modelgen.fully_connected(batch=2, in_features=8, out_features=4))
+        n = e.find(OP.FULLY_CONNECTED)
+        w, y = int(e.ops[n].inputs[1]), int(e.ops[n].outputs[0])
+        if case == "weight scale -inf":
+            role = "filter"
+            _quant(e, w, scales=[0.005, -np.inf, 0.004, 0.004])
+        elif case == "output scale inf":
+            role = "output"
+            _quant(e, y, scales=[np.inf])
+        else:
+            role = "output"
+            _quant(e, y, scales=[0.5, 0.5], zero_points=[0, 0])
+    assert_refused(e.bytes(), n, OP_NAMES[e.op_code(e.ops[n])], f"{role} tensor")
+
+
+def test_reshape_reading_its_data_as_the_new_shape_is_refused():
+    # RESHAPE(x, x): TFLite reads the int8 input as the shape and fails; the delegate ignored
+    # the shape input and returned the data under the output's static shape.
+    e = Edit(modelgen.reshape(in_shape=(2, 2, 3), out_shape=(4, 3)))
+    n = e.find(OP.RESHAPE)
+    e.ops[n].inputs[1] = e.ops[n].inputs[0]
+    assert_refused(e.bytes(), n, "RESHAPE", "must be an int32 tensor")
