@@ -489,7 +489,10 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
             if (env.vals.count(c)) continue;
             TensorInfo info = tensor_info(ctx, c);
             Vec v;
-            if (i == opt.model_owner) v = encode_constant(info);
+            if (i == opt.model_owner) {
+              v = encode_constant(info);
+              st.kernel->check_owner_constant(c, v);
+            }
             env.set(c, p.input(opt.model_owner, info.shape, i == opt.model_owner ? v.data() : nullptr));
           }
           st.kernel->prepare(env);

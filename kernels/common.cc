@@ -152,7 +152,22 @@ int secret_weights(Kernel& k, const char* op, const TensorInfo& filter, const Te
   require(bias->type == DType::kInt32 && bias->constant, std::string(op) + ": bias must be a constant int32 tensor");
   require(static_cast<int64_t>(bias->size()) == channels, std::string(op) + ": bias size must equal output channels");
   k.secret_constants.push_back(bias->index);
+  k.acc_bias = bias->index;
+  k.acc_terms = channels > 0 ? static_cast<int64_t>(filter.size()) / channels : 0;
   return bias->index;
+}
+
+void Kernel::check_owner_constant(int index, const Vec& values) const {
+  if (index != acc_bias) return;
+  // |sum of acc_terms products (input + offset) * weight| <= acc_terms * 255 * 128
+  const int64_t bound = (int64_t(1) << 31) - 1 - acc_terms * 255 * 128;
+  for (size_t c = 0; c < values.size(); ++c) {
+    const int64_t b = static_cast<int64_t>(values[c]);
+    require(b <= bound && -b <= bound + 1,
+            std::string(name()) + ": bias " + std::to_string(b) + " of output channel " + std::to_string(c) +
+                " could overflow TFLite's int32 accumulator (" + std::to_string(acc_terms) +
+                " products per output); the model owner refuses to share it");
+  }
 }
 
 }  // namespace tflite_mpc

@@ -247,3 +247,18 @@ def test_reshape_reading_its_data_as_the_new_shape_is_refused():
     n = e.find(OP.RESHAPE)
     e.ops[n].inputs[1] = e.ops[n].inputs[0]
     assert_refused(e.bytes(), n, "RESHAPE", "must be an int32 tensor")
+
+
+@pytest.mark.parametrize("code,bias", [(OP.CONV_2D, 2**31 - 1), (OP.FULLY_CONNECTED, -2**31)])
+def test_bias_that_could_overflow_the_int32_accumulator_is_refused(code, bias):
+    # TFLite's int32 accumulator wraps with such a bias; the ring does not: the result differed.
+    # Only the model owner sees the bias: its party refuses to share it, and invoke() fails.
+    b = modelgen.conv2d(k=3) if code == OP.CONV_2D else modelgen.fully_connected(batch=2, in_features=8)
+    e = Edit(b)
+    t = e.sg.tensors[int(e.ops[e.find(code)].inputs[2])]
+    v = np.frombuffer(bytes(e.m.buffers[t.buffer].data), np.int32).copy()
+    v[1] = bias
+    e.m.buffers[t.buffer].data = np.frombuffer(v.tobytes(), np.uint8).copy()
+    b = e.bytes()
+    with pytest.raises(RuntimeError, match="bias .* of output channel 1 could overflow TFLite's int32 accumulator"):
+        run_secure(b, modelgen.random_input(b, seed=0))
