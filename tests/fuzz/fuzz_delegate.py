@@ -95,7 +95,12 @@ def _worker_main():
         it.invoke()
         outs = [it.get_tensor(d["index"]).copy() for d in it.get_output_details()]
         layers = tflite_mpc.report(dels[0])["layers"] if delegate and tflite_mpc.report(dels[0]) else []
-        ops = it._get_ops_details() if not delegate else None
+        ops = None
+        if not delegate:
+            try:
+                ops = it._get_ops_details()
+            except Exception:  # noqa: BLE001 - e.g. a tensor name that is not UTF-8: no taint check
+                pass
         return outs, layers, ops
 
     def plaintext_secret_nodes(model, ops, delegated):
@@ -145,6 +150,7 @@ def _worker_main():
             res = dict(done=stage, ok=True)
             if ref is not None:
                 want, ops = ref
+                ops = ops or []
                 diff = None
                 if len(want) != len(outs):
                     diff = f"{len(outs)} outputs, reference {len(want)}"
