@@ -138,6 +138,9 @@ OutputQuant output_quant(const char* op, const TensorInfo& in, const TensorInfo&
             : static_cast<double>(in.scale()) * static_cast<double>(filter.scales[ns == 1 ? 0 : c]) /
                   static_cast<double>(out.scale());
     quantize_multiplier(eff, &q.mult[c], &q.shift[c]);
+    // TFLite shifts an int32 accumulator left by a positive shift (it wraps, the ring does not)
+    require(q.shift[c] <= 0, std::string(op) + ": effective output scale " + std::to_string(eff) +
+                                 " (input scale x weight scale / output scale) must be below 1");
   }
   q.input_offset = -in.zero_point();
   q.zp_out = out.zero_point();

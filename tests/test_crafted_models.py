@@ -217,27 +217,30 @@ def _quant(e, t, scales=None, zero_points=None):
 
 
 @pytest.mark.parametrize("case", ["weight scale -inf", "output scale inf", "output per-channel",
-                                  "output zero point 2^20"])
+                                  "output zero point 2^20", "output scale 1e-10"])
 def test_hostile_quantization_is_refused(case):
     # Each ran and gave an output that differs from TFLite's reference kernels.
     if case == "output zero point 2^20":
         e = Edit(modelgen.add(shape=(2, 3, 4), activation="relu"))
-        n, role = e.find(OP.ADD), "output"
+        n, why = e.find(OP.ADD), "output tensor"
         _quant(e, int(e.ops[n].outputs[0]), zero_points=[1 << 20])
     else:
         e = Edit(modelgen.fully_connected(batch=2, in_features=8, out_features=4))
         n = e.find(OP.FULLY_CONNECTED)
         w, y = int(e.ops[n].inputs[1]), int(e.ops[n].outputs[0])
         if case == "weight scale -inf":
-            role = "filter"
+            why = "filter tensor"
             _quant(e, w, scales=[0.005, -np.inf, 0.004, 0.004])
         elif case == "output scale inf":
-            role = "output"
+            why = "output tensor"
             _quant(e, y, scales=[np.inf])
+        elif case == "output scale 1e-10":  # effective multiplier > 1: TFLite's int32 left shift wraps
+            why = "effective output scale"
+            _quant(e, y, scales=[1e-10])
         else:
-            role = "output"
+            why = "output tensor"
             _quant(e, y, scales=[0.5, 0.5], zero_points=[0, 0])
-    assert_refused(e.bytes(), n, OP_NAMES[e.op_code(e.ops[n])], f"{role} tensor")
+    assert_refused(e.bytes(), n, OP_NAMES[e.op_code(e.ops[n])], why)
 
 
 def test_reshape_reading_its_data_as_the_new_shape_is_refused():
