@@ -265,3 +265,11 @@ def test_bias_that_could_overflow_the_int32_accumulator_is_refused(code, bias):
     b = e.bytes()
     with pytest.raises(RuntimeError, match="bias .* of output channel 1 could overflow TFLite's int32 accumulator"):
         run_secure(b, modelgen.random_input(b, seed=0))
+
+
+def test_dilated_filter_larger_than_the_input_is_refused():
+    # dilation_h_factor 2^20 on a 5x5 input (SAME): the delegate's result differed from TFLite's.
+    e = Edit(modelgen.conv2d(h=5, w=5, cin=2, cout=3, k=3, activation="relu"))
+    n = e.find(OP.CONV_2D)
+    e.ops[n].builtinOptions.dilationHFactor = 1 << 20
+    assert_refused(e.bytes(), n, "CONV_2D", "dilated filter is larger than the input")
