@@ -273,3 +273,13 @@ def test_dilated_filter_larger_than_the_input_is_refused():
     n = e.find(OP.CONV_2D)
     e.ops[n].builtinOptions.dilationHFactor = 1 << 20
     assert_refused(e.bytes(), n, "CONV_2D", "dilated filter is larger than the input")
+
+
+@pytest.mark.parametrize("width", [1 << 20, 2**31 - 1])
+def test_pool_filter_larger_than_the_input_is_refused(width):
+    # TFLite's reference AVERAGE_POOL_2D fails at invoke; the delegate computed an average
+    # (2^20) or hung building the window counts (2^31 - 1).
+    e = Edit(modelgen.average_pool2d(h=5, w=5, c=2, pool=2, stride=1, padding="same"))
+    n = e.find(OP.AVERAGE_POOL_2D)
+    e.ops[n].builtinOptions.filterWidth = width
+    assert_refused(e.bytes(), n, "AVERAGE_POOL_2D", "filter is larger than the input")
