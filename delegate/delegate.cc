@@ -222,7 +222,7 @@ std::shared_ptr<Plan> build_plan(TfLiteContext* ctx, const Options& opt, std::ve
   if (ctx->GetExecutionPlan(ctx, &exec) != kTfLiteOk || !exec) throw mpc::Error("cannot read the execution plan");
   std::vector<int> order(exec->data, exec->data + exec->size);
   const size_t T = ctx->tensors_size;
-  std::vector<int> producer(T, -1);
+  std::vector<int> producer(T, -1), produced_at(T, -1);  // tensor -> node writing it, its position
   std::vector<std::vector<int>> readers(T);  // tensor -> nodes reading it
   std::vector<std::pair<TfLiteNode*, TfLiteRegistration*>> nodes(order.size());
   for (size_t pos = 0; pos < order.size(); ++pos) {
@@ -231,13 +231,35 @@ std::shared_ptr<Plan> build_plan(TfLiteContext* ctx, const Options& opt, std::ve
     if (ctx->GetNodeAndRegistration(ctx, order[pos], &node, &reg) != kTfLiteOk)
       throw mpc::Error("cannot read node " + std::to_string(order[pos]));
     nodes[pos] = {node, reg};
-    for (int k = 0; k < node->outputs->size; ++k)
-      if (node->outputs->data[k] >= 0) producer[node->outputs->data[k]] = order[pos];
+    for (int k = 0; k < node->outputs->size; ++k) {
+      const int t = node->outputs->data[k];
+      if (t < 0) continue;
+      if (producer[t] >= 0)
+        throw ArgError("tflite-mpc cannot run " + node_label(order[pos], reg->builtin_code) + ": it writes tensor " +
+                       std::to_string(t) + ", which node " + std::to_string(producer[t]) +
+                       " also writes (malformed model). The model is refused.");
+      producer[t] = order[pos];
+      produced_at[t] = static_cast<int>(pos);
+    }
     for (int k = 0; k < node->inputs->size; ++k)
       if (node->inputs->data[k] >= 0) {
         plan->consumers[node->inputs->data[k]]++;
         readers[node->inputs->data[k]].push_back(order[pos]);
       }
+  }
+  // TFLite's partitioner (PreviewDelegatePartitioning, ReplaceNodeSubsetsWithDelegateKernels)
+  // assumes every node reads only tensors computed before it: a node reading its own output
+  // or a later node's (a malformed model) crashes it, so such graphs are refused here.
+  for (size_t pos = 0; pos < order.size(); ++pos) {
+    TfLiteIntArray* in = nodes[pos].first->inputs;
+    for (int k = 0; k < in->size; ++k) {
+      const int t = in->data[k];
+      if (t >= 0 && produced_at[t] >= static_cast<int>(pos))
+        throw ArgError("tflite-mpc cannot run " + node_label(order[pos], nodes[pos].second->builtin_code) +
+                       ": it reads tensor " + std::to_string(t) + ", which node " + std::to_string(producer[t]) +
+                       (producer[t] == order[pos] ? " (itself)" : "") +
+                       " computes only later (malformed model: a cycle). The model is refused.");
+    }
   }
   plan->graph_outputs = declared_outputs(ctx, order, readers);
   std::vector<char> secret(T, 0);
@@ -248,6 +270,9 @@ std::shared_ptr<Plan> build_plan(TfLiteContext* ctx, const Options& opt, std::ve
     // secure kernels) are public parameters of the graph.
     if (is_constant(ctx, static_cast<int>(t)) && ten.type != kTfLiteInt32 && ten.type != kTfLiteInt64)
       secret[t] = 1;
+    // A variable tensor is model state, or a graph input flagged variable (the data owner's
+    // input, set by the caller): never read in plaintext. Its readers are refused below.
+    if (ten.is_variable) secret[t] = 1;
     if (producer[t] < 0 && !is_constant(ctx, static_cast<int>(t)) && !ten.is_variable &&
         plan->consumers.count(static_cast<int>(t))) {
       secret[t] = 1;  // a graph input: the data owner's secret
@@ -472,7 +497,10 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
             if (env.vals.count(c)) continue;
             TensorInfo info = tensor_info(ctx, c);
             Vec v;
-            if (i == opt.model_owner) v = encode_constant(info);
+            if (i == opt.model_owner) {
+              v = encode_constant(info);
+              st.kernel->check_owner_constant(c, v);
+            }
             env.set(c, p.input(opt.model_owner, info.shape, i == opt.model_owner ? v.data() : nullptr));
           }
           st.kernel->prepare(env);

@@ -305,6 +305,9 @@ std::unique_ptr<Kernel> build_kernel(const NodeView& n) {
     }
     case kTfLiteBuiltinReshape:
     case kTfLiteBuiltinSqueeze:
+      // TFLite reads RESHAPE's new shape from an int32 second input when there is one.
+      require(code != kTfLiteBuiltinReshape || !n.has_input(1) || n.input(1).type == DType::kInt32,
+              "RESHAPE: the new shape (input 1) must be an int32 tensor");
       return make_reshape(n.input(0), n.output(0));
     case kTfLiteBuiltinMean: {
       TensorInfo axes = n.input(1);

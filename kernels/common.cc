@@ -29,8 +29,20 @@ void require(bool ok, const std::string& what) {
 }
 
 void require_int8(const TensorInfo& t, const char* role) {
-  require(t.type == DType::kInt8, std::string(role) + " tensor must be int8, got " + dtype_name(t.type));
-  require(!t.scales.empty(), std::string(role) + " tensor has no quantization parameters");
+  const std::string r(role);
+  require(t.type == DType::kInt8, r + " tensor must be int8, got " + dtype_name(t.type));
+  require(!t.scales.empty(), r + " tensor has no quantization parameters");
+  // Hostile quantization parameters give a clear error instead of a result that differs
+  // from TFLite's: only weights may be per-channel; scales must be finite (and positive for
+  // values, which are divided by), zero points int8.
+  const bool weights = r == "filter";
+  require(weights || (t.scales.size() == 1 && t.zero_points.size() <= 1),
+          r + " tensor must be quantized per tensor (one scale and zero point)");
+  for (float s : t.scales)
+    require(std::isfinite(s) && (s > 0 || (weights && s == 0)),
+            r + " tensor has quantization scale " + std::to_string(s) + " (must be finite and positive)");
+  for (int32_t z : t.zero_points)
+    require(z >= -128 && z <= 127, r + " tensor has zero point " + std::to_string(z) + " (outside the int8 range)");
 }
 
 void quantize_multiplier(double m, int32_t* q, int* shift) {
@@ -126,6 +138,9 @@ OutputQuant output_quant(const char* op, const TensorInfo& in, const TensorInfo&
             : static_cast<double>(in.scale()) * static_cast<double>(filter.scales[ns == 1 ? 0 : c]) /
                   static_cast<double>(out.scale());
     quantize_multiplier(eff, &q.mult[c], &q.shift[c]);
+    // TFLite shifts an int32 accumulator left by a positive shift (it wraps, the ring does not)
+    require(q.shift[c] <= 0, std::string(op) + ": effective output scale " + std::to_string(eff) +
+                                 " (input scale x weight scale / output scale) must be below 1");
   }
   q.input_offset = -in.zero_point();
   q.zp_out = out.zero_point();
@@ -140,7 +155,22 @@ int secret_weights(Kernel& k, const char* op, const TensorInfo& filter, const Te
   require(bias->type == DType::kInt32 && bias->constant, std::string(op) + ": bias must be a constant int32 tensor");
   require(static_cast<int64_t>(bias->size()) == channels, std::string(op) + ": bias size must equal output channels");
   k.secret_constants.push_back(bias->index);
+  k.acc_bias = bias->index;
+  k.acc_terms = channels > 0 ? static_cast<int64_t>(filter.size()) / channels : 0;
   return bias->index;
+}
+
+void Kernel::check_owner_constant(int index, const Vec& values) const {
+  if (index != acc_bias) return;
+  // |sum of acc_terms products (input + offset) * weight| <= acc_terms * 255 * 128
+  const int64_t bound = (int64_t(1) << 31) - 1 - acc_terms * 255 * 128;
+  for (size_t c = 0; c < values.size(); ++c) {
+    const int64_t b = static_cast<int64_t>(values[c]);
+    require(b <= bound && -b <= bound + 1,
+            std::string(name()) + ": bias " + std::to_string(b) + " of output channel " + std::to_string(c) +
+                " could overflow TFLite's int32 accumulator (" + std::to_string(acc_terms) +
+                " products per output); the model owner refuses to share it");
+  }
 }
 
 }  // namespace tflite_mpc

@@ -72,6 +72,12 @@ class Kernel {
   // every kernel is prepared (unless another kernel reads them in eval).
   std::vector<int> prepare_only;
   std::vector<int> inputs, outputs;  // secret tensors read / written
+  // CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED: the int32 bias and the number of
+  // products per accumulator. TFLite's accumulator is int32 (it wraps on overflow, the ring
+  // does not): the model owner refuses a bias that could overflow it, before sharing it.
+  int acc_bias = -1;
+  int64_t acc_terms = 0;
+  void check_owner_constant(int index, const Vec& values) const;
   int in() const { return inputs.at(0); }
   int out() const { return outputs.at(0); }
 };

@@ -32,6 +32,10 @@ PoolGeom pool_geom(const char* op, const PoolParams& p, const TensorInfo& in, co
   require(in.shape.size() == 4 && out.shape.size() == 4, std::string(op) + ": tensors must be 4-D");
   require(in.scale() == out.scale() && in.zero_point() == out.zero_point(),
           std::string(op) + ": input and output quantization must match");
+  // A window larger than the input (filter width 2^20 or 2^31-1, found by fuzzing): TFLite's
+  // reference AVERAGE_POOL_2D fails on it, and the window loops here would not end in time.
+  require(p.filter_h <= in.shape[1] && p.filter_w <= in.shape[2],
+          std::string(op) + ": the filter is larger than the input");
   mpc::ConvGeom g = mpc::ConvGeom::make(in.shape[0], in.shape[1], in.shape[2], in.shape[3], p.filter_h, p.filter_w,
                                         in.shape[3], p.stride_h, p.stride_w, 1, 1, p.same);
   require(out.shape == Shape({g.n, g.oh, g.ow, g.c}), std::string(op) + ": output shape does not match the geometry");

@@ -2,6 +2,8 @@
 are ever revealed; any other path from secret data (the input, weights) to a value
 leaving the plan is refused, naming the node; weights shared by several nodes; the
 public-graph hash binds the whole graph but never the weights."""
+import copy
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -11,6 +13,9 @@ from tflite_mpc import modelgen
 from tflite_mpc.cli import strip_model
 from crafted import OP, T, Edit, fb, keras, tiny
 from secure import check_model, run_secure
+
+
+OP_NAMES = {v: k for k, v in vars(OP).items() if not k.startswith("_")}
 
 
 def interpreter(b, **opts):
@@ -164,3 +169,117 @@ def test_graph_hash_binds_wiring_public_nodes_and_outputs_not_weights():
     stripped = strip_model(base)
     assert stripped != base
     assert graph_hash(stripped) == h
+
+
+# ---------------------------------------------------------------- found by tests/fuzz/fuzz_delegate.py
+def _malformed_wiring(kind):
+    e = Edit(modelgen.conv2d(k=3))
+    conv = e.ops[e.find(OP.CONV_2D)]
+    y = int(conv.outputs[0])
+    if kind == "self":  # the node reads its own output (the fuzzer's case: an op code changed to TRANSPOSE)
+        conv.inputs[0] = y
+        conv.opcodeIndex = e.opcode(OP.TRANSPOSE, 2)
+    elif kind == "later":  # the conv reads what a later node computes from its output
+        x = int(e.sg.inputs[0])
+        z = e.tensor(e.shape(x), T.INT8, "z", like=x)
+        conv.inputs[0] = z
+        e.add_op(OP.RESHAPE, [y, e.tensor([4], T.INT32, "s", data=np.asarray(e.shape(z), np.int32))], [z])
+    else:  # two nodes write the same tensor
+        e.ops.append(copy.deepcopy(conv))
+    return e.bytes()
+
+
+@pytest.mark.parametrize("kind", ["self", "later", "twice"])
+def test_node_reading_its_own_or_a_later_output_is_refused(kind):
+    # A node reading its own output or a later node's crashed TFLite's graph partitioner
+    # (SIGSEGV in PreviewDelegatePartitioning, which TFLite alone never calls on such a graph):
+    # the delegate now checks the wiring first and refuses the model. A tensor written by two
+    # nodes did not crash (it ran); it is refused by the same check.
+    why = "also writes" if kind == "twice" else "computes only later"
+    with pytest.raises(RuntimeError, match=f"{why}.*malformed model.*refused"):
+        interpreter(_malformed_wiring(kind))
+
+
+def test_graph_input_flagged_variable_is_refused():
+    # The data owner's input in a tensor flagged variable was not treated as secret: the
+    # SOFTMAX reading it was left to TFLite's plaintext kernel (the delegate ran nothing).
+    e = Edit(modelgen.softmax(n=6))
+    e.sg.tensors[int(e.sg.inputs[0])].isVariable = True
+    assert_refused(e.bytes(), e.find(OP.SOFTMAX), "SOFTMAX", "variable tensor")
+
+
+def _quant(e, t, scales=None, zero_points=None):
+    q = e.sg.tensors[t].quantization
+    if scales is not None:
+        q.scale = np.asarray(scales, np.float32)
+    if zero_points is not None:
+        q.zeroPoint = np.asarray(zero_points, np.int64)
+
+
+@pytest.mark.parametrize("case", ["weight scale -inf", "output scale inf", "output per-channel",
+                                  "output zero point 2^20", "output scale 1e-10"])
+def test_hostile_quantization_is_refused(case):
+    # Each ran and gave an output that differs from TFLite's reference kernels.
+    if case == "output zero point 2^20":
+        e = Edit(modelgen.add(shape=(2, 3, 4), activation="relu"))
+        n, why = e.find(OP.ADD), "output tensor"
+        _quant(e, int(e.ops[n].outputs[0]), zero_points=[1 << 20])
+    else:
+        e = Edit(modelgen.fully_connected(batch=2, in_features=8, out_features=4))
+        n = e.find(OP.FULLY_CONNECTED)
+        w, y = int(e.ops[n].inputs[1]), int(e.ops[n].outputs[0])
+        if case == "weight scale -inf":
+            why = "filter tensor"
+            _quant(e, w, scales=[0.005, -np.inf, 0.004, 0.004])
+        elif case == "output scale inf":
+            why = "output tensor"
+            _quant(e, y, scales=[np.inf])
+        elif case == "output scale 1e-10":  # effective multiplier > 1: TFLite's int32 left shift wraps
+            why = "effective output scale"
+            _quant(e, y, scales=[1e-10])
+        else:
+            why = "output tensor"
+            _quant(e, y, scales=[0.5, 0.5], zero_points=[0, 0])
+    assert_refused(e.bytes(), n, OP_NAMES[e.op_code(e.ops[n])], why)
+
+
+def test_reshape_reading_its_data_as_the_new_shape_is_refused():
+    # RESHAPE(x, x): TFLite reads the int8 input as the shape and fails; the delegate ignored
+    # the shape input and returned the data under the output's static shape.
+    e = Edit(modelgen.reshape(in_shape=(2, 2, 3), out_shape=(4, 3)))
+    n = e.find(OP.RESHAPE)
+    e.ops[n].inputs[1] = e.ops[n].inputs[0]
+    assert_refused(e.bytes(), n, "RESHAPE", "must be an int32 tensor")
+
+
+@pytest.mark.parametrize("code,bias", [(OP.CONV_2D, 2**31 - 1), (OP.FULLY_CONNECTED, -2**31)])
+def test_bias_that_could_overflow_the_int32_accumulator_is_refused(code, bias):
+    # TFLite's int32 accumulator wraps with such a bias; the ring does not: the result differed.
+    # Only the model owner sees the bias: its party refuses to share it, and invoke() fails.
+    b = modelgen.conv2d(k=3) if code == OP.CONV_2D else modelgen.fully_connected(batch=2, in_features=8)
+    e = Edit(b)
+    t = e.sg.tensors[int(e.ops[e.find(code)].inputs[2])]
+    v = np.frombuffer(bytes(e.m.buffers[t.buffer].data), np.int32).copy()
+    v[1] = bias
+    e.m.buffers[t.buffer].data = np.frombuffer(v.tobytes(), np.uint8).copy()
+    b = e.bytes()
+    with pytest.raises(RuntimeError, match="bias .* of output channel 1 could overflow TFLite's int32 accumulator"):
+        run_secure(b, modelgen.random_input(b, seed=0))
+
+
+def test_dilated_filter_larger_than_the_input_is_refused():
+    # dilation_h_factor 2^20 on a 5x5 input (SAME): the delegate's result differed from TFLite's.
+    e = Edit(modelgen.conv2d(h=5, w=5, cin=2, cout=3, k=3, activation="relu"))
+    n = e.find(OP.CONV_2D)
+    e.ops[n].builtinOptions.dilationHFactor = 1 << 20
+    assert_refused(e.bytes(), n, "CONV_2D", "dilated filter is larger than the input")
+
+
+@pytest.mark.parametrize("width", [1 << 20, 2**31 - 1])
+def test_pool_filter_larger_than_the_input_is_refused(width):
+    # TFLite's reference AVERAGE_POOL_2D fails at invoke; the delegate computed an average
+    # (2^20) or hung building the window counts (2^31 - 1).
+    e = Edit(modelgen.average_pool2d(h=5, w=5, c=2, pool=2, stride=1, padding="same"))
+    n = e.find(OP.AVERAGE_POOL_2D)
+    e.ops[n].builtinOptions.filterWidth = width
+    assert_refused(e.bytes(), n, "AVERAGE_POOL_2D", "filter is larger than the input")
