@@ -55,7 +55,7 @@ setup(
     install_requires=["numpy"],
     extras_require={
         "demo": ["tensorflow", "pillow"],
-        "test": ["pytest", "tensorflow", "ai-edge-litert", "scikit-learn", "pillow"],
+        "test": ["pytest", "tensorflow", "ai-edge-litert", "scikit-learn", "pillow", "atheris"],
     },
     entry_points={"console_scripts": ["tflite-mpc=tflite_mpc.cli:main"]},
     zip_safe=False,
