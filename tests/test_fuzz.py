@@ -41,7 +41,7 @@ def config_error(tmp_path, text):
     path.write_bytes(text.encode() if isinstance(text, str) else text)
     code = ("import tflite_mpc\ntry:\n    tflite_mpc.validate_options({'parties': %r, 'party': '0'})\n"
             "    print('OK')\nexcept ValueError as e:\n    print('ValueError:', e)\n") % str(path)
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert r.returncode == 0, f"exit code {r.returncode}: {r.stderr[-2000:]}"
     return r.stdout
 

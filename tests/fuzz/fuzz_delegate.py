@@ -58,7 +58,7 @@ def _worker_main():
     import resource
     resource.setrlimit(resource.RLIMIT_AS, (WORKER_MEM, WORKER_MEM))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    sys.path.append(ROOT)  # after $PYTHONPATH (the parent puts ROOT there too)
+    sys.path.append(ROOT)  # after $PYTHONPATH and site-packages: an installed tflite_mpc wins
     import warnings
     warnings.simplefilter("ignore")
     import numpy as np
@@ -175,7 +175,7 @@ def _worker_main():
 
 class Worker:
     def __init__(self):
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), ROOT])))
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
         self.p = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--worker"], stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
         self.buf = b""
@@ -626,7 +626,7 @@ def custom_mutator(data, max_size, seed):
 
 def make_corpus(path, small=False):
     """Seed models: one small model per supported op, float-edged variants and the digits CNN."""
-    sys.path.insert(0, ROOT)
+    sys.path.append(ROOT)  # an installed tflite_mpc wins over the source tree (no _native there)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from tflite_mpc import modelgen as mg
     seeds = {
