@@ -625,10 +625,11 @@ TfLiteStatus DelegatePrepare(TfLiteContext* ctx, TfLiteDelegate* delegate) {
     auto plan = build_plan(ctx, o, &claimed);
     if (o.config) {
       // Every party must agree on the session: protocol, roles and the public graph.
+      // tflite-mpc=2: the wire format (mpc/wire.h) and rep3's truncation messages of issue 7.
       std::string roles = std::to_string(o.data_owner) + "," + std::to_string(o.model_owner) + ",";
       for (int r : o.output_to) roles += std::to_string(r);
       roles += std::string(";fc_rounding=") + (o.fc_single_rounding ? "single" : "double");
-      const std::string hello = "tflite-mpc=1;protocol=" + o.protocol + ";truncation=" +
+      const std::string hello = "tflite-mpc=2;protocol=" + o.protocol + ";truncation=" +
                                 (o.exact ? "exact" : "probabilistic") + ";roles=" + roles +
                                 ";graph=" + plan->graph_hash;
       plan->session = std::make_unique<mpc::RemoteSession>(o.protocol, o.config->tcp_options(o.party, hello));
