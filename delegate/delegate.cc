@@ -339,10 +339,11 @@ std::shared_ptr<Plan> build_plan(TfLiteContext* ctx, const Options& opt, std::ve
         if (!st.kernel) throw ArgError("this op reads secret data and has no secure kernel");
         st.kernel->slot = -2 - idx;
         for (int t : st.kernel->inputs)
-          if (is_constant(ctx, t))
+          if (is_constant(ctx, t) && !std::count(st.kernel->secret_constants.begin(),
+                                                 st.kernel->secret_constants.end(), t))
             throw ArgError("it reads constant tensor " + std::to_string(t) +
-                           " as data; constants are only supported as CONV_2D / DEPTHWISE_CONV_2D / "
-                           "FULLY_CONNECTED weights and biases");
+                           " as data, which this kernel does not secret-share (a kernel reading a constant operand "
+                           "must list it in secret_constants)");
         for (int c : st.kernel->secret_constants) secret_constants.insert(c);
       }
     } catch (const std::exception& e) {

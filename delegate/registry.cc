@@ -239,6 +239,9 @@ bool has_secure_kernel(int code) {
     case kTfLiteBuiltinLeakyRelu: case kTfLiteBuiltinRelu: case kTfLiteBuiltinRelu6: case kTfLiteBuiltinReluN1To1:
     case kTfLiteBuiltinRelu0To1: case kTfLiteBuiltinQuantize: case kTfLiteBuiltinPrelu:
       return true;
+    // ---- data movement (kernels/movement.cc)
+    // ---- broadcasting arithmetic and reductions (kernels/arith.cc, kernels/reduce.cc)
+    // ---- resize, transposed convolution, arg max
     default:
       return false;
   }
@@ -349,6 +352,9 @@ std::unique_ptr<Kernel> build_kernel(const NodeView& n) {
         if (c == code) return make_elementwise(e, 0.f, n.input(0), n.output(0));
       return nullptr;
     }
+    // ---- data movement (kernels/movement.cc)
+    // ---- broadcasting arithmetic and reductions (kernels/arith.cc, kernels/reduce.cc)
+    // ---- resize, transposed convolution, arg max
     default:
       return nullptr;
   }

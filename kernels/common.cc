@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -45,6 +46,22 @@ void require_int8(const TensorInfo& t, const char* role) {
     require(z >= -128 && z <= 127, r + " tensor has zero point " + std::to_string(z) + " (outside the int8 range)");
 }
 
+bool is_q8(DType t) { return t == DType::kInt8 || t == DType::kUInt8; }
+int32_t qmin(const TensorInfo& t) { return t.type == DType::kUInt8 ? 0 : -128; }
+int32_t qmax(const TensorInfo& t) { return t.type == DType::kUInt8 ? 255 : 127; }
+
+void require_q8(const TensorInfo& t, const char* role) {
+  if (t.type != DType::kUInt8) return require_int8(t, role);
+  const std::string r(role);
+  require(!t.scales.empty(), r + " tensor has no quantization parameters");
+  require(t.scales.size() == 1 && t.zero_points.size() <= 1, r + " tensor must be quantized per tensor (uint8)");
+  for (float s : t.scales)
+    require(std::isfinite(s) && (s > 0 || (r == "filter" && s == 0)),
+            r + " tensor has quantization scale " + std::to_string(s) + " (must be finite and positive)");
+  for (int32_t z : t.zero_points)
+    require(z >= 0 && z <= 255, r + " tensor has zero point " + std::to_string(z) + " (outside the uint8 range)");
+}
+
 void quantize_multiplier(double m, int32_t* q, int* shift) {
   if (m == 0.0) {
     *q = 0;
@@ -82,6 +99,18 @@ void activation_range(Act act, float scale, int32_t zp, int32_t* lo, int32_t* hi
   }
 }
 
+void activation_range(Act act, const TensorInfo& out, int32_t* lo, int32_t* hi) {
+  activation_range(act, out.scale(), out.zero_point(), lo, hi);
+  // the same clamps against the type's own range (uint8: [0, 255])
+  *lo = std::max(*lo, qmin(out));
+  *hi = std::min(*hi, qmax(out));
+  if (out.type == DType::kUInt8) {
+    auto quant = [&](float f) { return out.zero_point() + static_cast<int32_t>(std::round(f / out.scale())); };
+    *lo = std::max(0, act == Act::kRelu || act == Act::kRelu6 ? quant(0.f) : act == Act::kReluN1To1 ? quant(-1.f) : 0);
+    *hi = std::min(255, act == Act::kRelu6 ? quant(6.f) : act == Act::kReluN1To1 ? quant(1.f) : 255);
+  }
+}
+
 Vec encode_constant(const TensorInfo& t) {
   const size_t n = t.size();
   Vec v(n);
@@ -90,6 +119,10 @@ Vec encode_constant(const TensorInfo& t) {
     case DType::kInt8:
       require(t.bytes >= n, "constant tensor is truncated");
       for (size_t i = 0; i < n; ++i) v[i] = static_cast<uint64_t>(static_cast<int64_t>(reinterpret_cast<const int8_t*>(t.data)[i]));
+      break;
+    case DType::kUInt8:
+      require(t.bytes >= n, "constant tensor is truncated");
+      for (size_t i = 0; i < n; ++i) v[i] = t.data[i];
       break;
     case DType::kInt32:
       require(t.bytes >= 4 * n, "constant tensor is truncated");

@@ -109,6 +109,15 @@ void activation_range(Act act, float scale, int32_t zero_point, int32_t* lo, int
 Vec encode_constant(const TensorInfo& t);
 void require(bool ok, const std::string& what);
 void require_int8(const TensorInfo& t, const char* role);
+// 8-bit quantized tensors: int8 (symmetric or asymmetric) or uint8 (the legacy asymmetric
+// scheme of the paper's models). Same checks as require_int8, zero point in the type's range.
+bool is_q8(DType t);
+void require_q8(const TensorInfo& t, const char* role);
+// The type's value range: [-128, 127] for int8, [0, 255] for uint8.
+int32_t qmin(const TensorInfo& t);
+int32_t qmax(const TensorInfo& t);
+// CalculateActivationRangeQuantized for the output tensor's own type (int8 or uint8).
+void activation_range(Act act, const TensorInfo& out, int32_t* lo, int32_t* hi);
 // Requantize int32 accumulators (TFLite MultiplyByQuantizedMultiplier, double or
 // single rounding), add the output zero point and clamp to [lo, hi]: the tail of
 // conv / fc / add.
@@ -159,5 +168,11 @@ std::unique_ptr<Kernel> make_prelu(const TensorInfo& in, const TensorInfo& alpha
 // (before sharing) and at the output recipient (after reveal).
 void quantize_input(const TensorInfo& in, const TensorInfo& out, const float* x, int64_t* q, size_t n);
 void dequantize_output(const TensorInfo& in, const int64_t* q, float* y, size_t n);
+
+// ---- data movement (kernels/movement.cc)
+
+// ---- broadcasting arithmetic and reductions (kernels/arith.cc, kernels/reduce.cc)
+
+// ---- resize, transposed convolution, arg max (kernels/resize.cc, kernels/transpose_conv.cc, kernels/argmax.cc)
 
 }  // namespace tflite_mpc
