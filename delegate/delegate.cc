@@ -53,6 +53,11 @@ std::unique_ptr<Report>& g_last_report_ref() {
 }
 #define g_last_report g_last_report_ref()
 
+std::vector<NodeCheck>& g_last_check_ref() {
+  static auto* v = new std::vector<NodeCheck>;
+  return *v;
+}
+
 void set_last_error(const std::string& e) {
   std::lock_guard<std::mutex> g(g_mu);
   g_last_error = e;
@@ -215,9 +220,39 @@ std::string public_graph(TfLiteContext* ctx, const std::vector<int>& order,
   return o.str();
 }
 
+const char* const kNoKernel = "this op reads secret data and has no secure kernel";
+
+// Why a node without a secure kernel is refused: a float op (what the converter leaves
+// in float between DEQUANTIZE and QUANTIZE, or preprocessing on a float model input),
+// or an op tflite-mpc does not implement.
+std::string float_or_missing(TfLiteContext* ctx, TfLiteNode* node, int code, const std::vector<int>& graph_inputs) {
+  bool float_in = false, graph_in = false;
+  for (int k = 0; k < node->inputs->size; ++k) {
+    const int t = node->inputs->data[k];
+    if (t < 0) continue;
+    if (ctx->tensors[t].type == kTfLiteFloat32) {
+      float_in = true;
+      if (std::count(graph_inputs.begin(), graph_inputs.end(), t)) graph_in = true;
+    }
+  }
+  const std::string op = builtin_name(code);
+  if (graph_in)
+    return "float32 " + op + " on the model input (preprocessing): secure kernels compute on int8/uint8; "
+           "apply the preprocessing at the data owner before the interpreter (e.g. a Keras model built with "
+           "include_preprocessing=False) or quantize the model with the preprocessing inside (int8 I/O)";
+  if (float_in)
+    return "float32 " + op + " inside a float region the converter left (DEQUANTIZE -> float ops -> QUANTIZE, "
+           "e.g. ELU or a layer normalisation without int8 kernels); float ops have no secure kernel";
+  return "tflite-mpc has no secure kernel for " + op + " (this op reads secret data)";
+}
+
 std::shared_ptr<Plan> build_plan(TfLiteContext* ctx, const Options& opt, std::vector<int>* claimed) {
   auto plan = std::make_shared<Plan>();
   plan->opt = opt;
+  {
+    std::lock_guard<std::mutex> g(g_mu);
+    g_last_check_ref().clear();
+  }
   TfLiteIntArray* exec = nullptr;
   if (ctx->GetExecutionPlan(ctx, &exec) != kTfLiteOk || !exec) throw mpc::Error("cannot read the execution plan");
   std::vector<int> order(exec->data, exec->data + exec->size);
@@ -281,6 +316,8 @@ std::shared_ptr<Plan> build_plan(TfLiteContext* ctx, const Options& opt, std::ve
   }
   std::set<int> secret_constants;
   std::map<int, int> public_reads;  // tensor -> a node that reads it in plaintext
+  std::vector<NodeCheck> checks;    // every node's verdict (tflite_mpc.check)
+  std::vector<std::string> refusals;  // "node N (OP) securely: why", every refused node
   for (size_t pos = 0; pos < order.size(); ++pos) {
     const int idx = order[pos];
     TfLiteNode* node = nodes[pos].first;
@@ -295,6 +332,9 @@ std::shared_ptr<Plan> build_plan(TfLiteContext* ctx, const Options& opt, std::ve
       // SHAPE reads only dimensions (public); other nodes here compute on public data.
       for (int k = 0; k < node->inputs->size; ++k)
         if (node->inputs->data[k] >= 0) public_reads.emplace(node->inputs->data[k], idx);
+      checks.push_back({idx, builtin_name(code), "public",
+                        code == kTfLiteBuiltinShape ? "reads only its input's dimensions (runs on TFLite)"
+                                                    : "computes on public data only (runs on TFLite)"});
       continue;
     }
     Step st;
@@ -313,6 +353,9 @@ std::shared_ptr<Plan> build_plan(TfLiteContext* ctx, const Options& opt, std::ve
         st.out = nv.output(0);
         const bool edge = std::find(plan->graph_inputs.begin(), plan->graph_inputs.end(), st.in.index) !=
                           plan->graph_inputs.end();
+        require(edge || producer[st.in.index] < 0,
+                "QUANTIZE closes a float region the converter left (DEQUANTIZE -> float ops -> QUANTIZE); "
+                "float ops have no secure kernel");
         require(edge && st.in.type == DType::kFloat32,
                 "QUANTIZE is only supported on a float32 model input (the data owner quantizes before sharing)");
         require(st.out.type == DType::kInt8, "QUANTIZE must produce int8");
@@ -333,10 +376,9 @@ std::shared_ptr<Plan> build_plan(TfLiteContext* ctx, const Options& opt, std::ve
                     (region.empty() ? "" : " (it feeds a float region: " + region + ", which runs in float and has no secure kernel)"));
         st.kind = Step::kDequantizeOutput;
       } else {
-        if (!has_secure_kernel(code))
-          throw ArgError("this op reads secret data and has no secure kernel");
+        if (!has_secure_kernel(code)) throw ArgError(kNoKernel);
         st.kernel = build_kernel(nv);
-        if (!st.kernel) throw ArgError("this op reads secret data and has no secure kernel");
+        if (!st.kernel) throw ArgError(kNoKernel);
         st.kernel->slot = -2 - idx;
         for (int t : st.kernel->inputs)
           if (is_constant(ctx, t) && !std::count(st.kernel->secret_constants.begin(),
@@ -347,9 +389,19 @@ std::shared_ptr<Plan> build_plan(TfLiteContext* ctx, const Options& opt, std::ve
         for (int c : st.kernel->secret_constants) secret_constants.insert(c);
       }
     } catch (const std::exception& e) {
-      throw ArgError("tflite-mpc cannot run " + node_label(idx, code) + " securely: " + e.what() +
-                     ". The model is refused (no plaintext fallback).");
+      // Record it and go on: the message lists every node that makes the model refused.
+      std::string why = e.what();
+      if (why == kNoKernel) why = float_or_missing(ctx, node, code, plan->graph_inputs);
+      checks.push_back({idx, builtin_name(code), "refused", why});
+      refusals.push_back(node_label(idx, code) + " securely: " + why);
+      for (int k = 0; k < node->outputs->size; ++k)
+        if (node->outputs->data[k] >= 0) secret[node->outputs->data[k]] = 1;
+      continue;
     }
+    checks.push_back({idx, builtin_name(code), "secure",
+                      st.kind == Step::kQuantizeInput     ? "the data owner quantizes its input before sharing it"
+                      : st.kind == Step::kDequantizeOutput ? "the output recipient dequantizes after the reveal"
+                                                           : "secure kernel"});
     for (int k = 0; k < node->outputs->size; ++k)
       if (node->outputs->data[k] >= 0) secret[node->outputs->data[k]] = 1;
     for (TfLiteIntArray* arr : {node->inputs, node->outputs})
@@ -367,9 +419,22 @@ std::shared_ptr<Plan> build_plan(TfLiteContext* ctx, const Options& opt, std::ve
       int code = 0;
       for (size_t pos = 0; pos < order.size(); ++pos)
         if (order[pos] == n) code = nodes[pos].second->builtin_code;
-      throw ArgError("tflite-mpc cannot run " + node_label(n, code) + " securely: it reads constant tensor " +
-                     std::to_string(c) + ", a model weight, in plaintext. The model is refused (no plaintext fallback).");
+      const std::string why = "it reads constant tensor " + std::to_string(c) + ", a model weight, in plaintext";
+      for (auto& ch : checks)
+        if (ch.node == n) ch = {n, builtin_name(code), "refused", why};
+      refusals.push_back(node_label(n, code) + " securely: " + why);
     }
+  {
+    std::lock_guard<std::mutex> g(g_mu);
+    g_last_check_ref() = checks;
+  }
+  if (refusals.size() == 1)
+    throw ArgError("tflite-mpc cannot run " + refusals[0] + ". The model is refused (no plaintext fallback).");
+  if (!refusals.empty()) {
+    std::string msg = "tflite-mpc cannot run " + std::to_string(refusals.size()) + " nodes securely:";
+    for (const auto& r : refusals) msg += "\n  " + r.substr(0, r.find(" securely: ")) + ": " + r.substr(r.find(" securely: ") + 11);
+    throw ArgError(msg + "\nThe model is refused (no plaintext fallback).");
+  }
   *claimed = plan->order;
   plan->graph_hash = sha256_hex(public_graph(ctx, order, nodes, secret_constants, plan->graph_inputs,
                                              plan->graph_outputs));
@@ -769,6 +834,11 @@ Options Options::parse(const std::vector<std::pair<std::string, std::string>>& k
     throw ArgError("option 'party' needs 'parties' (the party configuration file)");
   }
   return o;
+}
+
+std::vector<NodeCheck> last_check() {
+  std::lock_guard<std::mutex> g(g_mu);
+  return g_last_check_ref();
 }
 
 std::string last_error() {

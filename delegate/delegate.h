@@ -88,6 +88,14 @@ struct MpcDelegate {
 };
 
 std::string last_error();
+// What the last plan build decided for each node of the execution plan (tflite_mpc.check).
+struct NodeCheck {
+  int node = -1;
+  std::string op;
+  std::string status;  // secure | public | refused
+  std::string detail;  // how it runs, or why it is refused
+};
+std::vector<NodeCheck> last_check();
 Report* report_for(const void* delegate);  // nullptr if unknown
 Report* last_report();
 

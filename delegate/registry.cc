@@ -87,36 +87,12 @@ TensorInfo NodeView::output(int k) const {
 }
 
 const char* builtin_name(int code) {
-  switch (code) {
-#define N(c, s) case c: return s;
-    N(kTfLiteBuiltinAdd, "ADD") N(kTfLiteBuiltinAveragePool2d, "AVERAGE_POOL_2D")
-    N(kTfLiteBuiltinConcatenation, "CONCATENATION") N(kTfLiteBuiltinConv2d, "CONV_2D")
-    N(kTfLiteBuiltinDepthwiseConv2d, "DEPTHWISE_CONV_2D") N(kTfLiteBuiltinDepthToSpace, "DEPTH_TO_SPACE")
-    N(kTfLiteBuiltinDequantize, "DEQUANTIZE") N(kTfLiteBuiltinFloor, "FLOOR")
-    N(kTfLiteBuiltinFullyConnected, "FULLY_CONNECTED") N(kTfLiteBuiltinL2Normalization, "L2_NORMALIZATION")
-    N(kTfLiteBuiltinLogistic, "LOGISTIC") N(kTfLiteBuiltinMaxPool2d, "MAX_POOL_2D") N(kTfLiteBuiltinMul, "MUL")
-    N(kTfLiteBuiltinRelu, "RELU") N(kTfLiteBuiltinReluN1To1, "RELU_N1_TO_1") N(kTfLiteBuiltinRelu6, "RELU6")
-    N(kTfLiteBuiltinReshape, "RESHAPE") N(kTfLiteBuiltinResizeBilinear, "RESIZE_BILINEAR")
-    N(kTfLiteBuiltinSoftmax, "SOFTMAX") N(kTfLiteBuiltinSpaceToDepth, "SPACE_TO_DEPTH")
-    N(kTfLiteBuiltinTanh, "TANH") N(kTfLiteBuiltinCustom, "CUSTOM") N(kTfLiteBuiltinPad, "PAD")
-    N(kTfLiteBuiltinGather, "GATHER") N(kTfLiteBuiltinTranspose, "TRANSPOSE") N(kTfLiteBuiltinMean, "MEAN")
-    N(kTfLiteBuiltinSub, "SUB") N(kTfLiteBuiltinDiv, "DIV") N(kTfLiteBuiltinSqueeze, "SQUEEZE")
-    N(kTfLiteBuiltinStridedSlice, "STRIDED_SLICE") N(kTfLiteBuiltinSplit, "SPLIT")
-    N(kTfLiteBuiltinLogSoftmax, "LOG_SOFTMAX") N(kTfLiteBuiltinCast, "CAST") N(kTfLiteBuiltinPrelu, "PRELU")
-    N(kTfLiteBuiltinMaximum, "MAXIMUM") N(kTfLiteBuiltinArgMax, "ARG_MAX") N(kTfLiteBuiltinMinimum, "MINIMUM")
-    N(kTfLiteBuiltinPadv2, "PADV2") N(kTfLiteBuiltinSlice, "SLICE") N(kTfLiteBuiltinTransposeConv, "TRANSPOSE_CONV")
-    N(kTfLiteBuiltinExpandDims, "EXPAND_DIMS") N(kTfLiteBuiltinSum, "SUM") N(kTfLiteBuiltinRsqrt, "RSQRT")
-    N(kTfLiteBuiltinShape, "SHAPE") N(kTfLiteBuiltinReduceMax, "REDUCE_MAX") N(kTfLiteBuiltinPack, "PACK")
-    N(kTfLiteBuiltinUnpack, "UNPACK") N(kTfLiteBuiltinFill, "FILL")
-    N(kTfLiteBuiltinResizeNearestNeighbor, "RESIZE_NEAREST_NEIGHBOR") N(kTfLiteBuiltinLeakyRelu, "LEAKY_RELU")
-    N(kTfLiteBuiltinMirrorPad, "MIRROR_PAD") N(kTfLiteBuiltinAbs, "ABS") N(kTfLiteBuiltinSplitV, "SPLIT_V") N(kTfLiteBuiltinElu, "ELU")
-    N(kTfLiteBuiltinQuantize, "QUANTIZE") N(kTfLiteBuiltinHardSwish, "HARD_SWISH")
-    N(kTfLiteBuiltinSelectV2, "SELECT_V2") N(kTfLiteBuiltinBatchMatmul, "BATCH_MATMUL")
-    N(kTfLiteBuiltinBroadcastTo, "BROADCAST_TO") N(kTfLiteBuiltinGelu, "GELU")
-    N(kTfLiteBuiltinRelu0To1, "RELU_0_TO_1")
-#undef N
-    default: return "builtin op";
-  }
+  static const char* const kNames[] = {
+#include "delegate/builtin_names.inc"
+  };
+  constexpr int n = static_cast<int>(sizeof(kNames) / sizeof(kNames[0]));
+  if (code >= 0 && code < n) return kNames[code];
+  return "unknown builtin op (newer than this plugin's schema)";
 }
 
 std::string public_signature(const NodeView& n) {

@@ -54,10 +54,13 @@ std::unique_ptr<Kernel> make(bool depthwise, const ConvParams& p, const TensorIn
     require(filter.shape[3] == in.shape[3], "CONV_2D: filter input channels do not match the input (grouped "
                                             "convolution is not supported)");
   }
-  // A dilated filter wider than the input (e.g. dilation 2^20, found by fuzzing) made TFLite's
-  // reference kernel and this one disagree: refused.
-  require(int64_t(p.dilation_h) * (filter.shape[1] - 1) < in.shape[1] &&
-              int64_t(p.dilation_w) * (filter.shape[2] - 1) < in.shape[2],
+  // A dilated filter far wider than the input (e.g. dilation 2^20, found by fuzzing) made TFLite's
+  // reference kernel and this one disagree: refused. With SAME padding a filter somewhat larger
+  // than the input is ordinary (ResNet's last 3x3 convolutions on a 1x1 map at small input sizes).
+  const auto too_wide = [&](int64_t dil, int64_t k, int64_t n) {
+    return p.same ? dil * (k - 1) >= 2 * n + 8 : dil * (k - 1) >= n;
+  };
+  require(!too_wide(p.dilation_h, filter.shape[1], in.shape[1]) && !too_wide(p.dilation_w, filter.shape[2], in.shape[2]),
           std::string(op) + ": the dilated filter is larger than the input");
   k->g = mpc::ConvGeom::make(in.shape[0], in.shape[1], in.shape[2], in.shape[3], filter.shape[1], filter.shape[2], oc,
                              p.stride_h, p.stride_w, p.dilation_h, p.dilation_w, p.same);

@@ -139,10 +139,17 @@ std::unique_ptr<Kernel> make_softmax(float beta, const TensorInfo& in, const Ten
   const double real = std::min(static_cast<double>(static_cast<float>(beta)) * static_cast<double>(in.scale()) *
                                    static_cast<double>(i64(1) << 26),
                                static_cast<double>(kI32Max));
+  // QuantizeMultiplierGreaterThanOne CHECKs real > 1: at or below it TFLite's reference kernel
+  // aborts the process (SIGABRT, measured with TF 2.21 BUILTIN_REF: input scale 2^-26 aborts,
+  // the next float32 above runs). The same bound here: accepted exactly where a reference exists.
+  require(real > 1.0, "SOFTMAX: beta * input_scale * 2^26 = " + std::to_string(real) +
+                          " must exceed 1 (input scale above " + std::to_string(std::ldexp(1.0, -26) / beta) +
+                          " for beta " + std::to_string(beta) +
+                          "); TFLite's reference SOFTMAX aborts the process on this model too "
+                          "(QuantizeMultiplierGreaterThanOne)");
   int32_t mult;
   int ls;
   quantize_multiplier(real, &mult, &ls);
-  require(ls >= 0, "SOFTMAX: beta * input_scale is too small (TFLite's reference kernel refuses it too)");
   const i64 diff_min = -static_cast<i64>(std::floor(1.0 * ((1 << 5) - 1) * static_cast<double>(i64(1) << 26) /
                                                     static_cast<double>(i64(1) << ls)));
   for (int d = 0; d < 256; ++d) {

@@ -295,6 +295,18 @@ PYBIND11_MODULE(_native, m) {
   bind_network(m);
   bind_fuzz(m);
   m.def("delegate_last_error", &tflite_mpc::last_error);
+  m.def("delegate_last_check", [] {
+    py::list out;
+    for (const auto& c : tflite_mpc::last_check()) {
+      py::dict d;
+      d["node"] = c.node;
+      d["op"] = c.op;
+      d["status"] = c.status;
+      d["detail"] = c.detail;
+      out.append(d);
+    }
+    return out;
+  });
   m.def("validate_options", [](const std::map<std::string, std::string>& kv) {
     std::vector<std::pair<std::string, std::string>> v(kv.begin(), kv.end());
     tflite_mpc::Options::parse(v);

@@ -24,7 +24,7 @@ def interpreter(b, **opts):
 
 
 def assert_refused(b, node, op, why):
-    with pytest.raises(RuntimeError, match=rf"node {node} \({op}\).*{why}.*refused"):
+    with pytest.raises(RuntimeError, match=rf"(?s)node {node} \({op}\).*{why}.*refused"):
         interpreter(b)
 
 

@@ -128,7 +128,7 @@ def test_plaintext_op_on_weights_is_refused():
     b = conv.convert()
     ops = modelgen.op_names(b)
     assert ops[0] == "DEQUANTIZE", ops
-    with pytest.raises(RuntimeError, match=r"node 0 \(DEQUANTIZE\).*refused"):
+    with pytest.raises(RuntimeError, match=r"(?s)node 0 \(DEQUANTIZE\).*refused"):
         tf.lite.Interpreter(model_content=b, experimental_delegates=[tflite_mpc.load_delegate()])
 
 

@@ -260,7 +260,7 @@ def test_elu_float_region_is_refused_naming_it():
     import tflite_mpc
     b = modelgen.activation("elu")
     assert modelgen.op_names(b) == ["DEQUANTIZE", "ELU", "QUANTIZE"]
-    with pytest.raises(RuntimeError, match=r"node 0 \(DEQUANTIZE\).*float region: node 1 \(ELU\).*refused"):
+    with pytest.raises(RuntimeError, match=r"(?s)node 0 \(DEQUANTIZE\).*float region: node 1 \(ELU\).*refused"):
         tf.lite.Interpreter(model_content=b, experimental_delegates=[tflite_mpc.load_delegate()])
 
 

@@ -100,3 +100,80 @@ def report(delegate=None) -> dict | None:
     {"seconds", "parties": [per party {bytes_sent, bytes_recv, rounds, seconds}],
      "layers": [{"node", "op", "seconds", "parties": [...]}, ...]}."""
     return _native.delegate_report(_handle(delegate))
+
+
+_INTERPRETERS = (
+    ("ai_edge_litert", "ai_edge_litert.interpreter", "Interpreter"),
+    ("tensorflow", "tensorflow", "lite.Interpreter"),
+    ("tflite_runtime", "tflite_runtime.interpreter", "Interpreter"),
+)
+
+
+class CheckResult(list):
+    """Verdict per node of a model (execution order): dicts with ``node``, ``op``,
+    ``status`` (``secure``: a secure kernel or an edge step runs it; ``public``: it
+    computes on public data only, e.g. shape arithmetic, and stays with TFLite;
+    ``refused``: it reads secret data and cannot run securely) and ``detail``.
+    ``accepted`` is True when no node is refused; ``message`` is the delegate's
+    refusal message (empty if accepted)."""
+
+    def __init__(self, nodes, message=""):
+        super().__init__(nodes)
+        self.message = message
+
+    @property
+    def accepted(self) -> bool:
+        return not self.refused
+
+    @property
+    def refused(self) -> list:
+        return [n for n in self if n["status"] == "refused"]
+
+    def __str__(self):
+        w = max([len(n["op"]) for n in self] + [2])
+        lines = [f"{'node':>5}  {'op':<{w}}  {'status':<8}  detail"]
+        for n in self:
+            lines.append(f"{n['node']:>5}  {n['op']:<{w}}  {n['status']:<8}  {n['detail']}")
+        secure = sum(n["status"] == "secure" for n in self)
+        public = sum(n["status"] == "public" for n in self)
+        lines.append(f"{len(self)} nodes: {secure} secure, {public} public, {len(self.refused)} refused"
+                     + (" -> the model is accepted" if self.accepted else " -> the model is refused"))
+        return "\n".join(lines)
+
+
+def check(model, runtime: str | None = None, **options) -> CheckResult:
+    """Which nodes of `model` (a path or the model's bytes) would run securely, stay
+    public, or make the model refused (every refused node, with its reason), without
+    running any MPC: the delegate builds its plan exactly as it would for inference.
+    `options` are delegate options (they can change the verdict, e.g. fc_rounding)."""
+    opts = dict(options)
+    opts.setdefault("timeout", 5)
+    delegate = load_delegate(runtime, **opts)
+    if isinstance(model, (bytes, bytearray)):
+        kw = {"model_content": bytes(model)}
+    else:
+        kw = {"model_path": str(model)}
+    errors = []
+    for name, module, cls in _INTERPRETERS:
+        if runtime not in (None, name):
+            continue
+        try:
+            mod = importlib.import_module(module)
+        except ImportError as e:
+            errors.append(f"{name}: {e}")
+            continue
+        for attr in cls.split("."):
+            mod = getattr(mod, attr)
+        break
+    else:
+        raise ImportError("no TFLite runtime found: " + "; ".join(errors))
+    message = ""
+    try:
+        mod(experimental_delegates=[delegate], **kw)
+    except (RuntimeError, ValueError) as e:
+        message = str(e).split("\nRestored original execution plan")[0]
+    nodes = _native.delegate_last_check()
+    if message and not any(n["status"] == "refused" for n in nodes):
+        # refused before any node was judged (malformed model): report it as such
+        nodes = [{"node": -1, "op": "(model)", "status": "refused", "detail": message}]
+    return CheckResult(nodes, message)

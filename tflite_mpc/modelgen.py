@@ -914,9 +914,13 @@ def _bn_recalibrate(model, images, seed):
     rng = np.random.default_rng(seed + 4242)
     for layer in model.layers:
         if isinstance(layer, L.BatchNormalization):
-            n = layer.gamma.shape[0]
-            layer.gamma.assign(rng.uniform(0.5, 1.5, n).astype(np.float32))
-            layer.beta.assign(rng.uniform(-0.25, 0.75, n).astype(np.float32))
+            # InceptionV3 builds BN with scale=False (no gamma); center=False has no beta
+            if layer.gamma is not None:
+                n = layer.gamma.shape[0]
+                layer.gamma.assign(rng.uniform(0.5, 1.5, n).astype(np.float32))
+            if layer.beta is not None:
+                n = layer.beta.shape[0]
+                layer.beta.assign(rng.uniform(-0.25, 0.75, n).astype(np.float32))
             layer.momentum = 0.0
     model(np.concatenate(images, axis=0), training=True)
     for layer in model.layers:
@@ -982,6 +986,71 @@ def mobilenet_v2(alpha=0.35, size=128, *, include_top=True, classes=1000,
     return _stock(keras.applications.MobileNetV2, size, alpha, include_top,
                   classes, classifier_activation, bn_recalib, seed, n_calib,
                   int8_io)
+
+
+#: Keras application -> (constructor name, smallest input size it accepts with
+#: weights=None and include_top; NASNetMobile's size is fixed at 224).
+STOCK_FAMILIES = {
+    "MobileNet": ("MobileNet", 32), "MobileNetV2": ("MobileNetV2", 32),
+    "MobileNetV3Small": ("MobileNetV3Small", 32), "MobileNetV3Large": ("MobileNetV3Large", 32),
+    "EfficientNetB0": ("EfficientNetB0", 32), "EfficientNetV2B0": ("EfficientNetV2B0", 32),
+    "ResNet50": ("ResNet50", 32), "ResNet50V2": ("ResNet50V2", 32), "DenseNet121": ("DenseNet121", 32),
+    "InceptionV3": ("InceptionV3", 75), "Xception": ("Xception", 71), "NASNetMobile": ("NASNetMobile", 224),
+    "VGG16": ("VGG16", 32), "ConvNeXtTiny": ("ConvNeXtTiny", 32),
+}
+
+
+def _he_normal_reinit(model, seed):
+    """Re-draw every conv / dense kernel He-normal (fan-in): with the applications'
+    default Glorot initialisation deep plain stacks (VGG) shrink activations to a
+    handful of quantization levels, and an exact comparison would mean little."""
+    rng = np.random.default_rng(seed + 99)
+    for layer in model.layers:
+        for attr in ("kernel", "depthwise_kernel"):
+            w = getattr(layer, attr, None)
+            if w is None or not hasattr(w, "assign") or len(w.shape) < 2:
+                continue
+            shape = tuple(int(d) for d in w.shape)
+            if attr == "depthwise_kernel":
+                fan_in = shape[0] * shape[1]
+            else:
+                fan_in = int(np.prod(shape[:-1]))
+            w.assign((rng.standard_normal(shape) * np.sqrt(2.0 / max(fan_in, 1))).astype(np.float32))
+
+
+@_builder
+def stock(family, size=None, *, classes=1000, logits=True, include_preprocessing=False, he_normal=True,
+          int8_io=True, seed=0, n_calib=8):
+    """A Keras application (``STOCK_FAMILIES``: ``family`` is its constructor name), weights=None,
+    batch 1, at ``size`` (default: the smallest it accepts), converted to int8 by the stock
+    converter.  ``logits``: no final softmax (with random weights a 1000-way softmax quantizes
+    to nearly all -128, and BUILTIN_REF's SOFTMAX aborts on tiny logit scales); ``he_normal``:
+    every conv / dense kernel re-drawn He-normal, then the BN statistics re-calibrated on the
+    calibration images (``_bn_recalibrate``).  ``include_preprocessing`` for the families that
+    take it (MobileNetV3*, EfficientNetV2*): the rescaling runs inside the int8 graph (MUL/ADD
+    with constants on the model input).
+    """
+    if family not in STOCK_FAMILIES:
+        raise ValueError(f"unknown family {family!r}; known: {', '.join(STOCK_FAMILIES)}")
+    ctor, smallest = STOCK_FAMILIES[family]
+    size = size or smallest
+    app = getattr(keras.applications, ctor)
+    _seed(seed)
+    calib = _calib_images(size, n_calib, seed)
+    kw = dict(weights=None, include_top=True, classes=classes,
+              classifier_activation=None if logits else "softmax")
+    if family.startswith(("MobileNetV3", "EfficientNetV2")):
+        kw["include_preprocessing"] = include_preprocessing
+    elif include_preprocessing:
+        raise ValueError(f"{family} has no include_preprocessing option")
+    mf = app(input_shape=(size, size, 3), **kw)
+    if he_normal:
+        _he_normal_reinit(mf, seed)
+    _bn_recalibrate(mf, [c[0] for c in calib], seed)
+    weights = mf.get_weights()
+    m = app(input_tensor=keras.Input((size, size, 3), batch_size=1), **kw)
+    m.set_weights(weights)
+    return convert_int8(m, calib, int8_io=int8_io, seed=seed)
 
 
 # --------------------------------------------------------------------------
