@@ -68,19 +68,24 @@ def load_delegate(runtime: str | None = None, **options):
     """Load the delegate with the given options for `runtime` ("tensorflow",
     "ai_edge_litert", "tflite_runtime"), or the first one installed."""
     opts = validate_options(options)
+    return _first_installed(_RUNTIMES, runtime)(library_path(), opts)
+
+
+def _first_installed(table, runtime):
+    """The attribute (dotted path) of the first installed runtime of `table` (or of `runtime`)."""
     errors = []
-    for name, module, fn in _RUNTIMES:
+    for name, module, attr_path in table:
         if runtime not in (None, name):
             continue
         try:
-            mod = importlib.import_module(module)
+            obj = importlib.import_module(module)
         except ImportError as e:
             errors.append(f"{name}: {e}")
             continue
-        for attr in fn.split("."):
-            mod = getattr(mod, attr)
-        return mod(library_path(), opts)
-    if runtime is not None and runtime not in [r[0] for r in _RUNTIMES]:
+        for attr in attr_path.split("."):
+            obj = getattr(obj, attr)
+        return obj
+    if runtime is not None and runtime not in [r[0] for r in table]:
         raise ValueError(f"unknown runtime {runtime!r}; valid: tensorflow, ai_edge_litert, tflite_runtime")
     raise ImportError("no TFLite runtime found (install tensorflow, ai-edge-litert or tflite-runtime): "
                       + "; ".join(errors))
@@ -153,23 +158,10 @@ def check(model, runtime: str | None = None, **options) -> CheckResult:
         kw = {"model_content": bytes(model)}
     else:
         kw = {"model_path": str(model)}
-    errors = []
-    for name, module, cls in _INTERPRETERS:
-        if runtime not in (None, name):
-            continue
-        try:
-            mod = importlib.import_module(module)
-        except ImportError as e:
-            errors.append(f"{name}: {e}")
-            continue
-        for attr in cls.split("."):
-            mod = getattr(mod, attr)
-        break
-    else:
-        raise ImportError("no TFLite runtime found: " + "; ".join(errors))
+    interpreter = _first_installed(_INTERPRETERS, runtime)
     message = ""
     try:
-        mod(experimental_delegates=[delegate], **kw)
+        interpreter(experimental_delegates=[delegate], **kw)
     except (RuntimeError, ValueError) as e:
         message = str(e).split("\nRestored original execution plan")[0]
     nodes = _native.delegate_last_check()
