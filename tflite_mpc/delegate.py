@@ -13,6 +13,7 @@ or, for whichever runtime is installed, ``tflite_mpc.load_delegate(truncation="e
 from __future__ import annotations
 
 import importlib
+import importlib.util
 
 from . import _native
 
@@ -153,6 +154,9 @@ def check(model, runtime: str | None = None, **options) -> CheckResult:
     `options` are delegate options (they can change the verdict, e.g. fc_rounding)."""
     opts = dict(options)
     opts.setdefault("timeout", 5)
+    if runtime is None:  # the delegate and the interpreter of one runtime
+        runtime = next((name for name, module, _ in _INTERPRETERS if importlib.util.find_spec(module.split(".")[0])),
+                       None)
     delegate = load_delegate(runtime, **opts)
     if isinstance(model, (bytes, bytearray)):
         kw = {"model_content": bytes(model)}
