@@ -133,3 +133,19 @@ def test_softmax_is_accepted_exactly_where_the_reference_kernel_runs(tmp_path, b
             assert r.returncode == -6  # SIGABRT
             msg = refuse(b, truncation="exact")
             assert "must exceed 1" in msg and "TFLite's reference SOFTMAX aborts the process on this model too" in msg
+
+
+def test_cli_check_lists_every_node_and_exits_1_when_refused(tmp_path):
+    import json
+    refused, accepted = tmp_path / "refused.tflite", tmp_path / "ok.tflite"
+    refused.write_bytes(two_abs())
+    accepted.write_bytes(modelgen.conv2d(k=3))
+    r = subprocess.run([sys.executable, "-m", "tflite_mpc", "check", str(refused)], capture_output=True, text=True,
+                       cwd=tmp_path, timeout=300)
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert "ABS" in r.stdout and "2 refused -> the model is refused" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "tflite_mpc", "check", "--json", str(accepted)], capture_output=True,
+                       text=True, cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    d = json.loads(r.stdout)
+    assert d["accepted"] and d["nodes"] == [{"node": 0, "op": "CONV_2D", "status": "secure", "detail": "secure kernel"}]

@@ -170,7 +170,23 @@ def main(argv=None) -> int:
     c.add_argument("--config", required=True)
     c.add_argument("-o", "--output", required=True, help="directory")
     c.add_argument("--days", type=int, default=365)
+    k = sub.add_parser("check", help="which nodes of a model run securely, stay public or are refused (no MPC run)")
+    k.add_argument("model")
+    k.add_argument("--json", action="store_true", help="one JSON object: accepted, message, nodes")
+    k.add_argument("--runtime", choices=["tensorflow", "ai_edge_litert", "tflite_runtime"])
     a = ap.parse_args(argv)
+    if a.cmd == "check":
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        from .delegate import check
+
+        r = check(a.model, a.runtime)
+        if a.json:
+            import json
+
+            print(json.dumps({"accepted": r.accepted, "message": r.message, "nodes": list(r)}))
+        else:
+            print(r)
+        return 0 if r.accepted else 1
     if a.cmd == "party":
         rc = serve(a.config, a.id, a.model, a.runtime)
         # Exit at once: every session has said goodbye, and tearing TensorFlow down
