@@ -4,6 +4,11 @@
 //   (M, s) = QuantizeMultiplier(in_scale / out_scale)
 //   shift = min(floor(log2 n), 32, 31 + s); M' = (M << shift) / n; s' = s - shift
 //   out   = clamp(MultiplyByQuantizedMultiplier(sum - zp_in * n, M', s') + zp_out)
+// uint8 over axes [1, 2] of a 4-D input with keep_dims: the legacy reference_ops::Mean (uint8),
+//   bias = zp_out - (int)(zp_in * s_in / s_out +- 0.5f)   (float)
+//   (M, s) = QuantizeMultiplier(s_in / (float(h w) * s_out))   (float)
+//   out   = clamp(MultiplyByQuantizedMultiplier(sum, M, s) + bias, 0, 255)
+// other uint8 reductions take the int8 path above (QuantizedMeanOrSum), clamped to [0, 255].
 #include <algorithm>
 #include <cmath>
 
@@ -17,7 +22,7 @@ class Mean : public Kernel {
   Shape in_shape, out_shape;
   std::vector<int64_t> out_of;  // input element -> output element
   int64_t count = 1;
-  int32_t zp_in = 0, zp_out = 0, mult = 0;
+  int32_t zp_in = 0, zp_out = 0, mult = 0, lo = -128, hi = 127;
   int shift = 0;
   const char* name() const override { return "MEAN"; }
 
@@ -29,7 +34,7 @@ class Mean : public Kernel {
       for (size_t i = 0; i < out_of.size(); ++i) y[out_of[i]] += x[i];
     });
     sum = p.add_public(sum, Pub(static_cast<uint64_t>(-static_cast<int64_t>(zp_in) * count)));
-    Share y = requantize_output(env, sum, {mult}, {shift}, zp_out, -128, 127);
+    Share y = requantize_output(env, sum, {mult}, {shift}, zp_out, lo, hi);
     y.shape = out_shape;
     env.set(out(), std::move(y));
   }
@@ -38,8 +43,9 @@ class Mean : public Kernel {
 }  // namespace
 
 std::unique_ptr<Kernel> make_mean(const std::vector<int>& axes_in, const TensorInfo& in, const TensorInfo& out) {
-  require_int8(in, "input");
-  require_int8(out, "output");
+  require_q8(in, "input");
+  require_q8(out, "output");
+  require(in.type == out.type, "MEAN: input and output types differ");
   const int rank = static_cast<int>(in.shape.size());
   std::vector<bool> reduced(rank, false);
   for (int a : axes_in) {
@@ -71,8 +77,24 @@ std::unique_ptr<Kernel> make_mean(const std::vector<int>& axes_in, const TensorI
       idx[d] = 0;
     }
   }
+  k->lo = qmin(out);
+  k->hi = qmax(out);
   int32_t m;
   int s;
+  const bool legacy = in.type == DType::kUInt8 && rank == 4 && out.shape.size() == 4 && axes_in.size() == 2 &&
+                      reduced[1] && reduced[2];
+  if (legacy) {
+    const float n = static_cast<float>(in.shape[1] * in.shape[2]);
+    float temp = static_cast<float>(in.zero_point()) * in.scale() / out.scale();
+    temp = temp > 0 ? temp + 0.5f : temp - 0.5f;
+    quantize_multiplier(static_cast<double>(in.scale() / (n * out.scale())), &k->mult, &k->shift);
+    require(k->shift <= 0, "MEAN: input scale / output scale must be below the window size");
+    k->zp_in = 0;
+    k->zp_out = out.zero_point() - static_cast<int32_t>(temp);
+    k->inputs = {in.index};
+    k->outputs = {out.index};
+    return k;
+  }
   quantize_multiplier(static_cast<double>(in.scale()) / static_cast<double>(out.scale()), &m, &s);
   const int lg = 63 - __builtin_clzll(static_cast<unsigned long long>(k->count));
   const int sh = std::min({lg, 32, 31 + s});
