@@ -4,11 +4,9 @@
 //   (M, s) = QuantizeMultiplier(in_scale / out_scale)
 //   shift = min(floor(log2 n), 32, 31 + s); M' = (M << shift) / n; s' = s - shift
 //   out   = clamp(MultiplyByQuantizedMultiplier(sum - zp_in * n, M', s') + zp_out)
-// uint8 over axes [1, 2] of a 4-D input with keep_dims: the legacy reference_ops::Mean (uint8),
-//   bias = zp_out - (int)(zp_in * s_in / s_out +- 0.5f)   (float)
-//   (M, s) = QuantizeMultiplier(s_in / (float(h w) * s_out))   (float)
-//   out   = clamp(MultiplyByQuantizedMultiplier(sum, M, s) + bias, 0, 255)
-// other uint8 reductions take the int8 path above (QuantizedMeanOrSum), clamped to [0, 255].
+// uint8: the same arithmetic, clamped to [0, 255]. (Older TFLite sources send uint8 means over
+// axes [1, 2] of a 4-D keep_dims input to the legacy reference_ops::Mean, with a float bias;
+// TF 2.21's BUILTIN_REF does not: measured, the legacy formula is 1 LSB off on a random input.)
 #include <algorithm>
 #include <cmath>
 
@@ -81,20 +79,6 @@ std::unique_ptr<Kernel> make_mean(const std::vector<int>& axes_in, const TensorI
   k->hi = qmax(out);
   int32_t m;
   int s;
-  const bool legacy = in.type == DType::kUInt8 && rank == 4 && out.shape.size() == 4 && axes_in.size() == 2 &&
-                      reduced[1] && reduced[2];
-  if (legacy) {
-    const float n = static_cast<float>(in.shape[1] * in.shape[2]);
-    float temp = static_cast<float>(in.zero_point()) * in.scale() / out.scale();
-    temp = temp > 0 ? temp + 0.5f : temp - 0.5f;
-    quantize_multiplier(static_cast<double>(in.scale() / (n * out.scale())), &k->mult, &k->shift);
-    require(k->shift <= 0, "MEAN: input scale / output scale must be below the window size");
-    k->zp_in = 0;
-    k->zp_out = out.zero_point() - static_cast<int32_t>(temp);
-    k->inputs = {in.index};
-    k->outputs = {out.index};
-    return k;
-  }
   quantize_multiplier(static_cast<double>(in.scale()) / static_cast<double>(out.scale()), &m, &s);
   const int lg = 63 - __builtin_clzll(static_cast<unsigned long long>(k->count));
   const int sh = std::min({lg, 32, 31 + s});
