@@ -26,7 +26,7 @@ class FullyConnected : public Kernel {
     // Weights [out, in] -> [in, out] once, so every inference is one GEMM. The result
     // goes to this kernel's own slot: the shared weight tensor itself stays as it is
     // (another node may read the same weights).
-    const Share w = offset_weights(env, filter, q.filter_offset);  // uint8: w - zp_w
+    const Share w = offset_weights(env, filter, q.filter_offset);  // uint8: w - zp_w (once, at prepare)
     const int64_t O = out_features, I = in_features;
     env.set(slot, env.p.linear(w, {I, O}, [&](const mpc::u64* src, mpc::u64* dst) {
       for (int64_t o = 0; o < O; ++o)
