@@ -14,7 +14,7 @@ import tensorflow as tf
 
 import tflite_mpc
 from tflite_mpc import modelgen
-from secure import check_model, run_secure
+from secure import check_model, graph_hash, run_secure
 
 U8 = modelgen._fb.TensorType.UINT8
 
@@ -190,13 +190,6 @@ def test_public_model_of_a_uint8_model_has_no_weights_and_the_same_graph_hash():
         buf = m.buffers[t.buffer]
         if buf.data is not None and len(buf.data):
             assert not np.any(np.asarray(buf.data)), t.name
-
-    def graph_hash(model):
-        d = tflite_mpc.load_delegate(truncation="exact")
-        it = tf.lite.Interpreter(model_content=model, experimental_delegates=[d])
-        h = tflite_mpc.report(d)["graph_hash"]
-        del it
-        return h
     assert graph_hash(pub) == graph_hash(b)
 
 
