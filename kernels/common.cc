@@ -112,8 +112,7 @@ void activation_range(Act act, const TensorInfo& out, int32_t* lo, int32_t* hi) 
 }
 
 Share offset_weights(Env& env, int filter, int32_t filter_offset) {
-  const Share& w = env.get(filter);
-  return filter_offset == 0 ? w : env.p.add_public(w, Pub(static_cast<uint64_t>(static_cast<int64_t>(filter_offset))));
+  return env.p.add_public(env.get(filter), Pub(static_cast<uint64_t>(static_cast<int64_t>(filter_offset))));
 }
 
 Vec encode_constant(const TensorInfo& t) {

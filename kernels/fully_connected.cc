@@ -26,7 +26,11 @@ class FullyConnected : public Kernel {
     // Weights [out, in] -> [in, out] once, so every inference is one GEMM. The result
     // goes to this kernel's own slot: the shared weight tensor itself stays as it is
     // (another node may read the same weights).
-    const Share w = offset_weights(env, filter, q.filter_offset);  // uint8: w - zp_w (once, at prepare)
+    // uint8: w - zp_w, formed once here; int8 weights are read in place (no copy: a large FC
+    // layer's weight shares take gigabytes)
+    Share offset;
+    if (q.filter_offset != 0) offset = offset_weights(env, filter, q.filter_offset);
+    const Share& w = q.filter_offset != 0 ? offset : env.get(filter);
     const int64_t O = out_features, I = in_features;
     env.set(slot, env.p.linear(w, {I, O}, [&](const mpc::u64* src, mpc::u64* dst) {
       for (int64_t o = 0; o < O; ++o)

@@ -110,8 +110,7 @@ int secret_weights(Kernel& k, const char* op, const TensorInfo& filter, const Te
 void quantize_multiplier(double m, int32_t* q, int* shift);
 // TFLite CalculateActivationRangeQuantized for int8.
 void activation_range(Act act, float scale, int32_t zero_point, int32_t* lo, int32_t* hi);
-// The weights with their public offset added (w - zp_w), for uint8 weights; the delegate's
-// own shares otherwise.
+// uint8 weights with their public offset added (w - zp_w, a local operation): a new share.
 Share offset_weights(Env& env, int filter, int32_t filter_offset);
 // Ring encoding of a constant tensor's int8 / uint8 / int32 values.
 Vec encode_constant(const TensorInfo& t);
