@@ -59,6 +59,13 @@ def test_single_op_uint8(case):
     check_model(b)
 
 
+@pytest.mark.parametrize("kind", ["logistic", "tanh", "hard_swish", "gelu", "leaky_relu", "relu6"])
+def test_uint8_tables_on_all_256_inputs(kind):
+    # every entry of the public table (saturation edges included), both truncation modes
+    b = modelgen.uint8_op("activation", kind=kind)
+    check_model(b, seeds=(0,), inputs_fn=lambda seed: [np.arange(256, dtype=np.uint8).reshape(1, 256)])
+
+
 def test_to_uint8_weights_are_asymmetric_and_the_model_matches_the_int8_one():
     b8 = modelgen.conv2d(per_tensor=True)
     b = modelgen.uint8_op("conv2d")
