@@ -115,12 +115,15 @@ std::string node_label(int node, int code) {
   return std::string("node ") + std::to_string(node) + " (" + builtin_name(code) + ")";
 }
 
-Vec encode_int8_tensor(const TfLiteTensor& t, size_t n) {
+Vec encode_q8_tensor(const TfLiteTensor& t, size_t n) {
   Vec v(n);
   if (t.type == kTfLiteInt8) {
     for (size_t i = 0; i < n; ++i) v[i] = static_cast<uint64_t>(static_cast<int64_t>(t.data.int8[i]));
+  } else if (t.type == kTfLiteUInt8) {
+    for (size_t i = 0; i < n; ++i) v[i] = t.data.uint8[i];
   } else {
-    throw ArgError(std::string("input tensor '") + (t.name ? t.name : "?") + "' must be int8 (or float32 with a QUANTIZE edge)");
+    throw ArgError(std::string("input tensor '") + (t.name ? t.name : "?") +
+                   "' must be int8 or uint8 (or float32 with a QUANTIZE edge)");
   }
   return v;
 }
@@ -348,7 +351,7 @@ std::shared_ptr<Plan> build_plan(TfLiteContext* ctx, const Options& opt, std::ve
             throw ArgError("it reads or writes variable tensor " + std::to_string(arr->data[k]) +
                            " (model state), which secure plans do not support");
       NodeView nv{ctx, node, reg, idx, opt.fc_single_rounding};
-      if (code == kTfLiteBuiltinQuantize && nv.input(0).type == DType::kFloat32) {  // int8 -> int8: a kernel
+      if (code == kTfLiteBuiltinQuantize && nv.input(0).type == DType::kFloat32) {  // 8-bit -> 8-bit: a kernel
         st.in = nv.input(0);
         st.out = nv.output(0);
         const bool edge = std::find(plan->graph_inputs.begin(), plan->graph_inputs.end(), st.in.index) !=
@@ -358,12 +361,12 @@ std::shared_ptr<Plan> build_plan(TfLiteContext* ctx, const Options& opt, std::ve
                 "float ops have no secure kernel");
         require(edge && st.in.type == DType::kFloat32,
                 "QUANTIZE is only supported on a float32 model input (the data owner quantizes before sharing)");
-        require(st.out.type == DType::kInt8, "QUANTIZE must produce int8");
+        require(is_q8(st.out.type), "QUANTIZE must produce int8 or uint8");
         st.kind = Step::kQuantizeInput;
       } else if (code == kTfLiteBuiltinDequantize) {
         st.in = nv.input(0);
         st.out = nv.output(0);
-        require(st.in.type == DType::kInt8 && st.out.type == DType::kFloat32, "DEQUANTIZE must map int8 to float32");
+        require(is_q8(st.in.type) && st.out.type == DType::kFloat32, "DEQUANTIZE must map int8 or uint8 to float32");
         // It reveals its input: only allowed where that value is a declared model output.
         std::string region;  // a float region DEQUANTIZE -> float op -> QUANTIZE: name the float op
         for (int r : readers[st.out.index]) {
@@ -512,7 +515,7 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
           if (std::find(P.graph_inputs.begin(), P.graph_inputs.end(), t) != P.graph_inputs.end() && !needed.count(t)) {
             needed.insert(t);
             TensorInfo info = tensor_info(ctx, t);
-            owner_inputs.emplace_back(t, owner_here ? encode_int8_tensor(ctx->tensors[t], info.size()) : Vec());
+            owner_inputs.emplace_back(t, owner_here ? encode_q8_tensor(ctx->tensors[t], info.size()) : Vec());
             owner_shapes.push_back(info.shape);
           }
       }
@@ -628,8 +631,10 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
         dequantize_output(dqs->in, q.data(), ten.data.f, q.size());
       } else if (ten.type == kTfLiteInt8) {
         for (size_t i = 0; i < v.size(); ++i) ten.data.int8[i] = static_cast<int8_t>(static_cast<int64_t>(v[i]));
+      } else if (ten.type == kTfLiteUInt8) {
+        for (size_t i = 0; i < v.size(); ++i) ten.data.uint8[i] = static_cast<uint8_t>(static_cast<int64_t>(v[i]));
       } else {
-        throw mpc::Error("output tensor " + std::to_string(t) + " must be int8 or a DEQUANTIZE output");
+        throw mpc::Error("output tensor " + std::to_string(t) + " must be int8, uint8 or a DEQUANTIZE output");
       }
     }
     // Tensors handed to other partitions (or read by SHAPE) carry no data outside the plan.

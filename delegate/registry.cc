@@ -318,7 +318,7 @@ std::unique_ptr<Kernel> build_kernel(const NodeView& n) {
     }
     case kTfLiteBuiltinLogistic: case kTfLiteBuiltinTanh: case kTfLiteBuiltinHardSwish: case kTfLiteBuiltinRelu:
     case kTfLiteBuiltinRelu6: case kTfLiteBuiltinReluN1To1: case kTfLiteBuiltinRelu0To1:
-    case kTfLiteBuiltinQuantize: {  // QUANTIZE here: int8 -> int8 inside the graph
+    case kTfLiteBuiltinQuantize: {  // QUANTIZE here: int8 / uint8 -> int8 / uint8 inside the graph
       static const std::pair<int, Elementwise> ops[] = {
           {kTfLiteBuiltinLogistic, Elementwise::kLogistic}, {kTfLiteBuiltinTanh, Elementwise::kTanh},
           {kTfLiteBuiltinHardSwish, Elementwise::kHardSwish}, {kTfLiteBuiltinRelu, Elementwise::kRelu},

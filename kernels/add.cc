@@ -2,6 +2,7 @@
 //   v_i = MultiplyByQuantizedMultiplierSmallerThanOneExp((x_i - zp_i) << 20, m_i, s_i)
 //   out = clamp(MultiplyByQuantizedMultiplierSmallerThanOneExp(v_1 + v_2, m_o, s_o) + zp_out)
 // with m_i = s_i / (2 max(s_1, s_2)) and m_o = 2 max(s_1, s_2) / (2^20 s_out).
+// uint8 (reference_ops::Add on uint8): the same arithmetic, clamped to the uint8 activation range.
 #include <algorithm>
 
 #include "kernels/kernel.h"
@@ -40,9 +41,10 @@ class Add : public Kernel {
 }  // namespace
 
 std::unique_ptr<Kernel> make_add(Act act, const TensorInfo& a, const TensorInfo& b, const TensorInfo& out) {
-  require_int8(a, "input 1");
-  require_int8(b, "input 2");
-  require_int8(out, "output");
+  require_q8(a, "input 1");
+  require_q8(b, "input 2");
+  require_q8(out, "output");
+  require(a.type == out.type && b.type == out.type, "ADD: inputs and output must have the same type");
   require(a.shape == b.shape && a.shape == out.shape,
           "ADD: broadcasting is not supported (shapes " + mpc::shape_str(a.shape) + " and " +
               mpc::shape_str(b.shape) + ")");
@@ -55,7 +57,7 @@ std::unique_ptr<Kernel> make_add(Act act, const TensorInfo& a, const TensorInfo&
   k->zp_a = a.zero_point();
   k->zp_b = b.zero_point();
   k->zp_out = out.zero_point();
-  activation_range(act, out.scale(), out.zero_point(), &k->lo, &k->hi);
+  activation_range(act, out, &k->lo, &k->hi);
   k->a = a.index;
   k->b = b.index;
   k->inputs = {a.index, b.index};

@@ -111,6 +111,10 @@ void activation_range(Act act, const TensorInfo& out, int32_t* lo, int32_t* hi) 
   }
 }
 
+Share offset_weights(Env& env, int filter, int32_t filter_offset) {
+  return env.p.add_public(env.get(filter), Pub(static_cast<uint64_t>(static_cast<int64_t>(filter_offset))));
+}
+
 Vec encode_constant(const TensorInfo& t) {
   const size_t n = t.size();
   Vec v(n);
@@ -156,8 +160,14 @@ Share requantize_output(Env& env, const Share& acc, const OutputQuant& q) {
 
 OutputQuant output_quant(const char* op, const TensorInfo& in, const TensorInfo& filter, const TensorInfo& out,
                          int64_t channels, Act act, bool per_tensor_float_product) {
-  for (auto z : filter.zero_points)
-    require(z == 0, std::string(op) + ": int8 weights must be symmetric (zero point 0)");
+  require(in.type == out.type, std::string(op) + ": input and output types differ (" + dtype_name(in.type) + ", " +
+                                   dtype_name(out.type) + ")");
+  require(filter.type == in.type, std::string(op) + ": " + dtype_name(in.type) + " input needs " +
+                                      dtype_name(in.type) + " weights, got " + dtype_name(filter.type));
+  const bool u8 = in.type == DType::kUInt8;
+  if (!u8)
+    for (auto z : filter.zero_points)
+      require(z == 0, std::string(op) + ": int8 weights must be symmetric (zero point 0)");
   const size_t ns = filter.scales.size();
   require(ns == 1 || static_cast<int64_t>(ns) == channels,
           std::string(op) + ": weights need one scale or one per output channel");
@@ -166,7 +176,7 @@ OutputQuant output_quant(const char* op, const TensorInfo& in, const TensorInfo&
   q.shift.resize(channels);
   for (int64_t c = 0; c < channels; ++c) {
     const double eff =
-        ns == 1 && per_tensor_float_product
+        ns == 1 && (per_tensor_float_product || u8)
             ? static_cast<double>(in.scale() * filter.scales[0]) / static_cast<double>(out.scale())
             : static_cast<double>(in.scale()) * static_cast<double>(filter.scales[ns == 1 ? 0 : c]) /
                   static_cast<double>(out.scale());
@@ -176,14 +186,16 @@ OutputQuant output_quant(const char* op, const TensorInfo& in, const TensorInfo&
                                  " (input scale x weight scale / output scale) must be below 1");
   }
   q.input_offset = -in.zero_point();
+  q.filter_offset = u8 ? -filter.zero_point() : 0;
   q.zp_out = out.zero_point();
-  activation_range(act, out.scale(), out.zero_point(), &q.act_lo, &q.act_hi);
+  activation_range(act, out, &q.act_lo, &q.act_hi);
   return q;
 }
 
 int secret_weights(Kernel& k, const char* op, const TensorInfo& filter, const TensorInfo* bias, int64_t channels) {
   require(filter.constant, std::string(op) + ": weights must be a constant tensor");
   k.secret_constants = {filter.index};
+  if (filter.type == DType::kUInt8) k.acc_max_product = 255 * 255;
   if (!bias) return -1;
   require(bias->type == DType::kInt32 && bias->constant, std::string(op) + ": bias must be a constant int32 tensor");
   require(static_cast<int64_t>(bias->size()) == channels, std::string(op) + ": bias size must equal output channels");
@@ -195,8 +207,9 @@ int secret_weights(Kernel& k, const char* op, const TensorInfo& filter, const Te
 
 void Kernel::check_owner_constant(int index, const Vec& values) const {
   if (index != acc_bias) return;
-  // |sum of acc_terms products (input + offset) * weight| <= acc_terms * 255 * 128
-  const int64_t bound = (int64_t(1) << 31) - 1 - acc_terms * 255 * 128;
+  // |sum of acc_terms products (input + offset) * (weight + offset)| <= acc_terms * 255 * 128
+  // (int8: symmetric weights), acc_terms * 255 * 255 (uint8)
+  const int64_t bound = (int64_t(1) << 31) - 1 - acc_terms * acc_max_product;
   for (size_t c = 0; c < values.size(); ++c) {
     const int64_t b = static_cast<int64_t>(values[c]);
     require(b <= bound && -b <= bound + 1,

@@ -2,6 +2,10 @@
 // reference_integer_ops::ConvPerChannel / DepthwiseConvPerChannel:
 //   acc = sum filter * (input + input_offset) [+ bias]
 //   out = clamp(MultiplyByQuantizedMultiplier(acc, m[c], s[c]) + zp_out, act_min, act_max)
+// uint8 (per-tensor weights with a zero point), reference_ops::Conv / DepthwiseConv (uint8):
+//   acc = sum (filter + filter_offset) * (input + input_offset) [+ bias], the same requantization
+// (one multiplier from the float product in_scale * w_scale); filter + filter_offset is formed
+// once in prepare(), locally (the offset is public).
 #include "kernels/kernel.h"
 
 namespace tflite_mpc {
@@ -17,10 +21,15 @@ class Conv : public Kernel {
 
   const char* name() const override { return depthwise ? "DEPTHWISE_CONV_2D" : "CONV_2D"; }
 
+  void prepare(Env& env) override {
+    if (q.filter_offset != 0) env.set(slot, offset_weights(env, filter, q.filter_offset));
+  }
+
   void eval(Env& env) const override {
     auto& p = env.p;
     Share x = p.add_public(env.get(in()), Pub(static_cast<uint64_t>(static_cast<int64_t>(q.input_offset))));
-    Share acc = depthwise ? p.depthwise(x, env.get(filter), g) : p.conv2d(x, env.get(filter), g);
+    const Share& w = env.get(q.filter_offset != 0 ? slot : filter);
+    Share acc = depthwise ? p.depthwise(x, w, g) : p.conv2d(x, w, g);
     if (bias >= 0) acc = p.add(acc, broadcast_channels(p, env.get(bias), acc.shape));
     Share y = requantize_output(env, acc, q);
     y.shape = out_shape;
@@ -38,9 +47,9 @@ class Conv : public Kernel {
 std::unique_ptr<Kernel> make(bool depthwise, const ConvParams& p, const TensorInfo& in, const TensorInfo& filter,
                              const TensorInfo* bias, const TensorInfo& out) {
   const char* op = depthwise ? "DEPTHWISE_CONV_2D" : "CONV_2D";
-  require_int8(in, "input");
-  require_int8(filter, "filter");
-  require_int8(out, "output");
+  require_q8(in, "input");
+  require_q8(filter, "filter");
+  require_q8(out, "output");
   require(in.shape.size() == 4 && filter.shape.size() == 4 && out.shape.size() == 4,
           std::string(op) + ": tensors must be 4-D");
   auto k = std::make_unique<Conv>();
@@ -71,6 +80,7 @@ std::unique_ptr<Kernel> make(bool depthwise, const ConvParams& p, const TensorIn
   k->q = output_quant(op, in, filter, out, oc, p.act, false);
   k->filter = filter.index;
   k->bias = secret_weights(*k, op, filter, bias, oc);
+  if (k->q.filter_offset != 0) k->prepare_only = {filter.index};
   k->out_shape = out.shape;
   k->inputs = {in.index};
   k->outputs = {out.index};

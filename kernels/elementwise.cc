@@ -13,7 +13,11 @@
 //   LEAKY_RELU       QuantizeLeakyRelu: identity or alpha multiplier by the sign of x - zp
 //   RELU, RELU6, RELU_N1_TO_1, RELU_0_TO_1   ReluX: requantize (s_in / s_out), clamp to
 //                    zp + round(bound / s_out)
-//   QUANTIZE (int8 -> int8)   Requantize: multiplier s_in / s_out, clamp
+//   QUANTIZE (int8 <-> uint8, int8 -> int8)   Requantize: multiplier s_in / s_out, clamp
+// uint8 inputs and outputs (the legacy asymmetric scheme): the same arithmetic (TFLite's
+// templates), clamped to [0, 255]; LOGISTIC (reference_ops::Logistic, uint8) outputs scale
+// 1/256 zero point 0, TANH 1/128 zero point 128 (RDBPOT(., 24) + 128). The table is indexed by
+// the input's low 8 bits: entry u is the input value u (uint8) or int8(u) (int8).
 // PRELU's alpha is a constant of the model, hence the model owner's secret: its
 // negative branch is not a public table. It mirrors reference_ops::BroadcastPrelu4DSlow:
 // x = q - zp_in; x >= 0: zp_out + MBQM(x, s_in / s_out); else zp_out + MBQM(x * (alpha -
@@ -91,11 +95,12 @@ float gelu_approx(float x) {
   return 0.5f * x * (1.f + std::tanh(static_cast<float>(M_2_SQRTPI / M_SQRT2) * (x + 0.044715f * x * x * x)));
 }
 // LUTPopulate<int8_t>
-i64 lut_entry(float in_scale, int32_t in_zp, float out_scale, int32_t out_zp, float (*f)(float), int32_t q) {
+i64 lut_entry(float in_scale, int32_t in_zp, float out_scale, int32_t out_zp, float (*f)(float), int32_t q,
+              i64 omin, i64 omax) {
   const float inverse_scale = 1 / out_scale;
   const float deq = in_scale * static_cast<float>(q - in_zp);
   const float rescaled = std::round(f(deq) * inverse_scale);
-  return clamp8(static_cast<int32_t>(rescaled + static_cast<float>(out_zp)));
+  return std::min(omax, std::max(omin, static_cast<i64>(static_cast<int32_t>(rescaled + static_cast<float>(out_zp)))));
 }
 
 // ReluX: zp_out + MultiplyByQuantizedMultiplier(q - zp_in), clamped to the activation range.
@@ -104,8 +109,9 @@ std::function<i64(int32_t)> relu_x(const TensorInfo& in, const TensorInfo& out, 
   int s;
   quantize_multiplier(static_cast<double>(in.scale() / out.scale()), &m, &s);
   const int32_t zi = in.zero_point(), zo = out.zero_point();
-  const i64 lo = std::max<i64>(-128, zo + static_cast<int32_t>(std::round(act_min / out.scale())));
-  const i64 hi = std::isinf(act_max) ? 127 : std::min<i64>(127, zo + static_cast<int32_t>(std::round(act_max / out.scale())));
+  const i64 omin = qmin(out), omax = qmax(out);
+  const i64 lo = std::max<i64>(omin, zo + static_cast<int32_t>(std::round(act_min / out.scale())));
+  const i64 hi = std::isinf(act_max) ? omax : std::min<i64>(omax, zo + static_cast<int32_t>(std::round(act_max / out.scale())));
   return [=](int32_t q) { return std::min(hi, std::max(lo, zo + mul_by_quantized_multiplier(q - zi, m, s))); };
 }
 
@@ -193,29 +199,39 @@ std::unique_ptr<Kernel> make_elementwise(Elementwise op, float param, const Tens
   static const char* names[] = {"LOGISTIC", "TANH", "HARD_SWISH", "GELU", "LEAKY_RELU", "RELU",
                                 "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1", "QUANTIZE", "GELU"};
   const std::string name = names[static_cast<int>(op)];
-  require_int8(in, (name + ": input").c_str());
-  require_int8(out, (name + ": output").c_str());
+  require_q8(in, (name + ": input").c_str());
+  require_q8(out, (name + ": output").c_str());
+  require(in.type == out.type || op == Elementwise::kQuantize,
+          name + ": input and output types differ (" + dtype_name(in.type) + ", " + dtype_name(out.type) + ")");
   require(in.scales.size() == 1 && out.scales.size() == 1, name + ": input and output must be quantized per tensor");
   require(in.shape == out.shape, name + ": input and output shapes must match");
   const float si = in.scale(), so = out.scale();
   const int32_t zi = in.zero_point(), zo = out.zero_point();
+  const i64 omin = qmin(out), omax = qmax(out);
+  const bool u8 = out.type == DType::kUInt8;
+  auto clampo = [omin, omax](i64 v) { return std::min(omax, std::max(omin, v)); };
   require(si > 0 && so > 0 && std::isfinite(si) && std::isfinite(so), name + ": scales must be positive");
   std::function<i64(int32_t)> f;
   switch (op) {
     case Elementwise::kLogistic:
     case Elementwise::kTanh: {
       const bool logistic = op == Elementwise::kLogistic;
+      const int32_t want_zp = logistic ? static_cast<int32_t>(omin) : u8 ? 128 : 0;
       if (logistic)
-        require(so == 1.0f / 256 && zo == -128, name + ": int8 output must have scale 1/256 and zero point -128");
+        require(so == 1.0f / 256 && zo == want_zp, name + ": " + dtype_name(out.type) +
+                                                       " output must have scale 1/256 and zero point " +
+                                                       std::to_string(want_zp));
       else
-        require(so == 1.0f / 128 && zo == 0, name + ": int8 output must have scale 1/128 and zero point 0");
+        require(so == 1.0f / 128 && zo == want_zp, name + ": " + dtype_name(out.type) +
+                                                       " output must have scale 1/128 and zero point " +
+                                                       std::to_string(want_zp));
       const Q4Input p = q4_input(name.c_str(), in);
       f = [=](int32_t q) -> i64 {
         const i64 x = q - zi;
-        if (x <= -p.radius) return -128;
-        if (x >= p.radius) return 127;
+        if (x <= -p.radius) return omin;
+        if (x >= p.radius) return omax;
         const i64 a = mul_by_quantized_multiplier(x, p.mult, p.shift);
-        return logistic ? clamp8(rdbpot(gemmlowp_logistic(a), 23) - 128) : clamp8(rdbpot(gemmlowp_tanh(a), 24));
+        return logistic ? clampo(rdbpot(gemmlowp_logistic(a), 23) + omin) : clampo(rdbpot(gemmlowp_tanh(a), 24) + zo);
       };
       break;
     }
@@ -238,14 +254,14 @@ std::unique_ptr<Kernel> make_elementwise(Elementwise op, float param, const Tens
         if (relu_exp < 0) r = rdbpot(r, -relu_exp);
         r = static_cast<int16_t>((r + (1 << 15)) >> 1);
         const i64 o = static_cast<int16_t>(rdbpot(sdhm16(r, pre), -out_exp) + zo);
-        return clamp8(o);
+        return clampo(o);
       };
       break;
     }
     case Elementwise::kGelu:
     case Elementwise::kGeluApprox: {
       float (*fn)(float) = op == Elementwise::kGelu ? gelu : gelu_approx;
-      f = [=](int32_t q) { return lut_entry(si, zi, so, zo, fn, q); };
+      f = [=](int32_t q) { return lut_entry(si, zi, so, zo, fn, q, omin, omax); };
       break;
     }
     case Elementwise::kLeakyRelu: {
@@ -255,7 +271,7 @@ std::unique_ptr<Kernel> make_elementwise(Elementwise op, float param, const Tens
       quantize_multiplier(static_cast<double>(si / so), &mi, &sid);
       f = [=](int32_t q) -> i64 {
         const i64 x = q - zi;
-        return clamp8(zo + (x >= 0 ? mul_by_quantized_multiplier(x, mi, sid) : mul_by_quantized_multiplier(x, ma, sa)));
+        return clampo(zo + (x >= 0 ? mul_by_quantized_multiplier(x, mi, sid) : mul_by_quantized_multiplier(x, ma, sa)));
       };
       break;
     }
@@ -267,13 +283,15 @@ std::unique_ptr<Kernel> make_elementwise(Elementwise op, float param, const Tens
       int32_t m;
       int s;
       quantize_multiplier(static_cast<double>(si) / static_cast<double>(so), &m, &s);
-      f = [=](int32_t q) { return clamp8(zo + mul_by_quantized_multiplier(q - zi, m, s)); };
+      f = [=](int32_t q) { return clampo(zo + mul_by_quantized_multiplier(q - zi, m, s)); };
       break;
     }
   }
   auto k = std::make_unique<TableKernel>();
   k->op = name;
-  for (int u = 0; u < 256; ++u) k->table.push_back(static_cast<mpc::u64>(f(static_cast<int8_t>(static_cast<uint8_t>(u)))));
+  const bool in_u8 = in.type == DType::kUInt8;
+  for (int u = 0; u < 256; ++u)
+    k->table.push_back(static_cast<mpc::u64>(f(in_u8 ? u : static_cast<int8_t>(static_cast<uint8_t>(u)))));
   k->inputs = {in.index};
   k->outputs = {out.index};
   return k;

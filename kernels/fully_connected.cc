@@ -4,6 +4,10 @@
 // with ONE rounding step, (acc * m + 2^(t-1)) >> t, t = 31 - shift, as the reference
 // kernel of TF 2.21 and LiteRT 2.3 computes (measured; tflite-runtime 2.14 rounds
 // twice like CONV_2D: option fc_rounding=double).
+// uint8 (per-tensor weights with a zero point), reference_ops::FullyConnected (uint8):
+//   acc = sum (W[o, i] + filter_offset) * (x[b, i] + input_offset) [+ bias[o]], requantized
+// like int8 (option fc_rounding: BUILTIN_REF of TF 2.21 rounds once for uint8 too, measured
+// on a 256-input layer where two steps differ by 1 LSB).
 #include "kernels/kernel.h"
 
 namespace tflite_mpc {
@@ -22,7 +26,11 @@ class FullyConnected : public Kernel {
     // Weights [out, in] -> [in, out] once, so every inference is one GEMM. The result
     // goes to this kernel's own slot: the shared weight tensor itself stays as it is
     // (another node may read the same weights).
-    const Share& w = env.get(filter);
+    // uint8: w - zp_w, formed once here; int8 weights are read in place (no copy: a large FC
+    // layer's weight shares take gigabytes)
+    Share offset;
+    if (q.filter_offset != 0) offset = offset_weights(env, filter, q.filter_offset);
+    const Share& w = q.filter_offset != 0 ? offset : env.get(filter);
     const int64_t O = out_features, I = in_features;
     env.set(slot, env.p.linear(w, {I, O}, [&](const mpc::u64* src, mpc::u64* dst) {
       for (int64_t o = 0; o < O; ++o)
@@ -53,9 +61,9 @@ class FullyConnected : public Kernel {
 std::unique_ptr<Kernel> make_fully_connected(const FullyConnectedParams& p, const TensorInfo& in,
                                              const TensorInfo& filter, const TensorInfo* bias,
                                              const TensorInfo& out) {
-  require_int8(in, "input");
-  require_int8(filter, "filter");
-  require_int8(out, "output");
+  require_q8(in, "input");
+  require_q8(filter, "filter");
+  require_q8(out, "output");
   require(filter.shape.size() == 2, "FULLY_CONNECTED: weights must be 2-D");
   auto k = std::make_unique<FullyConnected>();
   k->out_features = filter.shape[0];

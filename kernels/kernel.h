@@ -77,6 +77,7 @@ class Kernel {
   // does not): the model owner refuses a bias that could overflow it, before sharing it.
   int acc_bias = -1;
   int64_t acc_terms = 0;
+  int64_t acc_max_product = 255 * 128;  // max |(input + offset) * (weight + offset)|: 255 * 255 for uint8
   void check_owner_constant(int index, const Vec& values) const;
   int in() const { return inputs.at(0); }
   int out() const { return outputs.at(0); }
@@ -88,12 +89,16 @@ struct OutputQuant {
   std::vector<int32_t> mult;
   std::vector<int> shift;
   int32_t input_offset = 0, zp_out = 0, act_lo = -128, act_hi = 127;
+  // uint8 weights (the legacy asymmetric scheme): -(weight zero point), added to the weight
+  // shares once in prepare(); 0 for int8 (symmetric weights).
+  int32_t filter_offset = 0;
   // Exact mode: one rounding step (TFLite's reference FULLY_CONNECTED in TF >= 2.15 /
   // LiteRT) instead of gemmlowp's two (CONV_2D, and FULLY_CONNECTED in TF <= 2.14).
   bool single_rounding = false;
 };
 // `per_tensor_float_product`: FULLY_CONNECTED with one weight scale forms
-// in_scale * w_scale in float before dividing in double.
+// in_scale * w_scale in float before dividing in double (uint8 models always do:
+// GetQuantizedConvolutionMultipler). uint8: weights per tensor with any zero point.
 OutputQuant output_quant(const char* op, const TensorInfo& in, const TensorInfo& filter, const TensorInfo& out,
                          int64_t channels, Act act, bool per_tensor_float_product);
 // Registers the filter and optional int32 bias as the model owner's secret
@@ -105,7 +110,9 @@ int secret_weights(Kernel& k, const char* op, const TensorInfo& filter, const Te
 void quantize_multiplier(double m, int32_t* q, int* shift);
 // TFLite CalculateActivationRangeQuantized for int8.
 void activation_range(Act act, float scale, int32_t zero_point, int32_t* lo, int32_t* hi);
-// Ring encoding of a constant tensor's int8 / int32 values.
+// uint8 weights with their public offset added (w - zp_w, a local operation): a new share.
+Share offset_weights(Env& env, int filter, int32_t filter_offset);
+// Ring encoding of a constant tensor's int8 / uint8 / int32 values.
 Vec encode_constant(const TensorInfo& t);
 void require(bool ok, const std::string& what);
 void require_int8(const TensorInfo& t, const char* role);

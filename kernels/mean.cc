@@ -4,6 +4,9 @@
 //   (M, s) = QuantizeMultiplier(in_scale / out_scale)
 //   shift = min(floor(log2 n), 32, 31 + s); M' = (M << shift) / n; s' = s - shift
 //   out   = clamp(MultiplyByQuantizedMultiplier(sum - zp_in * n, M', s') + zp_out)
+// uint8: the same arithmetic, clamped to [0, 255]. (Older TFLite sources send uint8 means over
+// axes [1, 2] of a 4-D keep_dims input to the legacy reference_ops::Mean, with a float bias;
+// TF 2.21's BUILTIN_REF does not: measured, the legacy formula is 1 LSB off on a random input.)
 #include <algorithm>
 #include <cmath>
 
@@ -17,7 +20,7 @@ class Mean : public Kernel {
   Shape in_shape, out_shape;
   std::vector<int64_t> out_of;  // input element -> output element
   int64_t count = 1;
-  int32_t zp_in = 0, zp_out = 0, mult = 0;
+  int32_t zp_in = 0, zp_out = 0, mult = 0, lo = -128, hi = 127;
   int shift = 0;
   const char* name() const override { return "MEAN"; }
 
@@ -29,7 +32,7 @@ class Mean : public Kernel {
       for (size_t i = 0; i < out_of.size(); ++i) y[out_of[i]] += x[i];
     });
     sum = p.add_public(sum, Pub(static_cast<uint64_t>(-static_cast<int64_t>(zp_in) * count)));
-    Share y = requantize_output(env, sum, {mult}, {shift}, zp_out, -128, 127);
+    Share y = requantize_output(env, sum, {mult}, {shift}, zp_out, lo, hi);
     y.shape = out_shape;
     env.set(out(), std::move(y));
   }
@@ -38,8 +41,9 @@ class Mean : public Kernel {
 }  // namespace
 
 std::unique_ptr<Kernel> make_mean(const std::vector<int>& axes_in, const TensorInfo& in, const TensorInfo& out) {
-  require_int8(in, "input");
-  require_int8(out, "output");
+  require_q8(in, "input");
+  require_q8(out, "output");
+  require(in.type == out.type, "MEAN: input and output types differ");
   const int rank = static_cast<int>(in.shape.size());
   std::vector<bool> reduced(rank, false);
   for (int a : axes_in) {
@@ -71,6 +75,8 @@ std::unique_ptr<Kernel> make_mean(const std::vector<int>& axes_in, const TensorI
       idx[d] = 0;
     }
   }
+  k->lo = qmin(out);
+  k->hi = qmax(out);
   int32_t m;
   int s;
   quantize_multiplier(static_cast<double>(in.scale()) / static_cast<double>(out.scale()), &m, &s);

@@ -2,6 +2,8 @@
 //   average: acc = sum of in-bounds inputs, n = in-bounds count,
 //            out = clamp(acc > 0 ? (acc + n/2)/n : (acc - n/2)/n)   (C division)
 //   max:     out = clamp(max over in-bounds inputs)
+// uint8 (reference_ops::AveragePool / MaxPool on uint8): the same, with acc >= 0 (no sign test)
+// and the activation range of the uint8 output.
 #include <cmath>
 
 #include "kernels/kernel.h"
@@ -27,8 +29,9 @@ struct PoolGeom {
 };
 
 PoolGeom pool_geom(const char* op, const PoolParams& p, const TensorInfo& in, const TensorInfo& out) {
-  require_int8(in, "input");
-  require_int8(out, "output");
+  require_q8(in, "input");
+  require_q8(out, "output");
+  require(in.type == out.type, std::string(op) + ": input and output types differ");
   require(in.shape.size() == 4 && out.shape.size() == 4, std::string(op) + ": tensors must be 4-D");
   require(in.scale() == out.scale() && in.zero_point() == out.zero_point(),
           std::string(op) + ": input and output quantization must match");
@@ -45,7 +48,8 @@ PoolGeom pool_geom(const char* op, const PoolParams& p, const TensorInfo& in, co
 class AveragePool : public Kernel {
  public:
   PoolGeom g{};
-  int32_t lo = -128, hi = 127;
+  int32_t lo = -128, hi = 127, tmin = -128, tmax = 127;  // activation range, the type's range
+  bool non_negative = false;   // uint8: the sum is never negative
   std::vector<int64_t> count;  // per output position
   std::vector<uint64_t> magic;
   std::vector<int> sbits;
@@ -72,9 +76,9 @@ class AveragePool : public Kernel {
     // (acc +- n/2)/n): q = floor((acc + h + [acc<0](n-1-2h)) / n), h = n/2.
     // floor(t/n) = floor((t + B n) * M / 2^S) - B, with t + B n in [0, 2^N) (|acc| <= 128 n,
     // B = 129) and M = ceil(2^S / n), S = N + ceil(log2 n): exact (Granlund-Montgomery).
-    constexpr int64_t B = 129;
+    // uint8: 0 <= acc <= 255 n, B = 0 and no sign test.
+    const int64_t B = non_negative ? 0 : 129;
     const size_t total = acc.size();
-    Share neg = p.msb(acc, acc_bits);
     std::vector<uint64_t> k(total), off(total), M(total);
     std::vector<int> S(total);
     for (int64_t o = 0; o < npos; ++o)
@@ -86,11 +90,12 @@ class AveragePool : public Kernel {
         M[i] = magic[o];
         S[i] = sbits[o];
       }
-    Share t = p.add_public(p.add(acc, p.mul_public(neg, Pub(k))), Pub(off));
+    Share t = non_negative ? p.add_public(acc, Pub(off))
+                           : p.add_public(p.add(acc, p.mul_public(p.msb(acc, acc_bits), Pub(k))), Pub(off));
     Share prod = p.mul_public(t, Pub(M));
     Share q = env.exact ? p.trunc(prod, Shifts(S)) : p.trunc_pr(prod, Shifts(S));
-    q = p.add_public(q, Pub(static_cast<uint64_t>(-B)));
-    if (lo > -128 || hi < 127) q = mpc::clamp(p, q, Pub(static_cast<uint64_t>(int64_t(lo))),
+    if (B) q = p.add_public(q, Pub(static_cast<uint64_t>(-B)));
+    if (lo > tmin || hi < tmax) q = mpc::clamp(p, q, Pub(static_cast<uint64_t>(int64_t(lo))),
                                                Pub(static_cast<uint64_t>(int64_t(hi))), 10);
     env.set(out(), std::move(q));
   }
@@ -99,7 +104,7 @@ class AveragePool : public Kernel {
 class MaxPool : public Kernel {
  public:
   PoolGeom g{};
-  int32_t lo = -128, hi = 127;
+  int32_t lo = -128, hi = 127, tmin = -128, tmax = 127;
   const char* name() const override { return "MAX_POOL_2D"; }
 
   void eval(Env& env) const override {
@@ -131,14 +136,14 @@ class MaxPool : public Kernel {
         ys.push_back(&level[2 * i + 1]);
       }
       Share X = mpc::concat(xs), Y = mpc::concat(ys);
-      Share M = mpc::max(p, X, Y, 10);  // int8 differences fit 9 signed bits
+      Share M = mpc::max(p, X, Y, 10);  // 8-bit differences fit 9 signed bits
       std::vector<Shape> shapes(pairs, os);
       std::vector<Share> next = mpc::split(M, shapes);
       if (level.size() & 1) next.push_back(std::move(level.back()));
       level = std::move(next);
     }
     Share r = std::move(level[0]);
-    if (lo > -128 || hi < 127)
+    if (lo > tmin || hi < tmax)
       r = mpc::clamp(p, r, Pub(static_cast<uint64_t>(int64_t(lo))), Pub(static_cast<uint64_t>(int64_t(hi))), 10);
     env.set(out(), std::move(r));
   }
@@ -149,7 +154,10 @@ class MaxPool : public Kernel {
 std::unique_ptr<Kernel> make_average_pool2d(const PoolParams& p, const TensorInfo& in, const TensorInfo& out) {
   auto k = std::make_unique<AveragePool>();
   k->g = pool_geom("AVERAGE_POOL_2D", p, in, out);
-  activation_range(p.act, out.scale(), out.zero_point(), &k->lo, &k->hi);
+  activation_range(p.act, out, &k->lo, &k->hi);
+  k->tmin = qmin(out);
+  k->tmax = qmax(out);
+  k->non_negative = in.type == DType::kUInt8;
   const PoolGeom& g = k->g;
   int64_t maxn = 1;
   for (int64_t b = 0; b < g.n; ++b)
@@ -176,7 +184,9 @@ std::unique_ptr<Kernel> make_average_pool2d(const PoolParams& p, const TensorInf
 std::unique_ptr<Kernel> make_max_pool2d(const PoolParams& p, const TensorInfo& in, const TensorInfo& out) {
   auto k = std::make_unique<MaxPool>();
   k->g = pool_geom("MAX_POOL_2D", p, in, out);
-  activation_range(p.act, out.scale(), out.zero_point(), &k->lo, &k->hi);
+  activation_range(p.act, out, &k->lo, &k->hi);
+  k->tmin = qmin(out);
+  k->tmax = qmax(out);
   k->inputs = {in.index};
   k->outputs = {out.index};
   return k;

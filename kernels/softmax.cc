@@ -5,6 +5,7 @@
 //   sum     = sum of RDBPOT(e(d), 12)                           (Q12.19)
 //   hp1     = clz32(sum); R = one_over_one_plus_x_for_x_in_0_1((sum << hp1) - 2^31)
 //   out     = clamp(RDBPOT(SRDHM(R, e(d)), 35 - hp1) - 128)
+// uint8 (scale 1/256, zero point 0): the same with + 0 instead of - 128, clamped to [0, 255].
 // Securely: e(d) and RDBPOT(e(d), 12) are public tables looked up with the bits
 // of d (mpc::lookup256: two 16-way one-hots); clz comes from comparisons of sum with powers of
 // two (the one-hot of the bit length is then linear); the Newton-Raphson steps
@@ -22,6 +23,7 @@ using namespace fixedpoint;
 class Softmax : public Kernel {
  public:
   int64_t rows = 1, cols = 1;
+  int32_t omin = -128, omax = 127;  // the output type's range (its minimum is the offset)
   Shape shape;
   std::vector<mpc::u64> exp_table, sum_table;  // by d = 0..255 (ring encoding)
   const char* name() const override { return "SOFTMAX"; }
@@ -115,8 +117,9 @@ class Softmax : public Kernel {
     //    equals floor((v * 2^hp1 + 2^34) / 2^35).
     Share v = srdhm_s(p, broadcast_rows(p, R, rows, cols), e);
     Share z = p.trunc(p.add_public(p.mul(v, broadcast_rows(p, P, rows, cols)), Pub(uint64_t(1) << 34)), Shifts(35));
-    z = p.add_public(z, Pub(static_cast<uint64_t>(-128)));
-    z = mpc::clamp(p, z, Pub(static_cast<uint64_t>(-128)), Pub(127), 12);
+    if (omin != 0) z = p.add_public(z, Pub(static_cast<uint64_t>(static_cast<int64_t>(omin))));
+    z = mpc::clamp(p, z, Pub(static_cast<uint64_t>(static_cast<int64_t>(omin))),
+                   Pub(static_cast<uint64_t>(static_cast<int64_t>(omax))), 12);
     z.shape = shape;
     env.set(out(), std::move(z));
   }
@@ -125,12 +128,16 @@ class Softmax : public Kernel {
 }  // namespace
 
 std::unique_ptr<Kernel> make_softmax(float beta, const TensorInfo& in, const TensorInfo& out) {
-  require_int8(in, "input");
-  require_int8(out, "output");
+  require_q8(in, "input");
+  require_q8(out, "output");
+  require(in.type == out.type, "SOFTMAX: input and output types differ");
   require(in.shape == out.shape && !in.shape.empty(), "SOFTMAX: input and output shapes must match");
-  require(std::fabs(out.scale() - 1.0f / 256) < 1e-9f && out.zero_point() == -128,
-          "SOFTMAX: int8 output must have scale 1/256 and zero point -128");
+  require(std::fabs(out.scale() - 1.0f / 256) < 1e-9f && out.zero_point() == qmin(out),
+          std::string("SOFTMAX: ") + dtype_name(out.type) + " output must have scale 1/256 and zero point " +
+              std::to_string(qmin(out)));
   auto k = std::make_unique<Softmax>();
+  k->omin = qmin(out);
+  k->omax = qmax(out);
   k->cols = in.shape.back();
   k->rows = static_cast<int64_t>(in.size()) / k->cols;
   k->shape = in.shape;

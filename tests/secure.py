@@ -11,6 +11,16 @@ def run_secure(model_bytes, inputs, truncation="exact", **opts):
     return outs, tflite_mpc.report(d)
 
 
+def graph_hash(model_bytes):
+    """The public-graph hash the delegate computes for a model (tflite_mpc.report)."""
+    import tensorflow as tf
+    d = tflite_mpc.load_delegate(truncation="exact")
+    interp = tf.lite.Interpreter(model_content=model_bytes, experimental_delegates=[d])
+    h = tflite_mpc.report(d)["graph_hash"]
+    del interp
+    return h
+
+
 def check_model(model_bytes, seeds=(0, 1, 2), exact_bound=0, pr_bound=1, inputs_fn=None, pr=True, **opts):
     """Secure output vs the BUILTIN_REF interpreter: exact mode within `exact_bound`
     LSB (0 = bit-identical), probabilistic mode (unless pr=False) within `pr_bound` LSB.

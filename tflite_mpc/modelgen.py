@@ -886,6 +886,181 @@ def squeeze(in_shape=(1, 1, 8), axis=(1, 2), *, batch=1, int8_io=True, seed=0,
 # uint8 (asymmetric) models
 # --------------------------------------------------------------------------
 
+_WEIGHT_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}
+
+
+def _legacy_uint8_params(lo, hi):
+    """TF's legacy asymmetric uint8 quantization of a float range: the range is widened
+    to contain 0, scale = (max - min) / 255, zero point round(-min / scale) (nudged into
+    [0, 255]), so 0.0 is exactly representable."""
+    lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
+    scale = (hi - lo) / 255.0 if hi > lo else 1e-8
+    zp = int(np.clip(np.round(-lo / scale), 0, 255))
+    return np.float32(scale), zp
+
+
+def to_uint8(model_bytes) -> bytes:
+    """Rewrite an int8 model (converted with per-tensor weights, ``per_tensor=True``) into
+    the legacy full-uint8 scheme of TF's hosted quantized models (the MobileNets the seed
+    paper evaluates): asymmetric uint8 activations and uint8 weights with a non-zero zero
+    point.  Written directly against the TFLite flatbuffer schema (the schema module TF
+    ships, ``tensorflow.lite.python.schema_py_generated``; the ``tflite`` package holds the
+    same generated classes): the stock converter no longer emits such graphs from Keras.
+
+    - every int8 activation tensor (graph inputs and outputs included, and QUANTIZE /
+      DEQUANTIZE edges) becomes uint8 with value + 128 and zero point + 128, so it
+      represents the same reals; constant int8 operands (e.g. a folded ADD operand) too;
+    - every CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED weight tensor is re-quantized
+      asymmetrically in uint8 from its float values (min/max -> scale, zero point);
+    - its int32 bias is re-quantized to scale in_scale * new_w_scale (float product, as
+      TFLite's GetQuantizedConvolutionMultipler checks it).
+    Per-channel weights are refused (uint8 kernels take one weight scale)."""
+    m = _parse(model_bytes)
+    sg = m.subgraphs[0]
+    I8, U8 = _fb.TensorType.INT8, _fb.TensorType.UINT8
+
+    def buf_of(ti):
+        return m.buffers[sg.tensors[ti].buffer]
+
+    def data_of(ti, dtype):
+        b = buf_of(ti)
+        if b is None or b.data is None or len(b.data) == 0:
+            raise ValueError(f"tensor {ti} has no inline data")
+        return np.frombuffer(np.asarray(b.data, np.uint8).tobytes(), dtype).copy()
+
+    def set_data(ti, arr):
+        buf_of(ti).data = np.frombuffer(np.ascontiguousarray(arr).tobytes(), np.uint8).copy()
+
+    done = set()
+    for op in sg.operators:
+        oc = m.operatorCodes[op.opcodeIndex]
+        name = _OP_NAME.get(max(oc.builtinCode, oc.deprecatedBuiltinCode))
+        if name not in _WEIGHT_OPS:
+            continue
+        xi, wi = op.inputs[0], op.inputs[1]
+        bi = op.inputs[2] if len(op.inputs) > 2 else -1
+        w = sg.tensors[wi]
+        if w.type != I8:
+            raise ValueError(f"{name}: weights of type {_TYPE_NAME.get(w.type)}, expected int8")
+        wq = w.quantization
+        if len(wq.scale) != 1:
+            raise ValueError(f"{name}: per-channel weights (convert with per_tensor=True)")
+        old_scale = np.float32(wq.scale[0])
+        in_scale = np.float32(sg.tensors[xi].quantization.scale[0])
+        if wi not in done:
+            wf = (data_of(wi, np.int8).astype(np.float64) - int(wq.zeroPoint[0])) * float(old_scale)
+            scale, zp = _legacy_uint8_params(wf.min(), wf.max())
+            q = np.clip(np.round(wf / float(scale)) + zp, 0, 255).astype(np.uint8)
+            set_data(wi, q)
+            w.type = U8
+            wq.scale, wq.zeroPoint, wq.quantizedDimension = [float(scale)], [zp], 0
+            done.add(wi)
+        new_scale = np.float32(wq.scale[0])
+        if bi >= 0 and bi not in done:
+            b = sg.tensors[bi]
+            bf = data_of(bi, np.int32).astype(np.float64) * float(np.float32(in_scale * old_scale))
+            bs = np.float32(in_scale * new_scale)
+            nb = np.clip(np.round(bf / float(bs)), -2**31, 2**31 - 1).astype(np.int32)
+            set_data(bi, nb)
+            b.quantization.scale, b.quantization.zeroPoint = [float(bs)], [0]
+            b.quantization.quantizedDimension = 0
+            done.add(bi)
+    for ti, t in enumerate(sg.tensors):
+        if t.type != I8 or ti in done:
+            continue
+        q = t.quantization
+        if q is None or q.scale is None or len(q.scale) != 1:
+            raise ValueError(f"tensor {ti}: int8 tensor without per-tensor quantization")
+        t.type = U8
+        q.zeroPoint = [int(q.zeroPoint[0]) + 128]
+        b = buf_of(ti) if t.buffer else None
+        if b is not None and b.data is not None and len(b.data):
+            set_data(ti, (data_of(ti, np.int8).astype(np.int16) + 128).astype(np.uint8))
+    return _pack(m)
+
+
+_UINT8_OPS = {
+    "conv2d": lambda kw: conv2d.uncached(**{"per_tensor": True, **kw}),
+    "depthwise_conv2d": lambda kw: depthwise_conv2d.uncached(**{"per_tensor": True, **kw}),
+    "fully_connected": lambda kw: fully_connected.uncached(**{"per_tensor": True, **kw}),
+    "average_pool2d": lambda kw: average_pool2d.uncached(**kw),
+    "max_pool2d": lambda kw: max_pool2d.uncached(**kw),
+    "mean": lambda kw: mean.uncached(**kw),
+    "add": lambda kw: add.uncached(**kw),
+    "softmax": lambda kw: softmax.uncached(**kw),
+    "reshape": lambda kw: reshape.uncached(**kw),
+    "flatten": lambda kw: flatten.uncached(**kw),
+    "activation": lambda kw: activation.uncached(**kw),
+}
+
+
+@_builder
+def uint8_op(builder, **kwargs):
+    """The uint8 variant of a single-op builder (``conv2d``, ``depthwise_conv2d``,
+    ``fully_connected`` (per-tensor weights), ``average_pool2d``, ``max_pool2d``, ``mean``,
+    ``add``, ``softmax``, ``reshape``, ``flatten``, ``activation``): the int8 model
+    rewritten by ``to_uint8`` (uint8 graph I/O, or float I/O with ``int8_io=False``)."""
+    return to_uint8(_UINT8_OPS[builder](kwargs))
+
+
+@_builder
+def quantize_int8_uint8(n=256, to="uint8", in_scale=3.0, out_scale=None, out_zero_point=None,
+                        *, batch=1, seed=0, n_calib=16):
+    """One QUANTIZE inside the graph between int8 and uint8 (``to='uint8'``: int8 input,
+    uint8 output; ``to='int8'``: uint8 input, int8 output), a requantization from the
+    input's to the output's quantization.  Built from the patched int8 -> int8 QUANTIZE
+    model (``activation('quantize')``) by retyping one side, directly in the schema;
+    ``out_scale`` / ``out_zero_point`` override the output's (zero point in the output
+    type's range; default: the input's reals, i.e. zero point +- 128)."""
+    b = activation.uncached("quantize", n=n, in_scale=in_scale, batch=batch, seed=seed,
+                            n_calib=n_calib)
+    m = _parse(b)
+    sg = m.subgraphs[0]
+    op = sg.operators[0]
+    side = sg.tensors[op.outputs[0] if to == "uint8" else op.inputs[0]]
+    side.type = _fb.TensorType.UINT8
+    side.quantization.zeroPoint = [int(side.quantization.zeroPoint[0]) + 128]
+    q = sg.tensors[op.outputs[0]].quantization
+    if out_scale is not None:
+        q.scale = [float(out_scale)]
+    if out_zero_point is not None:
+        q.zeroPoint = [int(out_zero_point)]
+    oc = m.operatorCodes[op.opcodeIndex]
+    oc.version = 2
+    return _pack(m)
+
+
+@_builder
+def mobilenet_v1_uint8(alpha=0.25, size=128, *, include_top=True, classes=1000,
+                       classifier_activation="softmax", bn_recalib=True, int8_io=True,
+                       seed=0, n_calib=16):
+    """``mobilenet_v1`` in the paper's uint8 scheme: converted with per-tensor weights,
+    then ``to_uint8`` (uint8 activations and graph I/O, asymmetric uint8 weights);
+    ``int8_io=False`` keeps float I/O edges (QUANTIZE / DEQUANTIZE to / from uint8)."""
+    return to_uint8(_stock(keras.applications.MobileNet, size, alpha, include_top, classes,
+                           classifier_activation, bn_recalib, seed, n_calib, int8_io,
+                           per_tensor=True))
+
+
+def digits_cnn_uint8(pool="max", c1=8, c2=16, epochs=15, *, seed=0, int8_io=True,
+                     n_calib=100):
+    """``digits_cnn`` in the paper's uint8 scheme (per-tensor conversion, then
+    ``to_uint8``).  Returns ``(tflite_bytes, x_test, y_test, float_test_accuracy)``,
+    ``x_test`` quantized to uint8 with the model's input quantization (float32 if
+    ``int8_io=False``)."""
+    params = dict(pool=pool, c1=c1, c2=c2, epochs=epochs, seed=seed,
+                  int8_io=int8_io, n_calib=n_calib)
+    blob = _cached("digits_cnn_uint8", params,
+                   lambda: _digits_blob(pool, c1, c2, epochs, seed, int8_io,
+                                        n_calib, per_tensor=True), suffix=".npz")
+    z = np.load(io.BytesIO(blob))
+    tfl = to_uint8(z["tflite"].tobytes())
+    _, x_te, _, y_te = digits_data(seed=0)
+    if int8_io:
+        x_te = quantize(x_te, input_details(tfl)[0])
+    return tfl, x_te, y_te, float(z["float_acc"])
+
+
 
 # --------------------------------------------------------------------------
 # stock models
@@ -929,7 +1104,7 @@ def _bn_recalibrate(model, images, seed):
 
 
 def _stock(app, size, alpha, include_top, classes, classifier_activation,
-           bn_recalib, seed, n_calib, int8_io):
+           bn_recalib, seed, n_calib, int8_io, per_tensor=False):
     _seed(seed)
     calib = _calib_images(size, n_calib, seed)
     kw = dict(alpha=alpha, weights=None, include_top=include_top)
@@ -943,7 +1118,8 @@ def _stock(app, size, alpha, include_top, classes, classifier_activation,
     m = app(input_tensor=keras.Input((size, size, 3), batch_size=1), **kw)
     if bn_recalib:
         m.set_weights(weights)
-    return convert_int8(m, calib, int8_io=int8_io, seed=seed)
+    return convert_int8(m, calib, int8_io=int8_io, seed=seed, per_tensor=per_tensor,
+                        dense_per_tensor=per_tensor)
 
 
 @_builder
@@ -1080,7 +1256,7 @@ def _digits_net(batch, pool, c1, c2):
     return keras.Model(inp, y)
 
 
-def _digits_blob(pool, c1, c2, epochs, seed, int8_io, n_calib):
+def _digits_blob(pool, c1, c2, epochs, seed, int8_io, n_calib, per_tensor=False):
     x_tr, x_te, y_tr, y_te = digits_data(seed=0)
     _seed(seed)
     try:
@@ -1101,7 +1277,8 @@ def _digits_blob(pool, c1, c2, epochs, seed, int8_io, n_calib):
     m1 = _digits_net(1, pool, c1, c2)
     m1.set_weights(m.get_weights())
     calib = [[x_tr[i:i + 1]] for i in range(n_calib)]
-    tfl = convert_int8(m1, calib, int8_io=int8_io, seed=seed)
+    tfl = convert_int8(m1, calib, int8_io=int8_io, seed=seed, per_tensor=per_tensor,
+                       dense_per_tensor=per_tensor)
     bio = io.BytesIO()
     np.savez(bio, tflite=np.frombuffer(tfl, np.uint8),
              float_acc=np.float64(float_acc))
