@@ -275,7 +275,7 @@ bool has_secure_kernel(int code) {
     // ---- broadcasting arithmetic and reductions (kernels/arith.cc, kernels/reduce.cc)
     case kTfLiteBuiltinSub: case kTfLiteBuiltinMul: case kTfLiteBuiltinSquaredDifference:
     case kTfLiteBuiltinMaximum: case kTfLiteBuiltinMinimum: case kTfLiteBuiltinReduceMax:
-    case kTfLiteBuiltinReduceMin: case kTfLiteBuiltinSum: case kTfLiteBuiltinBatchMatmul:
+    case kTfLiteBuiltinReduceMin: case kTfLiteBuiltinSum: case kTfLiteBuiltinBatchMatmul: case kTfLiteBuiltinRsqrt:
       return true;
     // ---- resize, transposed convolution, arg max
     default:
@@ -390,6 +390,8 @@ std::unique_ptr<Kernel> build_kernel(const NodeView& n) {
     case kTfLiteBuiltinReduceMin:
       return make_reduce_max_min(code == kTfLiteBuiltinReduceMax, reduce_axes(n, builtin_name(code)), n.input(0),
                                  n.output(0));
+    case kTfLiteBuiltinRsqrt:
+      return make_rsqrt(n.input(0), n.output(0));
     case kTfLiteBuiltinSum:
       return make_sum(reduce_axes(n, "SUM"), n.input(0), n.output(0));
     case kTfLiteBuiltinBatchMatmul: {

@@ -14,13 +14,19 @@
 //                       m_o = (2 max s)^2 / (2^14 s_out)
 //   MAXIMUM, MINIMUM    reference_ops::MaximumMinimumBroadcastSlow: the raw 8-bit values are compared
 //                       (quantization ignored), broadcast up to 5-D
+//   RSQRT (int8)        elementwise.cc RsqrtEvalQuantized: a function of the int8 input, so a
+//                       public 256-entry table (mpc::lookup256): v = q - zp_in; v == 0: 127; else
+//                       clamp(zp_out + MBQM(MBQM(1, inv_sqrt(v), s_v + 20), M, s - 20)) with
+//                       GetInvSqrtQuantizedMultiplierExp and (M, s) = QuantizeMultiplier(1 / (sqrt(s_in) s_out))
 //   BATCH_MATMUL        reference_ops::BatchMatMul<int8, int32>: sum_k (l - zp_l)(r - zp_r), then
 //                       MultiplyByQuantizedMultiplier(s_l s_r / s_out) + zp_out, clamp; adj_x / adj_y
 //                       transpose the last two dimensions, batch dimensions (up to 3) broadcast
 // Broadcasting is a public linear map on the shares (expand). A constant operand is the model
 // owner's secret (secret_constants): the products are the same secret x secret products.
 #include <algorithm>
+#include <cmath>
 
+#include "kernels/fixedpoint.h"
 #include "kernels/kernel.h"
 
 namespace tflite_mpc {
@@ -250,6 +256,46 @@ class BatchMatmul : public Kernel {
   }
 };
 
+class Rsqrt : public Kernel {
+ public:
+  std::vector<mpc::u64> table;  // by uint8(q)
+  const char* name() const override { return "RSQRT"; }
+  void eval(Env& env) const override { env.set(out(), mpc::lookup256(env.p, env.get(in()), {table})[0]); }
+};
+
+// TFLite GetInvSqrtQuantizedMultiplierExp(input, kReverseShift = -1): gemmlowp Newton-Raphson
+// in Q3.28 fixed point.
+void inv_sqrt_multiplier(int64_t input, int64_t* mult, int* shift) {
+  using namespace fixedpoint;
+  if (input <= 1) {
+    *mult = kI32Max;
+    *shift = 0;
+    return;
+  }
+  int sh = 11;
+  while (input >= (int64_t(1) << 29)) {
+    input /= 4;
+    ++sh;
+  }
+  const unsigned max_left_shift_bits = __builtin_clz(static_cast<uint32_t>(input)) - 1;
+  const unsigned left_shift_bit_pairs = max_left_shift_bits / 2 - 1;
+  sh -= static_cast<int>(left_shift_bit_pairs);
+  input <<= 2 * left_shift_bit_pairs;
+  const i64 in_f3 = input >> 1, half_in = sat_mul_pot(in_f3, -1), half_three = (i64(1) << 28) + (i64(1) << 27);
+  i64 x = i64(1) << 28;  // F3 one
+  for (int i = 0; i < 5; ++i) {
+    const i64 x3 = sat_mul_pot(srdhm(srdhm(x, x), x), 6);  // F9 -> F3
+    x = sat_mul_pot(wrap32(srdhm(half_three, x) - srdhm(half_in, x3)), 3);  // F6 -> F3
+  }
+  x = srdhm(x, 1518500250);  // * sqrt(2) / 2 (Q0.31)
+  if (sh < 0) {
+    x = wrap32(x * (i64(1) << -sh));
+    sh = 0;
+  }
+  *mult = x;
+  *shift = -sh;
+}
+
 void requantize_params(const char* op, double real, int max_left_shift, int32_t* m, int* s) {
   quantize_multiplier(real, m, s);
   require(*s <= max_left_shift, std::string(op) + ": effective output scale " + std::to_string(real) +
@@ -301,6 +347,37 @@ std::unique_ptr<Kernel> make_squared_difference(const TensorInfo& a, const Tenso
 std::unique_ptr<Kernel> make_max_min(bool max, const TensorInfo& a, const TensorInfo& b, const TensorInfo& out) {
   auto k = binary<MaxMin>(max ? "MAXIMUM" : "MINIMUM", a, b, out, 5);
   k->max = max;
+  return k;
+}
+
+std::unique_ptr<Kernel> make_rsqrt(const TensorInfo& in, const TensorInfo& out) {
+  require_int8(in, "RSQRT: input");
+  require_int8(out, "RSQRT: output");
+  require(in.shape == out.shape, "RSQRT: input and output shapes must match");
+  // TFLite fails the inference on an input below the zero point; a secret input cannot be checked
+  require(in.zero_point() == -128, "RSQRT: the input zero point must be -128 (TFLite fails at run time on "
+                                   "inputs below the zero point, which a secret input cannot be checked for)");
+  const double real = 1. / static_cast<double>(std::sqrt(in.scale()) * out.scale());
+  int32_t m;
+  int s;
+  quantize_multiplier(real, &m, &s);
+  auto k = std::make_unique<Rsqrt>();
+  const int kShift = 20;
+  for (int u = 0; u < 256; ++u) {
+    const int64_t v = static_cast<int8_t>(static_cast<uint8_t>(u)) - in.zero_point();
+    int64_t o = 127;
+    if (v != 0) {
+      int64_t im;
+      int is;
+      inv_sqrt_multiplier(v, &im, &is);
+      const int64_t data = fixedpoint::mul_by_quantized_multiplier(1, im, is + kShift);
+      o = std::min<int64_t>(127, std::max<int64_t>(-128, fixedpoint::mul_by_quantized_multiplier(data, m, s - kShift) +
+                                                              out.zero_point()));
+    }
+    k->table.push_back(static_cast<mpc::u64>(o));
+  }
+  k->inputs = {in.index};
+  k->outputs = {out.index};
   return k;
 }
 

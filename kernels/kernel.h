@@ -189,6 +189,8 @@ std::unique_ptr<Kernel> make_squared_difference(const TensorInfo& a, const Tenso
 std::unique_ptr<Kernel> make_max_min(bool max, const TensorInfo& a, const TensorInfo& b, const TensorInfo& out);
 std::unique_ptr<Kernel> make_batch_matmul(bool adj_x, bool adj_y, const TensorInfo& lhs, const TensorInfo& rhs,
                                           const TensorInfo& out);
+// RSQRT (int8): a public 256-entry table of TFLite's integer arithmetic.
+std::unique_ptr<Kernel> make_rsqrt(const TensorInfo& in, const TensorInfo& out);
 // REDUCE_MAX (max = true) / REDUCE_MIN over any axes (kernels/reduce.cc).
 std::unique_ptr<Kernel> make_reduce_max_min(bool max, const std::vector<int>& axes, const TensorInfo& in,
                                             const TensorInfo& out);

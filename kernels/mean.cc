@@ -72,8 +72,14 @@ class Mean : public Kernel {
 std::unique_ptr<Kernel> make_mean_or_sum(bool sum, const std::vector<int>& axes, const TensorInfo& in,
                                          const TensorInfo& out) {
   const std::string op = sum ? "SUM" : "MEAN";
-  require_q8(in, (op + ": input").c_str());
-  require_q8(out, (op + ": output").c_str());
+  // MEAN stays int8: TFLite's uint8 MEAN takes other paths (reference_ops::Mean)
+  if (sum) {
+    require_q8(in, (op + ": input").c_str());
+    require_q8(out, (op + ": output").c_str());
+  } else {
+    require_int8(in, "MEAN: input");
+    require_int8(out, "MEAN: output");
+  }
   require(in.type == out.type, op + ": input and output must have the same type");
   auto k = std::make_unique<Mean>();
   k->sum = sum;

@@ -202,6 +202,26 @@ def test_batch_matmul(p):
     check_model(b)
 
 
+# ---------------------------------------------------------------- RSQRT (int8): all 256 input values
+RSQRT = [dict(), dict(lo=0.0, hi=0.5), dict(lo=1.0, hi=100.0, n=32, batch=2)]
+
+
+@pytest.mark.parametrize("p", RSQRT, ids=ids(RSQRT))
+def test_rsqrt(p):
+    b = modelgen.rsqrt(**p)
+    assert modelgen.op_names(b) == ["RSQRT"]
+    shape = modelgen.input_details(b)[0]["shape"]
+    every = np.arange(-128, 128, dtype=np.int8)
+    check_model(b, seeds=(0, 1, 2, 3), inputs_fn=lambda s: [np.resize(np.roll(every, 64 * s), shape).astype(np.int8)])
+
+
+def test_rsqrt_of_possibly_negative_input_is_refused():
+    e = Edit(modelgen.rsqrt())
+    n = e.find(OP.RSQRT)
+    e.sg.tensors[int(e.ops[n].inputs[0])].quantization.zeroPoint = np.asarray([-100], np.int64)
+    refused(e.bytes(), "RSQRT: the input zero point must be -128")
+
+
 # ---------------------------------------------------------------- blocks
 @pytest.mark.parametrize("hard", [True, False], ids=["hard_sigmoid", "sigmoid"])
 def test_squeeze_excite(hard):

@@ -991,6 +991,17 @@ def batch_matmul(shape_a=(4, 6), shape_b=(6, 5), adj_x=False, adj_y=False, const
 
 
 @_builder
+def rsqrt(n=64, lo=0.05, hi=4.0, *, batch=1, int8_io=True, seed=0, n_calib=16):
+    """One int8 RSQRT (``tf.math.rsqrt``) of a [batch, n] input calibrated on
+    uniform [lo, hi] (lo >= 0: the input zero point is -128)."""
+    _seed(seed)
+    m = _model([(n,)], lambda x: L.Lambda(lambda t: tf.math.rsqrt(t))(x), batch)
+    rng = np.random.default_rng(seed + 12345)
+    data = [[rng.uniform(lo, hi, (batch, n)).astype(np.float32)] for _ in range(n_calib)]
+    return convert_int8(m, data, int8_io=int8_io, seed=seed)
+
+
+@_builder
 def squeeze_excite(h=6, w=6, c=8, ratio=4, hard=True, *, batch=1, int8_io=True, seed=0, n_calib=16):
     """A squeeze-and-excite block after a 3x3 Conv2D (MobileNetV3 style when
     ``hard``: GlobalAveragePooling2D(keepdims) -> Dense(c / ratio, relu) ->
