@@ -295,3 +295,22 @@ def test_reduce_max_with_requantization_is_refused():
     o = e.sg.tensors[int(e.ops[n].outputs[0])]
     o.quantization.scale = np.asarray(o.quantization.scale, np.float32) * 2
     refused(e.bytes(), "REDUCE_MAX: input and output quantization must be equal")
+
+
+# ---------------------------------------------------------------- larger cases (slow)
+LARGE = {
+    "squeeze_excite_14x14x32": lambda: modelgen.squeeze_excite(h=14, w=14, c=32, batch=2),
+    "global_max_pool_13x13x24": lambda: modelgen.global_max_pool(h=13, w=13, c=24, batch=2),
+    "mul_rank6_both_sides": lambda: modelgen.binary("mul", shape=(3, 1, 4, 1, 8), shape_b=(1, 5, 1, 6, 8)),
+    "sub_per_channel_32x32x16": lambda: modelgen.binary("sub", shape=(32, 32, 16), shape_b=(16,), const="a"),
+    "batch_matmul_3_batch_dims": lambda: modelgen.batch_matmul(shape_a=(2, 3, 8, 16), shape_b=(1, 3, 16, 12),
+                                                               adj_y=False, batch=2),
+    "reduce_min_odd_sizes": lambda: modelgen.reduce("min", shape=(9, 11, 5), axes=(1, 2)),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(LARGE))
+def test_large(name):
+    b = LARGE[name]()
+    check_model(b, pr_bound=4 if "squeeze" in name else 1)
