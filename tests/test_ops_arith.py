@@ -314,3 +314,15 @@ LARGE = {
 def test_large(name):
     b = LARGE[name]()
     check_model(b, pr_bound=4 if "squeeze" in name else 1)
+
+
+@pytest.mark.slow
+def test_mobilenet_v3_small():
+    # squeeze-excite MULs, hard-sigmoid MULs, include_preprocessing (x * c + d), residual ADDs
+    b = modelgen.mobilenet_v3_small()
+    assert modelgen.op_counts(b)["MUL"] >= 19
+    check_model(b, seeds=(0, 1), pr=False)
+    inputs = modelgen.random_input(b, seed=0)
+    want = modelgen.run_tflite(b, inputs, reference=True)[0].astype(float).ravel()
+    got = run_secure(b, inputs, "probabilistic")[0][0].astype(float).ravel()
+    assert np.corrcoef(got, want)[0, 1] > 0.98

@@ -1002,6 +1002,28 @@ def rsqrt(n=64, lo=0.05, hi=4.0, *, batch=1, int8_io=True, seed=0, n_calib=16):
 
 
 @_builder
+def mobilenet_v3_small(size=160, alpha=1.0, minimalistic=False, *, classes=10, include_preprocessing=True,
+                       int8_io=True, seed=0, n_calib=8):
+    """keras.applications.MobileNetV3Small (weights=None, BN statistics from the
+    calibration images as ``_bn_recalibrate``), batch 1, logits out (no SOFTMAX),
+    calibrated on uniform [0, 255] images (``include_preprocessing``: x / 127.5 - 1
+    as MUL + ADD on the input).  Squeeze-excite blocks (MEAN, 1x1 convs, hard
+    sigmoid as MUL, [1,H,W,C] x [1,1,1,C] MUL), HARD_SWISH, residual ADDs.  The
+    5x5 depthwise layers need ``size`` >= 160 (a smaller input makes the last
+    ones see a feature map smaller than the filter)."""
+    _seed(seed)
+    rng = np.random.default_rng(seed + 777)
+    calib = [[rng.uniform(0, 255, (1, size, size, 3)).astype(np.float32)] for _ in range(n_calib)]
+    kw = dict(alpha=alpha, minimalistic=minimalistic, weights=None, classes=classes, classifier_activation=None,
+              include_preprocessing=include_preprocessing, dropout_rate=0.0)
+    mf = keras.applications.MobileNetV3Small(input_shape=(size, size, 3), **kw)
+    _bn_recalibrate(mf, [c[0] for c in calib], seed)
+    m = keras.applications.MobileNetV3Small(input_tensor=keras.Input((size, size, 3), batch_size=1), **kw)
+    m.set_weights(mf.get_weights())
+    return convert_int8(m, calib, int8_io=int8_io, seed=seed)
+
+
+@_builder
 def squeeze_excite(h=6, w=6, c=8, ratio=4, hard=True, *, batch=1, int8_io=True, seed=0, n_calib=16):
     """A squeeze-and-excite block after a 3x3 Conv2D (MobileNetV3 style when
     ``hard``: GlobalAveragePooling2D(keepdims) -> Dense(c / ratio, relu) ->
