@@ -247,6 +247,22 @@ def test_nothing_runs_on_tflite_cpu_kernels(name):
     assert cpu_nodes(NO_CPU[name]()) == []
 
 
+# ---------------------------------------------------------------- roles: constant operands shared by the model owner
+ROLE_MODELS = {
+    "mul_const": lambda: modelgen.binary("mul", shape_b=(8,), const="b"),
+    "sub_const_first": lambda: modelgen.binary("sub", shape_b=(8,), const="a"),
+    "max_const": lambda: modelgen.binary("maximum", shape_b=(), const="b"),
+    "batch_matmul_const": lambda: modelgen.batch_matmul(shape_a=(2, 4, 6), shape_b=(2, 6, 5), const_b=True),
+}
+ROLES = [(0, 1), (1, 1), (2, 0), (1, 2)]
+
+
+@pytest.mark.parametrize("name", sorted(ROLE_MODELS))
+@pytest.mark.parametrize("roles", ROLES, ids=[f"data{d}-model{m}" for d, m in ROLES])
+def test_constant_operand_roles(name, roles):
+    check_model(ROLE_MODELS[name](), seeds=(0,), pr=False, data_owner=roles[0], model_owner=roles[1])
+
+
 # ---------------------------------------------------------------- refusals
 def interpreter(b):
     return tf.lite.Interpreter(model_content=b,
