@@ -52,6 +52,31 @@ ConvParams conv_params(const B& b) {
 }
 }  // namespace
 
+namespace {
+// The reduced axes of MEAN / SUM / REDUCE_MAX / REDUCE_MIN: a public constant int32 input 1.
+std::vector<int> reduce_axes(const NodeView& n, const char* op) {
+  TensorInfo axes = n.input(1);
+  require(axes.constant && axes.type == DType::kInt32 && axes.data && axes.bytes >= 4 * axes.size(),
+          std::string(op) + ": axes must be a constant int32 tensor");
+  std::vector<int> ax;
+  for (size_t i = 0; i < axes.size(); ++i) {
+    int32_t a;
+    std::memcpy(&a, axes.data + 4 * i, 4);
+    ax.push_back(a);
+  }
+  return ax;
+}
+
+// The fused activation of ADD / SUB / MUL, from their parameters.
+template <class P>
+Act fused_activation(const NodeView& n, const char* op) {
+  auto* b = static_cast<const P*>(n.node->builtin_data);
+  require(b, std::string("missing ") + op + " parameters");
+  check_act(b->activation);
+  return map_act(b->activation);
+}
+}  // namespace
+
 TensorInfo tensor_info(TfLiteContext* ctx, int index) {
   require(index >= 0 && static_cast<size_t>(index) < ctx->tensors_size, "tensor index out of range");
   const TfLiteTensor& t = ctx->tensors[index];
@@ -137,7 +162,8 @@ std::string public_signature(const NodeView& n) {
     }
     case kTfLiteBuiltinMean:
     case kTfLiteBuiltinSum:
-    case kTfLiteBuiltinReduceMax: {
+    case kTfLiteBuiltinReduceMax:
+    case kTfLiteBuiltinReduceMin: {
       auto* p = static_cast<const TfLiteReducerParams*>(b);
       if (p) o << p->keep_dims;
       break;
@@ -200,6 +226,11 @@ std::string public_signature(const NodeView& n) {
       if (p) o << p->approximate;
       break;
     }
+    case kTfLiteBuiltinBatchMatmul: {
+      auto* p = static_cast<const TfLiteBatchMatMulParams*>(b);
+      if (p) o << p->adj_x << "," << p->adj_y << "," << p->asymmetric_quantize_inputs;
+      break;
+    }
     default:
       break;  // ops without parameters, or whose parameters this plugin does not declare
   }
@@ -217,6 +248,10 @@ bool has_secure_kernel(int code) {
       return true;
     // ---- data movement (kernels/movement.cc)
     // ---- broadcasting arithmetic and reductions (kernels/arith.cc, kernels/reduce.cc)
+    case kTfLiteBuiltinSub: case kTfLiteBuiltinMul: case kTfLiteBuiltinSquaredDifference:
+    case kTfLiteBuiltinMaximum: case kTfLiteBuiltinMinimum: case kTfLiteBuiltinReduceMax:
+    case kTfLiteBuiltinReduceMin: case kTfLiteBuiltinSum: case kTfLiteBuiltinBatchMatmul: case kTfLiteBuiltinRsqrt:
+      return true;
     // ---- resize, transposed convolution, arg max
     default:
       return false;
@@ -276,29 +311,16 @@ std::unique_ptr<Kernel> build_kernel(const NodeView& n) {
       return code == kTfLiteBuiltinAveragePool2d ? make_average_pool2d(p, n.input(0), n.output(0))
                                                  : make_max_pool2d(p, n.input(0), n.output(0));
     }
-    case kTfLiteBuiltinAdd: {
-      auto* b = static_cast<const TfLiteAddParams*>(n.node->builtin_data);
-      require(b, "missing ADD parameters");
-      check_act(b->activation);
-      return make_add(map_act(b->activation), n.input(0), n.input(1), n.output(0));
-    }
+    case kTfLiteBuiltinAdd:
+      return make_add(fused_activation<TfLiteAddParams>(n, "ADD"), n.input(0), n.input(1), n.output(0));
     case kTfLiteBuiltinReshape:
     case kTfLiteBuiltinSqueeze:
       // TFLite reads RESHAPE's new shape from an int32 second input when there is one.
       require(code != kTfLiteBuiltinReshape || !n.has_input(1) || n.input(1).type == DType::kInt32,
               "RESHAPE: the new shape (input 1) must be an int32 tensor");
       return make_reshape(n.input(0), n.output(0));
-    case kTfLiteBuiltinMean: {
-      TensorInfo axes = n.input(1);
-      require(axes.constant && axes.type == DType::kInt32, "MEAN: axes must be a constant int32 tensor");
-      std::vector<int> ax;
-      for (size_t i = 0; i < axes.size(); ++i) {
-        int32_t a;
-        std::memcpy(&a, axes.data + 4 * i, 4);
-        ax.push_back(a);
-      }
-      return make_mean(ax, n.input(0), n.output(0));
-    }
+    case kTfLiteBuiltinMean:
+      return make_mean(reduce_axes(n, "MEAN"), n.input(0), n.output(0));
     case kTfLiteBuiltinSoftmax: {
       auto* b = static_cast<const TfLiteSoftmaxParams*>(n.node->builtin_data);
       require(b, "missing SOFTMAX parameters");
@@ -330,6 +352,28 @@ std::unique_ptr<Kernel> build_kernel(const NodeView& n) {
     }
     // ---- data movement (kernels/movement.cc)
     // ---- broadcasting arithmetic and reductions (kernels/arith.cc, kernels/reduce.cc)
+    case kTfLiteBuiltinSub:
+      return make_add_sub(true, fused_activation<TfLiteSubParams>(n, "SUB"), n.input(0), n.input(1), n.output(0));
+    case kTfLiteBuiltinMul:
+      return make_mul(fused_activation<TfLiteMulParams>(n, "MUL"), n.input(0), n.input(1), n.output(0));
+    case kTfLiteBuiltinSquaredDifference:
+      return make_squared_difference(n.input(0), n.input(1), n.output(0));
+    case kTfLiteBuiltinMaximum:
+    case kTfLiteBuiltinMinimum:
+      return make_max_min(code == kTfLiteBuiltinMaximum, n.input(0), n.input(1), n.output(0));
+    case kTfLiteBuiltinReduceMax:
+    case kTfLiteBuiltinReduceMin:
+      return make_reduce_max_min(code == kTfLiteBuiltinReduceMax, reduce_axes(n, builtin_name(code)), n.input(0),
+                                 n.output(0));
+    case kTfLiteBuiltinRsqrt:
+      return make_rsqrt(n.input(0), n.output(0));
+    case kTfLiteBuiltinSum:
+      return make_sum(reduce_axes(n, "SUM"), n.input(0), n.output(0));
+    case kTfLiteBuiltinBatchMatmul: {
+      auto* b = static_cast<const TfLiteBatchMatMulParams*>(n.node->builtin_data);
+      require(b, "missing BATCH_MATMUL parameters");
+      return make_batch_matmul(b->adj_x, b->adj_y, n.input(0), n.input(1), n.output(0));
+    }
     // ---- resize, transposed convolution, arg max
     default:
       return nullptr;

@@ -533,6 +533,7 @@ typedef enum TfLiteBuiltinOperator {
   kTfLiteBuiltinReduceMax = 82,
   kTfLiteBuiltinPack = 83,
   kTfLiteBuiltinUnpack = 88,
+  kTfLiteBuiltinReduceMin = 89,
   kTfLiteBuiltinFill = 94,
   kTfLiteBuiltinResizeNearestNeighbor = 97,
   kTfLiteBuiltinLeakyRelu = 98,
@@ -723,6 +724,13 @@ typedef struct TfLiteTransposeConvParams {
   TfLiteType quantized_bias_type;    /* op version >= 5 */
 } TfLiteTransposeConvParams;
 
+/* BATCH_MATMUL */
+typedef struct TfLiteBatchMatMulParams {
+  bool adj_x;
+  bool adj_y;
+  bool asymmetric_quantize_inputs;
+} TfLiteBatchMatMulParams;
+
 /* RESIZE_BILINEAR / RESIZE_NEAREST_NEIGHBOR */
 typedef struct TfLiteResizeParams {
   bool align_corners;
@@ -883,6 +891,7 @@ TFLITE_ABI_SIZE(TfLiteMulParams, 4);
 TFLITE_ABI_SIZE(TfLiteReshapeParams, 36);
 TFLITE_ABI_OFF(TfLiteReshapeParams, num_dimensions, 32);
 TFLITE_ABI_SIZE(TfLiteReducerParams, 1);
+TFLITE_ABI_SIZE(TfLiteBatchMatMulParams, 3);
 TFLITE_ABI_SIZE(TfLiteSqueezeParams, 36);
 TFLITE_ABI_OFF(TfLiteSqueezeParams, num_squeeze_dims, 32);
 TFLITE_ABI_SIZE(TfLiteStridedSliceParams, 24);

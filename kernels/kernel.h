@@ -179,6 +179,34 @@ void dequantize_output(const TensorInfo& in, const int64_t* q, float* y, size_t 
 // ---- data movement (kernels/movement.cc)
 
 // ---- broadcasting arithmetic and reductions (kernels/arith.cc, kernels/reduce.cc)
+// TFLite's broadcast of two operand shapes (right-aligned, each dimension equal or 1), at most
+// `max_rank` dimensions; refused naming both shapes.
+Shape broadcast_shape(const char* op, const Shape& a, const Shape& b, size_t max_rank);
+// For every element of `out` (row-major), the flat index of the element of `in` it reads
+// (empty when in == out: no copy needed).
+std::vector<int64_t> broadcast_index(const Shape& in, const Shape& out);
+// The public linear map that expands a share to the broadcast shape (index from broadcast_index).
+Share expand(mpc::Protocol& p, const Share& x, const Shape& out, const std::vector<int64_t>& index);
+// ADD (sub = false) and SUB (sub = true), with broadcasting.
+std::unique_ptr<Kernel> make_add_sub(bool sub, Act act, const TensorInfo& a, const TensorInfo& b,
+                                     const TensorInfo& out);
+std::unique_ptr<Kernel> make_mul(Act act, const TensorInfo& a, const TensorInfo& b, const TensorInfo& out);
+std::unique_ptr<Kernel> make_squared_difference(const TensorInfo& a, const TensorInfo& b, const TensorInfo& out);
+// MAXIMUM (max = true) / MINIMUM on the raw 8-bit values, with broadcasting.
+std::unique_ptr<Kernel> make_max_min(bool max, const TensorInfo& a, const TensorInfo& b, const TensorInfo& out);
+std::unique_ptr<Kernel> make_batch_matmul(bool adj_x, bool adj_y, const TensorInfo& lhs, const TensorInfo& rhs,
+                                          const TensorInfo& out);
+// RSQRT (int8): a public 256-entry table of TFLite's integer arithmetic.
+std::unique_ptr<Kernel> make_rsqrt(const TensorInfo& in, const TensorInfo& out);
+// REDUCE_MAX (max = true) / REDUCE_MIN over any axes (kernels/reduce.cc).
+std::unique_ptr<Kernel> make_reduce_max_min(bool max, const std::vector<int>& axes, const TensorInfo& in,
+                                            const TensorInfo& out);
+// Reduction over `axes` (negative counted from the end, repeats allowed): for every input element
+// (row-major) its output element; `count` = elements per output. Checks the output size.
+std::vector<int64_t> reduction_map(const char* op, const std::vector<int>& axes, const TensorInfo& in,
+                                   const TensorInfo& out, int64_t* count);
+// SUM: QuantizedMeanOrSum with compute_sum (kernels/mean.cc).
+std::unique_ptr<Kernel> make_sum(const std::vector<int>& axes, const TensorInfo& in, const TensorInfo& out);
 
 // ---- resize, transposed convolution, arg max (kernels/resize.cc, kernels/transpose_conv.cc, kernels/argmax.cc)
 

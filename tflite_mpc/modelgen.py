@@ -876,6 +876,178 @@ def squeeze(in_shape=(1, 1, 8), axis=(1, 2), *, batch=1, int8_io=True, seed=0,
 # broadcasting arithmetic and reductions (ADD/SUB/MUL broadcast, MAXIMUM, SUM, ...)
 # --------------------------------------------------------------------------
 
+_BINARY = {
+    "add": lambda x, y: x + y,
+    "sub": lambda x, y: x - y,
+    "mul": lambda x, y: x * y,
+    "maximum": tf.maximum,
+    "minimum": tf.minimum,
+    "squared_difference": tf.math.squared_difference,
+}
+
+
+@_builder
+def binary(op="add", shape=(4, 4, 8), shape_b=None, scale_a=1.0, scale_b=4.0, activation=None,
+           const=None, conv=False, *, batch=1, int8_io=True, seed=0, n_calib=16):
+    """One broadcasting binary op ``op`` in add, sub, mul, maximum, minimum,
+    squared_difference (ADD, SUB, MUL, MAXIMUM, MINIMUM, SQUARED_DIFFERENCE).
+
+    ``shape`` / ``shape_b`` (without batch; ``shape_b`` None = ``shape``) are the
+    operand shapes, broadcast as numpy does (e.g. (1, 1, 8) or (8,) against
+    (4, 4, 8)).  Calibration data ~ N(0, scale_a^2) / N(0, scale_b^2).
+    ``activation`` 'relu'/'relu6' follows the op (the converter fuses it into
+    ADD / SUB / MUL options).  ``const`` None: two graph inputs ``a`` and ``b``
+    (address them by name, see ``add``); 'b': the second operand is a constant
+    of shape ``shape_b`` (values ~ N(0, scale_b^2), a model weight), 'a': the
+    constant is the first operand (``c op x``); the graph then has one input.
+    ``conv``: a 1x1 Conv2D (as many channels as the input) before the op on
+    operand ``a`` (so the op reads a computed secret tensor).
+    """
+    _seed(seed)
+    act = _act_layer(activation)
+    f = _BINARY[op]
+    shape = tuple(shape)
+    sb = tuple(shape_b) if shape_b is not None else shape
+    rng = np.random.default_rng(seed + 12345)
+    pre = (L.Conv2D(shape[-1], 1, kernel_initializer=_init(seed), bias_initializer=_init(seed, "b"))
+           if conv else None)
+    if const is None:
+        a = keras.Input(shape, batch_size=batch, name="a")
+        b = keras.Input(sb, batch_size=batch, name="b")
+        x = pre(a) if pre else a
+        y = L.Lambda(lambda t: f(t[0], t[1]))([x, b])
+        ins = [a, b]
+        data = [{"a": (rng.standard_normal((batch,) + shape) * scale_a).astype(np.float32),
+                 "b": (rng.standard_normal((batch,) + sb) * scale_b).astype(np.float32)}
+                for _ in range(n_calib)]
+    else:
+        c = tf.constant((np.random.default_rng(seed + 99).standard_normal(sb) * scale_b).astype(np.float32))
+        a = keras.Input(shape, batch_size=batch, name="a")
+        x = pre(a) if pre else a
+        y = L.Lambda(lambda t: f(t, c) if const == "b" else f(c, t))(x)
+        ins = [a]
+        data = [[(rng.standard_normal((batch,) + shape) * scale_a).astype(np.float32)]
+                for _ in range(n_calib)]
+    y = act(y) if act else y
+    m = keras.Model(ins if len(ins) > 1 else ins[0], y)
+    return convert_int8(m, data, int8_io=int8_io, seed=seed)
+
+
+_REDUCE = {"max": tf.reduce_max, "min": tf.reduce_min, "sum": tf.reduce_sum}
+
+
+@_builder
+def reduce(kind="max", shape=(4, 4, 8), axes=(1, 2), keepdims=False, conv=True, *, batch=1,
+           int8_io=True, seed=0, n_calib=16):
+    """One reduction ``kind`` in max, min, sum (REDUCE_MAX, REDUCE_MIN, SUM)
+    over ``axes`` (of the batched tensor; int32 constant input) of
+    [batch, *shape], after a 1x1 Conv2D when ``conv``.  REDUCE_MAX / MIN keep
+    the input quantization; SUM's output is calibrated separately.  (Keras
+    GlobalMaxPooling2D is ``kind='max', axes=(1, 2)``.)"""
+    _seed(seed)
+    shape = tuple(shape)
+    ax = tuple(axes)
+    fn = _REDUCE[kind]
+    pre = (L.Conv2D(shape[-1], 1, kernel_initializer=_init(seed), bias_initializer=_init(seed, "b"))
+           if conv else None)
+    m = _model([shape], lambda x: L.Lambda(lambda t: fn(t, axis=ax, keepdims=keepdims))(pre(x) if pre else x),
+               batch)
+    return convert_int8(m, _rand_data([(batch,) + shape], n_calib, seed), int8_io=int8_io, seed=seed)
+
+
+@_builder
+def global_max_pool(h=6, w=6, c=8, *, batch=1, int8_io=True, seed=0, n_calib=16):
+    """Conv2D 3x3 -> Keras GlobalMaxPooling2D (REDUCE_MAX over axes [1, 2])."""
+    _seed(seed)
+    m = _model([(h, w, c)], lambda x: L.GlobalMaxPooling2D()(
+        L.Conv2D(c, 3, padding="same", kernel_initializer=_init(seed), bias_initializer=_init(seed, "b"))(x)),
+        batch)
+    return convert_int8(m, _rand_data([(batch, h, w, c)], n_calib, seed), int8_io=int8_io, seed=seed)
+
+
+@_builder
+def batch_matmul(shape_a=(4, 6), shape_b=(6, 5), adj_x=False, adj_y=False, const_b=False, *, batch=1,
+                 int8_io=True, seed=0, n_calib=16):
+    """``tf.matmul(a, b, transpose_a=adj_x, transpose_b=adj_y)`` of two graph
+    inputs ``a`` [batch, *shape_a] and ``b`` [batch, *shape_b] (BATCH_MATMUL
+    with adj_x / adj_y); ``const_b``: b is a constant of shape ``shape_b``
+    (a weight; broadcast over the batch dimensions) and the graph has one input."""
+    _seed(seed)
+    shape_a, shape_b = tuple(shape_a), tuple(shape_b)
+    rng = np.random.default_rng(seed + 12345)
+    a = keras.Input(shape_a, batch_size=batch, name="a")
+    if const_b:
+        c = tf.constant((np.random.default_rng(seed + 99).standard_normal(shape_b)).astype(np.float32))
+        y = L.Lambda(lambda t: tf.matmul(t, c, transpose_a=adj_x, transpose_b=adj_y))(a)
+        m = keras.Model(a, y)
+        data = [[rng.standard_normal((batch,) + shape_a).astype(np.float32)] for _ in range(n_calib)]
+    else:
+        b = keras.Input(shape_b, batch_size=batch, name="b")
+        y = L.Lambda(lambda t: tf.matmul(t[0], t[1], transpose_a=adj_x, transpose_b=adj_y))([a, b])
+        m = keras.Model([a, b], y)
+        data = [{"a": rng.standard_normal((batch,) + shape_a).astype(np.float32),
+                 "b": rng.standard_normal((batch,) + shape_b).astype(np.float32)} for _ in range(n_calib)]
+    return convert_int8(m, data, int8_io=int8_io, seed=seed)
+
+
+@_builder
+def rsqrt(n=64, lo=0.05, hi=4.0, *, batch=1, int8_io=True, seed=0, n_calib=16):
+    """One int8 RSQRT (``tf.math.rsqrt``) of a [batch, n] input calibrated on
+    uniform [lo, hi] (lo >= 0: the input zero point is -128)."""
+    _seed(seed)
+    m = _model([(n,)], lambda x: L.Lambda(lambda t: tf.math.rsqrt(t))(x), batch)
+    rng = np.random.default_rng(seed + 12345)
+    data = [[rng.uniform(lo, hi, (batch, n)).astype(np.float32)] for _ in range(n_calib)]
+    return convert_int8(m, data, int8_io=int8_io, seed=seed)
+
+
+@_builder
+def mobilenet_v3_small(size=160, alpha=1.0, minimalistic=False, *, classes=10, include_preprocessing=True,
+                       int8_io=True, seed=0, n_calib=8):
+    """keras.applications.MobileNetV3Small (weights=None, BN statistics from the
+    calibration images as ``_bn_recalibrate``), batch 1, logits out (no SOFTMAX),
+    calibrated on uniform [0, 255] images (``include_preprocessing``: x / 127.5 - 1
+    as MUL + ADD on the input).  Squeeze-excite blocks (MEAN, 1x1 convs, hard
+    sigmoid as MUL, [1,H,W,C] x [1,1,1,C] MUL), HARD_SWISH, residual ADDs.  The
+    5x5 depthwise layers need ``size`` >= 160 (a smaller input makes the last
+    ones see a feature map smaller than the filter)."""
+    _seed(seed)
+    rng = np.random.default_rng(seed + 777)
+    calib = [[rng.uniform(0, 255, (1, size, size, 3)).astype(np.float32)] for _ in range(n_calib)]
+    kw = dict(alpha=alpha, minimalistic=minimalistic, weights=None, classes=classes, classifier_activation=None,
+              include_preprocessing=include_preprocessing, dropout_rate=0.0)
+    mf = keras.applications.MobileNetV3Small(input_shape=(size, size, 3), **kw)
+    _bn_recalibrate(mf, [c[0] for c in calib], seed)
+    m = keras.applications.MobileNetV3Small(input_tensor=keras.Input((size, size, 3), batch_size=1), **kw)
+    m.set_weights(mf.get_weights())
+    return convert_int8(m, calib, int8_io=int8_io, seed=seed)
+
+
+@_builder
+def squeeze_excite(h=6, w=6, c=8, ratio=4, hard=True, *, batch=1, int8_io=True, seed=0, n_calib=16):
+    """A squeeze-and-excite block after a 3x3 Conv2D (MobileNetV3 style when
+    ``hard``: GlobalAveragePooling2D(keepdims) -> Dense(c / ratio, relu) ->
+    Dense(c) -> hard_sigmoid -> Multiply with the conv output, a
+    [b, h, w, c] x [b, 1, 1, c] MUL; else sigmoid (EfficientNet style)), and
+    ``include_preprocessing``-style ``x * s + o`` on the input."""
+    _seed(seed)
+
+    def f(x):
+        x = L.Lambda(lambda t: t * (1.0 / 127.5) - 1.0)(x)
+        y = L.Conv2D(c, 3, padding="same", kernel_initializer=_init(seed), bias_initializer=_init(seed, "b"))(x)
+        s = L.GlobalAveragePooling2D(keepdims=True)(y)
+        s = L.Dense(max(1, c // ratio), activation="relu", kernel_initializer=_init(seed + 1),
+                    bias_initializer=_init(seed + 1, "b"))(s)
+        s = L.Dense(c, kernel_initializer=_init(seed + 2), bias_initializer=_init(seed + 2, "b"))(s)
+        s = L.Activation("hard_sigmoid" if hard else "sigmoid")(s)
+        return L.Multiply()([y, s])
+
+    m = _model([(h, w, 3)], f, batch)
+    rng = np.random.default_rng(seed + 12345)
+    data = [[rng.uniform(0, 255, (batch, h, w, 3)).astype(np.float32)] for _ in range(n_calib)]
+    return convert_int8(m, data, int8_io=int8_io, seed=seed)
+
+
 
 # --------------------------------------------------------------------------
 # resize, transposed convolution, arg max
