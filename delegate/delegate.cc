@@ -120,6 +120,60 @@ Vec encode_int8_tensor(const TfLiteTensor& t, size_t n) {
   return v;
 }
 
+// A revealed secure output into its TFLite tensor: 8-bit quantized values, or the int32 /
+// int64 indices of ARG_MAX / ARG_MIN.
+void write_output(TfLiteTensor& ten, int t, const Vec& v) {
+  const size_t n = v.size();
+  const size_t width = ten.type == kTfLiteInt8 || ten.type == kTfLiteUInt8 ? 1
+                       : ten.type == kTfLiteInt32                          ? 4
+                       : ten.type == kTfLiteInt64                          ? 8
+                                                                           : 0;
+  if (width == 0)
+    throw mpc::Error("output tensor " + std::to_string(t) + " must be int8, uint8, int32, int64 or a DEQUANTIZE output");
+  if (!ten.data.raw || ten.bytes < n * width)
+    throw mpc::Error("output tensor " + std::to_string(t) + " has no buffer of the revealed size");
+  for (size_t i = 0; i < n; ++i) {
+    const int64_t x = static_cast<int64_t>(v[i]);
+    switch (ten.type) {
+      case kTfLiteInt8: ten.data.int8[i] = static_cast<int8_t>(x); break;
+      case kTfLiteUInt8: ten.data.uint8[i] = static_cast<uint8_t>(x); break;
+      case kTfLiteInt32: ten.data.i32[i] = static_cast<int32_t>(x); break;
+      default: ten.data.i64[i] = x; break;
+    }
+  }
+}
+
+// What leaves the plan for a declared output: its values, or with output=argmax only
+// the secret index of each row's maximum.
+Share revealed_value(mpc::Protocol& p, const Plan& P, const Share& x) {
+  if (!P.opt.output_argmax) return x;
+  return arg_best_rows(p, x, P.argmax_rows, P.argmax_len, false, 10);
+}
+
+// output=argmax: the output tensor is a one-hot of each row's argmax (float: 0 and 1;
+// 8-bit: the type's minimum and maximum), so np.argmax(output, -1) is the class; the
+// indices also go to the report (tflite_mpc.argmax(delegate)).
+void write_argmax(TfLiteTensor& ten, bool is_float, const Vec& idx, Plan& P) {
+  const int64_t rows = P.argmax_rows, len = P.argmax_len;
+  if (static_cast<int64_t>(idx.size()) != rows) throw mpc::Error("internal: argmax has the wrong size");
+  const bool u8 = ten.type == kTfLiteUInt8;
+  const size_t width = is_float ? 4 : 1;
+  if (!ten.data.raw || ten.bytes < static_cast<size_t>(rows * len) * width)
+    throw mpc::Error("output tensor has no buffer of the model's size");
+  P.last.argmax.assign(rows, 0);
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t k = static_cast<int64_t>(idx[r]);
+    if (k < 0 || k >= len) throw mpc::Error("internal: argmax index out of range");
+    P.last.argmax[r] = k;
+    for (int64_t j = 0; j < len; ++j) {
+      const bool hot = j == k;
+      if (is_float) ten.data.f[r * len + j] = hot ? 1.f : 0.f;
+      else if (u8) ten.data.uint8[r * len + j] = hot ? 255 : 0;
+      else ten.data.int8[r * len + j] = hot ? 127 : -128;
+    }
+  }
+}
+
 struct Partition {
   std::shared_ptr<Plan> plan;
   std::vector<int> nodes;     // plan order
@@ -370,6 +424,22 @@ std::shared_ptr<Plan> build_plan(TfLiteContext* ctx, const Options& opt, std::ve
       throw ArgError("tflite-mpc cannot run " + node_label(n, code) + " securely: it reads constant tensor " +
                      std::to_string(c) + ", a model weight, in plaintext. The model is refused (no plaintext fallback).");
     }
+  if (opt.output_argmax) {
+    // Only the argmax of a classifier's single [batch, classes] output is revealed.
+    require(plan->graph_outputs.size() == 1,
+            "option output=argmax needs a model with exactly one output computed by the delegate (this one has " +
+                std::to_string(plan->graph_outputs.size()) + ")");
+    const int t = *plan->graph_outputs.begin();
+    TensorInfo info = tensor_info(ctx, t);
+    for (auto& [n, st] : plan->steps)
+      if (st.kind == Step::kDequantizeOutput && st.out.index == t) info = st.in;  // argmax of the int8 values
+    require(is_q8(info.type) && info.shape.size() == 2 && info.shape[1] > 0,
+            "option output=argmax needs the model's output to be a [batch, classes] int8 / uint8 tensor (or its "
+            "DEQUANTIZE); output tensor " + std::to_string(t) + " is " + dtype_name(info.type) + " " +
+                mpc::shape_str(info.shape));
+    plan->argmax_rows = info.shape[0];
+    plan->argmax_len = info.shape[1];
+  }
   *claimed = plan->order;
   plan->graph_hash = sha256_hex(public_graph(ctx, order, nodes, secret_constants, plan->graph_inputs,
                                              plan->graph_outputs));
@@ -523,7 +593,8 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
           else if (st.kind == Step::kDequantizeOutput) {
             if (!std::count(part->reveal.begin(), part->reveal.end(), st.out.index))  // checked by build_plan
               throw mpc::Error("internal: DEQUANTIZE output " + std::to_string(st.out.index) + " is not revealed");
-            reveal_to_recipients(p, env.get(st.in.index), opt.output_to, &opened[i][st.out.index]);
+            reveal_to_recipients(p, revealed_value(p, P, env.get(st.in.index)), opt.output_to,
+                                 &opened[i][st.out.index]);
           }
         }
         layers[s].party[i] = cost_since(p.stats(), before, t0);  // each party writes only its own slot
@@ -536,7 +607,7 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
       }
       for (int t : part->reveal) {
         if (opened[i].count(t) || !env.vals.count(t)) continue;  // DEQUANTIZE outputs were opened above
-        reveal_to_recipients(p, env.get(t), opt.output_to, &opened[i][t]);
+        reveal_to_recipients(p, revealed_value(p, P, env.get(t)), opt.output_to, &opened[i][t]);
         env.vals.erase(t);
       }
     });
@@ -558,13 +629,13 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
       const Step* dqs = nullptr;
       for (int n : part->nodes)
         if (P.steps.at(n).kind == Step::kDequantizeOutput && P.steps.at(n).out.index == t) dqs = &P.steps.at(n);
-      if (dqs) {
+      if (opt.output_argmax) {
+        write_argmax(ten, dqs != nullptr, v, P);
+      } else if (dqs) {
         std::vector<int64_t> q(v.begin(), v.end());
         dequantize_output(dqs->in, q.data(), ten.data.f, q.size());
-      } else if (ten.type == kTfLiteInt8) {
-        for (size_t i = 0; i < v.size(); ++i) ten.data.int8[i] = static_cast<int8_t>(static_cast<int64_t>(v[i]));
       } else {
-        throw mpc::Error("output tensor " + std::to_string(t) + " must be int8 or a DEQUANTIZE output");
+        write_output(ten, t, v);
       }
     }
     // Tensors handed to other partitions (or read by SHAPE) carry no data outside the plan.
@@ -630,6 +701,7 @@ TfLiteStatus DelegatePrepare(TfLiteContext* ctx, TfLiteDelegate* delegate) {
       std::string roles = std::to_string(o.data_owner) + "," + std::to_string(o.model_owner) + ",";
       for (int r : o.output_to) roles += std::to_string(r);
       roles += std::string(";fc_rounding=") + (o.fc_single_rounding ? "single" : "double");
+      if (o.output_argmax) roles += ";output=argmax";  // what is revealed: every party must agree
       const std::string hello = "tflite-mpc=2;protocol=" + o.protocol + ";truncation=" +
                                 (o.exact ? "exact" : "probabilistic") + ";roles=" + roles +
                                 ";graph=" + plan->graph_hash;
@@ -703,7 +775,7 @@ Options Options::parse(const std::vector<std::pair<std::string, std::string>>& k
   static const char* kValid =
       "protocol (rep3), truncation (probabilistic|exact), data_owner (0|1|2), model_owner (0|1|2), "
       "output_to (0|1|2 or a list such as 0,2), fc_rounding (auto|single|double), timeout (seconds > 0), "
-      "debug_checks (false|true; local mode only), parties (party configuration file: distributed mode), "
+      "debug_checks (false|true; local mode only), output (values|argmax), parties (party configuration file: distributed mode), "
       "party (0|1|2: this process's party in distributed mode)";
   Options o;
   std::set<std::string> seen;
@@ -739,6 +811,11 @@ Options Options::parse(const std::vector<std::pair<std::string, std::string>>& k
       if (v.empty() || !end || *end || !(t > 0) || !std::isfinite(t))
         throw ArgError("option timeout='" + v + "': expected a positive number of seconds");
       o.timeout = t;
+    } else if (k == "output") {
+      if (v != "values" && v != "argmax")
+        throw ArgError("option output='" + v + "': expected 'values' (the output tensors) or 'argmax' (only the "
+                       "index of each row's maximum of a single [batch, classes] output)");
+      o.output_argmax = v == "argmax";
     } else if (k == "debug_checks") {
       if (v != "true" && v != "false" && v != "1" && v != "0")
         throw ArgError("option debug_checks='" + v + "': expected true or false");

@@ -113,7 +113,7 @@ const char* builtin_name(int code) {
     N(kTfLiteBuiltinQuantize, "QUANTIZE") N(kTfLiteBuiltinHardSwish, "HARD_SWISH")
     N(kTfLiteBuiltinSelectV2, "SELECT_V2") N(kTfLiteBuiltinBatchMatmul, "BATCH_MATMUL")
     N(kTfLiteBuiltinBroadcastTo, "BROADCAST_TO") N(kTfLiteBuiltinGelu, "GELU")
-    N(kTfLiteBuiltinRelu0To1, "RELU_0_TO_1")
+    N(kTfLiteBuiltinRelu0To1, "RELU_0_TO_1") N(kTfLiteBuiltinArgMin, "ARG_MIN")
 #undef N
     default: return "builtin op";
   }
@@ -224,6 +224,23 @@ std::string public_signature(const NodeView& n) {
       if (p) o << p->approximate;
       break;
     }
+    case kTfLiteBuiltinResizeBilinear: {
+      auto* p = static_cast<const TfLiteResizeParams*>(b);
+      if (p) o << p->align_corners << "," << p->half_pixel_centers;
+      break;
+    }
+    case kTfLiteBuiltinTransposeConv: {
+      auto* p = static_cast<const TfLiteTransposeConvParams*>(b);
+      if (p) o << p->padding << "," << p->stride_width << "," << p->stride_height
+               << (n.reg->version >= 4 ? "," + std::to_string(p->activation) : std::string());
+      break;
+    }
+    case kTfLiteBuiltinArgMax:
+    case kTfLiteBuiltinArgMin: {
+      auto* p = static_cast<const TfLiteArgMaxParams*>(b);
+      if (p) o << p->output_type;
+      break;
+    }
     default:
       break;  // ops without parameters, or whose parameters this plugin does not declare
   }
@@ -242,6 +259,9 @@ bool has_secure_kernel(int code) {
     // ---- data movement (kernels/movement.cc)
     // ---- broadcasting arithmetic and reductions (kernels/arith.cc, kernels/reduce.cc)
     // ---- resize, transposed convolution, arg max
+    case kTfLiteBuiltinResizeBilinear: case kTfLiteBuiltinTransposeConv: case kTfLiteBuiltinArgMax:
+    case kTfLiteBuiltinArgMin:
+      return true;
     default:
       return false;
   }
@@ -355,6 +375,33 @@ std::unique_ptr<Kernel> build_kernel(const NodeView& n) {
     // ---- data movement (kernels/movement.cc)
     // ---- broadcasting arithmetic and reductions (kernels/arith.cc, kernels/reduce.cc)
     // ---- resize, transposed convolution, arg max
+    case kTfLiteBuiltinResizeBilinear: {
+      auto* b = static_cast<const TfLiteResizeParams*>(n.node->builtin_data);
+      require(b, "missing RESIZE_BILINEAR parameters");
+      TensorInfo size;
+      if (n.has_input(1)) size = n.input(1);
+      return make_resize_bilinear(b->align_corners, b->half_pixel_centers, n.input(0),
+                                  n.has_input(1) ? &size : nullptr, n.output(0));
+    }
+    case kTfLiteBuiltinTransposeConv: {
+      auto* b = static_cast<const TfLiteTransposeConvParams*>(n.node->builtin_data);
+      require(b, "missing TRANSPOSE_CONV parameters");
+      TransposeConvParams p;
+      p.stride_h = b->stride_height;
+      p.stride_w = b->stride_width;
+      p.same = padding_same(b->padding);
+      if (n.reg->version >= 4) {  // the fused activation exists from op version 4 on
+        check_act(b->activation);
+        p.act = map_act(b->activation);
+      }
+      TensorInfo bias;
+      if (n.has_input(3)) bias = n.input(3);
+      return make_transpose_conv(p, n.input(0), n.input(1), n.input(2), n.has_input(3) ? &bias : nullptr,
+                                 n.output(0));
+    }
+    case kTfLiteBuiltinArgMax:
+    case kTfLiteBuiltinArgMin:
+      return make_arg_min_max(code == kTfLiteBuiltinArgMin, n.input(0), n.input(1), n.output(0));
     default:
       return nullptr;
   }

@@ -530,6 +530,7 @@ typedef enum TfLiteBuiltinOperator {
   kTfLiteBuiltinSum = 74,
   kTfLiteBuiltinRsqrt = 76,
   kTfLiteBuiltinShape = 77,
+  kTfLiteBuiltinArgMin = 79,
   kTfLiteBuiltinReduceMax = 82,
   kTfLiteBuiltinPack = 83,
   kTfLiteBuiltinUnpack = 88,
@@ -728,6 +729,11 @@ typedef struct TfLiteResizeParams {
   bool align_corners;
   bool half_pixel_centers;
 } TfLiteResizeParams;
+
+/* ARG_MAX / ARG_MIN */
+typedef struct TfLiteArgMaxParams {
+  TfLiteType output_type;
+} TfLiteArgMaxParams;
 
 /* PAD, PADV2, QUANTIZE, DEQUANTIZE, RELU*, LOGISTIC, HARD_SWISH, TRANSPOSE
  * have no parameters: their builtin_data is NULL or a 1-byte placeholder;

@@ -329,6 +329,7 @@ PYBIND11_MODULE(_native, m) {
         out["seconds"] = r->seconds;
         out["graph_hash"] = r->graph_hash;
         out["fc_rounding"] = r->fc_rounding;
+        if (!r->argmax.empty()) out["argmax"] = py::cast(r->argmax);
         py::list tot;
         for (auto& c : r->total) tot.append(cost(c));
         out["parties"] = tot;

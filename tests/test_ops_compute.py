@@ -1,0 +1,181 @@
+"""Conformance of RESIZE_BILINEAR, TRANSPOSE_CONV and ARG_MAX / ARG_MIN (single-op int8
+models from the TF converter) under the delegate vs the BUILTIN_REF interpreter:
+truncation=exact bit-identical, probabilistic within 1 LSB (arg max: exact in both, it
+has no rounding). Plus the delegate option output=argmax, and a check that no node of
+these models ran on TFLite's CPU kernels."""
+import numpy as np
+import pytest
+
+import tflite_mpc
+from tflite_mpc import modelgen
+from secure import check_model, run_secure
+
+
+def cpu_nodes(model_bytes, **opts):
+    """Nodes that ran on TFLite's CPU kernels under the delegate (BUILTIN_WITHOUT_DEFAULT_DELEGATES):
+    a non-SHAPE node whose output feeds a DELEGATE node or is a graph output, and that no
+    DELEGATE node produces (the replaced nodes stay listed beside their DELEGATE node)."""
+    d = tflite_mpc.load_delegate(truncation="exact", **opts)
+    it = modelgen._interpreter(model_bytes, reference=False, delegates=[d])
+    it.allocate_tensors()
+    ops = it._get_ops_details()
+    dele = [o for o in ops if o["op_name"] == "DELEGATE"]
+    d_in = {int(t) for o in dele for t in o["inputs"]}
+    d_out = {int(t) for o in dele for t in o["outputs"]}
+    g_out = {int(o["index"]) for o in it.get_output_details()}
+    ran = []
+    for o in ops:
+        if o["op_name"] in ("DELEGATE", "SHAPE"):
+            continue
+        outs = {int(t) for t in o["outputs"]}
+        if outs & (d_in | g_out) and not outs <= d_out:
+            ran.append(o["op_name"])
+    assert dele, "the delegate claimed nothing"
+    return ran
+
+
+# ------------------------------------------------------------------ RESIZE_BILINEAR
+RESIZE = [
+    dict(), dict(out_h=3, out_w=2), dict(out_h=7, out_w=13), dict(h=5, w=3, out_h=5, out_w=3),
+    dict(align_corners=True), dict(align_corners=True, out_h=3, out_w=6), dict(align_corners=True, out_h=1, out_w=1),
+    dict(half_pixel_centers=True), dict(half_pixel_centers=True, out_h=2, out_w=3),
+    dict(half_pixel_centers=True, h=3, w=5, out_h=11, out_w=7), dict(batch=2, c=5, out_h=6, out_w=9),
+    dict(batch=2, c=1, half_pixel_centers=True, out_h=9, out_w=9),
+]
+
+
+@pytest.mark.parametrize("p", RESIZE, ids=[str(p) for p in RESIZE])
+def test_resize_bilinear(p):
+    check_model(modelgen.resize_bilinear(**p))
+
+
+def test_resize_bilinear_upsampling2d_keras():
+    """Keras UpSampling2D(interpolation='bilinear') (half_pixel_centers) through the stock converter."""
+    import keras
+    from keras import layers as L
+
+    modelgen._seed(0)
+    m = modelgen._model([(4, 5, 3)], lambda x: L.UpSampling2D((2, 3), interpolation="bilinear")(x), 1)
+    model = modelgen.convert_int8(m, modelgen._rand_data([(1, 4, 5, 3)], 8, 0))
+    assert "RESIZE_BILINEAR" in modelgen.op_names(model)
+    check_model(model)
+
+
+# ------------------------------------------------------------------ TRANSPOSE_CONV
+TCONV = [
+    dict(k=2, stride=2), dict(k=3, stride=2), dict(k=4, stride=2), dict(k=3, stride=1), dict(k=2, stride=1),
+    dict(k=3, stride=2, padding="valid"), dict(k=4, stride=1, padding="valid"), dict(k=2, stride=2, padding="valid"),
+    dict(k=3, stride=2, use_bias=False), dict(k=3, stride=1, padding="valid", use_bias=False),
+    dict(k=3, stride=2, per_tensor=True), dict(k=3, stride=2, batch=2), dict(k=3, stride=2, cin=5, cout=2, h=3, w=5),
+    dict(k=3, stride=3, h=3, w=2), dict(k=3, stride=2, activation="relu"),
+]
+
+
+@pytest.mark.parametrize("p", TCONV, ids=[str(p) for p in TCONV])
+def test_transpose_conv(p):
+    model = modelgen.transpose_conv(**p)
+    assert "TRANSPOSE_CONV" in modelgen.op_names(model)
+    check_model(model)
+
+
+# ------------------------------------------------------------------ ARG_MAX / ARG_MIN
+ARG = [
+    dict(), dict(output_type="int32"), dict(kind="min"), dict(kind="min", output_type="int32"),
+    dict(shape=(7,), batch=3), dict(shape=(1,)), dict(shape=(3, 4, 5), axis=1), dict(shape=(3, 4, 5), axis=2),
+    dict(shape=(3, 4, 5), axis=3, kind="min"), dict(shape=(3, 4), axis=0, batch=5), dict(shape=(33,), axis=-1),
+]
+
+
+@pytest.mark.parametrize("p", ARG, ids=[str(p) for p in ARG])
+def test_arg_min_max(p):
+    model = modelgen.arg_max(**p)
+    assert modelgen.op_names(model) == ["ARG_MAX" if p.get("kind", "max") == "max" else "ARG_MIN"]
+    check_model(model, pr_bound=0)
+
+
+@pytest.mark.parametrize("kind", ["max", "min"])
+def test_arg_min_max_ties_resolve_to_the_lowest_index(kind):
+    """Inputs with many equal values (few levels, repeated extremes): TFLite returns the first."""
+    model = modelgen.arg_max(shape=(4, 9), axis=2, kind=kind)
+    shape = modelgen.input_details(model)[0]["shape"]
+
+    def tied(seed):
+        rng = np.random.default_rng(seed)
+        x = rng.integers(-2, 2, size=shape).astype(np.int8)
+        x[..., 0, :] = 1  # a whole row of ties
+        x[..., 1, 3] = x[..., 1, 7] = 127
+        x[..., 2, 2] = x[..., 2, 5] = -128
+        return [x]
+
+    check_model(model, pr_bound=0, inputs_fn=tied, seeds=(0, 1, 2, 3))
+
+
+@pytest.mark.parametrize("model", ["resize", "tconv", "argmax"])
+def test_nothing_runs_on_the_cpu(model):
+    m = {"resize": lambda: modelgen.resize_bilinear(half_pixel_centers=True),
+         "tconv": lambda: modelgen.transpose_conv(),
+         "argmax": lambda: modelgen.arg_max(shape=(3, 4), axis=1)}[model]()
+    assert cpu_nodes(m) == []
+
+
+# ------------------------------------------------------------------ option output=argmax
+def _argmax_case(model, seed):
+    inputs = modelgen.random_input(model, seed=seed)
+    want = modelgen.run_tflite(model, inputs, reference=True)[0]
+    return inputs, np.argmax(want.reshape(want.shape[0], -1), axis=1)  # np.argmax: first maximum
+
+
+@pytest.mark.parametrize("truncation", ["exact", "probabilistic"])
+def test_output_argmax_reveals_only_the_index(truncation):
+    model = modelgen.softmax(n=10, batch=3)  # [3, 10] int8 probabilities, ties likely
+    for seed in range(3):
+        inputs, want = _argmax_case(model, seed)
+        d = tflite_mpc.load_delegate(truncation=truncation, output="argmax")
+        out = modelgen.run_tflite(model, inputs, reference=False, delegates=[d])[0]
+        got = tflite_mpc.argmax(d)
+        if truncation == "exact":
+            assert got == list(want)
+        else:  # probabilistic softmax moves values by 1 LSB: the argmax of a value within 1 LSB
+            ref = modelgen.run_tflite(model, inputs, reference=True)[0].astype(int)
+            assert all(ref[r, k] >= ref[r].max() - 1 for r, k in enumerate(got))
+        # the output tensor is a one-hot: nothing of the values
+        onehot = np.full(out.shape, -128, np.int8)
+        onehot[np.arange(len(got)), got] = 127
+        np.testing.assert_array_equal(out, onehot)
+
+
+def test_output_argmax_exact_matches_reference_on_fully_connected_and_float_output():
+    for model in (modelgen.fully_connected(batch=2, in_features=16, out_features=10),
+                  modelgen.fully_connected(batch=2, in_features=16, out_features=10, int8_io=False)):
+        for seed in range(2):
+            inputs, want = _argmax_case(model, seed)
+            d = tflite_mpc.load_delegate(truncation="exact", output="argmax")
+            out = modelgen.run_tflite(model, inputs, reference=False, delegates=[d])[0]
+            assert tflite_mpc.argmax(d) == list(want)
+            np.testing.assert_array_equal(np.argmax(out, axis=1), want)
+            assert set(np.unique(out).tolist()) <= ({0.0, 1.0} if out.dtype == np.float32 else {-128, 127})
+
+
+def test_output_argmax_reveals_to_the_recipient_only():
+    """output_to=2 (data owner 0): the index reaches party 2 (this process hosts every party in
+    local mode, so the tensor holds party 2's view); the same with output_to=[0, 2]."""
+    model = modelgen.fully_connected(batch=2, in_features=16, out_features=10)
+    inputs, want = _argmax_case(model, 0)
+    for to in (2, [0, 2]):
+        d = tflite_mpc.load_delegate(truncation="exact", output="argmax", output_to=to)
+        out = modelgen.run_tflite(model, inputs, reference=False, delegates=[d])[0]
+        assert tflite_mpc.argmax(d) == list(want)
+        np.testing.assert_array_equal(np.argmax(out, axis=1), want)
+
+
+def test_output_argmax_option_is_validated():
+    with pytest.raises(ValueError, match="output"):
+        tflite_mpc.load_delegate(output="argmin")
+    tflite_mpc.validate_options({"output": "values"})
+
+
+def test_output_argmax_refuses_other_output_shapes():
+    model = modelgen.resize_bilinear()  # a 4-D output
+    d = tflite_mpc.load_delegate(truncation="exact", output="argmax")
+    with pytest.raises((RuntimeError, ValueError), match="output=argmax"):
+        modelgen.run_tflite(model, modelgen.random_input(model), reference=False, delegates=[d])
