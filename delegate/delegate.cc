@@ -114,8 +114,10 @@ Vec encode_int8_tensor(const TfLiteTensor& t, size_t n) {
   Vec v(n);
   if (t.type == kTfLiteInt8) {
     for (size_t i = 0; i < n; ++i) v[i] = static_cast<uint64_t>(static_cast<int64_t>(t.data.int8[i]));
+  } else if (t.type == kTfLiteUInt8) {  // legacy asymmetric models: kernels check their own types
+    for (size_t i = 0; i < n; ++i) v[i] = t.data.uint8[i];
   } else {
-    throw ArgError(std::string("input tensor '") + (t.name ? t.name : "?") + "' must be int8 (or float32 with a QUANTIZE edge)");
+    throw ArgError(std::string("input tensor '") + (t.name ? t.name : "?") + "' must be int8 / uint8 (or float32 with a QUANTIZE edge)");
   }
   return v;
 }

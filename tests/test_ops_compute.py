@@ -67,7 +67,7 @@ TCONV = [
     dict(k=3, stride=2, padding="valid"), dict(k=4, stride=1, padding="valid"), dict(k=2, stride=2, padding="valid"),
     dict(k=3, stride=2, use_bias=False), dict(k=3, stride=1, padding="valid", use_bias=False),
     dict(k=3, stride=2, per_tensor=True), dict(k=3, stride=2, batch=2), dict(k=3, stride=2, cin=5, cout=2, h=3, w=5),
-    dict(k=3, stride=3, h=3, w=2), dict(k=3, stride=2, activation="relu"),
+    dict(k=3, stride=3, h=3, w=2), dict(k=3, stride=2, activation="relu"), dict(k=4, stride=2, activation="relu6"),
 ]
 
 
@@ -108,6 +108,54 @@ def test_arg_min_max_ties_resolve_to_the_lowest_index(kind):
         return [x]
 
     check_model(model, pr_bound=0, inputs_fn=tied, seeds=(0, 1, 2, 3))
+
+
+def _to_uint8(model_bytes, tensors):
+    """The model with these int8 tensors retyped as uint8 (zero point + 128): the legacy
+    asymmetric scheme, same real values."""
+    from crafted import Edit, T
+    e = Edit(model_bytes)
+    for t in tensors:
+        ten = e.sg.tensors[t]
+        ten.type = T.UINT8
+        ten.quantization.zeroPoint = np.asarray(ten.quantization.zeroPoint, np.int64) + 128
+    return e.bytes()
+
+
+@pytest.mark.parametrize("kind", ["max", "min"])
+def test_arg_min_max_uint8(kind):
+    model = modelgen.arg_max(shape=(3, 6), axis=2, kind=kind)
+    u8 = _to_uint8(model, [modelgen.input_details(model)[0]["index"]])
+    assert modelgen.input_details(u8)[0]["dtype"] == np.uint8
+    check_model(u8, pr_bound=0)
+
+
+def _refused(model_bytes, op, why):
+    import tensorflow as tf
+    with pytest.raises(RuntimeError, match=rf"\({op}\).*{why}.*refused"):
+        tf.lite.Interpreter(model_content=model_bytes,
+                            experimental_delegates=[tflite_mpc.load_delegate(truncation="exact")])
+
+
+def test_unsupported_variants_are_refused_with_the_reason():
+    from crafted import Edit
+    # uint8 RESIZE_BILINEAR: TFLite's reference interpolates uint8 in float
+    m = modelgen.resize_bilinear()
+    _refused(_to_uint8(m, [modelgen.input_details(m)[0]["index"], modelgen.output_details(m)[0]["index"]]),
+             "RESIZE_BILINEAR", "uint8 is not supported")
+    # align_corners together with half_pixel_centers
+    e = Edit(m)
+    e.ops[0].builtinOptions.alignCorners = True
+    e.ops[0].builtinOptions.halfPixelCenters = True
+    _refused(e.bytes(), "RESIZE_BILINEAR", "cannot both be set")
+    # a fused TANH on TRANSPOSE_CONV
+    e = Edit(modelgen.transpose_conv(activation="relu"))
+    e.ops[0].builtinOptions.fusedActivationFunction = 4
+    _refused(e.bytes(), "TRANSPOSE_CONV", "TANH")
+    # uint8 TRANSPOSE_CONV
+    m = modelgen.transpose_conv()
+    _refused(_to_uint8(m, [modelgen.input_details(m)[0]["index"], modelgen.output_details(m)[0]["index"]]),
+             "TRANSPOSE_CONV", "uint8 is not supported")
 
 
 @pytest.mark.parametrize("model", ["resize", "tconv", "argmax"])
