@@ -544,8 +544,17 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
              std::count(part->hidden.begin(), part->hidden.end(), t);
     };
     const double t_start = mpc::now_seconds();
+    std::vector<mpc::OpCost> reveal_cost(nparties);  // per party: opening the outputs
     P.session->run([&](int i, mpc::Protocol& p) {
       Env env{p, opt.exact, P.store[i]};
+      // A declared output (or with output=argmax its rows' argmax) opened to the recipients.
+      auto open_output = [&](const Share& x, Vec* out) {
+        const Share v = revealed_value(p, P, x);
+        const mpc::OpCost before = p.stats().total();
+        const double t0 = mpc::now_seconds();
+        reveal_to_recipients(p, v, opt.output_to, out);
+        reveal_cost[i].add(cost_since(p.stats(), before, t0));
+      };
       if (!P.constants_ready) {
         // The model owner secret-shares every weight and bias once.
         const mpc::OpCost before = p.stats().total();
@@ -595,8 +604,7 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
           else if (st.kind == Step::kDequantizeOutput) {
             if (!std::count(part->reveal.begin(), part->reveal.end(), st.out.index))  // checked by build_plan
               throw mpc::Error("internal: DEQUANTIZE output " + std::to_string(st.out.index) + " is not revealed");
-            reveal_to_recipients(p, revealed_value(p, P, env.get(st.in.index)), opt.output_to,
-                                 &opened[i][st.out.index]);
+            open_output(env.get(st.in.index), &opened[i][st.out.index]);
           }
         }
         layers[s].party[i] = cost_since(p.stats(), before, t0);  // each party writes only its own slot
@@ -609,7 +617,7 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
       }
       for (int t : part->reveal) {
         if (opened[i].count(t) || !env.vals.count(t)) continue;  // DEQUANTIZE outputs were opened above
-        reveal_to_recipients(p, revealed_value(p, P, env.get(t)), opt.output_to, &opened[i][t]);
+        open_output(env.get(t), &opened[i][t]);
         env.vals.erase(t);
       }
     });
@@ -661,6 +669,8 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
         }
       P.last.layers.push_back(layers[s]);
     }
+    P.last.reveal.resize(nparties);
+    for (int i = 0; i < nparties; ++i) P.last.reveal[i].add(reveal_cost[i]);
     P.last.seconds += mpc::now_seconds() - t_start;
     P.last.total.assign(nparties, mpc::OpCost{});
     for (auto& l : P.last.layers)
@@ -836,13 +846,15 @@ Options Options::parse(const std::vector<std::pair<std::string, std::string>>& k
     o.config = std::make_shared<PartyConfig>(PartyConfig::load(o.parties));
     // The configuration file, identical at every party, decides the session.
     for (auto& [k, v] : kv)
-      if (k == "protocol" || k == "truncation" || k == "data_owner" || k == "model_owner" || k == "output_to")
+      if (k == "protocol" || k == "truncation" || k == "data_owner" || k == "model_owner" || k == "output_to" ||
+          k == "output")
         throw ArgError("option '" + k + "' comes from the party configuration in distributed mode");
     o.protocol = o.config->protocol;
     o.exact = o.config->truncation == "exact";
     o.data_owner = o.config->data_owner;
     o.model_owner = o.config->model_owner;
     o.output_to = o.config->output_to;
+    o.output_argmax = o.config->output == "argmax";
     o.timeout = o.config->timeout;
   } else if (o.party >= 0) {
     throw ArgError("option 'party' needs 'parties' (the party configuration file)");

@@ -50,6 +50,7 @@ struct Report {
   std::vector<LayerCost> layers;
   double seconds = 0;
   std::vector<mpc::OpCost> total;  // per party
+  std::vector<mpc::OpCost> reveal;  // per party: opening the declared outputs (in a DEQUANTIZE layer too)
   std::string graph_hash;          // SHA-256 of the public graph (what distributed parties compare)
   std::string fc_rounding;         // single | double (resolved option)
   std::vector<int64_t> argmax;     // output=argmax: the revealed index per row (recipient only)

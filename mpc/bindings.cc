@@ -333,6 +333,9 @@ PYBIND11_MODULE(_native, m) {
         py::list tot;
         for (auto& c : r->total) tot.append(cost(c));
         out["parties"] = tot;
+        py::list rev;
+        for (auto& c : r->reveal) rev.append(cost(c));
+        out["reveal"] = rev;
         return out;
       },
       py::arg("delegate") = py::none());

@@ -204,22 +204,49 @@ def test_output_argmax_exact_matches_reference_on_fully_connected_and_float_outp
             assert set(np.unique(out).tolist()) <= ({0.0, 1.0} if out.dtype == np.float32 else {-128, 127})
 
 
-def test_output_argmax_reveals_to_the_recipient_only():
-    """output_to=2 (data owner 0): the index reaches party 2 (this process hosts every party in
-    local mode, so the tensor holds party 2's view); the same with output_to=[0, 2]."""
-    model = modelgen.fully_connected(batch=2, in_features=16, out_features=10)
+@pytest.mark.parametrize("int8_io", [True, False])
+def test_output_argmax_opens_one_index_per_row_to_the_recipients_only(int8_io):
+    """What the opening sends (report()["reveal"], per party): with output=argmax the
+    recipients receive one ring element per row (the index) and nothing else; a party that
+    is not a recipient receives nothing. Without it, every value of the output."""
+    rows, classes = 2, 10
+    model = modelgen.fully_connected(batch=rows, in_features=16, out_features=classes, int8_io=int8_io)
     inputs, want = _argmax_case(model, 0)
-    for to in (2, [0, 2]):
-        d = tflite_mpc.load_delegate(truncation="exact", output="argmax", output_to=to)
-        out = modelgen.run_tflite(model, inputs, reference=False, delegates=[d])[0]
-        assert tflite_mpc.argmax(d) == list(want)
-        np.testing.assert_array_equal(np.argmax(out, axis=1), want)
+    for to in (0, 2, [0, 2], [0, 1, 2]):
+        for output, per_row in (("values", classes), ("argmax", 1)):
+            d = tflite_mpc.load_delegate(truncation="exact", output=output, output_to=to)
+            out = modelgen.run_tflite(model, inputs, reference=False, delegates=[d])[0]
+            recv = [c["bytes_recv"] for c in tflite_mpc.report(d)["reveal"]]
+            recipients = [to] if isinstance(to, int) else to
+            assert recv == [8 * rows * per_row if i in recipients else 0 for i in range(3)], (to, output, recv)
+            if output == "argmax":
+                assert tflite_mpc.argmax(d) == list(want)
+                np.testing.assert_array_equal(np.argmax(out, axis=1), want)
 
 
 def test_output_argmax_option_is_validated():
     with pytest.raises(ValueError, match="output"):
         tflite_mpc.load_delegate(output="argmin")
     tflite_mpc.validate_options({"output": "values"})
+
+
+def test_output_argmax_in_the_party_configuration(tmp_path):
+    """Distributed mode: `output` comes from the configuration every party shares (and is part of
+    the handshake); the delegate option is then refused like the roles."""
+    import json
+    cfg = {"protocol": "rep3", "truncation": "exact", "transport": "tcp-insecure",
+           "parties": [{"id": i, "host": "127.0.0.1", "port": 7000 + i} for i in range(3)]}
+    path = tmp_path / "parties.json"
+    for value, ok in (("argmax", True), ("values", True), ("argmin", False), (1, False)):
+        path.write_text(json.dumps(dict(cfg, output=value)))
+        if ok:
+            tflite_mpc.validate_options({"parties": str(path), "party": 0})
+        else:
+            with pytest.raises(ValueError, match="'output' must be"):
+                tflite_mpc.validate_options({"parties": str(path), "party": 0})
+    path.write_text(json.dumps(dict(cfg, output="argmax")))
+    with pytest.raises(ValueError, match="option 'output' comes from the party configuration"):
+        tflite_mpc.validate_options({"parties": str(path), "party": 0, "output": "argmax"})
 
 
 def test_output_argmax_refuses_other_output_shapes():
