@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdarg>
+#include <cstdlib>
 #include <cstring>
 #include <set>
 #include <sstream>
@@ -484,6 +485,19 @@ TfLiteStatus PartitionPrepare(TfLiteContext* ctx, TfLiteNode* node) {
                       "creating the interpreter with the delegate, or create a new one)");
       return kTfLiteError;
     }
+  }
+  // A revealed output whose shape TFLite computes at run time (e.g. TRANSPOSE_CONV's
+  // output_shape from SHAPE arithmetic with a dynamic batch) is a dynamic tensor without a
+  // buffer: allocate it at the plan's shape (ResizeTensor takes a malloc()'d array).
+  for (int t : p->reveal) {
+    TfLiteTensor& ten = ctx->tensors[t];
+    if (ten.allocation_type != kTfLiteDynamic || ten.data.raw) continue;
+    const Shape& shape = p->plan->shapes.at(t);
+    auto* dims = static_cast<TfLiteIntArray*>(std::malloc(sizeof(int) * (1 + shape.size())));
+    if (!dims) return kTfLiteError;
+    dims->size = static_cast<int>(shape.size());
+    for (size_t k = 0; k < shape.size(); ++k) dims->data[k] = static_cast<int>(shape[k]);
+    if (ctx->ResizeTensor(ctx, &ten, dims) != kTfLiteOk) return kTfLiteError;
   }
   return kTfLiteOk;
 }

@@ -13,7 +13,7 @@ from secure import check_model, run_secure
 
 def cpu_nodes(model_bytes, **opts):
     """Nodes that ran on TFLite's CPU kernels under the delegate (BUILTIN_WITHOUT_DEFAULT_DELEGATES):
-    a non-SHAPE node whose output feeds a DELEGATE node or is a graph output, and that no
+    a node other than SHAPE and integer shape arithmetic whose output feeds a DELEGATE node or is a graph output, and that no
     DELEGATE node produces (the replaced nodes stay listed beside their DELEGATE node)."""
     d = tflite_mpc.load_delegate(truncation="exact", **opts)
     it = modelgen._interpreter(model_bytes, reference=False, delegates=[d])
@@ -23,9 +23,13 @@ def cpu_nodes(model_bytes, **opts):
     d_in = {int(t) for o in dele for t in o["inputs"]}
     d_out = {int(t) for o in dele for t in o["outputs"]}
     g_out = {int(o["index"]) for o in it.get_output_details()}
+    dtype = {int(t["index"]): t["dtype"] for t in it.get_tensor_details()}
+
+    def shape_arithmetic(o):  # SHAPE, or int32/int64 arithmetic on such values (public)
+        return all(dtype[int(t)] in (np.int32, np.int64) for t in list(o["inputs"]) + list(o["outputs"]) if t >= 0)
     ran = []
     for o in ops:
-        if o["op_name"] in ("DELEGATE", "SHAPE"):
+        if o["op_name"] in ("DELEGATE", "SHAPE") or shape_arithmetic(o):
             continue
         outs = {int(t) for t in o["outputs"]}
         if outs & (d_in | g_out) and not outs <= d_out:
@@ -156,6 +160,21 @@ def test_unsupported_variants_are_refused_with_the_reason():
     m = modelgen.transpose_conv()
     _refused(_to_uint8(m, [modelgen.input_details(m)[0]["index"], modelgen.output_details(m)[0]["index"]]),
              "TRANSPOSE_CONV", "uint8 is not supported")
+
+
+def _dynamic_batch(layer):
+    """A Keras layer on an input without a batch size: TRANSPOSE_CONV's output_shape is then
+    computed at run time (SHAPE -> STRIDED_SLICE -> PACK) and its output is a dynamic tensor."""
+    modelgen._seed(0)
+    m = modelgen._model([(4, 4, 3)], lambda x: layer()(x), None)
+    return modelgen.convert_int8(m, modelgen._rand_data([(1, 4, 4, 3)], 8, 0))
+
+
+def test_transpose_conv_with_a_dynamic_batch():
+    model = _dynamic_batch(lambda: modelgen.L.Conv2DTranspose(4, 3, strides=2, padding="same"))
+    assert modelgen.op_names(model) == ["SHAPE", "STRIDED_SLICE", "PACK", "TRANSPOSE_CONV"]
+    check_model(model)
+    assert cpu_nodes(model) == []
 
 
 @pytest.mark.parametrize("model", ["resize", "tconv", "argmax"])
