@@ -273,3 +273,25 @@ def test_output_argmax_refuses_other_output_shapes():
     d = tflite_mpc.load_delegate(truncation="exact", output="argmax")
     with pytest.raises((RuntimeError, ValueError), match="output=argmax"):
         modelgen.run_tflite(model, modelgen.random_input(model), reference=False, delegates=[d])
+
+
+def test_segmentation_head_end_to_end():
+    """A decoder as in semantic segmentation: CONV_2D -> TRANSPOSE_CONV (stride 2) -> RESIZE_BILINEAR
+    (x2, half-pixel) -> per-pixel ARG_MAX over the classes: exact mode bit-identical, the indices
+    only revealed."""
+    import tensorflow as tf
+    L = modelgen.L
+    modelgen._seed(3)
+
+    def f(x):
+        y = L.Conv2D(8, 3, padding="same", activation="relu")(x)
+        y = L.Conv2DTranspose(5, 3, strides=2, padding="same")(y)
+        y = L.UpSampling2D(2, interpolation="bilinear")(y)
+        return L.Lambda(lambda t: tf.math.argmax(t, axis=-1, output_type=tf.int32))(y)
+    m = modelgen._model([(4, 4, 3)], f, 1)
+    model = modelgen.convert_int8(m, modelgen._rand_data([(1, 4, 4, 3)], 8, 3))
+    assert modelgen.op_names(model) == ["CONV_2D", "TRANSPOSE_CONV", "RESIZE_BILINEAR", "ARG_MAX"]
+    check_model(model, pr=False)
+    got, rep = run_secure(model, modelgen.random_input(model, seed=0))
+    assert got[0].shape == (1, 16, 16) and got[0].dtype == np.int32
+    assert [c["bytes_recv"] for c in rep["reveal"]] == [8 * 16 * 16, 0, 0]
