@@ -114,7 +114,6 @@ std::unique_ptr<Kernel> make_transpose_conv(const TransposeConvParams& p, const 
   k->pad_t = pad(k->OH, k->sh, k->KH);
   k->pad_l = pad(k->OW, k->sw, k->KW);
   k->q = output_quant(op, in, filter, out, k->OC, p.act, false);
-  activation_range(p.act, out, &k->q.act_lo, &k->q.act_hi);
   k->filter = filter.index;
   k->bias = secret_weights(*k, op, filter, bias, k->OC);
   k->prepare_only = {filter.index};

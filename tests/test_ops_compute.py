@@ -82,6 +82,20 @@ def test_transpose_conv(p):
     check_model(model)
 
 
+BIG = [
+    ("resize", dict(h=17, w=23, c=16, out_h=64, out_w=48, batch=2)),
+    ("resize", dict(h=32, w=32, c=8, out_h=7, out_w=9, align_corners=True)),
+    ("tconv", dict(h=16, w=16, cin=16, cout=32, k=4, stride=2, batch=2)),
+    ("tconv", dict(h=9, w=7, cin=24, cout=8, k=5, stride=3, padding="valid")),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("op, p", BIG, ids=[f"{o}-{p}" for o, p in BIG])
+def test_larger_layers(op, p):
+    check_model({"resize": modelgen.resize_bilinear, "tconv": modelgen.transpose_conv}[op](**p))
+
+
 # ------------------------------------------------------------------ ARG_MAX / ARG_MIN
 ARG = [
     dict(), dict(output_type="int32"), dict(kind="min"), dict(kind="min", output_type="int32"),
