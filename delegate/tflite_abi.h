@@ -901,6 +901,7 @@ TFLITE_ABI_SIZE(TfLiteLeakyReluParams, 4);
 TFLITE_ABI_SIZE(TfLiteGeluParams, 1);
 TFLITE_ABI_SIZE(TfLiteTransposeConvParams, 20);
 TFLITE_ABI_SIZE(TfLiteResizeParams, 2);
+TFLITE_ABI_SIZE(TfLiteArgMaxParams, 4);
 
 #undef TFLITE_ABI_SIZE
 #undef TFLITE_ABI_OFF
