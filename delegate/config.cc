@@ -181,11 +181,11 @@ PartyConfig PartyConfig::parse(const std::string& text, const std::string& path)
   if (root.kind != Json::kObj) bad("the top level must be an object");
   const std::string dir = dir_of(path);
   auto resolve = [&](const std::string& p) { return p.empty() || p[0] == '/' ? p : dir + "/" + p; };
-  static const char* known[] = {"protocol", "truncation", "timeout", "transport", "ca", "roles", "parties"};
+  static const char* known[] = {"protocol", "truncation", "timeout", "transport", "ca", "roles", "parties", "output"};
   for (auto& [k, v] : root.obj) {
     bool ok = false;
     for (auto* n : known) ok |= k == n;
-    if (!ok) bad("unknown key '" + mpc::printable(k) + "' (valid: protocol, truncation, timeout, transport, ca, roles, parties)");
+    if (!ok) bad("unknown key '" + mpc::printable(k) + "' (valid: protocol, truncation, timeout, transport, ca, roles, parties, output)");
     (void)v;
   }
   PartyConfig c;
@@ -199,6 +199,8 @@ PartyConfig PartyConfig::parse(const std::string& text, const std::string& path)
   c.protocol = str("protocol", "rep3");
   c.truncation = str("truncation", "probabilistic");
   if (c.truncation != "probabilistic" && c.truncation != "exact") bad("'truncation' must be probabilistic or exact");
+  c.output = str("output", "values");  // what the recipients learn: every party must agree
+  if (c.output != "values" && c.output != "argmax") bad("'output' must be 'values' or 'argmax'");
   const std::string tr = str("transport", "tls");
   if (tr != "tls" && tr != "tcp-insecure") bad("'transport' must be 'tls' or 'tcp-insecure'");
   c.tls = tr == "tls";

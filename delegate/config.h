@@ -4,6 +4,7 @@
 //   "transport": "tls",                 // or "tcp-insecure" (plaintext, local benchmarks only)
 //   "ca": "certs/ca.pem",
 //   "roles": {"data_owner": 0, "model_owner": 1, "output_to": [0]},
+//   "output": "values",                 // or "argmax" (optional; see the delegate option output)
 //   "parties": [{"id": 0, "host": "10.0.0.1", "port": 7000,
 //                "cert": "certs/party0.pem", "key": "certs/party0.key"}, ...]
 // }
@@ -25,6 +26,7 @@ struct PartyConfig {
   std::string ca;
   int data_owner = 0, model_owner = 1;
   std::vector<int> output_to{0};
+  std::string output = "values";  // "values" | "argmax" (the delegate option output)
   std::vector<mpc::PeerAddr> parties;
   std::vector<std::string> certs, keys;  // by party id
   // Throws ArgError naming the file and the problem.

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdarg>
+#include <cstdlib>
 #include <cstring>
 #include <set>
 #include <sstream>
@@ -126,6 +127,60 @@ Vec encode_q8_tensor(const TfLiteTensor& t, size_t n) {
                    "' must be int8 or uint8 (or float32 with a QUANTIZE edge)");
   }
   return v;
+}
+
+// A revealed secure output into its TFLite tensor: 8-bit quantized values, or the int32 /
+// int64 indices of ARG_MAX / ARG_MIN.
+void write_output(TfLiteTensor& ten, int t, const Vec& v) {
+  const size_t n = v.size();
+  const size_t width = ten.type == kTfLiteInt8 || ten.type == kTfLiteUInt8 ? 1
+                       : ten.type == kTfLiteInt32                          ? 4
+                       : ten.type == kTfLiteInt64                          ? 8
+                                                                           : 0;
+  if (width == 0)
+    throw mpc::Error("output tensor " + std::to_string(t) + " must be int8, uint8, int32, int64 or a DEQUANTIZE output");
+  if (!ten.data.raw || ten.bytes < n * width)
+    throw mpc::Error("output tensor " + std::to_string(t) + " has no buffer of the revealed size");
+  for (size_t i = 0; i < n; ++i) {
+    const int64_t x = static_cast<int64_t>(v[i]);
+    switch (ten.type) {
+      case kTfLiteInt8: ten.data.int8[i] = static_cast<int8_t>(x); break;
+      case kTfLiteUInt8: ten.data.uint8[i] = static_cast<uint8_t>(x); break;
+      case kTfLiteInt32: ten.data.i32[i] = static_cast<int32_t>(x); break;
+      default: ten.data.i64[i] = x; break;
+    }
+  }
+}
+
+// What leaves the plan for a declared output: its values, or with output=argmax only
+// the secret index of each row's maximum.
+Share revealed_value(mpc::Protocol& p, const Plan& P, const Share& x) {
+  if (!P.opt.output_argmax) return x;
+  return arg_best_rows(p, x, P.argmax_rows, P.argmax_len, false, 10);
+}
+
+// output=argmax: the output tensor is a one-hot of each row's argmax (float: 0 and 1;
+// 8-bit: the type's minimum and maximum), so np.argmax(output, -1) is the class; the
+// indices also go to the report (tflite_mpc.argmax(delegate)).
+void write_argmax(TfLiteTensor& ten, bool is_float, const Vec& idx, Plan& P) {
+  const int64_t rows = P.argmax_rows, len = P.argmax_len;
+  if (static_cast<int64_t>(idx.size()) != rows) throw mpc::Error("internal: argmax has the wrong size");
+  const bool u8 = ten.type == kTfLiteUInt8;
+  const size_t width = is_float ? 4 : 1;
+  if (!ten.data.raw || ten.bytes < static_cast<size_t>(rows * len) * width)
+    throw mpc::Error("output tensor has no buffer of the model's size");
+  P.last.argmax.assign(rows, 0);
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t k = static_cast<int64_t>(idx[r]);
+    if (k < 0 || k >= len) throw mpc::Error("internal: argmax index out of range");
+    P.last.argmax[r] = k;
+    for (int64_t j = 0; j < len; ++j) {
+      const bool hot = j == k;
+      if (is_float) ten.data.f[r * len + j] = hot ? 1.f : 0.f;
+      else if (u8) ten.data.uint8[r * len + j] = hot ? 255 : 0;
+      else ten.data.int8[r * len + j] = hot ? 127 : -128;
+    }
+  }
 }
 
 struct Partition {
@@ -427,6 +482,22 @@ std::shared_ptr<Plan> build_plan(TfLiteContext* ctx, const Options& opt, std::ve
         if (ch.node == n) ch = {n, builtin_name(code), "refused", why};
       refusals.push_back(node_label(n, code) + " securely: " + why);
     }
+  if (refusals.empty() && opt.output_argmax) {
+    // Only the argmax of a classifier's single [batch, classes] output is revealed.
+    require(plan->graph_outputs.size() == 1,
+            "option output=argmax needs a model with exactly one output computed by the delegate (this one has " +
+                std::to_string(plan->graph_outputs.size()) + ")");
+    const int t = *plan->graph_outputs.begin();
+    TensorInfo info = tensor_info(ctx, t);
+    for (auto& [n, st] : plan->steps)
+      if (st.kind == Step::kDequantizeOutput && st.out.index == t) info = st.in;  // argmax of the int8 values
+    require(is_q8(info.type) && info.shape.size() == 2 && info.shape[1] > 0,
+            "option output=argmax needs the model's output to be a [batch, classes] int8 / uint8 tensor (or its "
+            "DEQUANTIZE); output tensor " + std::to_string(t) + " is " + dtype_name(info.type) + " " +
+                mpc::shape_str(info.shape));
+    plan->argmax_rows = info.shape[0];
+    plan->argmax_len = info.shape[1];
+  }
   {
     std::lock_guard<std::mutex> g(g_mu);
     g_last_check_ref() = checks;
@@ -480,6 +551,19 @@ TfLiteStatus PartitionPrepare(TfLiteContext* ctx, TfLiteNode* node) {
                       "creating the interpreter with the delegate, or create a new one)");
       return kTfLiteError;
     }
+  }
+  // A revealed output whose shape TFLite computes at run time (e.g. TRANSPOSE_CONV's
+  // output_shape from SHAPE arithmetic with a dynamic batch) is a dynamic tensor without a
+  // buffer: allocate it at the plan's shape (ResizeTensor takes a malloc()'d array).
+  for (int t : p->reveal) {
+    TfLiteTensor& ten = ctx->tensors[t];
+    if (ten.allocation_type != kTfLiteDynamic || ten.data.raw) continue;
+    const Shape& shape = p->plan->shapes.at(t);
+    auto* dims = static_cast<TfLiteIntArray*>(std::malloc(sizeof(int) * (1 + shape.size())));
+    if (!dims) return kTfLiteError;
+    dims->size = static_cast<int>(shape.size());
+    for (size_t k = 0; k < shape.size(); ++k) dims->data[k] = static_cast<int>(shape[k]);
+    if (ctx->ResizeTensor(ctx, &ten, dims) != kTfLiteOk) return kTfLiteError;
   }
   return kTfLiteOk;
 }
@@ -540,8 +624,17 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
              std::count(part->hidden.begin(), part->hidden.end(), t);
     };
     const double t_start = mpc::now_seconds();
+    std::vector<mpc::OpCost> reveal_cost(nparties);  // per party: opening the outputs
     P.session->run([&](int i, mpc::Protocol& p) {
       Env env{p, opt.exact, P.store[i]};
+      // A declared output (or with output=argmax its rows' argmax) opened to the recipients.
+      auto open_output = [&](const Share& x, Vec* out) {
+        const Share v = revealed_value(p, P, x);
+        const mpc::OpCost before = p.stats().total();
+        const double t0 = mpc::now_seconds();
+        reveal_to_recipients(p, v, opt.output_to, out);
+        reveal_cost[i].add(cost_since(p.stats(), before, t0));
+      };
       if (!P.constants_ready) {
         // The model owner secret-shares every weight and bias once.
         const mpc::OpCost before = p.stats().total();
@@ -591,7 +684,7 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
           else if (st.kind == Step::kDequantizeOutput) {
             if (!std::count(part->reveal.begin(), part->reveal.end(), st.out.index))  // checked by build_plan
               throw mpc::Error("internal: DEQUANTIZE output " + std::to_string(st.out.index) + " is not revealed");
-            reveal_to_recipients(p, env.get(st.in.index), opt.output_to, &opened[i][st.out.index]);
+            open_output(env.get(st.in.index), &opened[i][st.out.index]);
           }
         }
         layers[s].party[i] = cost_since(p.stats(), before, t0);  // each party writes only its own slot
@@ -604,7 +697,7 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
       }
       for (int t : part->reveal) {
         if (opened[i].count(t) || !env.vals.count(t)) continue;  // DEQUANTIZE outputs were opened above
-        reveal_to_recipients(p, env.get(t), opt.output_to, &opened[i][t]);
+        open_output(env.get(t), &opened[i][t]);
         env.vals.erase(t);
       }
     });
@@ -626,15 +719,13 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
       const Step* dqs = nullptr;
       for (int n : part->nodes)
         if (P.steps.at(n).kind == Step::kDequantizeOutput && P.steps.at(n).out.index == t) dqs = &P.steps.at(n);
-      if (dqs) {
+      if (opt.output_argmax) {
+        write_argmax(ten, dqs != nullptr, v, P);
+      } else if (dqs) {
         std::vector<int64_t> q(v.begin(), v.end());
         dequantize_output(dqs->in, q.data(), ten.data.f, q.size());
-      } else if (ten.type == kTfLiteInt8) {
-        for (size_t i = 0; i < v.size(); ++i) ten.data.int8[i] = static_cast<int8_t>(static_cast<int64_t>(v[i]));
-      } else if (ten.type == kTfLiteUInt8) {
-        for (size_t i = 0; i < v.size(); ++i) ten.data.uint8[i] = static_cast<uint8_t>(static_cast<int64_t>(v[i]));
       } else {
-        throw mpc::Error("output tensor " + std::to_string(t) + " must be int8, uint8 or a DEQUANTIZE output");
+        write_output(ten, t, v);
       }
     }
     // Tensors handed to other partitions (or read by SHAPE) carry no data outside the plan.
@@ -658,6 +749,8 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
         }
       P.last.layers.push_back(layers[s]);
     }
+    P.last.reveal.resize(nparties);
+    for (int i = 0; i < nparties; ++i) P.last.reveal[i].add(reveal_cost[i]);
     P.last.seconds += mpc::now_seconds() - t_start;
     P.last.total.assign(nparties, mpc::OpCost{});
     for (auto& l : P.last.layers)
@@ -700,6 +793,7 @@ TfLiteStatus DelegatePrepare(TfLiteContext* ctx, TfLiteDelegate* delegate) {
       std::string roles = std::to_string(o.data_owner) + "," + std::to_string(o.model_owner) + ",";
       for (int r : o.output_to) roles += std::to_string(r);
       roles += std::string(";fc_rounding=") + (o.fc_single_rounding ? "single" : "double");
+      if (o.output_argmax) roles += ";output=argmax";  // what is revealed: every party must agree
       const std::string hello = "tflite-mpc=2;protocol=" + o.protocol + ";truncation=" +
                                 (o.exact ? "exact" : "probabilistic") + ";roles=" + roles +
                                 ";graph=" + plan->graph_hash;
@@ -773,7 +867,7 @@ Options Options::parse(const std::vector<std::pair<std::string, std::string>>& k
   static const char* kValid =
       "protocol (rep3), truncation (probabilistic|exact), data_owner (0|1|2), model_owner (0|1|2), "
       "output_to (0|1|2 or a list such as 0,2), fc_rounding (auto|single|double), timeout (seconds > 0), "
-      "debug_checks (false|true; local mode only), parties (party configuration file: distributed mode), "
+      "debug_checks (false|true; local mode only), output (values|argmax), parties (party configuration file: distributed mode), "
       "party (0|1|2: this process's party in distributed mode)";
   Options o;
   std::set<std::string> seen;
@@ -809,6 +903,11 @@ Options Options::parse(const std::vector<std::pair<std::string, std::string>>& k
       if (v.empty() || !end || *end || !(t > 0) || !std::isfinite(t))
         throw ArgError("option timeout='" + v + "': expected a positive number of seconds");
       o.timeout = t;
+    } else if (k == "output") {
+      if (v != "values" && v != "argmax")
+        throw ArgError("option output='" + v + "': expected 'values' (the output tensors) or 'argmax' (only the "
+                       "index of each row's maximum of a single [batch, classes] output)");
+      o.output_argmax = v == "argmax";
     } else if (k == "debug_checks") {
       if (v != "true" && v != "false" && v != "1" && v != "0")
         throw ArgError("option debug_checks='" + v + "': expected true or false");
@@ -827,13 +926,15 @@ Options Options::parse(const std::vector<std::pair<std::string, std::string>>& k
     o.config = std::make_shared<PartyConfig>(PartyConfig::load(o.parties));
     // The configuration file, identical at every party, decides the session.
     for (auto& [k, v] : kv)
-      if (k == "protocol" || k == "truncation" || k == "data_owner" || k == "model_owner" || k == "output_to")
+      if (k == "protocol" || k == "truncation" || k == "data_owner" || k == "model_owner" || k == "output_to" ||
+          k == "output")
         throw ArgError("option '" + k + "' comes from the party configuration in distributed mode");
     o.protocol = o.config->protocol;
     o.exact = o.config->truncation == "exact";
     o.data_owner = o.config->data_owner;
     o.model_owner = o.config->model_owner;
     o.output_to = o.config->output_to;
+    o.output_argmax = o.config->output == "argmax";
     o.timeout = o.config->timeout;
   } else if (o.party >= 0) {
     throw ArgError("option 'party' needs 'parties' (the party configuration file)");

@@ -28,6 +28,9 @@ struct Options {
   bool fc_single_rounding = true;  // the resolved choice
   double timeout = 120.0;    // seconds a party waits for a peer
   bool debug_checks = false;  // insecure; refused in distributed mode
+  // output=argmax: reveal only the index of each row's maximum of the single [batch, classes]
+  // output (the output tensor then holds a one-hot), never the values.
+  bool output_argmax = false;
   // Distributed mode: the party configuration file and the party this process is.
   std::string parties;
   int party = -1;
@@ -47,8 +50,10 @@ struct Report {
   std::vector<LayerCost> layers;
   double seconds = 0;
   std::vector<mpc::OpCost> total;  // per party
+  std::vector<mpc::OpCost> reveal;  // per party: opening the declared outputs (in a DEQUANTIZE layer too)
   std::string graph_hash;          // SHA-256 of the public graph (what distributed parties compare)
   std::string fc_rounding;         // single | double (resolved option)
+  std::vector<int64_t> argmax;     // output=argmax: the revealed index per row (recipient only)
 };
 
 // How a claimed node runs.
@@ -75,6 +80,7 @@ struct Plan {
   std::set<int> graph_outputs;                     // the interpreter's outputs produced by nodes: all that is revealed
   std::map<int, int> consumers;                    // tensor -> number of reading nodes
   std::map<int, Shape> shapes;                     // shapes the plan was built for
+  int64_t argmax_rows = 0, argmax_len = 0;          // output=argmax: [rows, len] of the output
   std::vector<std::unordered_map<int, Share>> store;  // per party: secret values by tensor
   bool constants_ready = false;
   Report last;

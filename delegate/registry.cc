@@ -231,6 +231,23 @@ std::string public_signature(const NodeView& n) {
       if (p) o << p->adj_x << "," << p->adj_y << "," << p->asymmetric_quantize_inputs;
       break;
     }
+    case kTfLiteBuiltinResizeBilinear: {
+      auto* p = static_cast<const TfLiteResizeParams*>(b);
+      if (p) o << p->align_corners << "," << p->half_pixel_centers;
+      break;
+    }
+    case kTfLiteBuiltinTransposeConv: {
+      auto* p = static_cast<const TfLiteTransposeConvParams*>(b);
+      if (p) o << p->padding << "," << p->stride_width << "," << p->stride_height
+               << (n.reg->version >= 4 ? "," + std::to_string(p->activation) : std::string());
+      break;
+    }
+    case kTfLiteBuiltinArgMax:
+    case kTfLiteBuiltinArgMin: {
+      auto* p = static_cast<const TfLiteArgMaxParams*>(b);
+      if (p) o << p->output_type;
+      break;
+    }
     default:
       break;  // ops without parameters, or whose parameters this plugin does not declare
   }
@@ -253,6 +270,9 @@ bool has_secure_kernel(int code) {
     case kTfLiteBuiltinReduceMin: case kTfLiteBuiltinSum: case kTfLiteBuiltinBatchMatmul: case kTfLiteBuiltinRsqrt:
       return true;
     // ---- resize, transposed convolution, arg max
+    case kTfLiteBuiltinResizeBilinear: case kTfLiteBuiltinTransposeConv: case kTfLiteBuiltinArgMax:
+    case kTfLiteBuiltinArgMin:
+      return true;
     default:
       return false;
   }
@@ -375,6 +395,33 @@ std::unique_ptr<Kernel> build_kernel(const NodeView& n) {
       return make_batch_matmul(b->adj_x, b->adj_y, n.input(0), n.input(1), n.output(0));
     }
     // ---- resize, transposed convolution, arg max
+    case kTfLiteBuiltinResizeBilinear: {
+      auto* b = static_cast<const TfLiteResizeParams*>(n.node->builtin_data);
+      require(b, "missing RESIZE_BILINEAR parameters");
+      TensorInfo size;
+      if (n.has_input(1)) size = n.input(1);
+      return make_resize_bilinear(b->align_corners, b->half_pixel_centers, n.input(0),
+                                  n.has_input(1) ? &size : nullptr, n.output(0));
+    }
+    case kTfLiteBuiltinTransposeConv: {
+      auto* b = static_cast<const TfLiteTransposeConvParams*>(n.node->builtin_data);
+      require(b, "missing TRANSPOSE_CONV parameters");
+      TransposeConvParams p;
+      p.stride_h = b->stride_height;
+      p.stride_w = b->stride_width;
+      p.same = padding_same(b->padding);
+      if (n.reg->version >= 4) {  // the fused activation exists from op version 4 on
+        check_act(b->activation);
+        p.act = map_act(b->activation);
+      }
+      TensorInfo bias;
+      if (n.has_input(3)) bias = n.input(3);
+      return make_transpose_conv(p, n.input(0), n.input(1), n.input(2), n.has_input(3) ? &bias : nullptr,
+                                 n.output(0));
+    }
+    case kTfLiteBuiltinArgMax:
+    case kTfLiteBuiltinArgMin:
+      return make_arg_min_max(code == kTfLiteBuiltinArgMin, n.input(0), n.input(1), n.output(0));
     default:
       return nullptr;
   }

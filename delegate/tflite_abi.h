@@ -530,6 +530,7 @@ typedef enum TfLiteBuiltinOperator {
   kTfLiteBuiltinSum = 74,
   kTfLiteBuiltinRsqrt = 76,
   kTfLiteBuiltinShape = 77,
+  kTfLiteBuiltinArgMin = 79,
   kTfLiteBuiltinReduceMax = 82,
   kTfLiteBuiltinPack = 83,
   kTfLiteBuiltinUnpack = 88,
@@ -737,6 +738,11 @@ typedef struct TfLiteResizeParams {
   bool half_pixel_centers;
 } TfLiteResizeParams;
 
+/* ARG_MAX / ARG_MIN */
+typedef struct TfLiteArgMaxParams {
+  TfLiteType output_type;
+} TfLiteArgMaxParams;
+
 /* PAD, PADV2, QUANTIZE, DEQUANTIZE, RELU*, LOGISTIC, HARD_SWISH, TRANSPOSE
  * have no parameters: their builtin_data is NULL or a 1-byte placeholder;
  * never dereference it. */
@@ -904,6 +910,7 @@ TFLITE_ABI_SIZE(TfLiteLeakyReluParams, 4);
 TFLITE_ABI_SIZE(TfLiteGeluParams, 1);
 TFLITE_ABI_SIZE(TfLiteTransposeConvParams, 20);
 TFLITE_ABI_SIZE(TfLiteResizeParams, 2);
+TFLITE_ABI_SIZE(TfLiteArgMaxParams, 4);
 
 #undef TFLITE_ABI_SIZE
 #undef TFLITE_ABI_OFF

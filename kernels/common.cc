@@ -158,6 +158,14 @@ Share requantize_output(Env& env, const Share& acc, const OutputQuant& q) {
   return requantize_output(env, acc, q.mult, q.shift, q.zp_out, q.act_lo, q.act_hi, q.single_rounding);
 }
 
+Share add_channel_bias(mpc::Protocol& p, const Share& acc, const Share& bias) {
+  const size_t n = acc.size(), c = bias.size();
+  require(c > 0 && n % c == 0, "internal: bias does not broadcast over the accumulators");
+  return p.add(acc, p.linear(bias, acc.shape, [&](const mpc::u64* s, mpc::u64* d) {
+    for (size_t i = 0; i < n; i += c) std::copy(s, s + c, d + i);
+  }));
+}
+
 OutputQuant output_quant(const char* op, const TensorInfo& in, const TensorInfo& filter, const TensorInfo& out,
                          int64_t channels, Act act, bool per_tensor_float_product) {
   require(in.type == out.type, std::string(op) + ": input and output types differ (" + dtype_name(in.type) + ", " +

@@ -30,17 +30,10 @@ class Conv : public Kernel {
     Share x = p.add_public(env.get(in()), Pub(static_cast<uint64_t>(static_cast<int64_t>(q.input_offset))));
     const Share& w = env.get(q.filter_offset != 0 ? slot : filter);
     Share acc = depthwise ? p.depthwise(x, w, g) : p.conv2d(x, w, g);
-    if (bias >= 0) acc = p.add(acc, broadcast_channels(p, env.get(bias), acc.shape));
+    if (bias >= 0) acc = add_channel_bias(p, acc, env.get(bias));
     Share y = requantize_output(env, acc, q);
     y.shape = out_shape;
     env.set(out(), std::move(y));
-  }
-
-  static Share broadcast_channels(mpc::Protocol& p, const Share& b, const Shape& shape) {
-    const size_t c = b.size(), n = mpc::shape_size(shape);
-    return p.linear(b, shape, [&](const mpc::u64* src, mpc::u64* dst) {
-      for (size_t i = 0; i < n; i += c) std::copy(src, src + c, dst + i);
-    });
   }
 };
 

@@ -43,13 +43,7 @@ class FullyConnected : public Kernel {
     Share x = p.add_public(env.get(in()), Pub(static_cast<uint64_t>(static_cast<int64_t>(q.input_offset))));
     x.shape = {batch, in_features};
     Share acc = p.matmul(x, env.get(slot));
-    if (bias >= 0) {
-      const Share& b = env.get(bias);
-      const size_t n = acc.size(), c = b.size();
-      acc = p.add(acc, p.linear(b, acc.shape, [&](const mpc::u64* s, mpc::u64* d) {
-        for (size_t i = 0; i < n; i += c) std::copy(s, s + c, d + i);
-      }));
-    }
+    if (bias >= 0) acc = add_channel_bias(p, acc, env.get(bias));
     Share y = requantize_output(env, acc, q);
     y.shape = out_shape;
     env.set(out(), std::move(y));

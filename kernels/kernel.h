@@ -132,6 +132,8 @@ Share requantize_output(Env& env, const Share& acc, const std::vector<int32_t>& 
                         const std::vector<int>& shift, int32_t zp_out, int32_t lo, int32_t hi,
                         bool single_rounding = false);
 Share requantize_output(Env& env, const Share& acc, const OutputQuant& q);
+// acc + bias broadcast along the innermost (channel) axis: a conv / fc bias.
+Share add_channel_bias(mpc::Protocol& p, const Share& acc, const Share& bias);
 
 // ---- op factories (one file each)
 struct ConvParams {
@@ -209,5 +211,22 @@ std::vector<int64_t> reduction_map(const char* op, const std::vector<int>& axes,
 std::unique_ptr<Kernel> make_sum(const std::vector<int>& axes, const TensorInfo& in, const TensorInfo& out);
 
 // ---- resize, transposed convolution, arg max (kernels/resize.cc, kernels/transpose_conv.cc, kernels/argmax.cc)
+// RESIZE_BILINEAR (int8): TFLite's fixed-point interpolation, exact rounding division.
+std::unique_ptr<Kernel> make_resize_bilinear(bool align_corners, bool half_pixel_centers, const TensorInfo& in,
+                                             const TensorInfo* size, const TensorInfo& out);
+struct TransposeConvParams {
+  int stride_h = 1, stride_w = 1;
+  bool same = true;
+  Act act = Act::kNone;
+};
+// TRANSPOSE_CONV (int8): inputs output_shape (public int32), filter [OC, KH, KW, C], input, optional bias.
+std::unique_ptr<Kernel> make_transpose_conv(const TransposeConvParams& p, const TensorInfo& output_shape,
+                                            const TensorInfo& filter, const TensorInfo& in, const TensorInfo* bias,
+                                            const TensorInfo& out);
+// ARG_MAX / ARG_MIN (8-bit input) along a constant axis; int32 or int64 indices.
+std::unique_ptr<Kernel> make_arg_min_max(bool min, const TensorInfo& in, const TensorInfo& axis, const TensorInfo& out);
+// Secret index of the first maximum (minimum) of every row of x ([rows, len] row-major;
+// entries fit `bits` - 1 signed bits): a log-depth tournament, ties to the lowest index.
+Share arg_best_rows(mpc::Protocol& p, const Share& x, int64_t rows, int64_t len, bool min, int bits);
 
 }  // namespace tflite_mpc

@@ -341,9 +341,13 @@ PYBIND11_MODULE(_native, m) {
         out["seconds"] = r->seconds;
         out["graph_hash"] = r->graph_hash;
         out["fc_rounding"] = r->fc_rounding;
+        if (!r->argmax.empty()) out["argmax"] = py::cast(r->argmax);
         py::list tot;
         for (auto& c : r->total) tot.append(cost(c));
         out["parties"] = tot;
+        py::list rev;
+        for (auto& c : r->reveal) rev.append(cost(c));
+        out["reveal"] = rev;
         return out;
       },
       py::arg("delegate") = py::none());

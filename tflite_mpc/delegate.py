@@ -30,6 +30,9 @@ OPTIONS = {
                             "kernel does it: single (TF 2.21, LiteRT 2.3), double (tflite-runtime 2.14), or "
                             "auto: double under tflite-runtime, single otherwise"),
     "timeout": ("120", "seconds a party waits for a peer before failing"),
+    "output": ("values", "values (the output tensors) or argmax: for a classifier with one [batch, classes] "
+                         "output, reveal only each row's argmax; the output tensor then holds a one-hot "
+                         "(float: 0/1; int8: -128/127; uint8: 0/255) and tflite_mpc.argmax(delegate) the indices"),
     "debug_checks": ("false", "INSECURE debugging aid: reveal intermediate values to check bit widths "
                               "(local mode only; refused in distributed mode)"),
 }
@@ -106,6 +109,14 @@ def report(delegate=None) -> dict | None:
     {"seconds", "parties": [per party {bytes_sent, bytes_recv, rounds, seconds}],
      "layers": [{"node", "op", "seconds", "parties": [...]}, ...]}."""
     return _native.delegate_report(_handle(delegate))
+
+
+def argmax(delegate=None) -> list[int] | None:
+    """With the option output=argmax: the index of each row's maximum revealed by the last
+    invoke() run with `delegate` (ties to the lowest index, as TFLite's ARG_MAX), or None
+    in a process that received no output."""
+    r = report(delegate)
+    return None if r is None else r.get("argmax")
 
 
 _INTERPRETERS = (

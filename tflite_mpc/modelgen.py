@@ -605,6 +605,14 @@ def _model(input_shapes, fn, batch):
     return keras.Model(ins if len(ins) > 1 else ins[0], out)
 
 
+def _one_layer(layer, activation, shape, batch, int8_io, per_tensor, seed, n_calib):
+    """A Keras layer (plus an optional activation) on one input, converted to int8."""
+    act = _act_layer(activation)
+    m = _model([shape], lambda x: act(layer(x)) if act else layer(x), batch)
+    return convert_int8(m, _rand_data([(batch,) + tuple(shape)], n_calib, seed),
+                        int8_io=int8_io, per_tensor=per_tensor, seed=seed)
+
+
 @_builder
 def conv2d(h=8, w=8, cin=3, cout=4, k=3, stride=1, padding="same", dilation=1,
            activation=None, use_bias=True, per_tensor=False, *, batch=1,
@@ -617,17 +625,11 @@ def conv2d(h=8, w=8, cin=3, cout=4, k=3, stride=1, padding="same", dilation=1,
     Without a bias the op has 2 inputs (no zero bias tensor is created).
     """
     _seed(seed)
-    act = _act_layer(activation)
-
-    def f(x):
-        y = L.Conv2D(cout, _pair(k), strides=_pair(stride), padding=padding,
+    layer = L.Conv2D(cout, _pair(k), strides=_pair(stride), padding=padding,
                      dilation_rate=_pair(dilation), use_bias=use_bias,
                      kernel_initializer=_init(seed),
-                     bias_initializer=_init(seed, "b"))(x)
-        return act(y) if act else y
-    m = _model([(h, w, cin)], f, batch)
-    return convert_int8(m, _rand_data([(batch, h, w, cin)], n_calib, seed),
-                        int8_io=int8_io, per_tensor=per_tensor, seed=seed)
+                     bias_initializer=_init(seed, "b"))
+    return _one_layer(layer, activation, (h, w, cin), batch, int8_io, per_tensor, seed, n_calib)
 
 
 @_builder
@@ -1052,6 +1054,57 @@ def squeeze_excite(h=6, w=6, c=8, ratio=4, hard=True, *, batch=1, int8_io=True, 
 # --------------------------------------------------------------------------
 # resize, transposed convolution, arg max
 # --------------------------------------------------------------------------
+
+@_builder
+def resize_bilinear(h=4, w=4, c=3, out_h=8, out_w=8, align_corners=False,
+                    half_pixel_centers=False, *, batch=1, int8_io=True, seed=0,
+                    n_calib=16):
+    """One RESIZE_BILINEAR [batch, h, w, c] -> [batch, out_h, out_w, c]
+    (tf.compat.v1.image.resize_bilinear, so both flags can be set; Keras
+    UpSampling2D(interpolation="bilinear") is half_pixel_centers=True).  The size
+    is an int32 constant input; input and output share scale/zero point."""
+    _seed(seed)
+    size = (int(out_h), int(out_w))
+
+    def f(x):
+        return L.Lambda(lambda t: tf.compat.v1.image.resize_bilinear(
+            t, size, align_corners=align_corners,
+            half_pixel_centers=half_pixel_centers))(x)
+    m = _model([(h, w, c)], f, batch)
+    return convert_int8(m, _rand_data([(batch, h, w, c)], n_calib, seed),
+                        int8_io=int8_io, seed=seed)
+
+
+@_builder
+def transpose_conv(h=4, w=4, cin=3, cout=4, k=3, stride=2, padding="same",
+                   use_bias=True, activation=None, per_tensor=False, *, batch=1,
+                   int8_io=True, seed=0, n_calib=16):
+    """One Keras Conv2DTranspose -> TRANSPOSE_CONV (inputs: int32 output_shape,
+    weights [cout, k, k, cin] per-channel on dimension 0 unless ``per_tensor``,
+    the input, and the int32 bias as input 3 when ``use_bias``).  A fused
+    ``activation`` ('relu'/'relu6') stays a separate op or is fused, as the
+    converter decides."""
+    _seed(seed)
+    layer = L.Conv2DTranspose(cout, _pair(k), strides=_pair(stride), padding=padding,
+                              use_bias=use_bias, kernel_initializer=_init(seed),
+                              bias_initializer=_init(seed, "b"))
+    return _one_layer(layer, activation, (h, w, cin), batch, int8_io, per_tensor, seed, n_calib)
+
+
+@_builder
+def arg_max(shape=(10,), axis=-1, kind="max", output_type="int64", *, batch=1,
+            seed=0, n_calib=16):
+    """One ARG_MAX (``kind='min'``: ARG_MIN) of an int8 graph input along
+    ``axis`` (of the full shape, batch included; a constant input of the op),
+    output int32 or int64 indices (the graph output)."""
+    _seed(seed)
+    fn = tf.math.argmax if kind == "max" else tf.math.argmin
+    ot = tf.int64 if output_type == "int64" else tf.int32
+    shape = tuple(shape)
+    m = _model([shape], lambda x: L.Lambda(lambda t: fn(t, axis=axis, output_type=ot))(x),
+               batch)
+    return convert_int8(m, _rand_data([(batch,) + shape], n_calib, seed),
+                        int8_io=True, seed=seed)
 
 
 # --------------------------------------------------------------------------
