@@ -880,6 +880,7 @@ def _movement_fn(kind, a):
         "zero_padding2d": lambda t, u: L.ZeroPadding2D(a["padding"])(t),
         "mirror_pad": lambda t, u: tf.pad(t, a["paddings"], mode=a["mode"]),
         "concat": lambda t, u: tf.concat([t, u] * a.get("repeat", 1), axis=a["axis"]),
+        "concatenate": lambda t, u: L.Concatenate(axis=a["axis"])([t, u]),
         "concat_const": lambda t, u: tf.concat(
             [t, tf.constant(np.linspace(-1, 1, int(np.prod(t.shape))).reshape(t.shape).astype(np.float32))],
             axis=a["axis"]),
@@ -968,7 +969,7 @@ def movement(kind, shape=(4, 4, 3), reshape=None, params=None, *, batch=1, int8_
 
     Converter findings (TF 2.21): tf.pad -> PAD (PADV2 when constant_values != 0,
     the pad value an int8 constant with the output's quantization); ZeroPadding2D
-    -> PAD; Permute -> TRANSPOSE; Cropping2D -> STRIDED_SLICE; tf.split with a count
+    -> PAD; Concatenate -> CONCATENATION; Permute -> TRANSPOSE; Cropping2D -> STRIDED_SLICE; tf.split with a count
     -> SPLIT, with sizes -> SPLIT_V; tf.unstack -> UNPACK; tf.stack -> PACK;
     tf.compat.v1.image.resize_nearest_neighbor -> RESIZE_NEAREST_NEIGHBOR, but Keras 3
     UpSampling2D(nearest) -> RESHAPE, TILE, RESHAPE, TILE, RESHAPE (no resize op);
@@ -989,7 +990,7 @@ def movement(kind, shape=(4, 4, 3), reshape=None, params=None, *, batch=1, int8_
         if reshape is not None:
             t = L.Reshape(tuple(reshape))(t)
             u = L.Reshape(tuple(reshape))(u)
-        if kind in ("zero_padding2d", "permute", "cropping2d", "upsampling2d"):
+        if kind in ("zero_padding2d", "permute", "cropping2d", "upsampling2d", "concatenate"):
             return fn(t, u)
         return L.Lambda(lambda ts: fn(ts[0], ts[1]))([t, u])
     m = _model([tuple(shape)], f, batch)
