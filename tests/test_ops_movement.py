@@ -95,6 +95,10 @@ CASES = [
     # SPACE_TO_BATCH_ND / BATCH_TO_SPACE_ND
     ("space_to_batch", "SPACE_TO_BATCH_ND", dict(kind="space_to_batch", params={
         "block": [2, 2], "paddings": [[1, 1], [0, 2]]})),
+    ("space_to_batch_rank3", "SPACE_TO_BATCH_ND", dict(kind="space_to_batch", reshape=(4, 12), params={
+        "block": [2], "paddings": [[1, 1]]})),
+    ("batch_to_space_rank3", "BATCH_TO_SPACE_ND", dict(kind="batch_to_space", batch=2, reshape=(4, 12), params={
+        "block": [2], "crops": [[1, 0]]})),
     ("batch_to_space", "BATCH_TO_SPACE_ND", dict(kind="batch_to_space", batch=4, shape=(2, 3, 3), params={
         "block": [2, 2], "crops": [[0, 1], [1, 0]]})),
 ]
@@ -207,3 +211,30 @@ def test_strided_slice_offset_flag():
     x = modelgen.random_input(b, seed=4)
     assert np.array_equal(modelgen.run_tflite(patched, x)[0], modelgen.run_tflite(b, x)[0])
     check_model(patched)
+
+
+def _graph_hash(b):
+    d = tflite_mpc.load_delegate(truncation="exact")
+    it = tf.lite.Interpreter(model_content=b, experimental_delegates=[d])
+    h = tflite_mpc.report(d)["graph_hash"]
+    del it
+    return h
+
+
+@pytest.mark.parametrize("kw,field,value", [("mirror_reflect", "mode", 1), ("resize_align", "halfPixelCenters", True),
+                                            ("resize_align", "alignCorners", False), ("unstack", "axis", -3)])
+def test_graph_hash_binds_movement_parameters(kw, field, value):
+    # Two parties whose models differ only in such a parameter must not agree on the graph.
+    b = _model(KW[kw])
+    m = modelgen._parse(b)
+    opts = m.subgraphs[0].operators[-1].builtinOptions
+    assert hasattr(opts, field)
+    setattr(opts, field, value)
+    assert _graph_hash(modelgen._pack(m)) != _graph_hash(b)
+
+
+def test_unknown_mirror_pad_mode_is_refused():
+    b = _model(KW["mirror_reflect"])
+    m = modelgen._parse(b)
+    m.subgraphs[0].operators[-1].builtinOptions.mode = 7  # neither REFLECT (0) nor SYMMETRIC (1)
+    _refused(modelgen._pack(m), r"\(MIRROR_PAD\).*unknown mode")
