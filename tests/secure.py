@@ -31,3 +31,13 @@ def check_model(model_bytes, seeds=(0, 1, 2), exact_bound=0, pr_bound=1, inputs_
                 else:
                     diff = np.max(np.abs(g.astype(np.int64) - w.astype(np.int64))) if g.size else 0
                     assert diff <= bound, (mode, seed, diff)
+
+
+def graph_hash(model_bytes, **opts):
+    """The public-graph hash the delegate computes for a model (report()["graph_hash"])."""
+    import tensorflow as tf
+    d = tflite_mpc.load_delegate(truncation="exact", **opts)
+    interp = tf.lite.Interpreter(model_content=model_bytes, experimental_delegates=[d])
+    h = tflite_mpc.report(d)["graph_hash"]
+    del interp
+    return h

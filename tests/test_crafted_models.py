@@ -12,7 +12,7 @@ import tflite_mpc
 from tflite_mpc import modelgen
 from tflite_mpc.cli import strip_model
 from crafted import OP, T, Edit, fb, keras, tiny
-from secure import check_model, run_secure
+from secure import check_model, graph_hash, run_secure
 
 
 OP_NAMES = {v: k for k, v in vars(OP).items() if not k.startswith("_")}
@@ -133,14 +133,6 @@ def test_weight_shared_by_two_conv_nodes():
 
 
 # ---------------------------------------------------------------- item 6: the public-graph hash
-def graph_hash(b):
-    d = tflite_mpc.load_delegate(truncation="exact")
-    interp = tf.lite.Interpreter(model_content=b, experimental_delegates=[d])
-    h = tflite_mpc.report(d)["graph_hash"]
-    del interp
-    return h
-
-
 def test_graph_hash_binds_wiring_public_nodes_and_outputs_not_weights():
     e = Edit(tiny([keras.layers.Conv2D(4, 3, padding="same"), keras.layers.Conv2D(4, 3, padding="same")]))
     # the input gets the first conv output's quantization, so that rewiring changes nothing but indices
