@@ -230,3 +230,16 @@ def test_unknown_mirror_pad_mode_is_refused():
     m = modelgen._parse(b)
     m.subgraphs[0].operators[-1].builtinOptions.mode = 7  # neither REFLECT (0) nor SYMMETRIC (1)
     _refused(modelgen._pack(m), r"\(MIRROR_PAD\).*unknown mode")
+
+
+@pytest.mark.parametrize("data_owner,model_owner", [(0, 1), (1, 2), (2, 0)])
+@pytest.mark.parametrize("kind,params", [("pad", {"paddings": P4}),
+                                         ("space_to_batch", {"block": [2, 2], "paddings": [[1, 1], [0, 2]]}),
+                                         ("concat", {"axis": 2})])
+def test_on_the_input_sharing_for_every_owner(kind, params, data_owner, model_owner):
+    # The op reads the data owner's input sharing itself (a component publicly zero) and
+    # fills padded positions with a zero point far from 0 (add_public on a gathered sharing).
+    b = modelgen.movement_on_input(kind, params=params)
+    assert modelgen.op_names(b)[-1] in ("PAD", "SPACE_TO_BATCH_ND", "CONCATENATION")
+    assert modelgen.output_details(b)[0]["quantization"][1] != 0
+    check_model(b, data_owner=data_owner, model_owner=model_owner)

@@ -141,7 +141,7 @@ __all__ = [
     "tensor_details", "input_details", "output_details", "quantize",
     "dequantize", "random_input", "set_softmax_beta", "patch_op", "truncate", "cache_dir",
     "conv2d", "depthwise_conv2d", "fully_connected", "average_pool2d",
-    "max_pool2d", "mean", "add", "softmax", "reshape", "flatten", "squeeze", "activation", "movement",
+    "max_pool2d", "mean", "add", "softmax", "reshape", "flatten", "squeeze", "activation", "movement", "movement_on_input",
     "mobilenet_v1", "mobilenet_v2", "digits_cnn", "digits_data", "classify",
     "conversion_stats",
 ]
@@ -1000,6 +1000,20 @@ def movement(kind, shape=(4, 4, 3), reshape=None, params=None, *, batch=1, int8_
         b = _reshape_to_expand_dims(b, a["axis"])
     return _lower_versions(b)
 
+
+
+@_builder
+def movement_on_input(kind, shape=(4, 4, 3), params=None, in_offset=2.0, *, batch=1, int8_io=True, seed=0,
+                      n_calib=16):
+    """One data-movement op (as in ``movement``) applied directly to the graph input
+    (the data owner's input sharing), calibrated on N(in_offset, 1) data so that the
+    zero point (the pad value) is far from 0.  Two-input kinds take the input twice."""
+    _seed(seed)
+    fn = _movement_fn(kind, dict(params or {}))
+    m = _model([tuple(shape)], lambda x: L.Lambda(lambda t: fn(t, t))(x), batch)
+    b = convert_int8(m, _rand_data([(batch,) + tuple(shape)], n_calib, seed, offsets=[in_offset]),
+                     int8_io=int8_io, seed=seed)
+    return _lower_versions(b)
 
 
 # --------------------------------------------------------------------------
