@@ -243,3 +243,17 @@ def test_on_the_input_sharing_for_every_owner(kind, params, data_owner, model_ow
     assert modelgen.op_names(b)[-1] in ("PAD", "SPACE_TO_BATCH_ND", "CONCATENATION")
     assert modelgen.output_details(b)[0]["quantization"][1] != 0
     check_model(b, data_owner=data_owner, model_owner=model_owner)
+
+
+@pytest.mark.parametrize("kw,op,what", [("transpose_hw", "TRANSPOSE", "perm"), ("gather_axis1", "GATHER", "indices")])
+def test_index_tensor_from_the_data_owner_is_refused(kw, op, what):
+    # Indices given at run time (here a second graph input: the data owner's secret) are not
+    # public parameters of the graph: the node is refused, never run in plaintext.
+    m = modelgen._parse(_model(KW[kw]))
+    sg = m.subgraphs[0]
+    node = sg.operators[-1]
+    t = int(node.inputs[1])
+    m.buffers[sg.tensors[t].buffer].data = None
+    sg.inputs = np.asarray(list(sg.inputs) + [t], np.int32)
+    m.signatureDefs = None
+    _refused(modelgen._pack(m), rf"\({op}\).*{what} must be a constant tensor.*refused")
