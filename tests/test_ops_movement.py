@@ -257,3 +257,14 @@ def test_index_tensor_from_the_data_owner_is_refused(kw, op, what):
     sg.inputs = np.asarray(list(sg.inputs) + [t], np.int32)
     m.signatureDefs = None
     _refused(modelgen._pack(m), rf"\({op}\).*{what} must be a constant tensor.*refused")
+
+
+def test_unet_block_end_to_end():
+    b = modelgen.unet_block()
+    ops = modelgen.op_names(b)
+    for op in ("PAD", "CONCATENATION", "TRANSPOSE", "STRIDED_SLICE", "TILE"):
+        assert op in ops, ops
+    # exact: bit-identical; probabilistic: the data movement adds no error, but the 1 LSB of
+    # each of the three stacked conv layers compounds through the next one's weights
+    check_model(b, pr_bound=4)
+    assert delegated_on_cpu(b) == []

@@ -141,7 +141,7 @@ __all__ = [
     "tensor_details", "input_details", "output_details", "quantize",
     "dequantize", "random_input", "set_softmax_beta", "patch_op", "truncate", "cache_dir",
     "conv2d", "depthwise_conv2d", "fully_connected", "average_pool2d",
-    "max_pool2d", "mean", "add", "softmax", "reshape", "flatten", "squeeze", "activation", "movement", "movement_on_input",
+    "max_pool2d", "mean", "add", "softmax", "reshape", "flatten", "squeeze", "activation", "movement", "movement_on_input", "unet_block",
     "mobilenet_v1", "mobilenet_v2", "digits_cnn", "digits_data", "classify",
     "conversion_stats",
 ]
@@ -1013,6 +1013,33 @@ def movement_on_input(kind, shape=(4, 4, 3), params=None, in_offset=2.0, *, batc
     m = _model([tuple(shape)], lambda x: L.Lambda(lambda t: fn(t, t))(x), batch)
     b = convert_int8(m, _rand_data([(batch,) + tuple(shape)], n_calib, seed, offsets=[in_offset]),
                      int8_io=int8_io, seed=seed)
+    return _lower_versions(b)
+
+
+@_builder
+def unet_block(size=8, c=4, *, batch=1, int8_io=True, seed=0, n_calib=16):
+    """A small U-Net-like graph exercising data movement between real layers:
+    Conv2D -> MaxPooling2D -> Conv2D -> UpSampling2D(nearest) -> Concatenate with
+    the skip connection -> Permute -> Cropping2D -> Conv2D -> ZeroPadding2D.  The
+    two concatenated branches have their own calibrated scales (the converter
+    aligns them to the CONCATENATION's).  A ZeroPadding2D before a VALID conv is
+    folded into a SAME conv by the converter, hence the PAD at the end."""
+    _seed(seed)
+    x = keras.Input((size, size, 3), batch_size=batch)
+    conv = lambda n, k=3, pad="same", s=0: L.Conv2D(  # noqa: E731
+        n, k, padding=pad, activation="relu", kernel_initializer=_init(seed + s),
+        bias_initializer=_init(seed + s, "b"))
+    skip = conv(c)(x)
+    h = L.MaxPooling2D()(skip)
+    h = conv(2 * c, s=2)(h)
+    h = L.UpSampling2D(2, interpolation="nearest")(h)
+    h = L.Concatenate()([h, skip])
+    h = L.Permute((2, 1, 3))(h)
+    h = L.Cropping2D(((1, 0), (0, 1)))(h)
+    y = L.Conv2D(c, 1, kernel_initializer=_init(seed + 3), bias_initializer=_init(seed + 3, "b"))(h)
+    y = L.ZeroPadding2D(((1, 0), (0, 2)))(y)
+    m = keras.Model(x, y)
+    b = convert_int8(m, _rand_data([(batch, size, size, 3)], n_calib, seed), int8_io=int8_io, seed=seed)
     return _lower_versions(b)
 
 
