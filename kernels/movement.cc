@@ -235,7 +235,7 @@ struct Builder {
     });
   }
 
-  // Output of per-axis (start, stride, count), the dimensions kept given by `keep`.
+  // Output taking, along each input axis d, count[d] elements from start[d] by stride[d].
   void strided(const Index& start, const Index& stride, const Index& count) {
     const Index st = strides_of(in_shape());
     gather(Shape(count.begin(), count.end()), [&](const Index& o) {
@@ -285,8 +285,7 @@ struct Builder {
     }
     fail_unless(real <= r, "more slice specifications than input dimensions");
     Index start(r, 0), stride(r, 1), count(r);
-    std::vector<bool> shrink(r, false), covered(r, false);
-    Shape os;
+    Shape os;  // the output shape: new axes added, shrunk axes dropped
     int d = 0;
     const auto full = [&](int dim) {
       count[dim] = in_shape()[dim];
@@ -323,8 +322,7 @@ struct Builder {
       start[d] = a;
       stride[d] = st;
       count[d] = std::max<int64_t>(0, c);
-      if (bit(p.shrink_axis_mask, i)) shrink[d] = true;
-      else os.push_back(count[d]);
+      if (!bit(p.shrink_axis_mask, i)) os.push_back(count[d]);
       ++d;
     }
     while (d < r) full(d++);

@@ -147,13 +147,15 @@ def test_movement_conformance(case):
     assert delegated_on_cpu(b) == []
 
 
-def test_cpu_placement_check_sees_an_undelegated_node():
-    # The placement check itself: a model ending in an op without a secure kernel on public
-    # data would run on the CPU; here we check it flags a plain TFLite run (no DELEGATE).
-    b = _model(KW["pad_hw"])
-    R = tf.lite.experimental.OpResolverType
-    it = tf.lite.Interpreter(model_content=b, experimental_op_resolver_type=R.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    assert not [o for o in it._get_ops_details() if o["op_name"] == "DELEGATE"]
+def test_cpu_placement_check_flags_public_shape_arithmetic():
+    # The check itself: without a fixed batch, Flatten is SHAPE -> STRIDED_SLICE -> PACK ->
+    # RESHAPE; the int32 shape arithmetic stays on TFLite's CPU kernels (public data) and
+    # feeds the delegate, so the check must name it (and only it).
+    keras = modelgen.keras
+    m = keras.Sequential([keras.Input((6, 6, 3)), keras.layers.Conv2D(4, 3), keras.layers.Flatten()])
+    b = modelgen.convert_int8(m, [np.random.default_rng(k).random((1, 6, 6, 3), np.float32) for k in range(4)])
+    cpu = delegated_on_cpu(b)
+    assert cpu and all(n.split()[1] in ("STRIDED_SLICE", "PACK") for n in cpu), cpu
 
 
 def _refused(b, match):
