@@ -23,6 +23,8 @@ CASES = [
     ("pad_hw", "PAD", dict(kind="pad", params={"paddings": P4})),
     ("pad_batch2_all_axes", "PAD", dict(kind="pad", batch=2, params={"paddings": [[1, 0], [0, 0], [2, 0], [0, 1]]})),
     ("pad_rank3", "PAD", dict(kind="pad", reshape=(4, 12), params={"paddings": [[0, 0], [1, 1], [2, 0]]})),
+    ("pad_rank5", "PAD", dict(kind="pad", reshape=(2, 2, 4, 3), params={
+        "paddings": [[0, 0], [1, 0], [0, 1], [2, 1], [0, 1]]})),
     ("zero_padding2d", "PAD", dict(kind="zero_padding2d", params={"padding": ((1, 0), (2, 1))})),
     ("padv2_value", "PADV2", dict(kind="pad", params={"paddings": P4, "constant_values": 0.7})),
     ("mirror_reflect", "MIRROR_PAD", dict(kind="mirror_pad", params={"paddings": [[0, 0], [1, 3], [3, 1], [0, 0]],
@@ -46,6 +48,7 @@ CASES = [
                                           params={"perm": [0, 5, 1, 4, 2, 3]})),
     # SLICE / STRIDED_SLICE
     ("slice", "SLICE", dict(kind="slice", params={"begin": [0, 1, 0, 1], "size": [1, 2, -1, 2]})),
+    ("slice_rank3", "SLICE", dict(kind="slice", reshape=(4, 12), params={"begin": [0, 1, 3], "size": [1, 2, 7]})),
     ("slice_batch2", "SLICE", dict(kind="slice", batch=2, params={"begin": [1, 0, 1, 0], "size": [1, -1, 2, 3]})),
     ("cropping2d", "STRIDED_SLICE", dict(kind="cropping2d", params={"cropping": ((1, 0), (1, 2))})),
     ("strided_step2", "STRIDED_SLICE", dict(kind="strided_slice", params={
@@ -63,9 +66,11 @@ CASES = [
     # SPLIT / SPLIT_V / UNPACK / PACK
     ("split_c", "SPLIT", dict(kind="split", shape=(4, 4, 4), params={"splits": 2, "axis": 3})),
     ("split_h_neg", "SPLIT", dict(kind="split", params={"splits": 4, "axis": -3})),
+    ("split_rank5", "SPLIT", dict(kind="split", reshape=(2, 2, 4, 3), params={"splits": 2, "axis": 3})),
     ("split_v", "SPLIT_V", dict(kind="split", shape=(4, 4, 4), params={"splits": [1, -1, 2], "axis": -1})),
     ("unstack", "UNPACK", dict(kind="unstack", params={"axis": 1})),
     ("unstack_last", "UNPACK", dict(kind="unstack", batch=2, params={"axis": -1})),
+    ("unstack_rank5", "UNPACK", dict(kind="unstack", reshape=(2, 2, 4, 3), params={"axis": -2})),
     ("stack_first", "PACK", dict(kind="stack", params={"axis": 0})),
     ("stack_last", "PACK", dict(kind="stack", params={"axis": -1})),
     # GATHER / GATHER_ND
@@ -73,6 +78,7 @@ CASES = [
     ("gather_2d_indices_neg_axis", "GATHER", dict(kind="gather", params={"indices": [[0, 2], [1, 1]], "axis": -1})),
     ("gather_batch_dims", "GATHER", dict(kind="gather", batch=2, params={
         "indices": [[0, 3], [2, 1]], "axis": 1, "batch_dims": 1})),
+    ("gather_rank5", "GATHER", dict(kind="gather", reshape=(2, 2, 4, 3), params={"indices": [1, 1, 0], "axis": 2})),
     ("gather_int64", "GATHER", dict(kind="gather", params={"indices": [3, 1], "axis": 2, "index_dtype": "int64"})),
     ("gather_nd", "GATHER_ND", dict(kind="gather_nd", params={"indices": [[0, 1], [0, 3]]})),
     ("gather_nd_depth3", "GATHER_ND", dict(kind="gather_nd", batch=2, params={"indices": [[[1, 0, 2]], [[0, 3, 3]]]})),
@@ -88,6 +94,7 @@ CASES = [
     ("upsampling2d_is_tile", "TILE", dict(kind="upsampling2d", params={"size": (2, 3)})),
     # TILE / EXPAND_DIMS / BROADCAST_TO
     ("tile", "TILE", dict(kind="tile", params={"multiples": [1, 2, 1, 2]})),
+    ("tile_rank3", "TILE", dict(kind="tile", reshape=(4, 12), params={"multiples": [2, 1, 2]})),
     ("tile_batch2", "TILE", dict(kind="tile", batch=2, params={"multiples": [2, 1, 3, 1]})),
     ("expand_dims", "EXPAND_DIMS", dict(kind="expand_dims", params={"axis": 1})),
     ("expand_dims_neg", "EXPAND_DIMS", dict(kind="expand_dims", params={"axis": -1})),
