@@ -94,7 +94,9 @@ class MoveKernel : public Kernel {
         xs.push_back(&s);
       }
     }
-    const Share all = xs.size() == 1 ? *xs[0] : mpc::concat(xs);
+    Share joined;  // several operands: one flat sharing (concat clears the zero-component flags)
+    if (xs.size() > 1) joined = mpc::concat(xs);
+    const Share& all = xs.size() > 1 ? joined : *xs[0];
     for (size_t k = 0; k < outs.size(); ++k) {
       const Out& o = outs[k];
       Share y = p.linear(all, o.shape, [&](const mpc::u64* in, mpc::u64* out) {
