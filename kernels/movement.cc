@@ -114,7 +114,8 @@ struct Builder {
   std::string op;
   const MovementParams& p;
   const std::vector<TensorInfo>& data;
-  Index base;  // offset of each data input in the concatenated operands
+  std::vector<size_t> expect;  // element count of each of the node's outputs
+  Index base;                  // offset of each data input in the concatenated operands
   std::vector<Shape> shapes;
   std::vector<Index> srcs;
 
@@ -131,8 +132,18 @@ struct Builder {
                                      std::to_string(r));
     return static_cast<int>(a);
   }
-  // Output k of shape `s`, every source -1 for now.
+  // Output k of shape `s`, every source -1 for now. Its element count must be the model's
+  // (checked before anything is allocated: hostile index values cannot ask for more).
   Index& add_output(const Shape& s) {
+    const size_t k = shapes.size();
+    fail_unless(k < expect.size(), "more outputs than the node has");
+    size_t n = 1;
+    for (int64_t d : s) {
+      fail_unless(d >= 0 && (d == 0 || n <= expect[k] / static_cast<size_t>(d) + 1),
+                  "computed output shape " + mpc::shape_str(s) + " differs from the model's");
+      n *= static_cast<size_t>(d);
+    }
+    fail_unless(n == expect[k], "computed output shape " + mpc::shape_str(s) + " differs from the model's");
     shapes.push_back(s);
     srcs.emplace_back(mpc::shape_size(s), -1);
     return srcs.back();
@@ -657,7 +668,8 @@ std::unique_ptr<Kernel> make_movement(Movement op, const MovementParams& p, cons
     for (size_t i = 0; i < data.size(); ++i)
       if (!same_quant(data[i], out0)) k->tables[i] = concat_scaling_table(data[i], out0);
   }
-  Builder b{name, p, data, {}, {}, {}};
+  Builder b{name, p, data, {}, {}, {}, {}};
+  for (const TensorInfo& o : outs) b.expect.push_back(o.size());
   int64_t at = 0;
   for (const TensorInfo& t : data) {
     b.base.push_back(at);

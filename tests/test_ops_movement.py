@@ -277,3 +277,14 @@ def test_unet_block_end_to_end():
     # each of the three stacked conv layers compounds through the next one's weights
     check_model(b, pr_bound=4)
     assert delegated_on_cpu(b) == []
+
+
+def test_hostile_index_values_are_refused_before_allocating():
+    # TILE multiples asking for 2^62 elements (the model's output has 96): refused with a
+    # clear message before any per-element map is allocated.
+    m = modelgen._parse(_model(KW["tile"]))
+    sg = m.subgraphs[0]
+    t = int(sg.operators[-1].inputs[1])
+    m.buffers[sg.tensors[t].buffer].data = np.frombuffer(np.asarray([1, 1 << 30, 1, 1 << 30], np.int32).tobytes(),
+                                                         np.uint8)
+    _refused(modelgen._pack(m), r"\(TILE\).*computed output shape .* differs from the model's")
