@@ -704,6 +704,7 @@ std::unique_ptr<Kernel> make_movement(Movement op, const MovementParams& p, cons
     MoveKernel::Out o;
     o.shape = outs[i].shape;
     o.src = std::move(b.srcs[i]);
+    for (int64_t v : o.src) require(v < at, name + ": internal: source index outside the operands");
     if (fill != 0 && std::count(o.src.begin(), o.src.end(), -1) > 0) {
       o.fill.assign(o.src.size(), 0);
       for (size_t j = 0; j < o.src.size(); ++j)
