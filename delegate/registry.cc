@@ -120,6 +120,12 @@ const char* builtin_name(int code) {
   return "unknown builtin op (newer than this plugin's schema)";
 }
 
+// Calls f(params) when the node has builtin parameters of type T.
+template <class T, class F>
+static void put(std::ostringstream&, const void* b, F f) {
+  if (b) f(*static_cast<const T*>(b));
+}
+
 std::string public_signature(const NodeView& n) {
   std::ostringstream o;
   const int code = n.reg->builtin_code;
@@ -248,11 +254,30 @@ std::string public_signature(const NodeView& n) {
       if (p) o << p->output_type;
       break;
     }
+    // data movement (kernels/movement.cc)
+    case kTfLiteBuiltinMirrorPad: put<TfLiteMirrorPaddingParams>(o, b, [&](auto& q) { o << q.mode; }); break;
+    case kTfLiteBuiltinDepthToSpace:
+    case kTfLiteBuiltinSpaceToDepth: put<TfLiteDepthToSpaceParams>(o, b, [&](auto& q) { o << q.block_size; }); break;
+    case kTfLiteBuiltinSplit:
+    case kTfLiteBuiltinSplitV: put<TfLiteSplitParams>(o, b, [&](auto& q) { o << q.num_splits; }); break;
+    case kTfLiteBuiltinUnpack: put<TfLiteUnpackParams>(o, b, [&](auto& q) { o << q.num << "," << q.axis; }); break;
+    case kTfLiteBuiltinResizeNearestNeighbor:
+      put<TfLiteResizeParams>(o, b, [&](auto& q) { o << q.align_corners << "," << q.half_pixel_centers; });
+      break;
     default:
       break;  // ops without parameters, or whose parameters this plugin does not declare
   }
   return o.str();
 }
+
+// Data-movement ops (kernels/movement.cc), as case labels.
+#define MOVEMENT_CASES                                                                                                 \
+  case kTfLiteBuiltinPad: case kTfLiteBuiltinPadv2: case kTfLiteBuiltinMirrorPad: case kTfLiteBuiltinConcatenation:   \
+  case kTfLiteBuiltinTranspose: case kTfLiteBuiltinSlice: case kTfLiteBuiltinStridedSlice: case kTfLiteBuiltinSplit:   \
+  case kTfLiteBuiltinSplitV: case kTfLiteBuiltinUnpack: case kTfLiteBuiltinPack: case kTfLiteBuiltinGather:            \
+  case kTfLiteBuiltinGatherNd: case kTfLiteBuiltinDepthToSpace: case kTfLiteBuiltinSpaceToDepth:                       \
+  case kTfLiteBuiltinResizeNearestNeighbor: case kTfLiteBuiltinTile: case kTfLiteBuiltinBroadcastTo:                   \
+  case kTfLiteBuiltinBatchToSpaceNd: case kTfLiteBuiltinSpaceToBatchNd: case kTfLiteBuiltinExpandDims:
 
 bool has_secure_kernel(int code) {
   switch (code) {
@@ -264,6 +289,8 @@ bool has_secure_kernel(int code) {
     case kTfLiteBuiltinRelu0To1: case kTfLiteBuiltinQuantize: case kTfLiteBuiltinPrelu:
       return true;
     // ---- data movement (kernels/movement.cc)
+    MOVEMENT_CASES
+      return true;
     // ---- broadcasting arithmetic and reductions (kernels/arith.cc, kernels/reduce.cc)
     case kTfLiteBuiltinSub: case kTfLiteBuiltinMul: case kTfLiteBuiltinSquaredDifference:
     case kTfLiteBuiltinMaximum: case kTfLiteBuiltinMinimum: case kTfLiteBuiltinReduceMax:
@@ -276,6 +303,138 @@ bool has_secure_kernel(int code) {
     default:
       return false;
   }
+}
+
+template <class T>
+static const T& builtin_params(const NodeView& n) {
+  require(n.node->builtin_data != nullptr, std::string("missing ") + builtin_name(n.reg->builtin_code) + " parameters");
+  return *static_cast<const T*>(n.node->builtin_data);
+}
+
+// Data movement (kernels/movement.cc): the secret operands, the public index tensors
+// (read here, at build time) and the op's parameters.
+static std::unique_ptr<Kernel> build_movement(const NodeView& n) {
+  const int code = n.reg->builtin_code;
+  const std::string op = builtin_name(code);
+  MovementParams p;
+  std::vector<TensorInfo> data, outs;
+  for (int k = 0; k < n.node->outputs->size; ++k) outs.push_back(n.output(k));
+  const auto scalar = [&](int k, const char* what) {
+    const std::vector<int64_t> v = index_values(n.input(k), (op + ": " + what).c_str());
+    require(v.size() == 1, op + ": " + what + " must be a single value");
+    return static_cast<int>(v[0]);
+  };
+  // Ops whose data is input 0, followed by public index tensors.
+  struct Layout {
+    int code;
+    Movement m;
+    std::vector<const char*> index;
+  };
+  static const Layout layouts[] = {
+      {kTfLiteBuiltinPad, Movement::kPad, {"paddings"}},
+      {kTfLiteBuiltinPadv2, Movement::kPad, {"paddings"}},
+      {kTfLiteBuiltinMirrorPad, Movement::kMirrorPad, {"paddings"}},
+      {kTfLiteBuiltinTranspose, Movement::kTranspose, {"perm"}},
+      {kTfLiteBuiltinSlice, Movement::kSlice, {"begin", "size"}},
+      {kTfLiteBuiltinStridedSlice, Movement::kStridedSlice, {"begin", "end", "strides"}},
+      {kTfLiteBuiltinSplitV, Movement::kSplit, {}},  // sizes: the outputs' shapes
+      {kTfLiteBuiltinUnpack, Movement::kUnpack, {}},
+      {kTfLiteBuiltinGather, Movement::kGather, {"indices"}},
+      {kTfLiteBuiltinGatherNd, Movement::kGatherNd, {"indices"}},
+      {kTfLiteBuiltinDepthToSpace, Movement::kDepthToSpace, {}},
+      {kTfLiteBuiltinSpaceToDepth, Movement::kSpaceToDepth, {}},
+      {kTfLiteBuiltinResizeNearestNeighbor, Movement::kResizeNearest, {"size"}},
+      {kTfLiteBuiltinTile, Movement::kTile, {"multiples"}},
+      {kTfLiteBuiltinBroadcastTo, Movement::kBroadcastTo, {"shape"}},
+      {kTfLiteBuiltinBatchToSpaceNd, Movement::kBatchToSpace, {"block_shape", "crops"}},
+      {kTfLiteBuiltinSpaceToBatchNd, Movement::kSpaceToBatch, {"block_shape", "paddings"}},
+  };
+  Movement m = Movement::kPad;
+  for (const Layout& l : layouts)
+    if (l.code == code) {
+      m = l.m;
+      data = {n.input(0)};
+      for (size_t k = 0; k < l.index.size(); ++k) {
+        const TensorInfo t = n.input(static_cast<int>(k) + 1);
+        p.ints.push_back(index_values(t, (op + ": " + l.index[k]).c_str()));
+        p.int_shapes.push_back(t.shape);
+      }
+    }
+  switch (code) {
+    case kTfLiteBuiltinPadv2:
+      if (n.has_input(2)) {  // the pad value: an operand (a model constant)
+        data.push_back(n.input(2));
+        require(data.back().size() == 1, "PADV2: the pad value must be a single value");
+      }
+      break;
+    case kTfLiteBuiltinMirrorPad: {
+      const auto& q = builtin_params<TfLiteMirrorPaddingParams>(n);
+      require(q.mode == kTfLiteMirrorPaddingReflect || q.mode == kTfLiteMirrorPaddingSymmetric,
+              "MIRROR_PAD: unknown mode " + std::to_string(static_cast<int>(q.mode)));
+      p.reflect = q.mode == kTfLiteMirrorPaddingReflect;
+      break;
+    }
+    case kTfLiteBuiltinConcatenation:
+    case kTfLiteBuiltinPack:  // every input is data
+      if (code == kTfLiteBuiltinConcatenation) {
+        const auto& q = builtin_params<TfLiteConcatenationParams>(n);
+        require(q.activation == kTfLiteActNone,
+                "CONCATENATION: a fused activation is not supported (TFLite's kernel refuses it too)");
+        m = Movement::kConcatenation;
+        p.axis = q.axis;
+      } else {
+        const auto& q = builtin_params<TfLitePackParams>(n);
+        require(q.values_count == n.num_inputs(), "PACK: values_count differs from the number of inputs");
+        m = Movement::kPack;
+        p.axis = q.axis;
+      }
+      for (int k = 0; k < n.num_inputs(); ++k) data.push_back(n.input(k));
+      break;
+    case kTfLiteBuiltinStridedSlice: {
+      const auto& q = builtin_params<TfLiteStridedSliceParams>(n);
+      p.begin_mask = q.begin_mask;
+      p.end_mask = q.end_mask;
+      p.ellipsis_mask = q.ellipsis_mask;
+      p.new_axis_mask = q.new_axis_mask;
+      p.shrink_axis_mask = q.shrink_axis_mask;
+      p.offset = q.offset;
+      break;
+    }
+    case kTfLiteBuiltinSplit:  // inputs (axis, value)
+      m = Movement::kSplit;
+      p.axis = scalar(0, "axis");
+      data = {n.input(1)};
+      break;
+    case kTfLiteBuiltinSplitV:  // inputs (value, size_splits, axis)
+      p.axis = scalar(2, "axis");
+      break;
+    case kTfLiteBuiltinUnpack: {
+      const auto& q = builtin_params<TfLiteUnpackParams>(n);
+      require(q.num == static_cast<int>(outs.size()), "UNPACK: num differs from the number of outputs");
+      p.axis = q.axis;
+      break;
+    }
+    case kTfLiteBuiltinGather:
+      p.axis = builtin_params<TfLiteGatherParams>(n).axis;
+      p.batch_dims = builtin_params<TfLiteGatherParams>(n).batch_dims;
+      break;
+    case kTfLiteBuiltinDepthToSpace:
+    case kTfLiteBuiltinSpaceToDepth:
+      p.block_size = builtin_params<TfLiteDepthToSpaceParams>(n).block_size;
+      break;
+    case kTfLiteBuiltinResizeNearestNeighbor: {
+      const auto& q = builtin_params<TfLiteResizeParams>(n);
+      p.align_corners = q.align_corners;
+      p.half_pixel_centers = q.half_pixel_centers;
+      break;
+    }
+    case kTfLiteBuiltinExpandDims:  // the same values under a new shape
+      scalar(1, "axis");
+      return make_reshape(n.input(0), n.output(0));
+    default:
+      break;
+  }
+  return make_movement(m, p, data, outs);
 }
 
 std::unique_ptr<Kernel> build_kernel(const NodeView& n) {
@@ -371,6 +530,8 @@ std::unique_ptr<Kernel> build_kernel(const NodeView& n) {
       return nullptr;
     }
     // ---- data movement (kernels/movement.cc)
+    MOVEMENT_CASES
+      return build_movement(n);
     // ---- broadcasting arithmetic and reductions (kernels/arith.cc, kernels/reduce.cc)
     case kTfLiteBuiltinSub:
       return make_add_sub(true, fused_activation<TfLiteSubParams>(n, "SUB"), n.input(0), n.input(1), n.output(0));

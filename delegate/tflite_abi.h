@@ -549,7 +549,10 @@ typedef enum TfLiteBuiltinOperator {
   kTfLiteBuiltinBatchMatmul = 126,
   kTfLiteBuiltinBroadcastTo = 130,
   kTfLiteBuiltinGelu = 150,
-  kTfLiteBuiltinRelu0To1 = 152
+  kTfLiteBuiltinRelu0To1 = 152,
+  /* data movement (kernels/movement.cc) */
+  kTfLiteBuiltinTile = 69,
+  kTfLiteBuiltinGatherNd = 107
 } TfLiteBuiltinOperator;
 
 /* ======================================================================== */
@@ -742,6 +745,26 @@ typedef struct TfLiteResizeParams {
 typedef struct TfLiteArgMaxParams {
   TfLiteType output_type;
 } TfLiteArgMaxParams;
+/* Data movement (kernels/movement.cc). RESIZE_NEAREST_NEIGHBOR uses
+ * TfLiteResizeParams above (same layout as TfLiteResizeNearestNeighborParams). */
+typedef enum TfLiteMirrorPaddingMode {
+  kTfLiteMirrorPaddingUnknown = 0,
+  kTfLiteMirrorPaddingReflect = 1,
+  kTfLiteMirrorPaddingSymmetric = 2
+} TfLiteMirrorPaddingMode;
+typedef struct TfLiteMirrorPaddingParams {
+  TfLiteMirrorPaddingMode mode;
+} TfLiteMirrorPaddingParams;
+typedef struct TfLiteDepthToSpaceParams {  /* also SPACE_TO_DEPTH (TfLiteSpaceToDepthParams) */
+  int block_size;
+} TfLiteDepthToSpaceParams;
+typedef struct TfLiteSplitParams {  /* also SPLIT_V (TfLiteSplitVParams) */
+  int num_splits;
+} TfLiteSplitParams;
+typedef struct TfLiteUnpackParams {
+  int num;
+  int axis;
+} TfLiteUnpackParams;
 
 /* PAD, PADV2, QUANTIZE, DEQUANTIZE, RELU*, LOGISTIC, HARD_SWISH, TRANSPOSE
  * have no parameters: their builtin_data is NULL or a 1-byte placeholder;
@@ -911,6 +934,10 @@ TFLITE_ABI_SIZE(TfLiteGeluParams, 1);
 TFLITE_ABI_SIZE(TfLiteTransposeConvParams, 20);
 TFLITE_ABI_SIZE(TfLiteResizeParams, 2);
 TFLITE_ABI_SIZE(TfLiteArgMaxParams, 4);
+TFLITE_ABI_SIZE(TfLiteMirrorPaddingParams, 4);
+TFLITE_ABI_SIZE(TfLiteDepthToSpaceParams, 4);
+TFLITE_ABI_SIZE(TfLiteSplitParams, 4);
+TFLITE_ABI_SIZE(TfLiteUnpackParams, 8);
 
 #undef TFLITE_ABI_SIZE
 #undef TFLITE_ABI_OFF

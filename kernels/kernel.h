@@ -179,6 +179,27 @@ void quantize_input(const TensorInfo& in, const TensorInfo& out, const float* x,
 void dequantize_output(const TensorInfo& in, const int64_t* q, float* y, size_t n);
 
 // ---- data movement (kernels/movement.cc)
+// Public index maps on secret shares (no communication): every output element is an
+// element of the data operands (concatenated in order) or the output zero point.
+enum class Movement { kPad, kMirrorPad, kConcatenation, kTranspose, kSlice, kStridedSlice, kSplit, kUnpack, kPack,
+                      kGather, kGatherNd, kDepthToSpace, kSpaceToDepth, kResizeNearest, kTile, kBroadcastTo,
+                      kBatchToSpace, kSpaceToBatch };
+struct MovementParams {
+  int axis = 0, batch_dims = 0, block_size = 1;
+  bool reflect = false;                                          // MIRROR_PAD: REFLECT (else SYMMETRIC)
+  bool align_corners = false, half_pixel_centers = false;       // RESIZE_NEAREST_NEIGHBOR
+  int begin_mask = 0, end_mask = 0, ellipsis_mask = 0, new_axis_mask = 0, shrink_axis_mask = 0;  // STRIDED_SLICE
+  bool offset = false;
+  // Public integer index tensors (paddings, perm, begin/end/strides, indices, multiples,
+  // block shape and crops), in the op's input order, and their shapes.
+  std::vector<std::vector<int64_t>> ints;
+  std::vector<Shape> int_shapes;
+};
+// `data`: the secret operands (PADV2's pad value last); `outs`: every output (SPLIT, UNPACK).
+std::unique_ptr<Kernel> make_movement(Movement op, const MovementParams& p, const std::vector<TensorInfo>& data,
+                                      const std::vector<TensorInfo>& outs);
+// Values of a constant int32 / int64 tensor (a public index parameter), refused otherwise.
+std::vector<int64_t> index_values(const TensorInfo& t, const char* what);
 
 // ---- broadcasting arithmetic and reductions (kernels/arith.cc, kernels/reduce.cc)
 // TFLite's broadcast of two operand shapes (right-aligned, each dimension equal or 1), at most

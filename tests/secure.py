@@ -11,10 +11,10 @@ def run_secure(model_bytes, inputs, truncation="exact", **opts):
     return outs, tflite_mpc.report(d)
 
 
-def graph_hash(model_bytes):
-    """The public-graph hash the delegate computes for a model (tflite_mpc.report)."""
+def graph_hash(model_bytes, **opts):
+    """The public-graph hash the delegate computes for a model (report()["graph_hash"])."""
     import tensorflow as tf
-    d = tflite_mpc.load_delegate(truncation="exact")
+    d = tflite_mpc.load_delegate(truncation="exact", **opts)
     interp = tf.lite.Interpreter(model_content=model_bytes, experimental_delegates=[d])
     h = tflite_mpc.report(d)["graph_hash"]
     del interp

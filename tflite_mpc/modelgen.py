@@ -141,7 +141,7 @@ __all__ = [
     "tensor_details", "input_details", "output_details", "quantize",
     "dequantize", "random_input", "set_softmax_beta", "patch_op", "truncate", "cache_dir",
     "conv2d", "depthwise_conv2d", "fully_connected", "average_pool2d",
-    "max_pool2d", "mean", "add", "softmax", "reshape", "flatten", "squeeze", "activation",
+    "max_pool2d", "mean", "add", "softmax", "reshape", "flatten", "squeeze", "activation", "movement", "movement_on_input", "unet_block",
     "mobilenet_v1", "mobilenet_v2", "digits_cnn", "digits_data", "classify",
     "conversion_stats",
 ]
@@ -872,6 +872,177 @@ def squeeze(in_shape=(1, 1, 8), axis=(1, 2), *, batch=1, int8_io=True, seed=0,
 # --------------------------------------------------------------------------
 # data movement ops (PAD, CONCATENATION, TRANSPOSE, SLICE, ...)
 # --------------------------------------------------------------------------
+
+def _movement_fn(kind, a):
+    """The TF function of one data-movement kind on (t, u): t the conv output
+    (reshaped), u a second branch (for two-input kinds)."""
+    cval = a.get("constant_values", 0.0)
+    fns = {
+        "pad": lambda t, u: tf.pad(t, a["paddings"], constant_values=cval),
+        "zero_padding2d": lambda t, u: L.ZeroPadding2D(a["padding"])(t),
+        "mirror_pad": lambda t, u: tf.pad(t, a["paddings"], mode=a["mode"]),
+        "concat": lambda t, u: tf.concat([t, u] * a.get("repeat", 1), axis=a["axis"]),
+        "concatenate": lambda t, u: L.Concatenate(axis=a["axis"])([t, u]),
+        "concat_const": lambda t, u: tf.concat(
+            [t, tf.constant(np.linspace(-1, 1, int(np.prod(t.shape))).reshape(t.shape).astype(np.float32))],
+            axis=a["axis"]),
+        "transpose": lambda t, u: tf.transpose(t, a["perm"]),
+        "permute": lambda t, u: L.Permute(a["dims"])(t),
+        "slice": lambda t, u: tf.slice(t, a["begin"], a["size"]),
+        "cropping2d": lambda t, u: L.Cropping2D(a["cropping"])(t),
+        "strided_slice": lambda t, u: tf.strided_slice(
+            t, a["begin"], a["end"], a.get("strides"), begin_mask=a.get("begin_mask", 0),
+            end_mask=a.get("end_mask", 0), ellipsis_mask=a.get("ellipsis_mask", 0),
+            new_axis_mask=a.get("new_axis_mask", 0), shrink_axis_mask=a.get("shrink_axis_mask", 0)),
+        "split": lambda t, u: tf.split(t, a["splits"], axis=a["axis"]),
+        "unstack": lambda t, u: tf.unstack(t, axis=a["axis"]),
+        "stack": lambda t, u: tf.stack([t, u], axis=a["axis"]),
+        "gather": lambda t, u: tf.gather(t, tf.constant(a["indices"], dtype=a.get("index_dtype", "int32")),
+                                         axis=a.get("axis", 0), batch_dims=a.get("batch_dims", 0)),
+        "gather_nd": lambda t, u: tf.gather_nd(t, tf.constant(a["indices"], dtype=tf.int32),
+                                               batch_dims=a.get("batch_dims", 0)),
+        "depth_to_space": lambda t, u: tf.nn.depth_to_space(t, a["block"]),
+        "space_to_depth": lambda t, u: tf.nn.space_to_depth(t, a["block"]),
+        "resize_nearest": lambda t, u: tf.compat.v1.image.resize_nearest_neighbor(
+            t, a["size"], align_corners=a.get("align_corners", False),
+            half_pixel_centers=a.get("half_pixel_centers", False)),
+        "upsampling2d": lambda t, u: L.UpSampling2D(a["size"], interpolation="nearest")(t),
+        "tile": lambda t, u: tf.tile(t, a["multiples"]),
+        "expand_dims": lambda t, u: tf.expand_dims(t, a["axis"]),
+        "broadcast_to": lambda t, u: tf.broadcast_to(t, a["shape"]),
+        "space_to_batch": lambda t, u: tf.space_to_batch_nd(t, a["block"], a["paddings"]),
+        "batch_to_space": lambda t, u: tf.batch_to_space(t, a["block"], a["crops"]),
+    }
+    return fns[kind]
+
+
+# Versions of int8 data-movement ops the converter emits beyond what the BUILTIN_REF
+# resolver registers (TILE v3, DEPTH_TO_SPACE v2): lowered to the highest registered
+# version, whose reference kernel computes int8 the same way.
+_REF_VERSION = {"TILE": 2, "DEPTH_TO_SPACE": 1}
+
+
+def _lower_versions(model_bytes):
+    m = _parse(model_bytes)
+    for oc in m.operatorCodes:
+        name = _OP_NAME.get(max(oc.builtinCode, oc.deprecatedBuiltinCode))
+        if name in _REF_VERSION and oc.version > _REF_VERSION[name]:
+            oc.version = _REF_VERSION[name]
+    return _pack(m)
+
+
+def _reshape_to_expand_dims(model_bytes, axis):
+    """The last op, a RESHAPE that inserts one unit dimension, as EXPAND_DIMS(x, axis)
+    (the converter turns tf.expand_dims with a static shape into RESHAPE)."""
+    m = _parse(model_bytes)
+    sg = m.subgraphs[0]
+    op = sg.operators[-1]
+    if _OP_NAME[max(m.operatorCodes[op.opcodeIndex].builtinCode,
+                    m.operatorCodes[op.opcodeIndex].deprecatedBuiltinCode)] != "RESHAPE":
+        raise ValueError("the last op is not a RESHAPE")
+    oc = _fb.OperatorCodeT()
+    oc.builtinCode = oc.deprecatedBuiltinCode = _fb.BuiltinOperator.EXPAND_DIMS
+    oc.version = 1
+    m.operatorCodes.append(oc)
+    op.opcodeIndex = len(m.operatorCodes) - 1
+    op.builtinOptionsType = 0
+    op.builtinOptions = None
+    t = sg.tensors[op.inputs[1]]
+    t.shape = [1]
+    t.type = _fb.TensorType.INT32
+    buf = _fb.BufferT()
+    buf.data = np.frombuffer(np.asarray([axis], np.int32).tobytes(), np.uint8)
+    m.buffers.append(buf)
+    t.buffer = len(m.buffers) - 1
+    return _pack(m)
+
+
+@_builder
+def movement(kind, shape=(4, 4, 3), reshape=None, params=None, *, batch=1, int8_io=True,
+             seed=0, n_calib=16):
+    """A 1x1 CONV_2D on an [batch, *shape] input (so the op reads a secret int8
+    tensor computed in the graph), an optional Keras Reshape to ``reshape``
+    (without batch), then one data-movement op (``kind``, a TF function or Keras
+    layer in a Lambda, ``params`` a dict of its arguments; see ``_movement_fn``).
+    Two-input kinds (concat, stack) take a second branch: another 1x1 conv with
+    other weights, hence another output scale (the converter requantizes it to
+    the op's output quantization with an int8 QUANTIZE).  Multi-output kinds
+    (split, unstack) give a model with several int8 outputs.
+
+    Converter findings (TF 2.21): tf.pad -> PAD (PADV2 when constant_values != 0,
+    the pad value an int8 constant with the output's quantization); ZeroPadding2D
+    -> PAD; Concatenate -> CONCATENATION; Permute -> TRANSPOSE; Cropping2D -> STRIDED_SLICE; tf.split with a count
+    -> SPLIT, with sizes -> SPLIT_V; tf.unstack -> UNPACK; tf.stack -> PACK;
+    tf.compat.v1.image.resize_nearest_neighbor -> RESIZE_NEAREST_NEIGHBOR, but Keras 3
+    UpSampling2D(nearest) -> RESHAPE, TILE, RESHAPE, TILE, RESHAPE (no resize op);
+    tf.expand_dims with a static shape -> RESHAPE, so ``kind="expand_dims"`` rewrites
+    that RESHAPE as EXPAND_DIMS(x, axis).  int8 TILE is v3 and DEPTH_TO_SPACE v2,
+    versions the BUILTIN_REF resolver lacks: they are lowered to v2 / v1 (same
+    reference kernel code for int8), see ``_REF_VERSION``.  Op lists are asserted
+    by tests/test_ops_movement.py.
+    """
+    _seed(seed)
+    a = dict(params or {})
+    fn = _movement_fn(kind, a)
+    c = shape[-1]
+
+    def f(x):
+        t = L.Conv2D(c, 1, kernel_initializer=_init(seed), bias_initializer=_init(seed, "b"))(x)
+        u = L.Conv2D(c, 1, kernel_initializer=_init(seed + 5), bias_initializer=_init(seed + 5, "b", 2.0))(x)
+        if reshape is not None:
+            t = L.Reshape(tuple(reshape))(t)
+            u = L.Reshape(tuple(reshape))(u)
+        if kind in ("zero_padding2d", "permute", "cropping2d", "upsampling2d", "concatenate"):
+            return fn(t, u)
+        return L.Lambda(lambda ts: fn(ts[0], ts[1]))([t, u])
+    m = _model([tuple(shape)], f, batch)
+    b = convert_int8(m, _rand_data([(batch,) + tuple(shape)], n_calib, seed),
+                     int8_io=int8_io, seed=seed)
+    if kind == "expand_dims":
+        b = _reshape_to_expand_dims(b, a["axis"])
+    return _lower_versions(b)
+
+
+
+@_builder
+def movement_on_input(kind, shape=(4, 4, 3), params=None, in_offset=2.0, *, batch=1, int8_io=True, seed=0,
+                      n_calib=16):
+    """One data-movement op (as in ``movement``) applied directly to the graph input
+    (the data owner's input sharing), calibrated on N(in_offset, 1) data so that the
+    zero point (the pad value) is far from 0.  Two-input kinds take the input twice."""
+    _seed(seed)
+    fn = _movement_fn(kind, dict(params or {}))
+    m = _model([tuple(shape)], lambda x: L.Lambda(lambda t: fn(t, t))(x), batch)
+    b = convert_int8(m, _rand_data([(batch,) + tuple(shape)], n_calib, seed, offsets=[in_offset]),
+                     int8_io=int8_io, seed=seed)
+    return _lower_versions(b)
+
+
+@_builder
+def unet_block(size=8, c=4, *, batch=1, int8_io=True, seed=0, n_calib=16):
+    """A small U-Net-like graph exercising data movement between real layers:
+    Conv2D -> MaxPooling2D -> Conv2D -> UpSampling2D(nearest) -> Concatenate with
+    the skip connection -> Permute -> Cropping2D -> Conv2D -> ZeroPadding2D.  The
+    two concatenated branches have their own calibrated scales (the converter
+    aligns them to the CONCATENATION's).  A ZeroPadding2D before a VALID conv is
+    folded into a SAME conv by the converter, hence the PAD at the end."""
+    _seed(seed)
+    x = keras.Input((size, size, 3), batch_size=batch)
+    conv = lambda n, k=3, pad="same", s=0: L.Conv2D(  # noqa: E731
+        n, k, padding=pad, activation="relu", kernel_initializer=_init(seed + s),
+        bias_initializer=_init(seed + s, "b"))
+    skip = conv(c)(x)
+    h = L.MaxPooling2D()(skip)
+    h = conv(2 * c, s=2)(h)
+    h = L.UpSampling2D(2, interpolation="nearest")(h)
+    h = L.Concatenate()([h, skip])
+    h = L.Permute((2, 1, 3))(h)
+    h = L.Cropping2D(((1, 0), (0, 1)))(h)
+    y = L.Conv2D(c, 1, kernel_initializer=_init(seed + 3), bias_initializer=_init(seed + 3, "b"))(h)
+    y = L.ZeroPadding2D(((1, 0), (0, 2)))(y)
+    m = keras.Model(x, y)
+    b = convert_int8(m, _rand_data([(batch, size, size, 3)], n_calib, seed), int8_io=int8_io, seed=seed)
+    return _lower_versions(b)
 
 
 # --------------------------------------------------------------------------
