@@ -37,7 +37,10 @@ PoolGeom pool_geom(const char* op, const PoolParams& p, const TensorInfo& in, co
           std::string(op) + ": input and output quantization must match");
   // A window larger than the input (filter width 2^20 or 2^31-1, found by fuzzing): TFLite's
   // reference AVERAGE_POOL_2D fails on it, and the window loops here would not end in time.
-  require(p.filter_h <= in.shape[1] && p.filter_w <= in.shape[2],
+  // With SAME padding a window somewhat larger than the input is ordinary (InceptionV3's 3x3
+  // average pools on a 1x1 map at its smallest input size): TFLite clips it to the input.
+  const auto too_wide = [&](int64_t f, int64_t n) { return p.same ? f > 2 * n + 8 : f > n; };
+  require(!too_wide(p.filter_h, in.shape[1]) && !too_wide(p.filter_w, in.shape[2]),
           std::string(op) + ": the filter is larger than the input");
   mpc::ConvGeom g = mpc::ConvGeom::make(in.shape[0], in.shape[1], in.shape[2], in.shape[3], p.filter_h, p.filter_w,
                                         in.shape[3], p.stride_h, p.stride_w, 1, 1, p.same);

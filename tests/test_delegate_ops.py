@@ -13,6 +13,7 @@ CONV = [
     dict(k=3, activation="relu"), dict(k=3, activation="relu6"), dict(k=3, use_bias=False),
     dict(k=3, per_tensor=True), dict(k=1, per_tensor=True, activation="relu6"),
     dict(k=3, cin=8, cout=16, h=7, w=9, stride=2), dict(k=3, batch=2),
+    dict(k=3, h=1, w=1), dict(k=5, h=2, w=3),  # SAME filters wider than the map (ResNet50 at 32x32)
 ]
 
 
@@ -43,7 +44,8 @@ def test_fully_connected(p):
 
 
 POOL = [dict(pool=2), dict(pool=3, stride=2, padding="same"), dict(pool=3, stride=1, padding="same"),
-        dict(pool=3, stride=2, padding="valid", h=9, w=7), dict(pool=2, stride=1)]
+        dict(pool=3, stride=2, padding="valid", h=9, w=7), dict(pool=2, stride=1),
+        dict(pool=3, stride=1, padding="same", h=1, w=1), dict(pool=5, stride=1, padding="same", h=2, w=3)]
 
 
 @pytest.mark.parametrize("p", POOL, ids=[str(p) for p in POOL])
