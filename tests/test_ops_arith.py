@@ -11,30 +11,11 @@ import tensorflow as tf
 import tflite_mpc
 from tflite_mpc import modelgen
 from crafted import OP, Edit
-from secure import check_model, run_secure
+from secure import check_model, cpu_nodes, run_secure
 
 
 def ids(grid):
     return [",".join(f"{k}={v}" for k, v in p.items()) or "default" for p in grid]
-
-
-def cpu_nodes(b):
-    """Non-SHAPE nodes TFLite ran itself (BUILTIN_WITHOUT_DEFAULT_DELEGATES + our delegate):
-    nodes whose output feeds a DELEGATE node, or is a graph output no DELEGATE node produces
-    (nodes the delegate replaced still appear in the node list, without running)."""
-    d = tflite_mpc.load_delegate(truncation="exact")
-    it = tf.lite.Interpreter(model_content=b, experimental_delegates=[d],
-                             experimental_op_resolver_type=tf.lite.experimental.OpResolverType
-                             .BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    it.allocate_tensors()
-    ops = it._get_ops_details()
-    dele = [o for o in ops if o["op_name"] == "DELEGATE"]
-    assert dele, "the delegate claimed nothing"
-    d_in = {int(t) for o in dele for t in o["inputs"]}
-    d_out = {int(t) for o in dele for t in o["outputs"]}
-    graph_out = {int(x["index"]) for x in it.get_output_details()}
-    return [o["op_name"] for o in ops if o["op_name"] not in ("DELEGATE", "SHAPE")
-            and any(int(t) in d_in or (int(t) in graph_out and int(t) not in d_out) for t in o["outputs"])]
 
 
 def assert_ops(b, *names):

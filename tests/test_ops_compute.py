@@ -8,34 +8,7 @@ import pytest
 
 import tflite_mpc
 from tflite_mpc import modelgen
-from secure import check_model, run_secure
-
-
-def cpu_nodes(model_bytes, **opts):
-    """Nodes that ran on TFLite's CPU kernels under the delegate (BUILTIN_WITHOUT_DEFAULT_DELEGATES):
-    a node other than SHAPE and integer shape arithmetic whose output feeds a DELEGATE node or is a graph output, and that no
-    DELEGATE node produces (the replaced nodes stay listed beside their DELEGATE node)."""
-    d = tflite_mpc.load_delegate(truncation="exact", **opts)
-    it = modelgen._interpreter(model_bytes, reference=False, delegates=[d])
-    it.allocate_tensors()
-    ops = it._get_ops_details()
-    dele = [o for o in ops if o["op_name"] == "DELEGATE"]
-    d_in = {int(t) for o in dele for t in o["inputs"]}
-    d_out = {int(t) for o in dele for t in o["outputs"]}
-    g_out = {int(o["index"]) for o in it.get_output_details()}
-    dtype = {int(t["index"]): t["dtype"] for t in it.get_tensor_details()}
-
-    def shape_arithmetic(o):  # SHAPE, or int32/int64 arithmetic on such values (public)
-        return all(dtype[int(t)] in (np.int32, np.int64) for t in list(o["inputs"]) + list(o["outputs"]) if t >= 0)
-    ran = []
-    for o in ops:
-        if o["op_name"] in ("DELEGATE", "SHAPE") or shape_arithmetic(o):
-            continue
-        outs = {int(t) for t in o["outputs"]}
-        if outs & (d_in | g_out) and not outs <= d_out:
-            ran.append(o["op_name"])
-    assert dele, "the delegate claimed nothing"
-    return ran
+from secure import check_model, cpu_nodes, run_secure
 
 
 # ------------------------------------------------------------------ RESIZE_BILINEAR
