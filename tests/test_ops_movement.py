@@ -288,3 +288,23 @@ def test_hostile_index_values_are_refused_before_allocating():
     m.buffers[sg.tensors[t].buffer].data = np.frombuffer(np.asarray([1, 1 << 30, 1, 1 << 30], np.int32).tobytes(),
                                                          np.uint8)
     _refused(modelgen._pack(m), r"\(TILE\).*computed output shape .* differs from the model's")
+
+
+def test_uint8_concatenation_rescales_inputs_with_other_quantization():
+    # TFLite's uint8 CONCATENATION rescales an input whose quantization differs from the
+    # output's (ConcatenationWithScaling); the stock converter never leaves such inputs, so the
+    # model is two convs + Concatenate (per-tensor), rewritten to uint8 (modelgen.to_uint8, the
+    # flatbuffer schema) with input 0's quantization edited (scale x 1.7, zero point + 9).
+    from crafted import Edit, OP
+    L = modelgen.keras.layers
+    x = modelgen.keras.Input((4, 4, 3), batch_size=1)
+    m = modelgen.keras.Model(x, L.Concatenate()([L.Conv2D(3, 1)(x), L.Conv2D(2, 1)(x)]))
+    rng = np.random.default_rng(0)
+    b = modelgen.convert_int8(m, [rng.standard_normal((1, 4, 4, 3)).astype(np.float32) for _ in range(8)],
+                              per_tensor=True)
+    e = Edit(modelgen.to_uint8(b))
+    t = e.sg.tensors[e.ops[e.find(OP.CONCATENATION)].inputs[0]]
+    t.quantization.scale = [float(t.quantization.scale[0]) * 1.7]
+    t.quantization.zeroPoint = [int(t.quantization.zeroPoint[0]) + 9]
+    # exact: bit-identical; probabilistic: the conv's 1 LSB, scaled by 1.7 in the rescaling
+    check_model(e.bytes(), pr_bound=2)
