@@ -3,7 +3,8 @@ each Keras application at its smallest input size, random He-normal weights, int
 logits head (modelgen.stock). Prints one JSON line per family and truncation mode:
 median seconds of `--repeat` inferences after a warm-up, rounds, MB sent per party (the
 most any party sends), the op counts, plaintext BUILTIN_REF and default-kernel
-milliseconds, and whether exact mode equals BUILTIN_REF.
+milliseconds, whether exact mode equals BUILTIN_REF, and the correlation of the logits
+with BUILTIN_REF's (and, for comparison, that of TFLite's own XNNPACK path).
 
 Usage: python benchmarks/stock.py [--families ResNet50,DenseNet121] [--repeat 3]
 """
@@ -49,6 +50,8 @@ def main():
         x = modelgen.random_input(b, seed=1)
         want = modelgen.run_tflite(b, x, reference=True)[0]
         ops = dict(modelgen.op_counts(b))
+        xnn = modelgen.run_tflite(b, x, reference=None)[0]  # TFLite's default path (XNNPACK)
+        xnn_corr = round(float(np.corrcoef(xnn.ravel().astype(float), want.ravel().astype(float))[0, 1]), 3)
         for mode in ("probabilistic", "exact"):
             d = tflite_mpc.load_delegate(truncation=mode)
             it = modelgen._interpreter(b, reference=False, delegates=[d])
@@ -73,6 +76,9 @@ def main():
                 "plain_ms": plain_ms(b, x, False, args.repeat),
                 "equals_reference": bool(np.array_equal(got, want)),
                 "max_lsb_diff": int(np.max(np.abs(got.astype(np.int64) - want.astype(np.int64)))),
+                "corr_with_reference": round(float(np.corrcoef(got.ravel().astype(float),
+                                                               want.ravel().astype(float))[0, 1]), 3),
+                "xnnpack_corr_with_reference": xnn_corr,
             }), flush=True)
             del it, d
 
