@@ -18,18 +18,30 @@ class Conv : public Kernel {
   int filter = -1, bias = -1;
   OutputQuant q;
   Shape out_shape;
+  // Grouped CONV_2D with one input channel per group (ConvNeXt's 7x7 "depthwise" convs, which
+  // TF 2.21 converts to CONV_2D with groups = channels): a depthwise convolution whose filter
+  // [OC, KH, KW, 1] is transposed to [1, KH, KW, OC] once, locally, in prepare().
+  bool grouped = false;
 
   const char* name() const override { return depthwise ? "DEPTHWISE_CONV_2D" : "CONV_2D"; }
 
   void prepare(Env& env) override {
     if (q.filter_offset != 0) env.set(slot, offset_weights(env, filter, q.filter_offset));
+    if (grouped) {
+      const Share& w = env.get(q.filter_offset != 0 ? slot : filter);
+      const int64_t oc = g.c * g.depth_multiplier, taps = g.kh * g.kw;
+      env.set(slot, env.p.linear(w, {1, g.kh, g.kw, oc}, [&](const mpc::u64* src, mpc::u64* dst) {
+        for (int64_t o = 0; o < oc; ++o)
+          for (int64_t t = 0; t < taps; ++t) dst[t * oc + o] = src[o * taps + t];
+      }));
+    }
   }
 
   void eval(Env& env) const override {
     auto& p = env.p;
     Share x = p.add_public(env.get(in()), Pub(static_cast<uint64_t>(static_cast<int64_t>(q.input_offset))));
-    const Share& w = env.get(q.filter_offset != 0 ? slot : filter);
-    Share acc = depthwise ? p.depthwise(x, w, g) : p.conv2d(x, w, g);
+    const Share& w = env.get(q.filter_offset != 0 || grouped ? slot : filter);
+    Share acc = depthwise || grouped ? p.depthwise(x, w, g) : p.conv2d(x, w, g);
     if (bias >= 0) acc = add_channel_bias(p, acc, env.get(bias));
     Share y = requantize_output(env, acc, q);
     y.shape = out_shape;
@@ -52,9 +64,15 @@ std::unique_ptr<Kernel> make(bool depthwise, const ConvParams& p, const TensorIn
     require(filter.shape[0] == 1, "DEPTHWISE_CONV_2D: filter must be [1, KH, KW, OC]");
     require(oc == in.shape[3] * p.depth_multiplier,
             "DEPTHWISE_CONV_2D: output channels must equal input channels * depth_multiplier");
-  } else {
-    require(filter.shape[3] == in.shape[3], "CONV_2D: filter input channels do not match the input (grouped "
-                                            "convolution is not supported)");
+  } else if (filter.shape[3] != in.shape[3]) {
+    // groups = in_channels / filter_in_channels (TFLite's reference ConvPerChannel): supported
+    // when each group has one input channel, i.e. a depthwise convolution
+    require(filter.shape[3] == 1 && in.shape[3] > 0 && oc % in.shape[3] == 0,
+            "CONV_2D: grouped convolution with " + std::to_string(filter.shape[3]) +
+                " input channels per group is not supported (filter input channels " +
+                std::to_string(filter.shape[3]) + ", input channels " + std::to_string(in.shape[3]) +
+                "); one input channel per group (depthwise) is");
+    k->grouped = true;
   }
   // A dilated filter far wider than the input (e.g. dilation 2^20, found by fuzzing) made TFLite's
   // reference kernel and this one disagree: refused. With SAME padding a filter somewhat larger
@@ -66,14 +84,14 @@ std::unique_ptr<Kernel> make(bool depthwise, const ConvParams& p, const TensorIn
           std::string(op) + ": the dilated filter is larger than the input");
   k->g = mpc::ConvGeom::make(in.shape[0], in.shape[1], in.shape[2], in.shape[3], filter.shape[1], filter.shape[2], oc,
                              p.stride_h, p.stride_w, p.dilation_h, p.dilation_w, p.same);
-  k->g.depth_multiplier = p.depth_multiplier;
+  k->g.depth_multiplier = k->grouped ? static_cast<int>(oc / in.shape[3]) : p.depth_multiplier;
   require(out.shape == Shape({k->g.n, k->g.oh, k->g.ow, oc}),
           std::string(op) + ": output shape " + mpc::shape_str(out.shape) + " does not match the computed " +
               mpc::shape_str({k->g.n, k->g.oh, k->g.ow, oc}));
   k->q = output_quant(op, in, filter, out, oc, p.act, false);
   k->filter = filter.index;
   k->bias = secret_weights(*k, op, filter, bias, oc);
-  if (k->q.filter_offset != 0) k->prepare_only = {filter.index};
+  if (k->q.filter_offset != 0 || k->grouped) k->prepare_only = {filter.index};
   k->out_shape = out.shape;
   k->inputs = {in.index};
   k->outputs = {out.index};

@@ -285,3 +285,22 @@ def test_logistic_with_a_wrong_output_quantization_is_refused():
     b = modelgen.patch_op(modelgen.activation("relu"), "LOGISTIC")
     with pytest.raises(RuntimeError, match=r"node 0 \(LOGISTIC\).*scale 1/256 and zero point -128"):
         tf.lite.Interpreter(model_content=b, experimental_delegates=[tflite_mpc.load_delegate()])
+
+
+@pytest.mark.parametrize("cout,k,act", [(4, 3, None), (8, 3, "relu"), (12, 7, None)])
+def test_grouped_conv2d_with_one_input_channel_per_group(cout, k, act):
+    # TF 2.21 converts Keras Conv2D(groups=in_channels) (ConvNeXt's 7x7 depthwise convs) to a
+    # CONV_2D whose filter has one input channel: run as a depthwise convolution.
+    from crafted import tiny
+    b = tiny([modelgen.keras.layers.Conv2D(cout, k, padding="same", groups=4, activation=act)], shape=(9, 9, 4))
+    assert modelgen.op_names(b) == ["CONV_2D"]
+    check_model(b)
+
+
+def test_grouped_conv2d_with_several_input_channels_per_group_is_refused():
+    from crafted import tiny
+    import tensorflow as tf
+    import tflite_mpc
+    b = tiny([modelgen.keras.layers.Conv2D(4, 3, padding="same", groups=2)], shape=(6, 6, 4))
+    with pytest.raises(RuntimeError, match=r"CONV_2D: grouped convolution with 2 input channels per group"):
+        tf.lite.Interpreter(model_content=b, experimental_delegates=[tflite_mpc.load_delegate()])
