@@ -278,6 +278,44 @@ std::string public_graph(TfLiteContext* ctx, const std::vector<int>& order,
   return o.str();
 }
 
+// A float region the converter left, DEQUANTIZE -> unary float ops -> QUANTIZE, each
+// intermediate float tensor read only by the next node and never a graph output: its value is
+// a function of the 8-bit input, computed as one table kernel at the DEQUANTIZE node (the
+// other nodes are absorbed). False (the DEQUANTIZE is then judged on its own) otherwise.
+bool float_region(TfLiteContext* ctx, const NodeView& dq, const std::set<int>& graph_outputs,
+                  const std::vector<std::vector<int>>& readers, const std::vector<int>& order,
+                  const std::vector<std::pair<TfLiteNode*, TfLiteRegistration*>>& nodes, Step* st) {
+  const TensorInfo in = dq.input(0);
+  if (!is_q8(in.type) || in.constant || dq.node->outputs->size != 1) return false;
+  int t = dq.output_index(0);
+  std::vector<std::string> ops;
+  std::vector<int> chain;
+  for (;;) {
+    if (t < 0 || ctx->tensors[t].type != kTfLiteFloat32 || graph_outputs.count(t) || readers[t].size() != 1)
+      return false;
+    const int r = readers[t][0];
+    const size_t rp = std::find(order.begin(), order.end(), r) - order.begin();
+    if (rp >= order.size()) return false;
+    TfLiteNode* rn = nodes[rp].first;
+    const int rc = nodes[rp].second->builtin_code;
+    if (rn->inputs->size != 1 || rn->outputs->size != 1 || rn->inputs->data[0] != t) return false;
+    chain.push_back(r);
+    if (rc == kTfLiteBuiltinQuantize) {
+      const TensorInfo out = tensor_info(ctx, rn->outputs->data[0]);
+      if (!is_q8(out.type) || ops.empty()) return false;
+      st->in = in;
+      st->out = out;
+      st->kernel = make_float_region(in, ops, out);
+      st->absorbs = chain;
+      st->kind = Step::kKernel;
+      return true;
+    }
+    if (!float_region_op(builtin_name(rc))) return false;
+    ops.push_back(builtin_name(rc));
+    t = rn->outputs->data[0];
+  }
+}
+
 const char* const kNoKernel = "this op reads secret data and has no secure kernel";
 
 // Why a node without a secure kernel is refused: a float op (what the converter leaves
@@ -376,6 +414,7 @@ std::shared_ptr<Plan> build_plan(TfLiteContext* ctx, const Options& opt, std::ve
   std::map<int, int> public_reads;  // tensor -> a node that reads it in plaintext
   std::vector<NodeCheck> checks;    // every node's verdict (tflite_mpc.check)
   std::vector<std::string> refusals;  // "node N (OP) securely: why", every refused node
+  std::map<int, int> absorbed;        // float-region node -> the DEQUANTIZE whose table computes it
   for (size_t pos = 0; pos < order.size(); ++pos) {
     const int idx = order[pos];
     TfLiteNode* node = nodes[pos].first;
@@ -406,7 +445,13 @@ std::shared_ptr<Plan> build_plan(TfLiteContext* ctx, const Options& opt, std::ve
             throw ArgError("it reads or writes variable tensor " + std::to_string(arr->data[k]) +
                            " (model state), which secure plans do not support");
       NodeView nv{ctx, node, reg, idx, opt.fc_single_rounding};
-      if (code == kTfLiteBuiltinQuantize && nv.input(0).type == DType::kFloat32) {  // 8-bit -> 8-bit: a kernel
+      if (absorbed.count(idx)) {
+        st.kind = Step::kAbsorbed;  // computed by node absorbed[idx]'s table
+      } else if (code == kTfLiteBuiltinDequantize && float_region(ctx, nv, plan->graph_outputs, readers, order, nodes, &st)) {
+        st.kernel->slot = -2 - idx;
+        st.op = st.kernel->name();  // the report names the region: FLOAT_REGION(ELU)
+        for (int n : st.absorbs) absorbed[n] = idx;
+      } else if (code == kTfLiteBuiltinQuantize && nv.input(0).type == DType::kFloat32) {  // 8-bit -> 8-bit: a kernel
         st.in = nv.input(0);
         st.out = nv.output(0);
         const bool edge = std::find(plan->graph_inputs.begin(), plan->graph_inputs.end(), st.in.index) !=
@@ -459,7 +504,11 @@ std::shared_ptr<Plan> build_plan(TfLiteContext* ctx, const Options& opt, std::ve
     checks.push_back({idx, builtin_name(code), "secure",
                       st.kind == Step::kQuantizeInput     ? "the data owner quantizes its input before sharing it"
                       : st.kind == Step::kDequantizeOutput ? "the output recipient dequantizes after the reveal"
-                                                           : "secure kernel"});
+                      : st.kind == Step::kAbsorbed ? "in the float region of node " + std::to_string(absorbed[idx]) +
+                                                         ", computed there as one table"
+                      : !st.absorbs.empty() ? std::string("float region ") + st.kernel->name() +
+                                                  " as a public 256-entry table"
+                                            : "secure kernel"});
     for (int k = 0; k < node->outputs->size; ++k)
       if (node->outputs->data[k] >= 0) secret[node->outputs->data[k]] = 1;
     for (TfLiteIntArray* arr : {node->inputs, node->outputs})

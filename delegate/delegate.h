@@ -61,7 +61,9 @@ struct Step {
   int node = -1;
   int code = 0;
   std::string op;
-  enum Kind { kKernel, kQuantizeInput, kDequantizeOutput } kind = kKernel;
+  // kAbsorbed: a float-region node computed by the table kernel of the region's DEQUANTIZE
+  enum Kind { kKernel, kQuantizeInput, kDequantizeOutput, kAbsorbed } kind = kKernel;
+  std::vector<int> absorbs;  // a float region's table kernel: the nodes it computes
   std::unique_ptr<Kernel> kernel;
   TensorInfo in, out;  // edges
 };

@@ -297,4 +297,61 @@ std::unique_ptr<Kernel> make_elementwise(Elementwise op, float param, const Tens
   return k;
 }
 
+namespace {
+// TFLite's reference float kernels of the unary ops a float region may hold.
+float float_op(const std::string& op, float x) {
+  if (op == "NEG") return -x;
+  if (op == "ABS") return std::fabs(x);
+  if (op == "RELU") return std::max(0.f, x);
+  if (op == "RELU6") return std::min(6.f, std::max(0.f, x));
+  if (op == "RELU_N1_TO_1") return std::min(1.f, std::max(-1.f, x));
+  if (op == "ELU") return x < 0.f ? std::expm1(x) : x;
+  if (op == "EXP") return std::exp(x);
+  if (op == "SQUARE") return x * x;
+  if (op == "TANH") return std::tanh(x);
+  if (op == "LOGISTIC") {  // reference_ops::Logistic (float)
+    if (x > 16.619047164916992188f) return 1.f;
+    if (x < -9.f) return std::exp(x);
+    return 1.f / (1.f + std::exp(-x));
+  }
+  throw ArgError("float op " + op + " has no table form");
+}
+}  // namespace
+
+bool float_region_op(const std::string& op) {
+  static const char* ops[] = {"NEG", "ABS", "RELU", "RELU6", "RELU_N1_TO_1", "ELU", "EXP", "SQUARE", "TANH",
+                              "LOGISTIC"};
+  for (const char* o : ops)
+    if (op == o) return true;
+  return false;
+}
+
+std::unique_ptr<Kernel> make_float_region(const TensorInfo& in, const std::vector<std::string>& ops,
+                                          const TensorInfo& out) {
+  require_q8(in, "float region: input");
+  require_q8(out, "float region: output");
+  require(in.shape == out.shape, "float region: input and output shapes must match");
+  std::string name = "FLOAT_REGION(";
+  for (size_t i = 0; i < ops.size(); ++i) name += (i ? "," : "") + ops[i];
+  name += ")";
+  const bool in_u8 = in.type == DType::kUInt8;
+  auto k = std::make_unique<TableKernel>();
+  k->op = name;
+  for (int u = 0; u < 256; ++u) {
+    const int64_t q = in_u8 ? u : static_cast<int8_t>(static_cast<uint8_t>(u));
+    float x;
+    dequantize_output(in, &q, &x, 1);
+    for (const auto& op : ops) x = float_op(op, x);
+    int64_t y;
+    require(std::isfinite(x) && std::fabs(x / out.scale()) < 2e9f,
+            "float region " + name + ": input value " + std::to_string(q) +
+                " gives a float TFLite would not quantize to a defined value");
+    quantize_input(TensorInfo{out.index, {1}, DType::kFloat32}, out, &x, &y, 1);
+    k->table.push_back(static_cast<mpc::u64>(y));
+  }
+  k->inputs = {in.index};
+  k->outputs = {out.index};
+  return k;
+}
+
 }  // namespace tflite_mpc

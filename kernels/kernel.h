@@ -172,6 +172,13 @@ enum class Elementwise { kLogistic, kTanh, kHardSwish, kGelu, kLeakyRelu, kRelu,
 std::unique_ptr<Kernel> make_elementwise(Elementwise op, float param, const TensorInfo& in, const TensorInfo& out);
 // PRELU with a constant (secret) alpha, broadcast to the input.
 std::unique_ptr<Kernel> make_prelu(const TensorInfo& in, const TensorInfo& alpha, const TensorInfo& out);
+// A float region the converter leaves in an int8 graph, DEQUANTIZE -> unary float ops ->
+// QUANTIZE (ELU, a layer normalisation's NEG): a function of the 8-bit input, so a public
+// 256-entry table computed with TFLite's reference float arithmetic (DEQUANTIZE in double,
+// each op, QUANTIZE's round(x / scale) + zero point). `ops`: the float ops' names in order.
+bool float_region_op(const std::string& op);
+std::unique_ptr<Kernel> make_float_region(const TensorInfo& in, const std::vector<std::string>& ops,
+                                          const TensorInfo& out);
 
 // QUANTIZE / DEQUANTIZE at the graph edges run in plaintext at the data owner
 // (before sharing) and at the output recipient (after reveal).

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from tflite_mpc import modelgen
-from secure import check_model
+from secure import check_model, run_secure
 
 CONV = [
     dict(k=3), dict(k=1), dict(k=3, stride=2), dict(k=3, padding="valid"), dict(k=3, stride=2, padding="valid"),
@@ -256,14 +256,32 @@ def test_elementwise_float_io_edges():
     check_model(b, exact_bound=0, pr_bound=0)
 
 
-def test_elu_float_region_is_refused_naming_it():
-    # The converter keeps ELU in float: DEQUANTIZE -> ELU -> QUANTIZE; the delegate refuses it.
-    import tensorflow as tf
-    import tflite_mpc
+FLOAT_REGION_OPS = ["ELU", "NEG", "ABS", "RELU", "RELU6", "RELU_N1_TO_1", "EXP", "SQUARE", "TANH", "LOGISTIC"]
+
+
+@pytest.mark.parametrize("op", FLOAT_REGION_OPS)
+def test_float_region_runs_as_one_table_on_all_256_inputs(op):
+    # The converter keeps ELU (and a layer normalisation's NEG) in float: DEQUANTIZE -> ELU ->
+    # QUANTIZE. The region is a function of the 8-bit input: one public table with TFLite's
+    # float arithmetic. Other unary float ops: the ELU node's op code edited. The oracle is
+    # TFLite's builtin kernels (BUILTIN_REF has no ELU kernel; the edited models keep ELU in
+    # their op-code table).
+    from crafted import Edit, OP
+    from secure import cpu_nodes
     b = modelgen.activation("elu")
     assert modelgen.op_names(b) == ["DEQUANTIZE", "ELU", "QUANTIZE"]
-    with pytest.raises(RuntimeError, match=r"(?s)node 0 \(DEQUANTIZE\).*float region: node 1 \(ELU\).*refused"):
-        tf.lite.Interpreter(model_content=b, experimental_delegates=[tflite_mpc.load_delegate()])
+    if op != "ELU":
+        e = Edit(b)
+        n = e.find(OP.ELU)
+        e.ops[n].opcodeIndex = e.opcode(getattr(OP, op))
+        b = e.bytes()
+    x = [np.arange(-128, 128, dtype=np.int8).reshape(modelgen.input_details(b)[0]["shape"])]
+    want = modelgen.run_tflite(b, x, reference=False)[0]
+    for mode in ("exact", "probabilistic"):
+        got, rep = run_secure(b, x, mode)
+        assert np.array_equal(got[0], want), (op, mode)
+    assert [l["op"] for l in rep["layers"] if l["node"] >= 0][0] == f"FLOAT_REGION({op})"
+    assert cpu_nodes(b) == []
 
 
 def test_quantize_to_uint8_runs():
