@@ -337,8 +337,9 @@ std::string float_or_missing(TfLiteContext* ctx, TfLiteNode* node, int code, con
            "apply the preprocessing at the data owner before the interpreter (e.g. a Keras model built with "
            "include_preprocessing=False) or quantize the model with the preprocessing inside (int8 I/O)";
   if (float_in)
-    return "float32 " + op + " inside a float region the converter left (DEQUANTIZE -> float ops -> QUANTIZE, "
-           "e.g. ELU or a layer normalisation without int8 kernels); float ops have no secure kernel";
+    return "float32 " + op + " inside a float region the converter left (DEQUANTIZE -> float ops -> QUANTIZE); "
+           "such a region runs as a table only if it is a chain of unary ops among ELU, NEG, ABS, EXP, SQUARE, "
+           "TANH, LOGISTIC, RELU, RELU6, RELU_N1_TO_1";
   return "tflite-mpc has no secure kernel for " + op + " (this op reads secret data)";
 }
 
@@ -365,6 +366,11 @@ std::shared_ptr<Plan> build_plan(TfLiteContext* ctx, const Options& opt, std::ve
     for (int k = 0; k < node->outputs->size; ++k) {
       const int t = node->outputs->data[k];
       if (t < 0) continue;
+      // A node writing a constant (its data in the model, e.g. a weight's buffer shared with an
+      // output, found by fuzzing) would overwrite the weight TFLite and the plan both read.
+      if (ctx->tensors[t].allocation_type == kTfLiteMmapRo)  // not PersistentRo: outputs TFLite computes in Prepare
+        throw ArgError("tflite-mpc cannot run " + node_label(order[pos], reg->builtin_code) + ": it writes tensor " +
+                       std::to_string(t) + ", a constant with data in the model (malformed model). The model is refused.");
       if (producer[t] >= 0)
         throw ArgError("tflite-mpc cannot run " + node_label(order[pos], reg->builtin_code) + ": it writes tensor " +
                        std::to_string(t) + ", which node " + std::to_string(producer[t]) +

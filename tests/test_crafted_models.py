@@ -276,3 +276,16 @@ def test_pool_filter_larger_than_the_input_is_refused(width):
     n = e.find(OP.AVERAGE_POOL_2D)
     e.ops[n].builtinOptions.filterWidth = width
     assert_refused(e.bytes(), n, "AVERAGE_POOL_2D", "filter is larger than the input")
+
+
+def test_a_node_writing_a_constant_is_refused():
+    # Found by fuzzing: the float output of the final DEQUANTIZE shared the bias's buffer, so
+    # TFLite's own result used an overwritten bias and differed from the plan's (55 LSB).
+    b = modelgen.fully_connected(in_features=6, out_features=3, int8_io=False)
+    e = Edit(b)
+    dq = e.find(OP.DEQUANTIZE)
+    fc = e.find(OP.FULLY_CONNECTED)
+    e.sg.tensors[e.ops[dq].outputs[0]].buffer = e.sg.tensors[e.ops[fc].inputs[2]].buffer
+    with pytest.raises(RuntimeError, match=rf"node {dq} \(DEQUANTIZE\): it writes tensor \d+, a constant with data "
+                                           r"in the model \(malformed model\)\. The model is refused"):
+        interpreter(e.bytes())
