@@ -489,6 +489,12 @@ std::shared_ptr<Plan> build_plan(TfLiteContext* ctx, const Options& opt, std::ve
         st.kernel = build_kernel(nv);
         if (!st.kernel) throw ArgError(kNoKernel);
         st.kernel->slot = -2 - idx;
+        // A node reading only model constants computes a function of the weights alone: the
+        // converter folds such nodes; a crafted graph could route them to an output.
+        require(st.kernel->inputs.empty() ||
+                    !std::all_of(st.kernel->inputs.begin(), st.kernel->inputs.end(),
+                                 [&](int t) { return is_constant(ctx, t); }),
+                "every operand is a model constant, so its output would be a function of the weights alone");
         for (int t : st.kernel->inputs)
           if (is_constant(ctx, t) && !std::count(st.kernel->secret_constants.begin(),
                                                  st.kernel->secret_constants.end(), t))

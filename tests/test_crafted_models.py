@@ -49,9 +49,9 @@ def test_dangling_dequantize_of_an_intermediate_is_refused():
 
 @pytest.mark.parametrize("what", ["CAST", "GATHER", "SLICE", "RESHAPE"])
 def test_plain_ops_on_weights_are_refused(what):
-    # Weights copied to a model output by a plaintext op (CAST), by RESHAPE, which has a
-    # secure kernel (it used to reveal the shared weights), or by GATHER / SLICE, whose
-    # secure kernels (kernels/movement.cc) refuse a node on model constants alone.
+    # Weights copied to a model output by a plaintext op (CAST) or by an op with a secure kernel
+    # (RESHAPE used to reveal the shared weights; GATHER / SLICE): a node reading only model
+    # constants is refused.
     e = Edit(modelgen.conv2d(k=3))
     w = int(e.ops[e.find(OP.CONV_2D)].inputs[1])
     shape = e.shape(w)
@@ -68,7 +68,7 @@ def test_plain_ops_on_weights_are_refused(what):
         n = e.add_op(OP.RESHAPE, [w, i32([int(np.prod(shape))])],
                      [e.tensor([int(np.prod(shape))], T.INT8, "wflat", quant=q)])
     e.add_output(len(e.sg.tensors) - 1)
-    why = {"RESHAPE": "reads constant tensor", "CAST": "no secure kernel"}.get(what, "every operand is a model constant")
+    why = "no secure kernel" if what == "CAST" else "every operand is a model constant"
     assert_refused(e.bytes(), n, what, why)
 
 
@@ -289,3 +289,18 @@ def test_a_node_writing_a_constant_is_refused():
     with pytest.raises(RuntimeError, match=rf"node {dq} \(DEQUANTIZE\): it writes tensor \d+, a constant with data "
                                            r"in the model \(malformed model\)\. The model is refused"):
         interpreter(e.bytes())
+
+
+@pytest.mark.parametrize("op", ["add", "mul", "maximum"])
+def test_a_node_reading_only_model_constants_is_refused(op):
+    # x + c with x rewired to a second constant: the output would be a function of the weights
+    # alone, revealed as a graph output (the converter folds such nodes; a crafted graph may not).
+    b = modelgen.binary(op, shape=(4, 4, 8), shape_b=(8,), const="b")
+    e = Edit(b)
+    code = {"add": OP.ADD, "mul": OP.MUL, "maximum": OP.MAXIMUM}[op]
+    n = e.find(code)
+    x = e.ops[n].inputs[0]
+    t = e.sg.tensors[x]
+    data = np.zeros([int(d) for d in t.shape], np.int8)
+    e.ops[n].inputs[0] = e.tensor([int(d) for d in t.shape], t.type, "const_a", data=data, like=x)
+    assert_refused(e.bytes(), n, modelgen.op_names(b)[n], "every operand is a model constant")
