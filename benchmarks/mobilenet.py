@@ -15,8 +15,10 @@ bytes and rounds are party 0's as counted by its transport.
 --network lan|regional|wan (default none) emulates the links between the
 parties (delegate option `network`; tcp/tls: the party configuration's, so
 every party emulates its outgoing links); the line then also gives the
-prediction rounds x one-way latency + bytes_per_party x 8 / bandwidth (every
-round, all parties send, then receive: one one-way latency = RTT / 2).
+prediction depth x one-way latency + bytes_per_party x 8 / bandwidth: depth
+is the longest chain of dependent messages (report "depth"; a little more than
+the counted rounds), and in every round all parties send, then receive, so a
+hop costs one one-way latency = RTT / 2.
 """
 import argparse
 import json
@@ -90,9 +92,11 @@ def main():
     if net:
         bw = net["bandwidth_mbps"]
         bytes_pp = max(p["bytes_sent"] for p in rep["parties"])
-        lat_s = rep["parties"][0]["rounds"] * net["latency_ms"] * 1e-3
+        # the critical path in message hops (local mode; tcp/tls: not tracked, use the rounds)
+        depth = max(p.get("depth", 0) for p in rep["parties"]) or rep["parties"][0]["rounds"]
+        lat_s = depth * net["latency_ms"] * 1e-3
         bw_s = bytes_pp * 8 / (bw * 1e6) if bw else 0.0
-        extra = {"network": net, "predicted_network_s": round(lat_s + bw_s, 3),
+        extra = {"network": net, "depth": depth, "predicted_network_s": round(lat_s + bw_s, 3),
                  "predicted_latency_s": round(lat_s, 3), "predicted_transfer_s": round(bw_s, 3)}
     print(json.dumps({
         "bench": "mobilenet_v1", "alpha": args.alpha, "size": args.size, "mode": args.mode,
