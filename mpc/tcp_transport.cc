@@ -97,6 +97,7 @@ struct Out {
   uint64_t bytes;
   Vec payload;
   std::chrono::steady_clock::time_point due{};  // emulated network: not written before this
+  bool held() const { return due != std::chrono::steady_clock::time_point{}; }
   Out(FrameKind kind, uint64_t n, Vec&& v) : hdr(frame_header(kind, n)), bytes(n), payload(std::move(v)) {}
   size_t total() const { return 8 + bytes; }
   const uint8_t* at(size_t off) const {
@@ -561,7 +562,7 @@ struct TcpNetwork::Impl {
         std::lock_guard<std::mutex> g(c.mu);
         if (!c.error.empty()) return;
         want_write = !c.sendq.empty();
-        if (want_write && c.send_off == 0) {
+        if (want_write && c.send_off == 0 && c.sendq.front().held()) {
           const auto left = c.sendq.front().due - std::chrono::steady_clock::now();
           if (left.count() > 0) want_write = false, wait = std::min(wait, left);
         }
@@ -612,7 +613,7 @@ struct TcpNetwork::Impl {
           if (c.sendq.empty()) break;
           front = &c.sendq.front();
           off = c.send_off;
-          if (off == 0 && front->due > std::chrono::steady_clock::now()) break;  // emulated network
+          if (off == 0 && front->held() && front->due > std::chrono::steady_clock::now()) break;  // emulated network
         }
         size_t k = 0;
         const Io s = c.write(front->at(off), front->contiguous(off), &k, &err);
