@@ -11,6 +11,14 @@ Modes: --mode local (three parties as threads of this process; the default),
 `tflite-mpc party` processes, this process is the data owner, party 0; tcp is
 plaintext, tls is TLS 1.3 with mutual authentication). In those modes the
 bytes and rounds are party 0's as counted by its transport.
+
+--network lan|regional|wan (default none) emulates the links between the
+parties (delegate option `network`; tcp/tls: the party configuration's, so
+every party emulates its outgoing links); the line then also gives the
+prediction depth x one-way latency + bytes_per_party x 8 / bandwidth: depth
+is the longest chain of dependent messages (report "depth"; a little more than
+the counted rounds), and in every round all parties send, then receive, so a
+hop costs one one-way latency = RTT / 2.
 """
 import argparse
 import json
@@ -29,6 +37,7 @@ def main():
     ap.add_argument("--truncation", default="probabilistic", choices=["probabilistic", "exact"])
     ap.add_argument("--mode", default="local", choices=["local", "tcp", "tls"])
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--network", default="none", choices=["none", "lan", "regional", "wan"])
     args = ap.parse_args()
 
     import tflite_mpc
@@ -58,7 +67,7 @@ def main():
 
     procs = []
     if args.mode == "local":
-        d = tflite_mpc.load_delegate(truncation=args.truncation)
+        d = tflite_mpc.load_delegate(truncation=args.truncation, network=args.network)
         sec = Interpreter(model_content=model, experimental_delegates=[d])
     else:
         d, sec, procs = start_parties(model, args)
@@ -78,6 +87,17 @@ def main():
     diff = np.abs(got.astype(np.int64) - want.astype(np.int64))
     secure_s = statistics.median(st)
     plain_s = statistics.median(pt)
+    net = rep.get("network")
+    extra = {}
+    if net:
+        bw = net["bandwidth_mbps"]
+        bytes_pp = max(p["bytes_sent"] for p in rep["parties"])
+        # the critical path in message hops (local mode; tcp/tls: not tracked, use the rounds)
+        depth = max(p.get("depth", 0) for p in rep["parties"]) or rep["parties"][0]["rounds"]
+        lat_s = depth * net["latency_ms"] * 1e-3
+        bw_s = bytes_pp * 8 / (bw * 1e6) if bw else 0.0
+        extra = {"network": net, "depth": depth, "predicted_network_s": round(lat_s + bw_s, 3),
+                 "predicted_latency_s": round(lat_s, 3), "predicted_transfer_s": round(bw_s, 3)}
     print(json.dumps({
         "bench": "mobilenet_v1", "alpha": args.alpha, "size": args.size, "mode": args.mode,
         "truncation": args.truncation, "seconds": round(secure_s, 4),
@@ -88,7 +108,7 @@ def main():
         "first_invoke_s": round(first_s, 3),
         "weight_sharing_bytes": setup[0]["parties"][args_owner(d)]["bytes_sent"] if setup else 0,
         "identical_to_reference": bool(diff.max() == 0), "max_lsb_diff": int(diff.max()),
-        "simd": tflite_mpc.simd_level(), "model_build_s": round(build_s, 1),
+        "simd": tflite_mpc.simd_level(), "model_build_s": round(build_s, 1), **extra,
     }), flush=True)
     del sec, d  # release before interpreter teardown
     for p in procs:
@@ -119,7 +139,7 @@ def start_parties(model, args):
             ports.append(s.getsockname()[1])
     cfg = {"protocol": "rep3", "truncation": args.truncation, "timeout": 60,
            "transport": "tls" if args.mode == "tls" else "tcp-insecure", "ca": "ca.pem",
-           "roles": {"data_owner": 0, "model_owner": 1, "output_to": [0]},
+           "roles": {"data_owner": 0, "model_owner": 1, "output_to": [0]}, "network": args.network,
            "parties": [{"id": i, "host": "127.0.0.1", "port": ports[i], "cert": f"party{i}.pem",
                         "key": f"party{i}.key"} for i in range(3)]}
     path = os.path.join(d, "parties.json")

@@ -181,11 +181,14 @@ PartyConfig PartyConfig::parse(const std::string& text, const std::string& path)
   if (root.kind != Json::kObj) bad("the top level must be an object");
   const std::string dir = dir_of(path);
   auto resolve = [&](const std::string& p) { return p.empty() || p[0] == '/' ? p : dir + "/" + p; };
-  static const char* known[] = {"protocol", "truncation", "timeout", "transport", "ca", "roles", "parties", "output"};
+  static const char* known[] = {"protocol",   "truncation", "timeout",    "transport",     "ca",
+                                "roles",      "parties",    "output",     "network",       "latency_ms",
+                                "bandwidth_mbps"};
   for (auto& [k, v] : root.obj) {
     bool ok = false;
     for (auto* n : known) ok |= k == n;
-    if (!ok) bad("unknown key '" + mpc::printable(k) + "' (valid: protocol, truncation, timeout, transport, ca, roles, parties, output)");
+    if (!ok) bad("unknown key '" + mpc::printable(k) + "' (valid: protocol, truncation, timeout, transport, ca, roles, parties, output, "
+        "network, latency_ms, bandwidth_mbps)");
     (void)v;
   }
   PartyConfig c;
@@ -208,6 +211,15 @@ PartyConfig PartyConfig::parse(const std::string& text, const std::string& path)
     if (it->second.kind != Json::kNum || !(it->second.num > 0 && it->second.num <= 86400))
       bad("'timeout' must be a positive number of seconds (at most a day)");
     c.timeout = it->second.num;
+  }
+  c.net = mpc::NetEmu::profile_named(str("network", "none"), "party configuration " + path + ": 'network': ");
+  for (const char* k : {"latency_ms", "bandwidth_mbps"}) {
+    auto it = root.obj.find(k);
+    if (it == root.obj.end()) continue;
+    const std::string what = "party configuration " + path + ": '" + k + "': ";
+    const double x = it->second.kind == Json::kNum ? it->second.num : -1;  // not a number: rejected
+    const bool lat = std::string(k) == "latency_ms";
+    c.net.override_with(lat ? &x : nullptr, lat ? nullptr : &x, what);
   }
   c.ca = resolve(str("ca", ""));
   auto pit = root.obj.find("parties");

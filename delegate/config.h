@@ -5,6 +5,7 @@
 //   "ca": "certs/ca.pem",
 //   "roles": {"data_owner": 0, "model_owner": 1, "output_to": [0]},
 //   "output": "values",                 // or "argmax" (optional; see the delegate option output)
+//   "network": "wan", "latency_ms": 20, "bandwidth_mbps": 100,  // optional emulated links (delegate options)
 //   "parties": [{"id": 0, "host": "10.0.0.1", "port": 7000,
 //                "cert": "certs/party0.pem", "key": "certs/party0.key"}, ...]
 // }
@@ -27,6 +28,7 @@ struct PartyConfig {
   int data_owner = 0, model_owner = 1;
   std::vector<int> output_to{0};
   std::string output = "values";  // "values" | "argmax" (the delegate option output)
+  mpc::NetEmu net;  // "network", "latency_ms", "bandwidth_mbps": every party emulates its outgoing links
   std::vector<mpc::PeerAddr> parties;
   std::vector<std::string> certs, keys;  // by party id
   // Throws ArgError naming the file and the problem.

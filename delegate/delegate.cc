@@ -102,6 +102,7 @@ mpc::OpCost cost_since(mpc::Stats& stats, const mpc::OpCost& before, double t0) 
   d.bytes_sent -= before.bytes_sent;
   d.bytes_recv -= before.bytes_recv;
   d.rounds -= before.rounds;
+  d.depth -= before.depth;
   d.calls = 1;
   d.seconds = mpc::now_seconds() - t0;
   return d;
@@ -669,6 +670,7 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
       P.last = Report{};
       P.last.graph_hash = P.graph_hash;
       P.last.fc_rounding = opt.fc_single_rounding ? "single" : "double";
+      P.last.network = opt.net;
     }
     std::vector<LayerCost> layers(part->nodes.size());
     for (auto& l : layers) l.party.resize(nparties);
@@ -858,15 +860,18 @@ TfLiteStatus DelegatePrepare(TfLiteContext* ctx, TfLiteDelegate* delegate) {
       const std::string hello = "tflite-mpc=2;protocol=" + o.protocol + ";truncation=" +
                                 (o.exact ? "exact" : "probabilistic") + ";roles=" + roles +
                                 ";graph=" + plan->graph_hash;
-      plan->session = std::make_unique<mpc::RemoteSession>(o.protocol, o.config->tcp_options(o.party, hello));
+      mpc::TcpOptions tcp = o.config->tcp_options(o.party, hello);
+      tcp.net = o.net;
+      plan->session = std::make_unique<mpc::RemoteSession>(o.protocol, tcp);
     } else {
-      plan->session = std::make_unique<mpc::LocalSession>(o.protocol, o.timeout);
+      plan->session = std::make_unique<mpc::LocalSession>(o.protocol, o.timeout, 3, o.net);
     }
     for (int i = 0; i < plan->session->parties(); ++i)
       if (plan->session->is_local(i)) plan->session->party(i).debug_checks = o.debug_checks;
     plan->store.resize(plan->session->parties());
     plan->last.graph_hash = plan->graph_hash;
     plan->last.fc_rounding = o.fc_single_rounding ? "single" : "double";
+    plan->last.network = o.net;
     d->plan = plan;
     if (claimed.empty()) return kTfLiteOk;
     TfLiteRegistration reg;
@@ -929,7 +934,8 @@ Options Options::parse(const std::vector<std::pair<std::string, std::string>>& k
       "protocol (rep3), truncation (probabilistic|exact), data_owner (0|1|2), model_owner (0|1|2), "
       "output_to (0|1|2 or a list such as 0,2), fc_rounding (auto|single|double), timeout (seconds > 0), "
       "debug_checks (false|true; local mode only), output (values|argmax), parties (party configuration file: distributed mode), "
-      "party (0|1|2: this process's party in distributed mode)";
+      "party (0|1|2: this process's party in distributed mode), network (none|lan|regional|wan: emulated links), "
+      "latency_ms (one-way delay >= 0), bandwidth_mbps (per link and direction, > 0; 0: unlimited)";
   Options o;
   std::set<std::string> seen;
   for (auto& [k, v] : kv) {
@@ -969,6 +975,10 @@ Options Options::parse(const std::vector<std::pair<std::string, std::string>>& k
         throw ArgError("option output='" + v + "': expected 'values' (the output tensors) or 'argmax' (only the "
                        "index of each row's maximum of a single [batch, classes] output)");
       o.output_argmax = v == "argmax";
+    } else if (k == "network") {
+      o.net = mpc::NetEmu::profile_named(v, "option network='" + mpc::printable(v) + "': ");
+    } else if (k == "latency_ms" || k == "bandwidth_mbps") {
+      continue;  // applied after the loop, over the profile
     } else if (k == "debug_checks") {
       if (v != "true" && v != "false" && v != "1" && v != "0")
         throw ArgError("option debug_checks='" + v + "': expected true or false");
@@ -977,6 +987,15 @@ Options Options::parse(const std::vector<std::pair<std::string, std::string>>& k
       throw ArgError("unknown option '" + k + "'; valid options: " + kValid);
     }
   }
+  for (auto& [k, v] : kv) {
+    if (k != "latency_ms" && k != "bandwidth_mbps") continue;
+    const std::string what = "option " + k + "='" + mpc::printable(v) + "': ";
+    char* end = nullptr;
+    double x = std::strtod(v.c_str(), &end);
+    if (v.empty() || !end || *end) x = -1;  // not a number: rejected by override_with
+    o.net.override_with(k == "latency_ms" ? &x : nullptr, k == "bandwidth_mbps" ? &x : nullptr, what);
+  }
+  for (auto& [k, v] : kv) o.net_given |= k == "network" || k == "latency_ms" || k == "bandwidth_mbps";
   if (!o.parties.empty()) {
     if (o.party < 0) throw ArgError("option 'parties' needs 'party' (this process's party id)");
     // debug_checks opens intermediate values to check their widths: with one party
@@ -997,6 +1016,7 @@ Options Options::parse(const std::vector<std::pair<std::string, std::string>>& k
     o.output_to = o.config->output_to;
     o.output_argmax = o.config->output == "argmax";
     o.timeout = o.config->timeout;
+    if (!o.net_given) o.net = o.config->net;  // delegate options, if any, decide for this party's links
   } else if (o.party >= 0) {
     throw ArgError("option 'party' needs 'parties' (the party configuration file)");
   }

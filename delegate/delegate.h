@@ -32,6 +32,10 @@ struct Options {
   // output (the output tensor then holds a one-hot), never the values.
   bool output_argmax = false;
   // Distributed mode: the party configuration file and the party this process is.
+  // Emulated network (options network, latency_ms, bandwidth_mbps): local mode between the
+  // parties; distributed mode on this party's outgoing links (else the party configuration's).
+  mpc::NetEmu net;
+  bool net_given = false;  // any of the three options was given
   std::string parties;
   int party = -1;
   std::shared_ptr<PartyConfig> config;
@@ -53,6 +57,7 @@ struct Report {
   std::vector<mpc::OpCost> reveal;  // per party: opening the declared outputs (in a DEQUANTIZE layer too)
   std::string graph_hash;          // SHA-256 of the public graph (what distributed parties compare)
   std::string fc_rounding;         // single | double (resolved option)
+  mpc::NetEmu network;             // the emulated network (profile none: no emulation)
   std::vector<int64_t> argmax;     // output=argmax: the revealed index per row (recipient only)
 };
 

@@ -173,6 +173,7 @@ class Engine {
         e["bytes_sent"] = c.bytes_sent;
         e["bytes_recv"] = c.bytes_recv;
         e["rounds"] = c.rounds;
+        e["depth"] = c.depth;
         e["calls"] = c.calls;
         e["seconds"] = c.seconds;
         return e;
@@ -322,6 +323,7 @@ PYBIND11_MODULE(_native, m) {
           d["bytes_sent"] = c.bytes_sent;
           d["bytes_recv"] = c.bytes_recv;
           d["rounds"] = c.rounds;
+          d["depth"] = c.depth;
           d["seconds"] = c.seconds;
           return d;
         };
@@ -341,6 +343,16 @@ PYBIND11_MODULE(_native, m) {
         out["seconds"] = r->seconds;
         out["graph_hash"] = r->graph_hash;
         out["fc_rounding"] = r->fc_rounding;
+        if (r->network.enabled()) {
+          py::dict net;
+          net["profile"] = r->network.profile;
+          net["latency_ms"] = r->network.latency_ms;
+          net["bandwidth_mbps"] = r->network.bandwidth_mbps > 0 ? py::object(py::float_(r->network.bandwidth_mbps))
+                                                                : py::object(py::none());
+          out["network"] = net;
+        } else {
+          out["network"] = py::none();
+        }
         if (!r->argmax.empty()) out["argmax"] = py::cast(r->argmax);
         py::list tot;
         for (auto& c : r->total) tot.append(cost(c));

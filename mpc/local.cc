@@ -2,8 +2,8 @@
 
 namespace mpc {
 
-LocalSession::LocalSession(const std::string& protocol, double timeout_seconds, int parties)
-    : n_(parties), net_(parties, timeout_seconds), stats_(parties), errors_(parties) {
+LocalSession::LocalSession(const std::string& protocol, double timeout_seconds, int parties, const NetEmu& net)
+    : n_(parties), net_(parties, timeout_seconds, net), stats_(parties), errors_(parties) {
   for (int i = 0; i < n_; ++i) {
     tr_.push_back(net_.endpoint(i));
     comm_.push_back(std::make_unique<Comm>(*tr_[i], stats_[i]));
@@ -67,6 +67,7 @@ void LocalSession::worker(int i) {
 void LocalSession::dispatch(const std::function<void(int)>& fn) {
   if (broken_)
     throw Error("this session failed earlier (a party aborted mid-protocol) and cannot be reused; create a new one");
+  net_.align_depth();
   {
     std::lock_guard<std::mutex> g(mu_);
     for (auto& e : errors_) e = nullptr;

@@ -19,7 +19,9 @@ namespace mpc {
 
 class LocalSession : public Session {
  public:
-  LocalSession(const std::string& protocol, double timeout_seconds = 120.0, int parties = 3);
+  // net: emulated links between the parties (NetEmu(): none).
+  LocalSession(const std::string& protocol, double timeout_seconds = 120.0, int parties = 3,
+               const NetEmu& net = NetEmu());
   ~LocalSession() override;
   LocalSession(const LocalSession&) = delete;
   LocalSession& operator=(const LocalSession&) = delete;

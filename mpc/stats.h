@@ -9,9 +9,13 @@ namespace mpc {
 
 struct OpCost {
   u64 bytes_sent = 0, bytes_recv = 0, rounds = 0, calls = 0;
+  // Critical-path depth: how many message hops the longest chain of dependent
+  // messages ending at this party grew by (>= rounds when a counted round hides a
+  // second hop). Tracked by the in-memory transport only (0 over TCP).
+  u64 depth = 0;
   double seconds = 0;
   void add(const OpCost& o) {
-    bytes_sent += o.bytes_sent; bytes_recv += o.bytes_recv; rounds += o.rounds;
+    bytes_sent += o.bytes_sent; bytes_recv += o.bytes_recv; rounds += o.rounds; depth += o.depth;
     calls += o.calls; seconds += o.seconds;
   }
 };

@@ -9,6 +9,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <poll.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -95,6 +96,8 @@ struct Out {
   uint64_t hdr;
   uint64_t bytes;
   Vec payload;
+  std::chrono::steady_clock::time_point due{};  // emulated network: not written before this
+  bool held() const { return due != std::chrono::steady_clock::time_point{}; }
   Out(FrameKind kind, uint64_t n, Vec&& v) : hdr(frame_header(kind, n)), bytes(n), payload(std::move(v)) {}
   size_t total() const { return 8 + bytes; }
   const uint8_t* at(size_t off) const {
@@ -128,6 +131,7 @@ struct Conn {
   std::condition_variable cv;
   std::deque<Out> sendq;
   size_t send_off = 0;
+  EmulatedLink link;  // network emulation of our direction (opt.net)
   FrameReader in;
   std::string error;   // set once the connection failed, or the peer left
   bool ended = false;  // the peer said goodbye (error says so)
@@ -202,6 +206,7 @@ Registry& registry();
 
 struct TcpNetwork::Impl {
   TcpOptions opt;
+  bool emulate = false;  // opt.net.enabled()
   SSL_CTX* ctx = nullptr;
   int listen_fd = -1;
   int wake[2] = {-1, -1};  // interrupts establish()
@@ -528,7 +533,9 @@ struct TcpNetwork::Impl {
   // ---------------------------------------------------------------- running
   void start_pump(Conn& c) {
     if (pipe2(c.wake, O_NONBLOCK | O_CLOEXEC) != 0) throw Error("pipe failed: " + errno_str());
-    c.pump = std::thread([&c] {
+    c.pump = std::thread([&c, emulate = emulate] {
+      // Emulated network: precise timed waits (Linux adds up to 50 us of timer slack).
+      if (emulate) (void)prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
       try {
         pump(c);
       } catch (const Error& e) {  // never terminate the process: end the session
@@ -549,17 +556,25 @@ struct TcpNetwork::Impl {
     bool hup = false;
     while (!c.stop) {
       bool want_write, want_read;
+      // Emulated network: the front message is held back until its due time.
+      auto wait = std::chrono::steady_clock::duration(std::chrono::milliseconds(200));
       {
         std::lock_guard<std::mutex> g(c.mu);
         if (!c.error.empty()) return;
         want_write = !c.sendq.empty();
+        if (want_write && c.send_off == 0 && c.sendq.front().held()) {
+          const auto left = c.sendq.front().due - std::chrono::steady_clock::now();
+          if (left.count() > 0) want_write = false, wait = std::min(wait, left);
+        }
         want_read = c.in.space().second > 0;
       }
       if (!(want_read && c.ssl && SSL_pending(c.ssl) > 0)) {
         pollfd fds[2] = {{hup && !want_read && !want_write ? -1 : c.fd,
                           static_cast<short>((want_read ? POLLIN : 0) | (want_write ? POLLOUT : 0)), 0},
                          {c.wake[0], POLLIN, 0}};
-        if (poll(fds, 2, 200) < 0 && errno != EINTR) return c.fail("poll failed: " + errno_str());
+        const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(wait).count();
+        const timespec ts{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
+        if (ppoll(fds, 2, &ts, nullptr) < 0 && errno != EINTR) return c.fail("poll failed: " + errno_str());
         if (fds[1].revents & POLLIN) {
           char tmp[64];
           while (::read(c.wake[0], tmp, sizeof(tmp)) > 0) {
@@ -598,6 +613,7 @@ struct TcpNetwork::Impl {
           if (c.sendq.empty()) break;
           front = &c.sendq.front();
           off = c.send_off;
+          if (off == 0 && front->held() && front->due > std::chrono::steady_clock::now()) break;  // emulated network
         }
         size_t k = 0;
         const Io s = c.write(front->at(off), front->contiguous(off), &k, &err);
@@ -722,6 +738,7 @@ class TcpTransport : public Transport {
     std::lock_guard<std::mutex> g(c.mu);
     if (!c.error.empty()) raise(c);
     if (n_.interrupted) throw Error("party " + std::to_string(n_.opt.me) + ": " + n_.reason());
+    if (n_.emulate) o.due = c.link.schedule(o.bytes, n_.opt.net);
     c.sendq.push_back(std::move(o));
     c.poke();
   }
@@ -762,6 +779,7 @@ class TcpTransport : public Transport {
 
 TcpNetwork::TcpNetwork(const TcpOptions& opt) : impl_(std::make_unique<Impl>()) {
   impl_->opt = opt;
+  impl_->emulate = opt.net.enabled();
   if (opt.me < 0 || opt.me >= static_cast<int>(opt.parties.size()))
     throw ArgError("party id " + std::to_string(opt.me) + " is not in the configuration");
   if (pipe2(impl_->wake, O_NONBLOCK | O_CLOEXEC) != 0) throw Error("pipe failed: " + errno_str());

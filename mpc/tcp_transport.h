@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "netem.h"
 #include "transport.h"
 
 namespace mpc {
@@ -32,6 +33,7 @@ struct TcpOptions {
   TlsFiles tls;
   double timeout = 30.0;   // seconds: connecting, and every receive
   std::string hello;       // must be identical at every party (protocol, version, graph hash)
+  NetEmu net;              // emulated outgoing links of this party (each party emulates its own)
 };
 
 class TcpNetwork {

@@ -23,6 +23,9 @@ class Transport {
   // Blocks until exactly `bytes` bytes of the next message from `from` arrive;
   // throws Error on peer failure, abort or timeout.
   virtual void recv(int from, void* data, size_t bytes) = 0;
+  // Length in hops of the longest chain of dependent messages received so far
+  // (a Lamport clock carried by every message); 0 if the transport does not track it.
+  virtual u64 depth() const { return 0; }
   // Whole-buffer variants; the in-memory transport moves instead of copying.
   virtual void send_vec(int to, Vec&& v) { send(to, v.data(), v.size() * 8); }
   virtual void recv_vec(int from, Vec& out, size_t words) {
@@ -51,14 +54,18 @@ class Comm {
   }
   void recv(int from, u64* data, size_t words) {
     if (words == 0) return;
+    const u64 d0 = t_.depth();
     t_.recv(from, data, words * 8);
     s_.current().bytes_recv += words * 8;
+    s_.current().depth += t_.depth() - d0;
   }
   Vec recv(int from, size_t words) {
     Vec v;
     if (words == 0) return v;
+    const u64 d0 = t_.depth();
     t_.recv_vec(from, v, words);
     s_.current().bytes_recv += words * 8;
+    s_.current().depth += t_.depth() - d0;
     return v;
   }
   // One communication round of the protocol (counted at every party).

@@ -33,6 +33,12 @@ OPTIONS = {
     "output": ("values", "values (the output tensors) or argmax: for a classifier with one [batch, classes] "
                          "output, reveal only each row's argmax; the output tensor then holds a one-hot "
                          "(float: 0/1; int8: -128/127; uint8: 0/255) and tflite_mpc.argmax(delegate) the indices"),
+    "network": ("none", "emulated network between the parties (local mode; distributed mode: this party's "
+                        "outgoing links): none, lan (0.1 ms RTT, 10 Gbit/s), regional (2 ms RTT, 1 Gbit/s) or "
+                        "wan (40 ms RTT, 100 Mbit/s)"),
+    "latency_ms": ("", "emulated one-way delay per message in ms (>= 0); overrides the network profile's"),
+    "bandwidth_mbps": ("", "emulated bandwidth per link and direction in Mbit/s (> 0; 0: unlimited); "
+                           "overrides the network profile's"),
     "debug_checks": ("false", "INSECURE debugging aid: reveal intermediate values to check bit widths "
                               "(local mode only; refused in distributed mode)"),
 }
