@@ -9,13 +9,11 @@ Usage: python benchmarks/elementwise.py [--n 1000000] [--repeat 3] [--ops logist
 """
 import argparse
 import json
-import resource
-import statistics
 
 import numpy as np
 
-import tflite_mpc
 from tflite_mpc import modelgen
+from _node_cost import node_cost
 
 OPS = ["logistic", "tanh", "hard_swish", "gelu", "leaky_relu", "relu6", "quantize"]
 
@@ -31,31 +29,9 @@ def main():
         b = modelgen.activation(kind, n=args.n, n_calib=2)
         want = modelgen.run_tflite(b, [x], reference=True)[0]
         for mode in ("probabilistic", "exact"):
-            # one interpreter, invoked repeat + 1 times: the first run warms the buffer pool
-            d = tflite_mpc.load_delegate(truncation=mode)
-            it = modelgen._interpreter(b, reference=False, delegates=[d])
-            it.allocate_tensors()
-            inp, outp = it.get_input_details()[0]["index"], it.get_output_details()[0]["index"]
-            times, cpu, same = [], [], True
-            for r in range(args.repeat + 1):
-                it.set_tensor(inp, x)
-                c0 = resource.getrusage(resource.RUSAGE_SELF)
-                it.invoke()
-                c1 = resource.getrusage(resource.RUSAGE_SELF)
-                rep = tflite_mpc.report(d)
-                layer = [lay for lay in rep["layers"] if lay["node"] >= 0][0]
-                if r:
-                    times.append(max(p["seconds"] for p in layer["parties"]))
-                    cpu.append(c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime)
-                same = same and np.array_equal(it.get_tensor(outp), want)
-            parties = layer["parties"]
-            print(json.dumps({
-                "op": layer["op"], "truncation": mode, "n": args.n,
-                "seconds": round(statistics.median(times), 3),
-                "ns_per_element": round(statistics.median(times) / args.n * 1e9, 1),
-                "cpu_seconds_all_parties": round(statistics.median(cpu), 3),
-                "bytes_per_element_max_party": round(max(p["bytes_sent"] for p in parties) / args.n, 1),
-                "rounds": parties[0]["rounds"], "equals_reference": bool(same)}), flush=True)
+            def feed(it):
+                it.set_tensor(it.get_input_details()[0]["index"], x)
+            print(json.dumps(node_cost(b, feed, want, mode, args.n, args.repeat)), flush=True)
 
 
 if __name__ == "__main__":
