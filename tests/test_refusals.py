@@ -41,6 +41,8 @@ def test_every_refused_node_is_listed_and_check_gives_each_verdict():
     assert [n["op"] for n in r] == names
     assert {n["status"] for n in r if n["op"] == "CONV_2D"} == {"secure"}
     assert "2 refused -> the model is refused" in str(r)
+    with pytest.raises(ValueError, match="check\\(\\) runs no MPC session"):
+        tflite_mpc.check(b, parties="parties.json", party=0)
     ok = tflite_mpc.check(modelgen.conv2d(k=3))
     assert ok.accepted and ok.message == "" and [n["status"] for n in ok] == ["secure"]
 

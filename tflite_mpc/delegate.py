@@ -170,6 +170,10 @@ def check(model, runtime: str | None = None, **options) -> CheckResult:
     running any MPC: the delegate builds its plan exactly as it would for inference.
     `options` are delegate options (they can change the verdict, e.g. fc_rounding)."""
     opts = dict(options)
+    if "parties" in opts or "party" in opts:
+        # an accepted model would start a distributed session (connect to the other parties)
+        raise ValueError("check() runs no MPC session: leave out the options 'parties' and 'party' "
+                         "(the verdict is the same in local mode)")
     opts.setdefault("timeout", 5)
     if runtime is None:  # the delegate and the interpreter of one runtime
         runtime = next((name for name, module, _ in _INTERPRETERS if importlib.util.find_spec(module.split(".")[0])),
