@@ -109,6 +109,7 @@ mpc::OpCost cost_since(mpc::Stats& stats, const mpc::OpCost& before, double t0) 
   d.bytes_recv -= before.bytes_recv;
   d.rounds -= before.rounds;
   d.depth -= before.depth;
+  for (int i = 0; i < 3; ++i) d.bytes_to[i] -= before.bytes_to[i];
   d.calls = 1;
   d.seconds = mpc::now_seconds() - t0;
   return d;

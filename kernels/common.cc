@@ -144,14 +144,45 @@ Vec encode_constant(const TensorInfo& t) {
 
 Share requantize_output(Env& env, const Share& acc, const std::vector<int32_t>& mult, const std::vector<int>& shift,
                         int32_t zp_out, int32_t lo, int32_t hi, bool single_rounding) {
-  std::vector<uint64_t> m(mult.begin(), mult.end());
-  Share y = !env.exact        ? mpc::requantize_pr(env.p, acc, Pub(m), Shifts(shift))
-            : single_rounding ? mpc::requantize_single(env.p, acc, Pub(m), Shifts(shift))
-                              : mpc::requantize_exact(env.p, acc, Pub(m), Shifts(shift));
-  y = env.p.add_public(y, Pub(static_cast<uint64_t>(static_cast<int64_t>(zp_out))));
-  // requantized int32 + zero point, minus a bound: fits 33 signed bits
-  return mpc::clamp(env.p, y, Pub(static_cast<uint64_t>(static_cast<int64_t>(lo))),
-                    Pub(static_cast<uint64_t>(static_cast<int64_t>(hi))), 34);
+  // One fused primitive (mpc::Protocol::requant): clamp(MultiplyByQuantizedMultiplier(acc) + zp)
+  // as clamp(R(acc * mult' + add), lo - zp, hi - zp) + zp, R a floor (exact modes, with
+  // RoundingDivideByPOT's tie correction for TFLite's double rounding) or a stochastic rounding.
+  require(!mult.empty() && (shift.size() == mult.size() || shift.size() == 1 || mult.size() == 1),
+          "internal: multiplier and shift vectors differ in length");
+  const size_t C = std::max(mult.size(), shift.size());
+  mpc::RequantSpec s;
+  s.stochastic = !env.exact;
+  s.mult.v.resize(C);
+  s.add.v.resize(C);
+  s.adj.v.resize(C);
+  s.d.v.resize(C);
+  for (size_t c = 0; c < C; ++c) {
+    const uint64_t M = static_cast<uint64_t>(mult[mult.size() == 1 ? 0 : c]);
+    const int sh = shift[shift.size() == 1 ? 0 : c];
+    require(sh >= -31 && sh <= 30, "internal: requantization shift outside [-31, 30]");
+    const int ls = sh > 0 ? sh : 0, rs = sh > 0 ? 0 : -sh;
+    if (!env.exact) {  // x * 2^ls * M / 2^(31 + rs), stochastic rounding
+      s.mult.v[c] = M << ls;
+      s.add.v[c] = 0;
+      s.d.v[c] = 31 + rs;
+      s.adj.v[c] = 0;
+    } else if (single_rounding) {  // floor((x * M + 2^(t-1)) / 2^t), t = 31 - shift
+      const int t = 31 - sh;
+      s.mult.v[c] = M;
+      s.add.v[c] = uint64_t(1) << (t - 1);
+      s.d.v[c] = t;
+      s.adj.v[c] = 0;
+    } else {  // RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(x * 2^ls, M), rs)
+      s.mult.v[c] = M << ls;
+      s.add.v[c] = (uint64_t(1) << 30) + (rs > 0 ? uint64_t(1) << (30 + rs) : 0);
+      s.d.v[c] = 31 + rs;
+      s.adj.v[c] = rs > 0 ? uint64_t(1) << 31 : 0;
+    }
+  }
+  s.lo = Pub(static_cast<uint64_t>(static_cast<int64_t>(lo) - zp_out));
+  s.hi = Pub(static_cast<uint64_t>(static_cast<int64_t>(hi) - zp_out));
+  Share y = env.p.requant(acc, s);
+  return env.p.add_public(y, Pub(static_cast<uint64_t>(static_cast<int64_t>(zp_out))));
 }
 
 Share requantize_output(Env& env, const Share& acc, const OutputQuant& q) {

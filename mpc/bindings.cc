@@ -174,6 +174,7 @@ class Engine {
         e["bytes_recv"] = c.bytes_recv;
         e["rounds"] = c.rounds;
         e["depth"] = c.depth;
+        e["bytes_sent_to"] = py::make_tuple(c.bytes_to[0], c.bytes_to[1], c.bytes_to[2]);
         e["calls"] = c.calls;
         e["seconds"] = c.seconds;
         return e;
@@ -324,6 +325,9 @@ PYBIND11_MODULE(_native, m) {
           d["bytes_recv"] = c.bytes_recv;
           d["rounds"] = c.rounds;
           d["depth"] = c.depth;
+          py::list to;
+          for (int i = 0; i < 3; ++i) to.append(c.bytes_to[i]);
+          d["bytes_sent_to"] = to;
           d["seconds"] = c.seconds;
           return d;
         };
@@ -442,6 +446,22 @@ PYBIND11_MODULE(_native, m) {
         return e.run1([&](int i, Protocol& p) { return exact ? requantize_exact(p, x->parts[i], m, s) : requantize_pr(p, x->parts[i], m, s); });
       }, py::arg("x"), py::arg("multiplier"), py::arg("shift"), py::arg("exact") = true,
          "TFLite MultiplyByQuantizedMultiplier on secret int32 values.")
+      .def("requant", [](Engine& e, S x, py::object mult, py::object add, py::object d, py::object lo, py::object hi,
+                         py::object adj, int acc_bits, bool stochastic, bool composed) {
+        RequantSpec rs;
+        rs.mult = to_pub(mult);
+        rs.add = to_pub(add);
+        rs.d = to_shifts(d);
+        rs.lo = to_pub(lo);
+        rs.hi = to_pub(hi);
+        rs.adj = to_pub(adj);
+        rs.acc_bits = acc_bits;
+        rs.stochastic = stochastic;
+        return e.run1([&](int i, Protocol& p) { return composed ? p.requant_composed(x->parts[i], rs) : p.requant(x->parts[i], rs); });
+      }, py::arg("x"), py::arg("mult"), py::arg("add"), py::arg("d"), py::arg("lo"), py::arg("hi"), py::arg("adj") = 0,
+         py::arg("acc_bits") = 32, py::arg("stochastic") = false, py::arg("composed") = false,
+         "Fused requantization clamp(R(x * mult + add), lo, hi) (Protocol::requant); composed=True runs the "
+         "generic composition of trunc/msb/clamp instead.")
       .def("concat", [](Engine& e, const std::vector<SecretPtr>& xs) {
         return e.run1([&](int i, Protocol&) {
           std::vector<const Share*> v;

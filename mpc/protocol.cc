@@ -1,5 +1,8 @@
 #include "protocol.h"
 
+#include <algorithm>
+
+#include "ops.h"
 #include "rep3/rep3.h"
 
 namespace mpc {
@@ -25,6 +28,39 @@ Share Protocol::linear(const Share& x, const Shape& out_shape, const std::functi
   y.a_zero = x.a_zero;  // a linear map of a zero component is zero
   y.b_zero = x.b_zero;
   return y;
+}
+
+void RequantSpec::check(size_t n) const {
+  mult.check(n, "requant(mult)");
+  add.check(n, "requant(add)");
+  d.check(n, 1, 62, "requant(d)");
+  lo.check(n, "requant(lo)");
+  hi.check(n, "requant(hi)");
+  if (!adj.v.empty()) adj.check(n, "requant(adj)");
+  if (acc_bits < 2 || acc_bits > 48) throw ArgError("requant: acc_bits must be in [2, 48], got " + std::to_string(acc_bits));
+}
+
+Share Protocol::requant(const Share& acc, const RequantSpec& s) { return requant_composed(acc, s); }
+
+Share Protocol::requant_composed(const Share& acc, const RequantSpec& s) {
+  OpScope sc(stats(), "requant");
+  s.check(acc.size());
+  Share v = add_public(mul_public(acc, s.mult), s.add);
+  Share r;
+  bool any_adj = false;
+  for (u64 a : s.adj.v) any_adj |= a != 0;
+  if (s.stochastic) {
+    r = trunc_pr(v, s.d);
+  } else if (!any_adj) {
+    r = trunc(v, s.d);
+  } else {
+    std::vector<u64> half(s.d.v.size());
+    for (size_t i = 0; i < half.size(); ++i) half[i] = 0 - (u64(1) << (s.d.v[i] - 1));
+    Share neg = msb(add_public(v, Pub(half)), 64);  // [v < 2^(d-1)]
+    r = trunc(sub(v, mul_public(neg, s.adj)), s.d);
+  }
+  // |R| <= 2^(64 - d) and |lo|, |hi| <= 2^16: R - lo and hi - R fit max(66 - d, 19) signed bits
+  return clamp(*this, r, s.lo, s.hi, std::min(64, std::max(19, 66 - *std::min_element(s.d.v.begin(), s.d.v.end()))));
 }
 
 void Protocol::check_range(const Share& x, int bits, const char* what) {

@@ -36,6 +36,19 @@ struct Product {
   ConvGeom geom;             // conv / depthwise
 };
 
+// TFLite's requantization output stage as one primitive (see Protocol::requant):
+//   out = clamp(R(acc * mult + add), lo, hi)   elementwise, parameters broadcast like Pub.
+struct RequantSpec {
+  Pub mult;          // >= 0, < 2^62 (0: the output is the public clamp(R(add)))
+  Pub add;           // signed 64-bit
+  Shifts d;          // 1..62
+  Pub adj;           // 0 <= adj <= 2^(d-1): tie correction, see below (0: none)
+  Pub lo, hi;        // signed, lo <= hi, hi - lo < 2^16
+  int acc_bits = 32;  // |acc| < 2^(acc_bits - 1), 2..48
+  bool stochastic = false;
+  void check(size_t n) const;  // every vector broadcasts over n elements; ranges
+};
+
 class Protocol {
  public:
   explicit Protocol(Comm& comm) : comm_(comm) {}
@@ -76,6 +89,15 @@ class Protocol {
   // Bit decomposition: arithmetic sharings of bits 0..k-1 of x mod 2^k
   // (1 <= k <= 64), in the same rounds for all bits.
   virtual std::vector<Share> bits(const Share& x, int k) = 0;
+
+  // Fused requantization: v = acc * mult + add, then
+  //   floor:       R = floor((v - adj * [v < 2^(d-1)]) / 2^d)   (adj = 0: plain floor)
+  //   stochastic:  R = floor((v + u) / 2^d), u uniform in [0, 2^d) and unknown to every party
+  // and out = clamp(R, lo, hi). With mult = M * 2^ls, add = 2^30 + 2^(30+rs), d = 31 + rs and
+  // adj = 2^31 (rs > 0) this is TFLite's MultiplyByQuantizedMultiplier (double rounding) to
+  // the bit. The default composes trunc / trunc_pr / msb / clamp; protocols may fuse it.
+  virtual Share requant(const Share& acc, const RequantSpec& s);
+  Share requant_composed(const Share& acc, const RequantSpec& s);  // the default, for tests
 
   // Convenience single products.
   Share mul(const Share& x, const Share& y);

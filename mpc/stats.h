@@ -13,10 +13,14 @@ struct OpCost {
   // messages ending at this party grew by (>= rounds when a counted round hides a
   // second hop). Tracked by the in-memory transport only (0 over TCP).
   u64 depth = 0;
+  // Bytes sent to each party (index = receiver): the load of each outgoing link, which is
+  // what a per-link bandwidth limit acts on.
+  u64 bytes_to[3] = {0, 0, 0};
   double seconds = 0;
   void add(const OpCost& o) {
     bytes_sent += o.bytes_sent; bytes_recv += o.bytes_recv; rounds += o.rounds; depth += o.depth;
     calls += o.calls; seconds += o.seconds;
+    for (int i = 0; i < 3; ++i) bytes_to[i] += o.bytes_to[i];
   }
 };
 

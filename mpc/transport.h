@@ -44,12 +44,14 @@ class Comm {
     if (words == 0) return;
     t_.send(to, data, words * 8);
     s_.current().bytes_sent += words * 8;
+    if (to >= 0 && to < 3) s_.current().bytes_to[to] += words * 8;
   }
   void send(int to, const Vec& v) { send(to, v.data(), v.size()); }
   // Hands the buffer over (no copy on the in-memory transport).
   void send(int to, Vec&& v) {
     if (v.empty()) return;
     s_.current().bytes_sent += v.size() * 8;
+    if (to >= 0 && to < 3) s_.current().bytes_to[to] += v.size() * 8;
     t_.send_vec(to, std::move(v));
   }
   void recv(int from, u64* data, size_t words) {

@@ -338,9 +338,10 @@ def test_rounds_do_not_grow_with_size(engine, rng, op):
 
 def test_round_counts(engine, rng):
     x = engine.share(rng.integers(-100, 100, size=64), 0)
-    # trunc_pr at d = 12: one round (OT and first carry layer), ceil(log2 12) = 4 carry
-    # levels, one bit injection: the secret rounding offset costs a carry circuit.
-    expect = {"trunc_pr": 6, "mul": 1}
+    # trunc_pr at d = 12: one round (OT and the radix-4 first carry layer: 6 two-bit groups),
+    # ceil(log2 6) = 3 carry levels, one bit injection: the secret rounding offset costs a
+    # carry circuit.
+    expect = {"trunc_pr": 5, "mul": 1}
     for op, r in expect.items():
         engine.reset_stats()
         OPS[op](engine, x, x)
@@ -476,3 +477,110 @@ def test_pool_is_wiped_when_a_session_ends():
     del eng
     gc.collect()
     assert _native._pool_cached_nonzero_bytes() == 0
+
+
+# ---------------------------------------------------------------- fused requantization
+def _requant_ref(x, mult, add, d, lo, hi, adj):
+    """clamp(floor((v - adj [v < 2^(d-1)]) / 2^d), lo, hi), v = x mult + add, per channel."""
+    C = len(mult)
+    out = []
+    for i, xi in enumerate(np.ravel(x)):
+        c = i % C
+        v = int(xi) * mult[c] + add[c]
+        v -= adj[c] if v < (1 << (d[c] - 1)) else 0
+        out.append(min(max(v >> d[c], lo[c]), hi[c]))
+    return np.array(out, dtype=np.int64)
+
+
+REQUANT_CASES = {
+    # per-channel TFLite-like: double rounding (adj), ReLU6-like and no-activation bounds
+    "tflite": dict(mult=[1234567, 2**30, 2**31 - 1, 1], add=[2**30, 2**30 + 2**35, 2**30 + 2**32, 2**30],
+                   d=[31, 36, 33, 31], lo=[-128, 0, -1, -128], hi=[127, 6, 1, 127], adj=[0, 2**31, 2**31, 0]),
+    # edges: d = 1 and d = 47 with the widest output span (2^16 - 1: d + 17 bits fill the
+    # ring), zero multiplier, lo = hi
+    "edges": dict(mult=[1, 2**61, 0, 3], add=[0, -(2**40), 5 * 2**10, 0], d=[1, 47, 10, 2],
+                  lo=[-32768, -3, -128, 7], hi=[32767, 3, 127, 7], adj=[1, 2**46, 0, 0]),
+    # d = 62 (only an output span of one value fits beside it; wider spans take the composition)
+    "deep": dict(mult=[2**61, 2**40, 1, 2**50], add=[0, 2**61, -(2**61), 5], d=[62] * 4, lo=[0, -1, -1, 0],
+                 hi=[0, -1, -1, 0], adj=[2**61, 0, 2**60, 0]),
+    # tie correction where the clamp cuts the corrected region: hi < 0 and lo < h0
+    "negative": dict(mult=[2**30] * 4, add=[2**30 + 2**31] * 4, d=[32] * 4, lo=[-128, -100, -1, 5],
+                     hi=[127, -3, 1, 250], adj=[2**31] * 4),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REQUANT_CASES))
+@pytest.mark.parametrize("acc_bits", [32, 17])
+def test_requant_floor_exact_at_edges(engine, rng, case, acc_bits):
+    c = REQUANT_CASES[case]
+    lim = 2 ** (acc_bits - 1)
+    x = rng.integers(-lim, lim, size=4000)
+    edges = [0, 1, -1, lim - 1, -lim, lim - 2, -lim + 1] + [v for v in I32_EDGES if -lim <= v < lim]
+    x[: len(edges)] = edges
+    sx = engine.share(x, 1)
+    got = engine.reveal(engine.requant(sx, c["mult"], c["add"], c["d"], c["lo"], c["hi"], c["adj"], acc_bits=acc_bits))
+    want = _requant_ref(x, c["mult"], c["add"], c["d"], c["lo"], c["hi"], c["adj"])
+    assert np.array_equal(got, want)
+    # the generic composition (what a protocol without a fused requant runs) agrees
+    if case not in ("edges", "deep") and acc_bits == 32:
+        comp = engine.reveal(engine.requant(sx, c["mult"], c["add"], c["d"], c["lo"], c["hi"], c["adj"], composed=True))
+        assert np.array_equal(comp, want)
+
+
+@pytest.mark.parametrize("case", sorted(REQUANT_CASES))
+def test_requant_stochastic_within_one(engine, rng, case):
+    c = REQUANT_CASES[case]
+    x = rng.integers(-(2**31), 2**31, size=4000)
+    x[: len(I32_EDGES)] = I32_EDGES
+    sx = engine.share(x, 0)
+    got = engine.reveal(engine.requant(sx, c["mult"], c["add"], c["d"], c["lo"], c["hi"], 0, stochastic=True))
+    zero = [0] * len(c["mult"])
+    down = _requant_ref(x, c["mult"], c["add"], c["d"], c["lo"], c["hi"], zero)
+    up = _requant_ref(x, c["mult"], [a + (1 << d) - 1 for a, d in zip(c["add"], c["d"])], c["d"], c["lo"], c["hi"], zero)
+    assert np.all((got == down) | (got == up))
+
+
+def test_requant_stochastic_rounding_is_unbiased(engine):
+    # v / 2^4 = k + 3/16 for every element: rounded up with probability 3/16
+    n = 40000
+    x = np.full(n, 16 * 5 + 3)
+    got = engine.reveal(engine.requant(engine.share(x, 2), 1, 0, 4, -128, 127, 0, stochastic=True))
+    assert set(np.unique(got)) <= {5, 6}
+    frac = np.mean(got == 6)
+    assert abs(frac - 3 / 16) < 0.01, frac
+
+
+def test_requant_rounds_independent_of_size(engine, rng):
+    c = REQUANT_CASES["tflite"]
+    for stochastic in (False, True):
+        counts = set()
+        for n in (4, 4096):
+            sx = engine.share(rng.integers(-(2**31), 2**31, size=n), 0)
+            engine.reset_stats()
+            engine.requant(sx, c["mult"], c["add"], c["d"], c["lo"], c["hi"], 0 if stochastic else c["adj"],
+                           stochastic=stochastic)
+            counts.add(engine.stats()[0]["requant"]["rounds"])
+        # first carry layer, 4 AND levels (32-bit comparisons: 16 two-bit groups), the combine
+        # of the split truncation carries, bit injection, the selecting product
+        assert counts == {8}, (stochastic, counts)
+
+
+def test_requant_wide_shift_and_span_falls_back_to_the_composition(engine, rng):
+    # d = 40 and a 2^16 span need 57 + 1 + 40 > 64 ring bits for the fused circuit
+    x = rng.integers(-(2**31), 2**31, size=500)
+    sx = engine.share(x, 0)
+    args = ([2**31 - 1], [2**39 + 2**30], [50], [-32768], [32767], [2**31])
+    got = engine.reveal(engine.requant(sx, *args))
+    assert np.array_equal(got, _requant_ref(x, *args))
+
+
+def test_requant_rejects_bad_parameters(engine):
+    sx = engine.share(np.arange(8), 0)
+    with pytest.raises(ValueError, match="lo <= hi"):
+        engine.requant(sx, 1, 0, 4, 5, 4)
+    with pytest.raises(ValueError, match="adj"):
+        engine.requant(sx, 1, 0, 4, 0, 6, 9)  # adj > 2^(d-1)
+    with pytest.raises(ValueError, match="acc_bits"):
+        engine.requant(sx, 1, 0, 4, 0, 6, acc_bits=60)
+    with pytest.raises(ValueError, match="shift"):
+        engine.requant(sx, 1, 0, 0, 0, 6)

@@ -78,6 +78,12 @@ Rep3::Rep3(Comm& comm) : Protocol(comm), me_(comm.party()) {
 Share Rep3::input(int owner, const Shape& shape, const u64* data) {
   OpScope s(stats(), "input");
   if (owner < 0 || owner > 2) throw ArgError("input owner must be 0, 1 or 2");
+  Share x = share_own(owner, shape, data);
+  comm_.round();
+  return x;
+}
+
+Share Rep3::share_own(int owner, const Shape& shape, const u64* data) {
   const size_t n = shape_size(shape);
   Share x{shape, {}, {}};
   // Components: x_owner random (owner & its previous party), x_{owner+1} = v - x_owner
@@ -96,7 +102,6 @@ Share Rep3::input(int owner, const Shape& shape, const u64* data) {
     x.a_zero = true;
     x.b = prg_next_.next(n);
   }
-  comm_.round();
   return x;
 }
 
@@ -447,79 +452,8 @@ Rep3::BShare Rep3::and_cross(size_t planes, size_t W, const u64* A, const u64* C
 }
 
 Rep3::BShare Rep3::carry(size_t planes, size_t W, const Vec& mine) {
-  const Vec& A = mine;  // the sender's operand (P1)
-  const Vec& B = mine;  // the others' operand (P0, P2)
-  const size_t n = planes * W;
-  // Round 1: share A as XOR-replicated (0, c1, A^c1); G = A & B by OT; P = A ^ B.
-  BShare a{planes, W, {}, {}}, bsh{planes, W, {}, {}};
-  if (role() == 1) {
-    Vec c1 = prg_prev_.next(n), c2(n);
-    for (size_t i = 0; i < n; ++i) c2[i] = A[i] ^ c1[i];
-    comm_.send(party_of(2), c2);
-    a.a = std::move(c1);
-    a.b = std::move(c2);
-    bsh.a.assign(n, 0);
-    bsh.b.assign(n, 0);
-  } else if (role() == 0) {
-    a.a.assign(n, 0);
-    a.b = prg_next_.next(n);
-    bsh.a = B;
-    bsh.b.assign(n, 0);
-  } else {
-    a.a = comm_.recv(party_of(1), n);
-    a.b.assign(n, 0);
-    bsh.a.assign(n, 0);
-    bsh.b = B;
-  }
-  BShare G = and_cross(planes, W, role() == 1 ? A.data() : nullptr, role() == 1 ? nullptr : B.data());
-  comm_.round();
-  BShare P{planes, W, Vec(n), Vec(n)};
-  vxor(P.a.data(), a.a.data(), bsh.a.data(), n);
-  vxor(P.b.data(), a.b.data(), bsh.b.data(), n);
-  // Tree: (G, P)_hi o (G, P)_lo = (G_hi ^ (P_hi & G_lo), P_hi & P_lo); group 0's P is never needed.
-  size_t cnt = planes;
-  while (cnt > 1) {
-    const size_t pairs = cnt / 2;
-    // ANDs: P_hi & G_lo for every pair, P_hi & P_lo for pairs t >= 1.
-    const size_t nand = pairs + (pairs - 1);
-    BShare X{nand, W, Vec(nand * W), Vec(nand * W)};
-    BShare Y{nand, W, Vec(nand * W), Vec(nand * W)};
-    auto put = [&](BShare& dst, size_t slot, const BShare& src, size_t plane) {
-      std::memcpy(dst.a.data() + slot * W, src.a.data() + plane * W, W * 8);
-      std::memcpy(dst.b.data() + slot * W, src.b.data() + plane * W, W * 8);
-    };
-    for (size_t t = 0; t < pairs; ++t) {
-      put(X, t, P, 2 * t + 1);
-      put(Y, t, G, 2 * t);
-      if (t >= 1) {
-        put(X, pairs + t - 1, P, 2 * t + 1);
-        put(Y, pairs + t - 1, P, 2 * t);
-      }
-    }
-    BShare Z = bool_and(X, Y);
-    comm_.round();
-    const size_t ncnt = (cnt + 1) / 2;
-    BShare G2{ncnt, W, Vec(ncnt * W), Vec(ncnt * W)};
-    BShare P2{ncnt, W, Vec(ncnt * W), Vec(ncnt * W)};
-    for (size_t t = 0; t < pairs; ++t) {
-      for (size_t w = 0; w < W; ++w) {
-        G2.a[t * W + w] = G.a[(2 * t + 1) * W + w] ^ Z.a[t * W + w];
-        G2.b[t * W + w] = G.b[(2 * t + 1) * W + w] ^ Z.b[t * W + w];
-      }
-      if (t >= 1) put(P2, t, Z, pairs + t - 1);
-    }
-    if (cnt & 1) {
-      put(G2, ncnt - 1, G, cnt - 1);
-      put(P2, ncnt - 1, P, cnt - 1);
-    }
-    G = std::move(G2);
-    P = std::move(P2);
-    cnt = ncnt;
-  }
-  G.planes = 1;
-  G.a.resize(W);
-  G.b.resize(W);
-  return G;
+  if (planes == 0) return BShare{1, W, Vec(W, 0), Vec(W, 0)};
+  return carry_gp(planes, W, mine).g;
 }
 
 Share Rep3::b2a(const BShare& c, size_t n, const Vec* x1, const Vec* x02, const Pub& s) {
@@ -769,6 +703,605 @@ Share Rep3::trunc(const Share& x, const Shifts& d) {
   Share cb = b2a(c, n, nullptr, nullptr, Pub(1));
   Share out = add(r, cb);
   out.shape = x.shape;
+  return out;
+}
+
+}  // namespace mpc
+
+// ------------------------------------------------------------------ fused requantization
+namespace mpc {
+
+Rep3::GP Rep3::radix4_layer(size_t planes, size_t W, const Vec& mine) {
+  // First layer in radix 4: the (generate, propagate) pair of every 2-plane group of A + B
+  // (A: 2 bits at the sender P1, B: 2 bits at P0 and P2), as replicated XOR shares, in ONE
+  // round: a 1-out-of-4 OT of a 2-bit table indexed by B's bits. P1 sends each receiver the
+  // table T[j] = f(A, j) ^ rho ^ sigma masked per entry (masks shared with the other
+  // receiver), and each receiver sends the other the mask of its own entry B. Output
+  // components as in ot_arith: y1 = rho (P0, P1), y2 = sigma (P1, P2), y0 = f ^ rho ^ sigma.
+  const size_t ng = (planes + 1) / 2, n = ng * W;
+  const bool sender = role() == 1;
+  // Operand bits of group q: lo = plane 2q, hi = plane 2q+1; a missing plane propagates (1, 0).
+  const Vec pad(W, sender ? ~u64(0) : 0);
+  auto plane = [&](size_t j) -> const u64* { return j < planes ? mine.data() + j * W : pad.data(); };
+  GP out{{ng, W, {}, {}}, {ng, W, {}, {}}};
+  // Operand planes regrouped: lo[i] / hi[i], i = q * W + w (word w of group q).
+  Vec lo(n), hi(n);
+  for (size_t q = 0; q < ng; ++q) {
+    std::memcpy(lo.data() + q * W, plane(2 * q), W * 8);
+    std::memcpy(hi.data() + q * W, plane(2 * q + 1), W * 8);
+  }
+  const u64* __restrict a0 = lo.data();
+  const u64* __restrict a1 = hi.data();
+  if (sender) {
+    Vec rho = prg_prev_.next(2 * n), m2 = prg_prev_.next(8 * n);  // m2: masks of the words to P2
+    Vec sigma = prg_next_.next(2 * n), m0 = prg_next_.next(8 * n);  // m0: masks of the words to P0
+    Vec rr(2 * n);
+    vxor(rr.data(), rho.data(), sigma.data(), 2 * n);
+    Vec to0(8 * n), to2(8 * n);
+    // entry j = (b1 b0): generate a1 b1 ^ (a1 ^ b1) a0 b0, propagate (a1 ^ b1)(a0 ^ b0);
+    // plane 2j: generate, 2j + 1: propagate
+    for (int j = 0; j < 4; ++j) {
+      u64* __restrict t0g = to0.data() + (2 * j) * n;
+      u64* __restrict t0p = to0.data() + (2 * j + 1) * n;
+      u64* __restrict t2g = to2.data() + (2 * j) * n;
+      u64* __restrict t2p = to2.data() + (2 * j + 1) * n;
+      const u64* __restrict m0g = m0.data() + (2 * j) * n;
+      const u64* __restrict m0p = m0.data() + (2 * j + 1) * n;
+      const u64* __restrict m2g = m2.data() + (2 * j) * n;
+      const u64* __restrict m2p = m2.data() + (2 * j + 1) * n;
+      const u64* __restrict rg = rr.data();
+      const u64* __restrict rp = rr.data() + n;
+      const u64 f1 = (j & 2) ? ~u64(0) : 0, f0 = (j & 1) ? ~u64(0) : 0;  // b1, b0 of entry j
+      for (size_t i = 0; i < n; ++i) {
+        const u64 x1 = a1[i], x0 = a0[i];
+        const u64 g = (x1 & f1) ^ ((x1 ^ f1) & x0 & f0) ^ rg[i];
+        const u64 pp = ((x1 ^ f1) & (x0 ^ f0)) ^ rp[i];
+        t0g[i] = g ^ m0g[i];
+        t2g[i] = g ^ m2g[i];
+        t0p[i] = pp ^ m0p[i];
+        t2p[i] = pp ^ m2p[i];
+      }
+    }
+    comm_.send(party_of(0), std::move(to0));
+    comm_.send(party_of(2), std::move(to2));
+    out.g.a.assign(rho.begin(), rho.begin() + n);
+    out.p.a.assign(rho.begin() + n, rho.end());
+    out.g.b.assign(sigma.begin(), sigma.begin() + n);
+    out.p.b.assign(sigma.begin() + n, sigma.end());
+    return out;
+  }
+  Prg& with1 = role() == 0 ? prg_next_ : prg_prev_;
+  Vec mine1 = with1.next(2 * n), masks = with1.next(8 * n);  // role 0: rho, m2; role 2: sigma, m0
+  // entry B of an 8-plane table (entry j, output o at plane 2j + o), for both outputs
+  auto pick = [&](const Vec& t, Vec& dst) {
+    const u64* __restrict tp = t.data();
+    u64* __restrict dg = dst.data();
+    u64* __restrict dp = dst.data() + n;
+    for (size_t i = 0; i < n; ++i) {
+      const u64 b0 = a0[i], b1 = a1[i];
+      const u64 s0 = ~b1 & ~b0, s1 = ~b1 & b0, s2 = b1 & ~b0, s3 = b1 & b0;
+      dg[i] ^= (tp[i] & s0) | (tp[2 * n + i] & s1) | (tp[4 * n + i] & s2) | (tp[6 * n + i] & s3);
+      dp[i] ^= (tp[n + i] & s0) | (tp[3 * n + i] & s1) | (tp[5 * n + i] & s2) | (tp[7 * n + i] & s3);
+    }
+  };
+  Vec help(2 * n, 0);
+  pick(masks, help);
+  const int other = party_of(role() == 0 ? 2 : 0);
+  comm_.send(other, std::move(help));
+  Vec table = comm_.recv(party_of(1), 8 * n), y0 = comm_.recv(other, 2 * n);
+  pick(table, y0);
+  Vec y0g(y0.begin(), y0.begin() + n), y0p(y0.begin() + n, y0.end());
+  Vec mg(mine1.begin(), mine1.begin() + n), mp(mine1.begin() + n, mine1.end());
+  place_ot_output(out.g, role(), std::move(y0g), std::move(mg));
+  place_ot_output(out.p, role(), std::move(y0p), std::move(mp));
+  return out;
+}
+
+std::vector<Rep3::GP> Rep3::carry_multi(const std::vector<size_t>& planes, size_t W, const Vec& mine) {
+  // Several independent carry circuits (rectangle k: planes[k] planes of W words, laid out one
+  // after the other in `mine`, each an even number of planes) in the same rounds: one
+  // radix-4 first layer over all 2-plane groups, then the AND tree levels of all rectangles
+  // batched into one AND round per level.
+  size_t total = 0;
+  for (size_t p : planes) {
+    if (p == 0 || (p & 1)) throw ArgError("internal: carry rectangles need an even, positive plane count");
+    total += p;
+  }
+  GP f = radix4_layer(total, W, mine);
+  comm_.round();
+  const size_t K = planes.size();
+  std::vector<BShare> G(K), P(K);
+  std::vector<size_t> cnt(K);
+  for (size_t k = 0, g0 = 0; k < K; ++k) {
+    cnt[k] = planes[k] / 2;
+    G[k] = BShare{cnt[k], W, Vec(f.g.a.begin() + g0 * W, f.g.a.begin() + (g0 + cnt[k]) * W),
+                  Vec(f.g.b.begin() + g0 * W, f.g.b.begin() + (g0 + cnt[k]) * W)};
+    P[k] = BShare{cnt[k], W, Vec(f.p.a.begin() + g0 * W, f.p.a.begin() + (g0 + cnt[k]) * W),
+                  Vec(f.p.b.begin() + g0 * W, f.p.b.begin() + (g0 + cnt[k]) * W)};
+    g0 += cnt[k];
+  }
+  f = GP();
+  auto put = [&](BShare& dst, size_t slot, const BShare& src, size_t plane) {
+    std::memcpy(dst.a.data() + slot * W, src.a.data() + plane * W, W * 8);
+    std::memcpy(dst.b.data() + slot * W, src.b.data() + plane * W, W * 8);
+  };
+  while (true) {
+    size_t nand = 0;
+    for (size_t k = 0; k < K; ++k) nand += 2 * (cnt[k] / 2);
+    if (nand == 0) break;
+    BShare X{nand, W, Vec(nand * W), Vec(nand * W)};
+    BShare Y{nand, W, Vec(nand * W), Vec(nand * W)};
+    for (size_t k = 0, slot = 0; k < K; ++k) {
+      const size_t pairs = cnt[k] / 2;
+      for (size_t t = 0; t < pairs; ++t) {
+        put(X, slot + t, P[k], 2 * t + 1);  // P_hi & G_lo
+        put(Y, slot + t, G[k], 2 * t);
+        put(X, slot + pairs + t, P[k], 2 * t + 1);  // P_hi & P_lo
+        put(Y, slot + pairs + t, P[k], 2 * t);
+      }
+      slot += 2 * pairs;
+    }
+    BShare Z = bool_and(X, Y);
+    comm_.round();
+    for (size_t k = 0, slot = 0; k < K; ++k) {
+      const size_t pairs = cnt[k] / 2;
+      if (pairs == 0) continue;
+      const size_t ncnt = (cnt[k] + 1) / 2;
+      BShare G2{ncnt, W, Vec(ncnt * W), Vec(ncnt * W)};
+      BShare P2{ncnt, W, Vec(ncnt * W), Vec(ncnt * W)};
+      for (size_t t = 0; t < pairs; ++t) {
+        for (size_t w = 0; w < W; ++w) {
+          G2.a[t * W + w] = G[k].a[(2 * t + 1) * W + w] ^ Z.a[(slot + t) * W + w];
+          G2.b[t * W + w] = G[k].b[(2 * t + 1) * W + w] ^ Z.b[(slot + t) * W + w];
+        }
+        put(P2, t, Z, slot + pairs + t);
+      }
+      if (cnt[k] & 1) {
+        put(G2, ncnt - 1, G[k], cnt[k] - 1);
+        put(P2, ncnt - 1, P[k], cnt[k] - 1);
+      }
+      G[k] = std::move(G2);
+      P[k] = std::move(P2);
+      cnt[k] = ncnt;
+      slot += 2 * pairs;
+    }
+  }
+  std::vector<GP> out(K);
+  for (size_t k = 0; k < K; ++k) {
+    G[k].planes = P[k].planes = 1;
+    out[k] = {std::move(G[k]), std::move(P[k])};
+  }
+  return out;
+}
+
+Rep3::GP Rep3::carry_gp(size_t planes, size_t W, const Vec& mine) {
+  // (generate, propagate) of the whole `planes`-plane group: carry out = G ^ (P & carry in).
+  // First layer: 2-plane groups in one round (radix-4, see radix4_layer; an odd top plane is
+  // padded with a propagating one), then one AND round per tree level.
+  if (planes == 0) throw ArgError("internal: empty carry circuit");
+  if (planes & 1) {
+    Vec padded(mine.begin(), mine.begin() + planes * W);
+    padded.resize((planes + 1) * W, role() == 1 ? ~u64(0) : 0);
+    return std::move(carry_multi({planes + 1}, W, padded)[0]);
+  }
+  return std::move(carry_multi({planes}, W, mine)[0]);
+}
+
+namespace {
+int levels_for(int planes) {  // AND rounds after the first one (radix-4 first layer)
+  const int groups = planes >= 2 ? (planes + 1) / 2 : planes;
+  int l = 0;
+  while ((1 << l) < groups) ++l;
+  return l;
+}
+}  // namespace
+
+std::vector<Rep3::BShare> Rep3::carries(size_t n, const std::vector<CarryGroup>& groups) {
+  const size_t Wn = words_for(n), n64 = Wn * 64;
+  struct Req {
+    size_t g;
+    const std::vector<int>* w;
+    int wmin, wmax;
+  };
+  std::vector<Req> reqs;
+  for (size_t g = 0; g < groups.size(); ++g)
+    for (auto& w : groups[g].widths) {
+      if (w.empty()) throw ArgError("internal: empty carry width");
+      const auto [mn, mx] = std::minmax_element(w.begin(), w.end());
+      if (*mn < 0 || *mx > 64) throw ArgError("internal: carry width outside [0, 64]");
+      reqs.push_back({g, &w, *mn, *mx});
+    }
+  // Rows of the circuit. With a split at Ls, the requests of a group whose widths are all
+  // >= Ls share one row for bits [0, Ls) (its generate) and get a row for bits [Ls, w)
+  // (generate and propagate), combined in one more AND round; the others get full rows.
+  struct Row {
+    size_t g;
+    int shift;
+    const std::vector<int>* w;  // request widths (the row covers [shift, w))
+    int low_row;                // HIGH rows: index of their group's LOW row; -1 otherwise
+    int width_max;
+  };
+  auto plan = [&](int Ls, std::vector<Row>* rows, std::vector<int>* req_row) {
+    std::vector<int> low_of(groups.size(), -1);
+    int maxw = 0;
+    long cost = 0;
+    bool combine = false;
+    if (rows) rows->clear();
+    if (req_row) req_row->clear();
+    static const std::vector<int> dummy;
+    auto add_row = [&](size_t g, int shift, const std::vector<int>* w, int low, int wmax) {
+      maxw = std::max(maxw, wmax);
+      cost += static_cast<long>(wmax);
+      if (rows) rows->push_back({g, shift, w, low, wmax});
+      return rows ? static_cast<int>(rows->size()) - 1 : 0;
+    };
+    std::vector<int> ls_w(1, Ls);
+    for (auto& r : reqs) {
+      if (Ls > 0 && r.wmin >= Ls) {
+        if (low_of[r.g] < 0) {
+          low_of[r.g] = add_row(r.g, 0, nullptr, -1, Ls);
+        }
+        if (r.wmax > Ls) combine = true;
+        const int id = add_row(r.g, Ls, r.w, low_of[r.g], r.wmax - Ls);
+        if (req_row) req_row->push_back(id);
+      } else {
+        const int id = add_row(r.g, 0, r.w, -1, r.wmax);
+        if (req_row) req_row->push_back(id);
+      }
+    }
+    (void)dummy;
+    return std::make_pair(levels_for(std::max(maxw, 1)) + (combine ? 1 : 0), cost);
+  };
+  int best_ls = 0;
+  auto best = plan(0, nullptr, nullptr);
+  for (int Ls = 2; Ls <= 32; Ls *= 2) {
+    auto c = plan(Ls, nullptr, nullptr);
+    if (c.first < best.first || (c.first == best.first && c.second < best.second)) {
+      best = c;
+      best_ls = Ls;
+    }
+  }
+  std::vector<Row> rows;
+  std::vector<int> req_row;
+  plan(best_ls, &rows, &req_row);
+  const size_t R = rows.size();
+  const bool sender = role() == 1;
+  // One rectangle per row of nonzero width (its own width rounded up to even planes);
+  // bits above an element's width propagate: (A, B) = (1, 0).
+  std::vector<size_t> rect_planes, rect_row;
+  std::vector<int> row_rect(R, -1);
+  for (size_t r = 0; r < R; ++r)
+    if (rows[r].width_max > 0) {
+      row_rect[r] = static_cast<int>(rect_planes.size());
+      rect_planes.push_back(static_cast<size_t>((rows[r].width_max + 1) & ~1));
+      rect_row.push_back(r);
+    }
+  size_t total_planes = 0;
+  for (size_t p : rect_planes) total_planes += p;
+  std::vector<GP> gps;
+  if (total_planes > 0) {
+    Vec planes(total_planes * Wn);
+    Vec vals(n64);
+    size_t off = 0;
+    for (size_t k = 0; k < rect_planes.size(); ++k) {
+      const size_t r = rect_row[k];
+      const Vec& v = groups[rows[r].g].v;
+      const int sh = rows[r].shift;
+      const std::vector<int>* w = rows[r].w;
+      const size_t C = w ? w->size() : 1;
+      const u64 allp = mask_bits(static_cast<int>(rect_planes[k]));
+      std::vector<u64> keep(C), fill(C);  // per channel: operand bits kept, padding bits
+      for (size_t c = 0; c < C; ++c) {
+        const int width = std::max(w ? (*w)[c] - sh : rows[r].width_max, 0);
+        keep[c] = mask_bits(width);
+        fill[c] = sender ? allp & ~keep[c] : 0;
+      }
+      for (size_t i = 0, c = 0; i < n; ++i, c = c + 1 == C ? 0 : c + 1)
+        vals[i] = ((sh >= 64 ? 0 : v[i] >> sh) & keep[c]) | fill[c];
+      Vec pl = to_planes(vals, rect_planes[k], Wn);
+      std::copy(pl.begin(), pl.end(), planes.begin() + off);
+      off += pl.size();
+    }
+    gps = carry_multi(rect_planes, Wn, planes);
+  }
+  auto gen = [&](size_t r) -> BShare {  // the row's generate (zero-width rows: 0)
+    return row_rect[r] >= 0 ? gps[row_rect[r]].g : BShare{1, Wn, Vec(Wn, 0), Vec(Wn, 0)};
+  };
+  std::vector<BShare> rowg(R);
+  for (size_t r = 0; r < R; ++r) rowg[r] = gen(r);
+  // Combine HIGH rows with their group's LOW generate: G_high ^= P_high & G_low (a zero-width
+  // HIGH row propagates everything: its carry is G_low).
+  std::vector<size_t> high;
+  for (size_t r = 0; r < R; ++r)
+    if (rows[r].low_row >= 0) {
+      if (row_rect[r] >= 0) high.push_back(r);
+      else rowg[r] = rowg[rows[r].low_row];
+    }
+  if (!high.empty()) {
+    const size_t H = high.size();
+    BShare X{H, Wn, Vec(H * Wn), Vec(H * Wn)}, Y{H, Wn, Vec(H * Wn), Vec(H * Wn)};
+    for (size_t h = 0; h < H; ++h) {
+      const size_t r = high[h], lr = rows[r].low_row;
+      const GP& g = gps[row_rect[r]];
+      std::memcpy(X.a.data() + h * Wn, g.p.a.data(), Wn * 8);
+      std::memcpy(X.b.data() + h * Wn, g.p.b.data(), Wn * 8);
+      std::memcpy(Y.a.data() + h * Wn, rowg[lr].a.data(), Wn * 8);
+      std::memcpy(Y.b.data() + h * Wn, rowg[lr].b.data(), Wn * 8);
+    }
+    BShare Z = bool_and(X, Y);
+    comm_.round();
+    for (size_t h = 0; h < H; ++h) {
+      const size_t r = high[h];
+      for (size_t w = 0; w < Wn; ++w) {
+        rowg[r].a[w] ^= Z.a[h * Wn + w];
+        rowg[r].b[w] ^= Z.b[h * Wn + w];
+      }
+    }
+  }
+  std::vector<BShare> out;
+  for (size_t q = 0; q < reqs.size(); ++q) out.push_back(rowg[req_row[q]]);
+  return out;
+}
+
+namespace {
+using i128 = __int128;
+i128 ceil_div(i128 k, i128 m) { return k / m + ((k % m != 0 && k > 0) ? 1 : 0); }
+size_t lcm_size(size_t a, size_t b) {
+  size_t x = a, y = b;
+  while (y) {
+    const size_t t = x % y;
+    x = y;
+    y = t;
+  }
+  return a / x * b;
+}
+}  // namespace
+
+Share Rep3::requant(const Share& acc, const RequantSpec& s) {
+  OpScope scope(stats(), "requant");
+  const size_t n = acc.size();
+  s.check(n);
+  const bool has_adj = !s.adj.v.empty();
+  const int ab = s.acc_bits;
+  if (debug_checks) check_range(acc, ab, "requant");
+  if (n == 0) return acc;
+  // Per-channel parameters over one period of every pattern.
+  size_t per = 1;
+  for (size_t sz : {s.mult.v.size(), s.add.v.size(), s.d.v.size(), s.lo.v.size(), s.hi.v.size(),
+                    has_adj ? s.adj.v.size() : size_t(1)})
+    per = lcm_size(per, sz);
+  if (n % per != 0) throw ArgError("requant: parameter vectors do not broadcast over the tensor");
+  const bool stoch = s.stochastic;
+  int rbits = 1;  // the in-range output offset R - lo fits rbits unsigned bits
+  struct Ch {
+    int d, k, B;
+    u64 mult, add, adj;
+    i64 lo, hi;
+    i64 th[4];  // below, above, ge, le: [acc < th]
+    bool corr;
+  };
+  std::vector<Ch> ch(per);
+  const i128 amax = i128(1) << (ab - 1);
+  for (size_t c = 0; c < per; ++c) {
+    Ch& h = ch[c];
+    h.d = s.d.at(c);
+    h.mult = s.mult.at(c);
+    h.add = s.add.at(c);
+    h.adj = has_adj ? s.adj.at(c) : 0;
+    h.lo = static_cast<i64>(s.lo.at(c));
+    h.hi = static_cast<i64>(s.hi.at(c));
+    if (h.lo > h.hi || h.hi - h.lo >= (i64(1) << 16))
+      throw ArgError("requant: clamp bounds must satisfy lo <= hi < lo + 2^16");
+    if (h.mult >= (u64(1) << 62)) throw ArgError("requant: multiplier must be below 2^62");
+    if (stoch && h.adj) throw ArgError("requant: the tie correction needs floor rounding");
+    if (h.adj > (u64(1) << (h.d - 1))) throw ArgError("requant: adj must be at most 2^(d-1)");
+    while ((i64(1) << rbits) < h.hi - h.lo + 1) ++rbits;
+    auto theta = [&](i64 L) -> i64 {  // [floor(v / 2^d) < L] = [acc < theta]
+      const i128 K = (i128(L) << h.d) - i128(static_cast<i64>(h.add));
+      i128 t = h.mult == 0 ? (K > 0 ? amax : -amax) : ceil_div(K, i128(h.mult));
+      t = std::max(-amax, std::min(amax, t));
+      return static_cast<i64>(t);
+    };
+    const i64 h0 = std::min<i64>(0, h.hi);
+    h.corr = !stoch && h.adj != 0 && h.lo < h0;
+    h.th[0] = theta(h.lo);
+    h.th[1] = theta(stoch ? h.hi : h.hi + 1);
+    h.th[2] = h.corr ? theta(h.lo + 1) : h.th[0];
+    h.th[3] = h.corr ? theta(h0 + 1) : h.th[0];
+  }
+  bool any_corr = false;
+  for (auto& h : ch) any_corr |= h.corr;
+  for (auto& h : ch) {
+    h.B = h.d + rbits + 1;
+    h.k = std::min(h.d, round_bits_);
+  }
+  // The in-range value must fit the ring with its wrap bit: d + rbits + 1 <= 64 (TFLite: any
+  // right shift up to 24 with an int8 output range). Beyond, the generic composition.
+  for (auto& h : ch)
+    if (h.B > 64) return requant_composed(acc, s);
+  rotate_sender();
+  const int r = role();
+  const bool sender = r == 1;
+  // y = v - lo * 2^d: in range (lo <= R <= hi) it lies in [0, 2^(d + rbits)).
+  std::vector<u64> ymul(per), yadd(per);
+  for (size_t c = 0; c < per; ++c) {
+    ymul[c] = ch[c].mult;
+    yadd[c] = ch[c].add - (static_cast<u64>(ch[c].lo) << ch[c].d);
+  }
+  Share y = add_public(mul_public(acc, Pub(ymul)), Pub(yadd));
+  Vec av = view_2of2(acc, ~u64(0)), yv = view_2of2(y, ~u64(0));
+  y = Share();
+  const u64 amask = mask_bits(ab), atop = u64(1) << ab;
+  // Comparisons [acc < th] = bit ab of (acc - th) mod 2^(ab+1) = a_ab ^ b'_ab ^ carry_ab(a, b').
+  const int ncmp = any_corr ? 4 : 2;
+  std::vector<CarryGroup> groups;
+  const size_t Wn = words_for(n);
+  std::vector<Vec> cmp_known(ncmp, Vec(Wn, 0));  // this side's top bit of each comparison
+  for (int t = 0; t < ncmp; ++t) {
+    CarryGroup g;
+    g.v.resize(n);
+    for (size_t i = 0, c = 0; i < n; ++i, c = c + 1 == per ? 0 : c + 1) {
+      const u64 val = sender ? av[i] : av[i] - static_cast<u64>(ch[c].th[t]);
+      g.v[i] = val & amask;
+      if (val & atop) cmp_known[t][i >> 6] |= u64(1) << (i & 63);
+    }
+    g.widths = {{ab}};
+    groups.push_back(std::move(g));
+  }
+  av = Vec();
+  std::vector<int> wd(per), wB(per), wk(per);
+  for (size_t c = 0; c < per; ++c) {
+    wd[c] = ch[c].d;
+    wB[c] = ch[c].B;
+    wk[c] = ch[c].k;
+  }
+  // The truncated value's operands, reduced mod 2^B.
+  Vec ylocal(n);  // sender: its high part; others: theirs
+  Vec adj_known;  // others: [b_low >= adj]
+  Vec mrand;      // stochastic: this side's rounding offset
+  CarryGroup gy, gadj, gc1, gq;
+  gy.v.resize(n);
+  for (size_t i = 0, c = 0; i < n; ++i, c = c + 1 == per ? 0 : c + 1) gy.v[i] = yv[i] & mask_bits(ch[c].B);
+  if (!stoch) {
+    for (size_t i = 0, c = 0; i < n; ++i, c = c + 1 == per ? 0 : c + 1) ylocal[i] = gy.v[i] >> ch[c].d;
+    gy.widths = {wd, wB};  // carry out of the low d bits, wrap out of the B bits
+    if (any_corr) {
+      gadj.v.resize(n);
+      if (!sender) adj_known.assign(Wn, 0);
+      for (size_t i = 0, c = 0; i < n; ++i, c = c + 1 == per ? 0 : c + 1) {
+        const u64 md = mask_bits(ch[c].d), lowb = gy.v[i] & md;
+        gadj.v[i] = sender ? lowb : (lowb - ch[c].adj) & md;
+        if (!sender && lowb >= ch[c].adj) adj_known[i >> 6] |= u64(1) << (i & 63);
+      }
+      gadj.widths = {wd};
+    }
+  } else {
+    // Stochastic rounding of y with an offset m = (m_A + m_B) mod 2^k that no party knows
+    // (m_A: the sender's own randomness, m_B: the others' shared stream); the low e = d - k
+    // bits are rounded by the split itself (see trunc_pr).
+    mrand.resize(n);
+    Prg& g = r == 1 ? prg_own_ : r == 0 ? prg_prev_ : prg_next_;
+    g.fill(mrand.data(), n);
+    gc1.v.resize(n);
+    gq.v.resize(n);
+    for (size_t i = 0, c = 0; i < n; ++i, c = c + 1 == per ? 0 : c + 1) {
+      const int k = ch[c].k, e = ch[c].d - k;
+      const u64 mk = mask_bits(k), v = gy.v[i];
+      u64 t;
+      if (sender || e == 0) t = v >> e;
+      else t = v == 0 ? 0 : ((v - 1) >> e) + 1;
+      const u64 mi = mrand[i] & mk, low = (t & mk) + mi;
+      ylocal[i] = (t >> k) + (low >> k);
+      gc1.v[i] = low & mk;
+      gq.v[i] = mi;
+    }
+    gy.widths = {wB};
+    gc1.widths = {wk};
+    gq.widths = {wk};
+  }
+  yv = Vec();
+  const size_t first_y = groups.size();
+  groups.push_back(std::move(gy));
+  if (!stoch && any_corr) groups.push_back(std::move(gadj));
+  if (stoch) {
+    groups.push_back(std::move(gc1));
+    groups.push_back(std::move(gq));
+  }
+  (void)first_y;
+  std::vector<BShare> cs = carries(n, groups);
+  // cs: comparisons (ncmp), then floor: c_d, wrap[, adj]; stochastic: wrap, c1, q.
+  // Bits to inject, each one row of Wn words: secret part from cs, plus this side's known bit.
+  std::vector<const BShare*> sec;
+  std::vector<Vec> known;  // P1-known at the sender, P0/P2-known at the others
+  auto row = [&](const BShare* b, Vec k) {
+    sec.push_back(b);
+    known.push_back(std::move(k));
+  };
+  const Vec zeros(Wn, 0), ones(Wn, ~u64(0));
+  const BShare* cd = stoch ? nullptr : &cs[ncmp];
+  const BShare* wrap = stoch ? &cs[ncmp] : &cs[ncmp + 1];
+  // below = [acc < th0]; above = not [acc < th1]
+  row(&cs[0], cmp_known[0]);
+  {
+    Vec k = cmp_known[1];
+    if (!sender)
+      for (auto& x : k) x = ~x;
+    row(&cs[1], std::move(k));
+  }
+  row(wrap, zeros);
+  if (stoch) {
+    row(&cs[ncmp + 1], zeros);  // c1
+    row(&cs[ncmp + 2], zeros);  // q
+  } else {
+    row(cd, zeros);
+  }
+  BShare mbit, lsbit;
+  if (any_corr) {
+    // m = [acc < th2] ^ [acc < th3] (the sender's top bits cancel); ls = not [y_low >= adj]
+    mbit = cs[2];
+    for (size_t w = 0; w < Wn; ++w) {
+      mbit.a[w] ^= cs[3].a[w];
+      mbit.b[w] ^= cs[3].b[w];
+    }
+    Vec km(Wn, 0);
+    if (!sender)
+      for (size_t w = 0; w < Wn; ++w) km[w] = cmp_known[2][w] ^ cmp_known[3][w];
+    lsbit = cs[ncmp + 2];
+    for (size_t w = 0; w < Wn; ++w) {
+      lsbit.a[w] ^= cd->a[w];
+      lsbit.b[w] ^= cd->b[w];
+    }
+    Vec kl(Wn, 0);
+    if (!sender)
+      for (size_t w = 0; w < Wn; ++w) kl[w] = ~adj_known[w];
+    row(&mbit, std::move(km));
+    row(&lsbit, std::move(kl));
+  }
+  const size_t nb = sec.size(), n64 = Wn * 64;
+  BShare all{1, nb * Wn, Vec(nb * Wn), Vec(nb * Wn)};
+  Vec k1(nb * Wn), k02(nb * Wn);
+  for (size_t q = 0; q < nb; ++q) {
+    std::copy(sec[q]->a.begin(), sec[q]->a.end(), all.a.begin() + q * Wn);
+    std::copy(sec[q]->b.begin(), sec[q]->b.end(), all.b.begin() + q * Wn);
+    std::copy(known[q].begin(), known[q].end(), (sender ? k1 : k02).begin() + q * Wn);
+  }
+  cs.clear();
+  Share bits = b2a(all, nb * n64, sender ? &k1 : nullptr, sender ? nullptr : &k02, Pub(1));
+  // The sender's part of the truncated value, shared in the same round.
+  Share hiA = share_own(party_of(1), {static_cast<int64_t>(n)}, sender ? ylocal.data() : nullptr);
+  auto part = [&](size_t q) {
+    Share x{{static_cast<int64_t>(n)}, Vec(bits.a.begin() + q * n64, bits.a.begin() + q * n64 + n),
+            Vec(bits.b.begin() + q * n64, bits.b.begin() + q * n64 + n)};
+    return x;
+  };
+  Share below = part(0), above = part(1), wr = part(2);
+  // F = hi_A + hi_B (+ c_d | + c1 - q) - wrap * 2^(rbits + 1)   (in range: R - lo)
+  Share F = hiA;
+  if (r == 0)
+    for (size_t i = 0; i < n; ++i) F.a[i] += ylocal[i];
+  else if (r == 2)
+    for (size_t i = 0; i < n; ++i) F.b[i] += ylocal[i];
+  F.a_zero = F.b_zero = false;
+  F = sub(F, mul_public(wr, Pub(u64(1) << (rbits + 1))));
+  if (stoch) F = sub(add(F, part(3)), part(4));
+  else F = add(F, part(3));
+  Share inr = add_public(neg(add(below, above)), Pub(1));
+  std::vector<Product> pl{{Product::kElementwise, &inr, &F, {}}};
+  Share mS, lsS;
+  if (any_corr) {
+    mS = part(4);
+    lsS = part(5);
+    pl.push_back({Product::kElementwise, &lsS, &mS, {}});
+  }
+  std::vector<Share> pr = products(pl);
+  std::vector<u64> span(per), lov(per);
+  for (size_t c = 0; c < per; ++c) {
+    span[c] = static_cast<u64>(ch[c].hi - ch[c].lo);
+    lov[c] = static_cast<u64>(ch[c].lo);
+  }
+  Share out = add_public(add(pr[0], mul_public(above, Pub(span))), Pub(lov));
+  if (any_corr) out = sub(out, pr[1]);
+  out.shape = acc.shape;
   return out;
 }
 

@@ -46,6 +46,9 @@ class Rep3 : public Protocol {
   Share trunc(const Share& x, const Shifts& d) override;
   Share msb(const Share& x, int bits) override;
   std::vector<Share> bits(const Share& x, int k) override;
+  // Fused requantization (see requant in rep3.cc): rounds independent of the
+  // tensor size and of the parameters' ranges.
+  Share requant(const Share& acc, const RequantSpec& s) override;
 
   // Boolean (XOR) replicated sharing of bit planes: plane j, word w at [j*W + w].
   struct BShare {
@@ -84,6 +87,26 @@ class Rep3 : public Protocol {
   // Bit injection of plane 0 of c, XORed with a bit known to P1 (x1) and one
   // known to P0/P2 (x02); scaled by s. One round.
   Share b2a(const BShare& c, size_t n, const Vec* x1, const Vec* x02, const Pub& s);
+  // Group generate and propagate of the whole `planes`-plane group (both one plane).
+  struct GP {
+    BShare g, p;
+  };
+  GP carry_gp(size_t planes, size_t W, const Vec& mine);
+  GP radix4_layer(size_t planes, size_t W, const Vec& mine);  // one round, see rep3.cc
+  std::vector<GP> carry_multi(const std::vector<size_t>& planes, size_t W, const Vec& mine);
+  // Carries of several additions in the same rounds. A group is one operand pair (A at the
+  // sender, B at the others; `v` is this party's, n elements) with one or more requests,
+  // each the carry out of the low w bits (w[i % w.size()] for element i). Requests of one
+  // group share the circuit of their common low bits when that saves work without adding
+  // depth. Returns one single-plane BShare of words_for(n) words per request, in order.
+  struct CarryGroup {
+    Vec v;
+    std::vector<std::vector<int>> widths;
+  };
+  std::vector<BShare> carries(size_t n, const std::vector<CarryGroup>& groups);
+  // Replicated sharing of a value known to `owner` only (the others pass nullptr),
+  // without a round of its own (it rides on the caller's round).
+  Share share_own(int owner, const Shape& shape, const u64* data);
   void pad_propagate(Vec& planes, int nplanes, size_t W, size_t N, const std::vector<int>& width) const;
   // This party's value in the 2-of-2 view (a at the sender, b at the others), masked.
   Vec view_2of2(const Share& x, u64 mask) const;
