@@ -4,7 +4,12 @@ Prints one JSON line: seconds (median secure invoke), bytes_per_party (max over
 parties of bytes sent per inference), rounds, plaintext TFLite time (default
 optimized kernels, one thread) and the ratio, plus agreement with BUILTIN_REF.
 
-  python benchmarks/mobilenet.py --alpha 0.25 --size 128 [--truncation exact] [--repeat 5]
+  python benchmarks/mobilenet.py --alpha 0.25 --size 128 [--truncation exact] [--repeat 5] [--batch 8]
+
+--batch N builds the model with batch N (modelgen.mobilenet_v1(batch=N): same weights and,
+up to float rounding in calibration, quantization as batch 1) and feeds N random images;
+"seconds", bytes and the plaintext time are per invoke (the whole batch),
+"seconds_per_image" = seconds / N; rounds should equal batch 1's.
 
 Modes: --mode local (three parties as threads of this process; the default),
 --mode tcp / --mode tls (three processes on loopback: parties 1 and 2 are
@@ -37,6 +42,7 @@ def main():
     ap.add_argument("--truncation", default="probabilistic", choices=["probabilistic", "exact"])
     ap.add_argument("--mode", default="local", choices=["local", "tcp", "tls"])
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--batch", type=int, default=1, help="images per invoke (the model's batch dimension)")
     ap.add_argument("--network", default="none", choices=["none", "lan", "regional", "wan"])
     args = ap.parse_args()
 
@@ -44,9 +50,12 @@ def main():
     from tflite_mpc import modelgen
 
     t0 = time.perf_counter()
-    model = modelgen.mobilenet_v1(args.alpha, args.size)
+    if args.batch < 1:
+        ap.error("--batch must be >= 1")
+    model = modelgen.mobilenet_v1(args.alpha, args.size, batch=args.batch)
     build_s = time.perf_counter() - t0
     x = modelgen.random_input(model, seed=0)
+    assert x[0].shape[0] == args.batch, x[0].shape
 
     Interpreter, OpResolverType, _ = modelgen._interp_api()
     ref = Interpreter(model_content=model, experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
@@ -103,8 +112,9 @@ def main():
                  "predicted_latency_s": round(lat_s, 3), "predicted_transfer_s": round(bw_s, 3),
                  "predicted_transfer_busiest_link_s": round(bw_link_s, 3)}
     print(json.dumps({
-        "bench": "mobilenet_v1", "alpha": args.alpha, "size": args.size, "mode": args.mode,
+        "bench": "mobilenet_v1", "alpha": args.alpha, "size": args.size, "batch": args.batch, "mode": args.mode,
         "truncation": args.truncation, "seconds": round(secure_s, 4),
+        "seconds_per_image": round(secure_s / args.batch, 4),
         "bytes_per_party": max(p["bytes_sent"] for p in rep["parties"]),  # tcp/tls: party 0's only
         "bytes_sent_by_party": [p["bytes_sent"] for p in rep["parties"]],
         "rounds": rep["parties"][0]["rounds"],

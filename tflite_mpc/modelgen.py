@@ -275,16 +275,22 @@ def _cached(name: str, params: dict, make, suffix=".tflite"):
     return data
 
 
-def _builder(fn):
-    """Decorator: cache a builder's bytes keyed on its bound arguments."""
+def _builder(fn=None, *, added=()):
+    """Decorator: cache a builder's bytes keyed on its bound arguments.
+    ``@_builder(added=("batch",))``: parameters added to an existing builder enter the
+    key only when they differ from their default, so the models cached before keep
+    their keys."""
     import inspect
+    if fn is None:
+        return lambda f: _builder(f, added=added)
     sig = inspect.signature(fn)
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         ba = sig.bind(*args, **kwargs)
         ba.apply_defaults()
-        params = {k: _jsonable(v) for k, v in ba.arguments.items()}
+        params = {k: _jsonable(v) for k, v in ba.arguments.items()
+                  if not (k in added and v == sig.parameters[k].default)}
         return _cached(fn.__name__, params, lambda: fn(*args, **kwargs))
 
     wrapper.uncached = fn
@@ -1500,7 +1506,7 @@ def _bn_recalibrate(model, images, seed):
 
 
 def _stock(app, size, alpha, include_top, classes, classifier_activation,
-           bn_recalib, seed, n_calib, int8_io, per_tensor=False):
+           bn_recalib, seed, n_calib, int8_io, per_tensor=False, batch=1):
     _seed(seed)
     calib = _calib_images(size, n_calib, seed)
     kw = dict(alpha=alpha, weights=None, include_top=include_top)
@@ -1511,19 +1517,26 @@ def _stock(app, size, alpha, include_top, classes, classifier_activation,
         mf = app(input_shape=(size, size, 3), **kw)
         _bn_recalibrate(mf, [c[0] for c in calib], seed)
         weights = mf.get_weights()
-    m = app(input_tensor=keras.Input((size, size, 3), batch_size=1), **kw)
+    m = app(input_tensor=keras.Input((size, size, 3), batch_size=batch), **kw)
     if bn_recalib:
         m.set_weights(weights)
+    if batch != 1:
+        # Each calibration sample is one image repeated `batch` times: every tensor's
+        # range, hence the quantization, is the batch-1 model's (no op mixes the batch),
+        # up to float rounding in the calibration run (0.25/128 with SOFTMAX, batch 8:
+        # the classifier conv's output scale is 1 ulp apart; all others identical).
+        calib = [[np.repeat(c[0], batch, axis=0)] for c in calib]
     return convert_int8(m, calib, int8_io=int8_io, seed=seed, per_tensor=per_tensor,
                         dense_per_tensor=per_tensor)
 
 
-@_builder
+@_builder(added=("batch",))
 def mobilenet_v1(alpha=0.25, size=128, *, include_top=True, classes=1000,
                  classifier_activation="softmax", bn_recalib=True,
-                 int8_io=True, seed=0, n_calib=16):
-    """keras.applications.MobileNet (weights=None), batch fixed to 1, int8 I/O,
-    calibrated on ``n_calib`` uniform[-1, 1] random images; BN statistics
+                 int8_io=True, seed=0, n_calib=16, batch=1):
+    """keras.applications.MobileNet (weights=None), batch fixed to ``batch`` (default 1),
+    int8 I/O, calibrated on ``n_calib`` uniform[-1, 1] random images (each repeated
+    ``batch`` times: the quantization is the batch-1 model's, up to float rounding); BN statistics
     re-initialised from the same images (see ``_bn_recalibrate``; pass
     bn_recalib=False for the raw random-init network, whose activations
     vanish).  ``classifier_activation=None`` leaves out the final SOFTMAX
@@ -1539,7 +1552,7 @@ def mobilenet_v1(alpha=0.25, size=128, *, include_top=True, classes=1000,
     """
     return _stock(keras.applications.MobileNet, size, alpha, include_top,
                   classes, classifier_activation, bn_recalib, seed, n_calib,
-                  int8_io)
+                  int8_io, batch=batch)
 
 
 @_builder
