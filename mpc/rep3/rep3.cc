@@ -84,8 +84,16 @@ Share Rep3::input(int owner, const Shape& shape, const u64* data) {
 }
 
 Share Rep3::share_own(int owner, const Shape& shape, const u64* data) {
+  OwnPending p = share_own_send(owner, shape, data);
+  share_own_finish(p);
+  return std::move(p.x);
+}
+
+Rep3::OwnPending Rep3::share_own_send(int owner, const Shape& shape, const u64* data) {
   const size_t n = shape_size(shape);
-  Share x{shape, {}, {}};
+  OwnPending p;
+  p.x = Share{shape, {}, {}};
+  Share& x = p.x;
   // Components: x_owner random (owner & its previous party), x_{owner+1} = v - x_owner
   // (sent to the next party), x_{owner+2} = 0.
   if (me_ == owner) {
@@ -94,7 +102,8 @@ Share Rep3::share_own(int owner, const Shape& shape, const u64* data) {
     vsub(x.b.data(), data, x.a.data(), n);
     comm_.send(next_, x.b);
   } else if (me_ == (owner + 1) % 3) {
-    x.a = comm_.recv(prev_, n);
+    p.recv = true;
+    p.n = n;
     x.b.assign(n, 0);
     x.b_zero = true;
   } else {
@@ -102,7 +111,12 @@ Share Rep3::share_own(int owner, const Shape& shape, const u64* data) {
     x.a_zero = true;
     x.b = prg_next_.next(n);
   }
-  return x;
+  return p;
+}
+
+void Rep3::share_own_finish(OwnPending& p) {
+  if (p.recv) p.x.a = comm_.recv(prev_, p.n);
+  p.recv = false;
 }
 
 Vec Rep3::reveal(const Share& x, int to) {
@@ -457,40 +471,61 @@ Rep3::BShare Rep3::carry(size_t planes, size_t W, const Vec& mine) {
 }
 
 Share Rep3::b2a(const BShare& c, size_t n, const Vec* x1, const Vec* x02, const Pub& s) {
+  B2APending p = b2a_send(c, n, x1, x02, s);
+  Share out = b2a_finish(p);
+  comm_.round();
+  return out;
+}
+
+Rep3::B2APending Rep3::b2a_send(const BShare& c, size_t n, const Vec* x1, const Vec* x02, const Pub& s) {
   // Bit v = g ^ e with g = c1 ^ c2 (^ x1) known to the sender P1 and e = c0 (^ x02)
   // known to P0 and P2: y0 = v*s - rho - sigma = e*s + (1 - 2e) * g*s - rho - sigma.
   // P1 sends A = g*s + sigma' to P0 and B = g*s + rho' to P2; P0 sends P2
   // (1 - 2e) rho' + rho, P2 sends P0 (1 - 2e) sigma' + sigma; then
   // y0 = e*s + (1 - 2e) A - h2 - rho = e*s + (1 - 2e) B - h0 - sigma. Each receiver
   // sees two words masked by two independent values it does not know.
-  const size_t W = words_for(n);
-  Share out;
-  out.shape = {static_cast<int64_t>(n)};
-  Vec ebits;
-  if (role() != 1) {
-    const Vec& c0 = role() == 0 ? c.a : c.b;
-    ebits.resize(W);
-    for (size_t w = 0; w < W; ++w) ebits[w] = c0[w] ^ (x02 ? (*x02)[w] : 0);
+  B2APending p;
+  p.n = n;
+  p.s = s;
+  p.role = role();
+  p.out.shape = {static_cast<int64_t>(n)};
+  if (p.role == 1) {
+    Vec rho = prg_prev_.next(n), rho2 = prg_prev_.next(n);
+    Vec sigma = prg_next_.next(n), sigma2 = prg_next_.next(n);
+    Vec to0(n), to2(n);
+    for (size_t i = 0; i < n; ++i) {
+      const u64 g = (c.a[i >> 6] ^ c.b[i >> 6] ^ (x1 ? (*x1)[i >> 6] : 0)) >> (i & 63) & 1;
+      const u64 gs = (0 - g) & s.at(i);
+      to0[i] = gs + sigma2[i];
+      to2[i] = gs + rho2[i];
+    }
+    comm_.send(party_of(0), std::move(to0));
+    comm_.send(party_of(2), std::move(to2));
+    p.out.a = std::move(rho);
+    p.out.b = std::move(sigma);
+    return p;
   }
-  corr_ot(
-      n, out,
-      [&](Vec& to0, Vec& to2, const Vec& sigma2, const Vec& rho2) {
-        for (size_t i = 0; i < n; ++i) {
-          const u64 g = (c.a[i >> 6] ^ c.b[i >> 6] ^ (x1 ? (*x1)[i >> 6] : 0)) >> (i & 63) & 1;
-          const u64 gs = (0 - g) & s.at(i);
-          to0[i] = gs + sigma2[i];
-          to2[i] = gs + rho2[i];
-        }
-      },
-      [&](Vec& h, const Vec& mask2, const Vec& mine) {
-        for (size_t i = 0; i < n; ++i) h[i] = (bit_at(ebits.data(), i) ? 0 - mask2[i] : mask2[i]) + mine[i];
-      },
-      [&](Vec& y0, const Vec& h, const Vec& mine) {
-        for (size_t i = 0; i < n; ++i)
-          y0[i] = (bit_at(ebits.data(), i) ? s.at(i) - y0[i] : y0[i]) - h[i] - mine[i];
-      });
-  comm_.round();
-  return out;
+  const size_t W = words_for(n);
+  const Vec& c0 = p.role == 0 ? c.a : c.b;
+  p.ebits.resize(W);
+  for (size_t w = 0; w < W; ++w) p.ebits[w] = c0[w] ^ (x02 ? (*x02)[w] : 0);
+  Prg& with1 = p.role == 0 ? prg_next_ : prg_prev_;
+  p.mine = with1.next(n);
+  Vec mask2 = with1.next(n), h(n);
+  for (size_t i = 0; i < n; ++i) h[i] = (bit_at(p.ebits.data(), i) ? 0 - mask2[i] : mask2[i]) + p.mine[i];
+  p.from = party_of(1);
+  p.other = party_of(p.role == 0 ? 2 : 0);
+  comm_.send(p.other, std::move(h));
+  return p;
+}
+
+Share Rep3::b2a_finish(B2APending& p) {
+  if (p.role == 1) return std::move(p.out);
+  Vec y0 = comm_.recv(p.from, p.n), h = comm_.recv(p.other, p.n);
+  for (size_t i = 0; i < p.n; ++i)
+    y0[i] = (bit_at(p.ebits.data(), i) ? p.s.at(i) - y0[i] : y0[i]) - h[i] - p.mine[i];
+  place_ot_output(p.out, p.role, std::move(y0), std::move(p.mine));
+  return std::move(p.out);
 }
 
 // ------------------------------------------------------------------ comparison
@@ -711,28 +746,29 @@ Share Rep3::trunc(const Share& x, const Shifts& d) {
 // ------------------------------------------------------------------ fused requantization
 namespace mpc {
 
-Rep3::GP Rep3::radix4_layer(size_t planes, size_t W, const Vec& mine) {
+Rep3::R4Pending Rep3::radix4_send(size_t planes, size_t W, const Vec& mine) {
   // First layer in radix 4: the (generate, propagate) pair of every 2-plane group of A + B
   // (A: 2 bits at the sender P1, B: 2 bits at P0 and P2), as replicated XOR shares, in ONE
   // round: a 1-out-of-4 OT of a 2-bit table indexed by B's bits. P1 sends each receiver the
   // table T[j] = f(A, j) ^ rho ^ sigma masked per entry (masks shared with the other
   // receiver), and each receiver sends the other the mask of its own entry B. Output
   // components as in ot_arith: y1 = rho (P0, P1), y2 = sigma (P1, P2), y0 = f ^ rho ^ sigma.
-  const size_t ng = (planes + 1) / 2, n = ng * W;
-  const bool sender = role() == 1;
-  // Operand bits of group q: lo = plane 2q, hi = plane 2q+1; a missing plane propagates (1, 0).
-  const Vec pad(W, sender ? ~u64(0) : 0);
-  auto plane = [&](size_t j) -> const u64* { return j < planes ? mine.data() + j * W : pad.data(); };
-  GP out{{ng, W, {}, {}}, {ng, W, {}, {}}};
+  if (planes & 1) throw ArgError("internal: radix-4 layer needs an even plane count");
+  const size_t ng = planes / 2, n = ng * W;
+  R4Pending p;
+  p.n = n;
+  p.role = role();
+  p.out = GP{{ng, W, {}, {}}, {ng, W, {}, {}}};
   // Operand planes regrouped: lo[i] / hi[i], i = q * W + w (word w of group q).
-  Vec lo(n), hi(n);
+  p.lo.resize(n);
+  p.hi.resize(n);
   for (size_t q = 0; q < ng; ++q) {
-    std::memcpy(lo.data() + q * W, plane(2 * q), W * 8);
-    std::memcpy(hi.data() + q * W, plane(2 * q + 1), W * 8);
+    std::memcpy(p.lo.data() + q * W, mine.data() + (2 * q) * W, W * 8);
+    std::memcpy(p.hi.data() + q * W, mine.data() + (2 * q + 1) * W, W * 8);
   }
-  const u64* __restrict a0 = lo.data();
-  const u64* __restrict a1 = hi.data();
-  if (sender) {
+  const u64* __restrict a0 = p.lo.data();
+  const u64* __restrict a1 = p.hi.data();
+  if (p.role == 1) {
     Vec rho = prg_prev_.next(2 * n), m2 = prg_prev_.next(8 * n);  // m2: masks of the words to P2
     Vec sigma = prg_next_.next(2 * n), m0 = prg_next_.next(8 * n);  // m0: masks of the words to P0
     Vec rr(2 * n);
@@ -764,127 +800,162 @@ Rep3::GP Rep3::radix4_layer(size_t planes, size_t W, const Vec& mine) {
     }
     comm_.send(party_of(0), std::move(to0));
     comm_.send(party_of(2), std::move(to2));
-    out.g.a.assign(rho.begin(), rho.begin() + n);
-    out.p.a.assign(rho.begin() + n, rho.end());
-    out.g.b.assign(sigma.begin(), sigma.begin() + n);
-    out.p.b.assign(sigma.begin() + n, sigma.end());
-    return out;
+    p.out.g.a.assign(rho.begin(), rho.begin() + n);
+    p.out.p.a.assign(rho.begin() + n, rho.end());
+    p.out.g.b.assign(sigma.begin(), sigma.begin() + n);
+    p.out.p.b.assign(sigma.begin() + n, sigma.end());
+    p.lo = Vec();
+    p.hi = Vec();
+    return p;
   }
-  Prg& with1 = role() == 0 ? prg_next_ : prg_prev_;
-  Vec mine1 = with1.next(2 * n), masks = with1.next(8 * n);  // role 0: rho, m2; role 2: sigma, m0
-  // entry B of an 8-plane table (entry j, output o at plane 2j + o), for both outputs
-  auto pick = [&](const Vec& t, Vec& dst) {
-    const u64* __restrict tp = t.data();
-    u64* __restrict dg = dst.data();
-    u64* __restrict dp = dst.data() + n;
-    for (size_t i = 0; i < n; ++i) {
-      const u64 b0 = a0[i], b1 = a1[i];
-      const u64 s0 = ~b1 & ~b0, s1 = ~b1 & b0, s2 = b1 & ~b0, s3 = b1 & b0;
-      dg[i] ^= (tp[i] & s0) | (tp[2 * n + i] & s1) | (tp[4 * n + i] & s2) | (tp[6 * n + i] & s3);
-      dp[i] ^= (tp[n + i] & s0) | (tp[3 * n + i] & s1) | (tp[5 * n + i] & s2) | (tp[7 * n + i] & s3);
-    }
-  };
+  Prg& with1 = p.role == 0 ? prg_next_ : prg_prev_;
+  p.mine1 = with1.next(2 * n);
+  Vec masks = with1.next(8 * n);  // role 0: rho, m2; role 2: sigma, m0
   Vec help(2 * n, 0);
-  pick(masks, help);
-  const int other = party_of(role() == 0 ? 2 : 0);
-  comm_.send(other, std::move(help));
-  Vec table = comm_.recv(party_of(1), 8 * n), y0 = comm_.recv(other, 2 * n);
-  pick(table, y0);
-  Vec y0g(y0.begin(), y0.begin() + n), y0p(y0.begin() + n, y0.end());
-  Vec mg(mine1.begin(), mine1.begin() + n), mp(mine1.begin() + n, mine1.end());
-  place_ot_output(out.g, role(), std::move(y0g), std::move(mg));
-  place_ot_output(out.p, role(), std::move(y0p), std::move(mp));
-  return out;
+  radix4_pick(p, masks, help);
+  p.from = party_of(1);
+  p.other = party_of(p.role == 0 ? 2 : 0);
+  comm_.send(p.other, std::move(help));
+  return p;
 }
 
-std::vector<Rep3::GP> Rep3::carry_multi(const std::vector<size_t>& planes, size_t W, const Vec& mine) {
-  // Several independent carry circuits (rectangle k: planes[k] planes of W words, laid out one
-  // after the other in `mine`, each an even number of planes) in the same rounds: one
-  // radix-4 first layer over all 2-plane groups, then the AND tree levels of all rectangles
-  // batched into one AND round per level.
-  size_t total = 0;
-  for (size_t p : planes) {
-    if (p == 0 || (p & 1)) throw ArgError("internal: carry rectangles need an even, positive plane count");
-    total += p;
+void Rep3::radix4_pick(const R4Pending& p, const Vec& t, Vec& dst) const {
+  // dst ^= entry B of an 8-plane table (entry j, output o at plane 2j + o), both outputs
+  const size_t n = p.n;
+  const u64* __restrict tp = t.data();
+  const u64* __restrict bl = p.lo.data();
+  const u64* __restrict bh = p.hi.data();
+  u64* __restrict dg = dst.data();
+  u64* __restrict dp = dst.data() + n;
+  for (size_t i = 0; i < n; ++i) {
+    const u64 b0 = bl[i], b1 = bh[i];
+    const u64 s0 = ~b1 & ~b0, s1 = ~b1 & b0, s2 = b1 & ~b0, s3 = b1 & b0;
+    dg[i] ^= (tp[i] & s0) | (tp[2 * n + i] & s1) | (tp[4 * n + i] & s2) | (tp[6 * n + i] & s3);
+    dp[i] ^= (tp[n + i] & s0) | (tp[3 * n + i] & s1) | (tp[5 * n + i] & s2) | (tp[7 * n + i] & s3);
   }
-  GP f = radix4_layer(total, W, mine);
-  comm_.round();
-  const size_t K = planes.size();
-  std::vector<BShare> G(K), P(K);
-  std::vector<size_t> cnt(K);
-  for (size_t k = 0, g0 = 0; k < K; ++k) {
-    cnt[k] = planes[k] / 2;
-    G[k] = BShare{cnt[k], W, Vec(f.g.a.begin() + g0 * W, f.g.a.begin() + (g0 + cnt[k]) * W),
-                  Vec(f.g.b.begin() + g0 * W, f.g.b.begin() + (g0 + cnt[k]) * W)};
-    P[k] = BShare{cnt[k], W, Vec(f.p.a.begin() + g0 * W, f.p.a.begin() + (g0 + cnt[k]) * W),
-                  Vec(f.p.b.begin() + g0 * W, f.p.b.begin() + (g0 + cnt[k]) * W)};
-    g0 += cnt[k];
+}
+
+Rep3::GP Rep3::radix4_finish(R4Pending& p) {
+  if (p.role == 1) return std::move(p.out);
+  const size_t n = p.n;
+  Vec table = comm_.recv(p.from, 8 * n), y0 = comm_.recv(p.other, 2 * n);
+  radix4_pick(p, table, y0);
+  Vec y0g(y0.begin(), y0.begin() + n), y0p(y0.begin() + n, y0.end());
+  Vec mg(p.mine1.begin(), p.mine1.begin() + n), mp(p.mine1.begin() + n, p.mine1.end());
+  place_ot_output(p.out.g, p.role, std::move(y0g), std::move(mg));
+  place_ot_output(p.out.p, p.role, std::move(y0p), std::move(mp));
+  return std::move(p.out);
+}
+
+std::vector<std::vector<Rep3::GP>> Rep3::carry_chunks(const std::vector<int>& senders,
+                                                      const std::vector<std::vector<size_t>>& planes,
+                                                      const std::vector<size_t>& W, const std::vector<Vec>& mine) {
+  // Independent carry circuits in the same rounds. Chunk k has its own OT sender senders[k]
+  // and rectangles planes[k][j] (even plane counts, W[k] words per plane, laid out one after
+  // the other in mine[k]). One radix-4 first layer round (all chunks' sends, then all their
+  // receives), then the AND tree levels of every rectangle batched into one round per level.
+  const int s_saved = s_;
+  const size_t K = senders.size();
+  std::vector<R4Pending> pend(K);
+  for (size_t k = 0; k < K; ++k) {
+    size_t total = 0;
+    for (size_t p : planes[k]) {
+      if (p == 0 || (p & 1)) throw ArgError("internal: carry rectangles need an even, positive plane count");
+      total += p;
+    }
+    s_ = senders[k];
+    pend[k] = radix4_send(total, W[k], mine[k]);
   }
-  f = GP();
-  auto put = [&](BShare& dst, size_t slot, const BShare& src, size_t plane) {
-    std::memcpy(dst.a.data() + slot * W, src.a.data() + plane * W, W * 8);
-    std::memcpy(dst.b.data() + slot * W, src.b.data() + plane * W, W * 8);
+  struct Rect {
+    BShare g, p;
+    size_t cnt, W;
   };
+  std::vector<Rect> rects;
+  for (size_t k = 0; k < K; ++k) {
+    s_ = senders[k];
+    GP f = radix4_finish(pend[k]);
+    pend[k] = R4Pending();
+    for (size_t j = 0, g0 = 0; j < planes[k].size(); ++j) {
+      const size_t cnt = planes[k][j] / 2, w = W[k];
+      auto slice = [&](const Vec& v) { return Vec(v.begin() + g0 * w, v.begin() + (g0 + cnt) * w); };
+      rects.push_back({BShare{cnt, w, slice(f.g.a), slice(f.g.b)}, BShare{cnt, w, slice(f.p.a), slice(f.p.b)}, cnt, w});
+      g0 += cnt;
+    }
+  }
+  s_ = s_saved;
+  comm_.round();
   while (true) {
-    size_t nand = 0;
-    for (size_t k = 0; k < K; ++k) nand += 2 * (cnt[k] / 2);
-    if (nand == 0) break;
-    BShare X{nand, W, Vec(nand * W), Vec(nand * W)};
-    BShare Y{nand, W, Vec(nand * W), Vec(nand * W)};
-    for (size_t k = 0, slot = 0; k < K; ++k) {
-      const size_t pairs = cnt[k] / 2;
-      for (size_t t = 0; t < pairs; ++t) {
-        put(X, slot + t, P[k], 2 * t + 1);  // P_hi & G_lo
-        put(Y, slot + t, G[k], 2 * t);
-        put(X, slot + pairs + t, P[k], 2 * t + 1);  // P_hi & P_lo
-        put(Y, slot + pairs + t, P[k], 2 * t);
+    size_t words = 0;
+    for (auto& r : rects) words += 2 * (r.cnt / 2) * r.W;
+    if (words == 0) break;
+    BShare X{0, 0, Vec(words), Vec(words)}, Y{0, 0, Vec(words), Vec(words)};
+    size_t off = 0;
+    auto put = [&](BShare& dst, const BShare& src, size_t plane, size_t w) {
+      std::memcpy(dst.a.data() + off, src.a.data() + plane * w, w * 8);
+      std::memcpy(dst.b.data() + off, src.b.data() + plane * w, w * 8);
+    };
+    for (auto& r : rects) {
+      const size_t pairs = r.cnt / 2;
+      for (size_t t = 0; t < pairs; ++t, off += r.W) {  // P_hi & G_lo
+        put(X, r.p, 2 * t + 1, r.W);
+        put(Y, r.g, 2 * t, r.W);
       }
-      slot += 2 * pairs;
+      for (size_t t = 0; t < pairs; ++t, off += r.W) {  // P_hi & P_lo
+        put(X, r.p, 2 * t + 1, r.W);
+        put(Y, r.p, 2 * t, r.W);
+      }
     }
     BShare Z = bool_and(X, Y);
     comm_.round();
-    for (size_t k = 0, slot = 0; k < K; ++k) {
-      const size_t pairs = cnt[k] / 2;
+    off = 0;
+    for (auto& r : rects) {
+      const size_t pairs = r.cnt / 2, W1 = r.W;
       if (pairs == 0) continue;
-      const size_t ncnt = (cnt[k] + 1) / 2;
-      BShare G2{ncnt, W, Vec(ncnt * W), Vec(ncnt * W)};
-      BShare P2{ncnt, W, Vec(ncnt * W), Vec(ncnt * W)};
-      for (size_t t = 0; t < pairs; ++t) {
-        for (size_t w = 0; w < W; ++w) {
-          G2.a[t * W + w] = G[k].a[(2 * t + 1) * W + w] ^ Z.a[(slot + t) * W + w];
-          G2.b[t * W + w] = G[k].b[(2 * t + 1) * W + w] ^ Z.b[(slot + t) * W + w];
+      const size_t ncnt = (r.cnt + 1) / 2;
+      BShare G2{ncnt, W1, Vec(ncnt * W1), Vec(ncnt * W1)};
+      BShare P2{ncnt, W1, Vec(ncnt * W1), Vec(ncnt * W1)};
+      for (size_t t = 0; t < pairs; ++t)
+        for (size_t w = 0; w < W1; ++w) {
+          G2.a[t * W1 + w] = r.g.a[(2 * t + 1) * W1 + w] ^ Z.a[off + t * W1 + w];
+          G2.b[t * W1 + w] = r.g.b[(2 * t + 1) * W1 + w] ^ Z.b[off + t * W1 + w];
         }
-        put(P2, t, Z, slot + pairs + t);
+      off += pairs * W1;
+      for (size_t t = 0; t < pairs; ++t) {
+        std::memcpy(P2.a.data() + t * W1, Z.a.data() + off + t * W1, W1 * 8);
+        std::memcpy(P2.b.data() + t * W1, Z.b.data() + off + t * W1, W1 * 8);
       }
-      if (cnt[k] & 1) {
-        put(G2, ncnt - 1, G[k], cnt[k] - 1);
-        put(P2, ncnt - 1, P[k], cnt[k] - 1);
+      off += pairs * W1;
+      if (r.cnt & 1) {
+        std::memcpy(G2.a.data() + (ncnt - 1) * W1, r.g.a.data() + (r.cnt - 1) * W1, W1 * 8);
+        std::memcpy(G2.b.data() + (ncnt - 1) * W1, r.g.b.data() + (r.cnt - 1) * W1, W1 * 8);
+        std::memcpy(P2.a.data() + (ncnt - 1) * W1, r.p.a.data() + (r.cnt - 1) * W1, W1 * 8);
+        std::memcpy(P2.b.data() + (ncnt - 1) * W1, r.p.b.data() + (r.cnt - 1) * W1, W1 * 8);
       }
-      G[k] = std::move(G2);
-      P[k] = std::move(P2);
-      cnt[k] = ncnt;
-      slot += 2 * pairs;
+      r.g = std::move(G2);
+      r.p = std::move(P2);
+      r.cnt = ncnt;
     }
   }
-  std::vector<GP> out(K);
-  for (size_t k = 0; k < K; ++k) {
-    G[k].planes = P[k].planes = 1;
-    out[k] = {std::move(G[k]), std::move(P[k])};
-  }
+  std::vector<std::vector<GP>> out(K);
+  for (size_t k = 0, q = 0; k < K; ++k)
+    for (size_t j = 0; j < planes[k].size(); ++j, ++q) {
+      rects[q].g.planes = rects[q].p.planes = 1;
+      out[k].push_back({std::move(rects[q].g), std::move(rects[q].p)});
+    }
   return out;
 }
 
 Rep3::GP Rep3::carry_gp(size_t planes, size_t W, const Vec& mine) {
   // (generate, propagate) of the whole `planes`-plane group: carry out = G ^ (P & carry in).
-  // First layer: 2-plane groups in one round (radix-4, see radix4_layer; an odd top plane is
+  // First layer: 2-plane groups in one round (radix-4, see radix4_send; an odd top plane is
   // padded with a propagating one), then one AND round per tree level.
   if (planes == 0) throw ArgError("internal: empty carry circuit");
   if (planes & 1) {
     Vec padded(mine.begin(), mine.begin() + planes * W);
     padded.resize((planes + 1) * W, role() == 1 ? ~u64(0) : 0);
-    return std::move(carry_multi({planes + 1}, W, padded)[0]);
+    return std::move(carry_chunks({s_}, {{planes + 1}}, {W}, {padded})[0][0]);
   }
-  return std::move(carry_multi({planes}, W, mine)[0]);
+  return std::move(carry_chunks({s_}, {{planes}}, {W}, {mine})[0][0]);
 }
 
 namespace {
@@ -896,8 +967,10 @@ int levels_for(int planes) {  // AND rounds after the first one (radix-4 first l
 }
 }  // namespace
 
-std::vector<Rep3::BShare> Rep3::carries(size_t n, const std::vector<CarryGroup>& groups) {
-  const size_t Wn = words_for(n), n64 = Wn * 64;
+std::vector<std::vector<Rep3::BShare>> Rep3::carries(const std::vector<int>& senders, const std::vector<size_t>& ns,
+                                                     const std::vector<std::vector<CarryGroup>>& chunk_groups) {
+  // Every chunk has the same groups and requests (widths); only the operands and the sender differ.
+  const std::vector<CarryGroup>& groups = chunk_groups.at(0);
   struct Req {
     size_t g;
     const std::vector<int>* w;
@@ -928,19 +1001,15 @@ std::vector<Rep3::BShare> Rep3::carries(size_t n, const std::vector<CarryGroup>&
     bool combine = false;
     if (rows) rows->clear();
     if (req_row) req_row->clear();
-    static const std::vector<int> dummy;
     auto add_row = [&](size_t g, int shift, const std::vector<int>* w, int low, int wmax) {
       maxw = std::max(maxw, wmax);
       cost += static_cast<long>(wmax);
       if (rows) rows->push_back({g, shift, w, low, wmax});
       return rows ? static_cast<int>(rows->size()) - 1 : 0;
     };
-    std::vector<int> ls_w(1, Ls);
     for (auto& r : reqs) {
       if (Ls > 0 && r.wmin >= Ls) {
-        if (low_of[r.g] < 0) {
-          low_of[r.g] = add_row(r.g, 0, nullptr, -1, Ls);
-        }
+        if (low_of[r.g] < 0) low_of[r.g] = add_row(r.g, 0, nullptr, -1, Ls);
         if (r.wmax > Ls) combine = true;
         const int id = add_row(r.g, Ls, r.w, low_of[r.g], r.wmax - Ls);
         if (req_row) req_row->push_back(id);
@@ -949,7 +1018,6 @@ std::vector<Rep3::BShare> Rep3::carries(size_t n, const std::vector<CarryGroup>&
         if (req_row) req_row->push_back(id);
       }
     }
-    (void)dummy;
     return std::make_pair(levels_for(std::max(maxw, 1)) + (combine ? 1 : 0), cost);
   };
   int best_ls = 0;
@@ -964,82 +1032,99 @@ std::vector<Rep3::BShare> Rep3::carries(size_t n, const std::vector<CarryGroup>&
   std::vector<Row> rows;
   std::vector<int> req_row;
   plan(best_ls, &rows, &req_row);
-  const size_t R = rows.size();
-  const bool sender = role() == 1;
-  // One rectangle per row of nonzero width (its own width rounded up to even planes);
-  // bits above an element's width propagate: (A, B) = (1, 0).
-  std::vector<size_t> rect_planes, rect_row;
+  const size_t R = rows.size(), K = senders.size();
+  // One rectangle per row of nonzero width (its own width rounded up to even planes), per
+  // chunk; bits above an element's width propagate: (A, B) = (1, 0).
+  std::vector<size_t> rect_planes;
   std::vector<int> row_rect(R, -1);
   for (size_t r = 0; r < R; ++r)
     if (rows[r].width_max > 0) {
       row_rect[r] = static_cast<int>(rect_planes.size());
       rect_planes.push_back(static_cast<size_t>((rows[r].width_max + 1) & ~1));
-      rect_row.push_back(r);
     }
   size_t total_planes = 0;
   for (size_t p : rect_planes) total_planes += p;
-  std::vector<GP> gps;
+  std::vector<size_t> Wk(K);
+  for (size_t k = 0; k < K; ++k) Wk[k] = words_for(ns[k]);
+  std::vector<std::vector<GP>> gps(K);
   if (total_planes > 0) {
-    Vec planes(total_planes * Wn);
-    Vec vals(n64);
-    size_t off = 0;
-    for (size_t k = 0; k < rect_planes.size(); ++k) {
-      const size_t r = rect_row[k];
-      const Vec& v = groups[rows[r].g].v;
-      const int sh = rows[r].shift;
-      const std::vector<int>* w = rows[r].w;
-      const size_t C = w ? w->size() : 1;
-      const u64 allp = mask_bits(static_cast<int>(rect_planes[k]));
-      std::vector<u64> keep(C), fill(C);  // per channel: operand bits kept, padding bits
-      for (size_t c = 0; c < C; ++c) {
-        const int width = std::max(w ? (*w)[c] - sh : rows[r].width_max, 0);
-        keep[c] = mask_bits(width);
-        fill[c] = sender ? allp & ~keep[c] : 0;
+    const int s_saved = s_;
+    std::vector<Vec> mine(K);
+    for (size_t k = 0; k < K; ++k) {
+      s_ = senders[k];
+      const bool sender = role() == 1;
+      const size_t n = ns[k], Wn = Wk[k];
+      mine[k].resize(total_planes * Wn);
+      Vec vals(Wn * 64);
+      size_t off = 0;
+      for (size_t r = 0; r < R; ++r) {
+        if (row_rect[r] < 0) continue;
+        const size_t np = rect_planes[row_rect[r]];
+        const Vec& v = chunk_groups[k][rows[r].g].v;
+        const int sh = rows[r].shift;
+        const std::vector<int>* w = rows[r].w;
+        const size_t C = w ? w->size() : 1;
+        const u64 allp = mask_bits(static_cast<int>(np));
+        std::vector<u64> keep(C), fill(C);  // per channel: operand bits kept, padding bits
+        for (size_t c = 0; c < C; ++c) {
+          const int width = std::max(w ? (*w)[c] - sh : rows[r].width_max, 0);
+          keep[c] = mask_bits(width);
+          fill[c] = sender ? allp & ~keep[c] : 0;
+        }
+        for (size_t i = 0, c = 0; i < n; ++i, c = c + 1 == C ? 0 : c + 1)
+          vals[i] = ((sh >= 64 ? 0 : v[i] >> sh) & keep[c]) | fill[c];
+        Vec pl = to_planes(vals, np, Wn);
+        std::copy(pl.begin(), pl.end(), mine[k].begin() + off);
+        off += pl.size();
       }
-      for (size_t i = 0, c = 0; i < n; ++i, c = c + 1 == C ? 0 : c + 1)
-        vals[i] = ((sh >= 64 ? 0 : v[i] >> sh) & keep[c]) | fill[c];
-      Vec pl = to_planes(vals, rect_planes[k], Wn);
-      std::copy(pl.begin(), pl.end(), planes.begin() + off);
-      off += pl.size();
     }
-    gps = carry_multi(rect_planes, Wn, planes);
+    s_ = s_saved;
+    std::vector<std::vector<size_t>> pk(K, rect_planes);
+    gps = carry_chunks(senders, pk, Wk, mine);
   }
-  auto gen = [&](size_t r) -> BShare {  // the row's generate (zero-width rows: 0)
-    return row_rect[r] >= 0 ? gps[row_rect[r]].g : BShare{1, Wn, Vec(Wn, 0), Vec(Wn, 0)};
-  };
-  std::vector<BShare> rowg(R);
-  for (size_t r = 0; r < R; ++r) rowg[r] = gen(r);
+  std::vector<std::vector<BShare>> rowg(K, std::vector<BShare>(R));
+  for (size_t k = 0; k < K; ++k)
+    for (size_t r = 0; r < R; ++r)
+      rowg[k][r] = row_rect[r] >= 0 ? gps[k][row_rect[r]].g : BShare{1, Wk[k], Vec(Wk[k], 0), Vec(Wk[k], 0)};
   // Combine HIGH rows with their group's LOW generate: G_high ^= P_high & G_low (a zero-width
   // HIGH row propagates everything: its carry is G_low).
   std::vector<size_t> high;
   for (size_t r = 0; r < R; ++r)
     if (rows[r].low_row >= 0) {
       if (row_rect[r] >= 0) high.push_back(r);
-      else rowg[r] = rowg[rows[r].low_row];
+      else
+        for (size_t k = 0; k < K; ++k) rowg[k][r] = rowg[k][rows[r].low_row];
     }
   if (!high.empty()) {
-    const size_t H = high.size();
-    BShare X{H, Wn, Vec(H * Wn), Vec(H * Wn)}, Y{H, Wn, Vec(H * Wn), Vec(H * Wn)};
-    for (size_t h = 0; h < H; ++h) {
-      const size_t r = high[h], lr = rows[r].low_row;
-      const GP& g = gps[row_rect[r]];
-      std::memcpy(X.a.data() + h * Wn, g.p.a.data(), Wn * 8);
-      std::memcpy(X.b.data() + h * Wn, g.p.b.data(), Wn * 8);
-      std::memcpy(Y.a.data() + h * Wn, rowg[lr].a.data(), Wn * 8);
-      std::memcpy(Y.b.data() + h * Wn, rowg[lr].b.data(), Wn * 8);
-    }
+    size_t words = 0;
+    for (size_t k = 0; k < K; ++k) words += high.size() * Wk[k];
+    BShare X{0, 0, Vec(words), Vec(words)}, Y{0, 0, Vec(words), Vec(words)};
+    size_t off = 0;
+    for (size_t k = 0; k < K; ++k)
+      for (size_t r : high) {
+        const GP& g = gps[k][row_rect[r]];
+        const BShare& lo = rowg[k][rows[r].low_row];
+        std::copy(g.p.a.begin(), g.p.a.end(), X.a.begin() + off);
+        std::copy(g.p.b.begin(), g.p.b.end(), X.b.begin() + off);
+        std::copy(lo.a.begin(), lo.a.end(), Y.a.begin() + off);
+        std::copy(lo.b.begin(), lo.b.end(), Y.b.begin() + off);
+        off += Wk[k];
+      }
     BShare Z = bool_and(X, Y);
     comm_.round();
-    for (size_t h = 0; h < H; ++h) {
-      const size_t r = high[h];
-      for (size_t w = 0; w < Wn; ++w) {
-        rowg[r].a[w] ^= Z.a[h * Wn + w];
-        rowg[r].b[w] ^= Z.b[h * Wn + w];
+    off = 0;
+    for (size_t k = 0; k < K; ++k)
+      for (size_t r : high) {
+        for (size_t w = 0; w < Wk[k]; ++w) {
+          rowg[k][r].a[w] ^= Z.a[off + w];
+          rowg[k][r].b[w] ^= Z.b[off + w];
+        }
+        off += Wk[k];
       }
-    }
   }
-  std::vector<BShare> out;
-  for (size_t q = 0; q < reqs.size(); ++q) out.push_back(rowg[req_row[q]]);
+  std::vector<std::vector<BShare>> out(K);
+  for (size_t k = 0; k < K; ++k)
+    for (size_t q = 0; q < reqs.size(); ++q) out[k].push_back(rowg[k][req_row[q]]);
   return out;
 }
 
@@ -1119,180 +1204,235 @@ Share Rep3::requant(const Share& acc, const RequantSpec& s) {
   // right shift up to 24 with an int8 output range). Beyond, the generic composition.
   for (auto& h : ch)
     if (h.B > 64) return requant_composed(acc, s);
+  // The tensor runs as up to three chunks of whole channel periods, each with a different OT
+  // sender, in the same rounds: every party does a third of the sender's work and every link
+  // carries a third of the heavy traffic.
   rotate_sender();
-  const int r = role();
-  const bool sender = r == 1;
+  const int s0 = s_;
+  const size_t nper = n / per, K = std::min<size_t>(3, nper);
+  std::vector<size_t> cb(K + 1), ns(K);
+  std::vector<int> senders(K);
+  for (size_t k = 0; k <= K; ++k) cb[k] = (nper * k / K) * per;
+  for (size_t k = 0; k < K; ++k) {
+    ns[k] = cb[k + 1] - cb[k];
+    senders[k] = static_cast<int>((s0 + k) % 3);
+  }
   // y = v - lo * 2^d: in range (lo <= R <= hi) it lies in [0, 2^(d + rbits)).
   std::vector<u64> ymul(per), yadd(per);
   for (size_t c = 0; c < per; ++c) {
     ymul[c] = ch[c].mult;
     yadd[c] = ch[c].add - (static_cast<u64>(ch[c].lo) << ch[c].d);
   }
-  Share y = add_public(mul_public(acc, Pub(ymul)), Pub(yadd));
-  Vec av = view_2of2(acc, ~u64(0)), yv = view_2of2(y, ~u64(0));
-  y = Share();
+  const Share y = add_public(mul_public(acc, Pub(ymul)), Pub(yadd));
   const u64 amask = mask_bits(ab), atop = u64(1) << ab;
-  // Comparisons [acc < th] = bit ab of (acc - th) mod 2^(ab+1) = a_ab ^ b'_ab ^ carry_ab(a, b').
   const int ncmp = any_corr ? 4 : 2;
-  std::vector<CarryGroup> groups;
-  const size_t Wn = words_for(n);
-  std::vector<Vec> cmp_known(ncmp, Vec(Wn, 0));  // this side's top bit of each comparison
-  for (int t = 0; t < ncmp; ++t) {
-    CarryGroup g;
-    g.v.resize(n);
-    for (size_t i = 0, c = 0; i < n; ++i, c = c + 1 == per ? 0 : c + 1) {
-      const u64 val = sender ? av[i] : av[i] - static_cast<u64>(ch[c].th[t]);
-      g.v[i] = val & amask;
-      if (val & atop) cmp_known[t][i >> 6] |= u64(1) << (i & 63);
-    }
-    g.widths = {{ab}};
-    groups.push_back(std::move(g));
-  }
-  av = Vec();
   std::vector<int> wd(per), wB(per), wk(per);
   for (size_t c = 0; c < per; ++c) {
     wd[c] = ch[c].d;
     wB[c] = ch[c].B;
     wk[c] = ch[c].k;
   }
-  // The truncated value's operands, reduced mod 2^B.
-  Vec ylocal(n);  // sender: its high part; others: theirs
-  Vec adj_known;  // others: [b_low >= adj]
-  Vec mrand;      // stochastic: this side's rounding offset
-  CarryGroup gy, gadj, gc1, gq;
-  gy.v.resize(n);
-  for (size_t i = 0, c = 0; i < n; ++i, c = c + 1 == per ? 0 : c + 1) gy.v[i] = yv[i] & mask_bits(ch[c].B);
-  if (!stoch) {
-    for (size_t i = 0, c = 0; i < n; ++i, c = c + 1 == per ? 0 : c + 1) ylocal[i] = gy.v[i] >> ch[c].d;
-    gy.widths = {wd, wB};  // carry out of the low d bits, wrap out of the B bits
-    if (any_corr) {
-      gadj.v.resize(n);
-      if (!sender) adj_known.assign(Wn, 0);
-      for (size_t i = 0, c = 0; i < n; ++i, c = c + 1 == per ? 0 : c + 1) {
-        const u64 md = mask_bits(ch[c].d), lowb = gy.v[i] & md;
-        gadj.v[i] = sender ? lowb : (lowb - ch[c].adj) & md;
-        if (!sender && lowb >= ch[c].adj) adj_known[i >> 6] |= u64(1) << (i & 63);
-      }
-      gadj.widths = {wd};
-    }
-  } else {
-    // Stochastic rounding of y with an offset m = (m_A + m_B) mod 2^k that no party knows
-    // (m_A: the sender's own randomness, m_B: the others' shared stream); the low e = d - k
-    // bits are rounded by the split itself (see trunc_pr).
-    mrand.resize(n);
-    Prg& g = r == 1 ? prg_own_ : r == 0 ? prg_prev_ : prg_next_;
-    g.fill(mrand.data(), n);
-    gc1.v.resize(n);
-    gq.v.resize(n);
-    for (size_t i = 0, c = 0; i < n; ++i, c = c + 1 == per ? 0 : c + 1) {
-      const int k = ch[c].k, e = ch[c].d - k;
-      const u64 mk = mask_bits(k), v = gy.v[i];
-      u64 t;
-      if (sender || e == 0) t = v >> e;
-      else t = v == 0 ? 0 : ((v - 1) >> e) + 1;
-      const u64 mi = mrand[i] & mk, low = (t & mk) + mi;
-      ylocal[i] = (t >> k) + (low >> k);
-      gc1.v[i] = low & mk;
-      gq.v[i] = mi;
-    }
-    gy.widths = {wB};
-    gc1.widths = {wk};
-    gq.widths = {wk};
-  }
-  yv = Vec();
-  const size_t first_y = groups.size();
-  groups.push_back(std::move(gy));
-  if (!stoch && any_corr) groups.push_back(std::move(gadj));
-  if (stoch) {
-    groups.push_back(std::move(gc1));
-    groups.push_back(std::move(gq));
-  }
-  (void)first_y;
-  std::vector<BShare> cs = carries(n, groups);
-  // cs: comparisons (ncmp), then floor: c_d, wrap[, adj]; stochastic: wrap, c1, q.
-  // Bits to inject, each one row of Wn words: secret part from cs, plus this side's known bit.
-  std::vector<const BShare*> sec;
-  std::vector<Vec> known;  // P1-known at the sender, P0/P2-known at the others
-  auto row = [&](const BShare* b, Vec k) {
-    sec.push_back(b);
-    known.push_back(std::move(k));
+  struct Chunk {
+    int role;
+    std::vector<Vec> cmp_known;  // this side's top bit of each comparison
+    Vec ylocal;                  // this side's high part of the truncated value
+    Vec adj_known;               // others: [b_low >= adj]
   };
-  const Vec zeros(Wn, 0), ones(Wn, ~u64(0));
-  const BShare* cd = stoch ? nullptr : &cs[ncmp];
-  const BShare* wrap = stoch ? &cs[ncmp] : &cs[ncmp + 1];
-  // below = [acc < th0]; above = not [acc < th1]
-  row(&cs[0], cmp_known[0]);
-  {
-    Vec k = cmp_known[1];
-    if (!sender)
-      for (auto& x : k) x = ~x;
-    row(&cs[1], std::move(k));
-  }
-  row(wrap, zeros);
-  if (stoch) {
-    row(&cs[ncmp + 1], zeros);  // c1
-    row(&cs[ncmp + 2], zeros);  // q
-  } else {
-    row(cd, zeros);
-  }
-  BShare mbit, lsbit;
-  if (any_corr) {
-    // m = [acc < th2] ^ [acc < th3] (the sender's top bits cancel); ls = not [y_low >= adj]
-    mbit = cs[2];
-    for (size_t w = 0; w < Wn; ++w) {
-      mbit.a[w] ^= cs[3].a[w];
-      mbit.b[w] ^= cs[3].b[w];
+  std::vector<Chunk> cks(K);
+  std::vector<std::vector<CarryGroup>> groups(K);
+  for (size_t k = 0; k < K; ++k) {
+    s_ = senders[k];
+    const int r = role();
+    const bool sender = r == 1;
+    const size_t i0 = cb[k], nk = ns[k], Wn = words_for(nk);
+    Chunk& C = cks[k];
+    C.role = r;
+    // This party's 2-of-2 view of acc and y on the chunk (the sender: a = x_s + x_{s+1},
+    // the others: b = x_{s+2}); i0 is a multiple of the period: channel = j % per.
+    auto view = [&](const Share& x) {
+      Vec v(nk);
+      if (sender) vadd(v.data(), x.a.data() + i0, x.b.data() + i0, nk);
+      else std::copy_n((r == 0 ? x.a : x.b).begin() + i0, nk, v.begin());
+      return v;
+    };
+    // Comparisons [acc < th] = bit ab of (acc - th) mod 2^(ab+1) = a_ab ^ b'_ab ^ carry_ab(a, b').
+    Vec av = view(acc);
+    C.cmp_known.assign(ncmp, Vec(Wn, 0));
+    for (int t = 0; t < ncmp; ++t) {
+      CarryGroup g;
+      g.v.resize(nk);
+      for (size_t j = 0, c = 0; j < nk; ++j, c = c + 1 == per ? 0 : c + 1) {
+        const u64 val = sender ? av[j] : av[j] - static_cast<u64>(ch[c].th[t]);
+        g.v[j] = val & amask;
+        if (val & atop) C.cmp_known[t][j >> 6] |= u64(1) << (j & 63);
+      }
+      g.widths = {{ab}};
+      groups[k].push_back(std::move(g));
     }
-    Vec km(Wn, 0);
-    if (!sender)
-      for (size_t w = 0; w < Wn; ++w) km[w] = cmp_known[2][w] ^ cmp_known[3][w];
-    lsbit = cs[ncmp + 2];
-    for (size_t w = 0; w < Wn; ++w) {
-      lsbit.a[w] ^= cd->a[w];
-      lsbit.b[w] ^= cd->b[w];
+    av = Vec();
+    // The truncated value's operands, reduced mod 2^B.
+    Vec yv = view(y);
+    C.ylocal.resize(nk);
+    CarryGroup gy, gadj, gc1, gq;
+    gy.v.resize(nk);
+    for (size_t j = 0, c = 0; j < nk; ++j, c = c + 1 == per ? 0 : c + 1) gy.v[j] = yv[j] & mask_bits(ch[c].B);
+    yv = Vec();
+    if (!stoch) {
+      for (size_t j = 0, c = 0; j < nk; ++j, c = c + 1 == per ? 0 : c + 1) C.ylocal[j] = gy.v[j] >> ch[c].d;
+      gy.widths = {wd, wB};  // carry out of the low d bits, wrap out of the B bits
+      groups[k].push_back(std::move(gy));
+      if (any_corr) {
+        gadj.v.resize(nk);
+        if (!sender) C.adj_known.assign(Wn, 0);
+        const Vec& yb = groups[k].back().v;
+        for (size_t j = 0, c = 0; j < nk; ++j, c = c + 1 == per ? 0 : c + 1) {
+          const u64 md = mask_bits(ch[c].d), lowb = yb[j] & md;
+          gadj.v[j] = sender ? lowb : (lowb - ch[c].adj) & md;
+          if (!sender && lowb >= ch[c].adj) C.adj_known[j >> 6] |= u64(1) << (j & 63);
+        }
+        gadj.widths = {wd};
+        groups[k].push_back(std::move(gadj));
+      }
+    } else {
+      // Stochastic rounding of y with an offset m = (m_A + m_B) mod 2^k that no party knows
+      // (m_A: the sender's own randomness, m_B: the others' shared stream); the low e = d - k
+      // bits are rounded by the split itself (see trunc_pr).
+      Vec mrand(nk);
+      Prg& g = r == 1 ? prg_own_ : r == 0 ? prg_prev_ : prg_next_;
+      g.fill(mrand.data(), nk);
+      gc1.v.resize(nk);
+      gq.v.resize(nk);
+      for (size_t j = 0, c = 0; j < nk; ++j, c = c + 1 == per ? 0 : c + 1) {
+        const int kb = ch[c].k, e = ch[c].d - kb;
+        const u64 mk = mask_bits(kb), v = gy.v[j];
+        u64 t;
+        if (sender || e == 0) t = v >> e;
+        else t = v == 0 ? 0 : ((v - 1) >> e) + 1;
+        const u64 mi = mrand[j] & mk, low = (t & mk) + mi;
+        C.ylocal[j] = (t >> kb) + (low >> kb);
+        gc1.v[j] = low & mk;
+        gq.v[j] = mi;
+      }
+      gy.widths = {wB};
+      gc1.widths = {wk};
+      gq.widths = {wk};
+      groups[k].push_back(std::move(gy));
+      groups[k].push_back(std::move(gc1));
+      groups[k].push_back(std::move(gq));
     }
-    Vec kl(Wn, 0);
-    if (!sender)
-      for (size_t w = 0; w < Wn; ++w) kl[w] = ~adj_known[w];
-    row(&mbit, std::move(km));
-    row(&lsbit, std::move(kl));
   }
-  const size_t nb = sec.size(), n64 = Wn * 64;
-  BShare all{1, nb * Wn, Vec(nb * Wn), Vec(nb * Wn)};
-  Vec k1(nb * Wn), k02(nb * Wn);
-  for (size_t q = 0; q < nb; ++q) {
-    std::copy(sec[q]->a.begin(), sec[q]->a.end(), all.a.begin() + q * Wn);
-    std::copy(sec[q]->b.begin(), sec[q]->b.end(), all.b.begin() + q * Wn);
-    std::copy(known[q].begin(), known[q].end(), (sender ? k1 : k02).begin() + q * Wn);
+  s_ = s0;
+  std::vector<std::vector<BShare>> cs = carries(senders, ns, groups);
+  groups.clear();
+  // cs[k]: comparisons (ncmp), then floor: c_d, wrap[, adj]; stochastic: wrap, c1, q.
+  // Bits to inject per chunk, each one row: secret part from cs, plus this side's known bit
+  // (P1-known at the sender, P0/P2-known at the others). All chunks' sends, then receives.
+  std::vector<B2APending> bp(K);
+  std::vector<OwnPending> op(K);
+  size_t nb = 0;
+  for (size_t k = 0; k < K; ++k) {
+    s_ = senders[k];
+    const bool sender = cks[k].role == 1;
+    const size_t nk = ns[k], Wn = words_for(nk);
+    std::vector<BShare> sec;
+    std::vector<Vec> known;
+    const Vec zeros(Wn, 0);
+    const BShare& cd = cs[k][ncmp];  // floor only
+    const BShare& wrap = stoch ? cs[k][ncmp] : cs[k][ncmp + 1];
+    // below = [acc < th0]; above = not [acc < th1]
+    sec.push_back(cs[k][0]);
+    known.push_back(cks[k].cmp_known[0]);
+    sec.push_back(cs[k][1]);
+    known.push_back(cks[k].cmp_known[1]);
+    if (!sender)
+      for (auto& x : known.back()) x = ~x;
+    sec.push_back(wrap);
+    known.push_back(zeros);
+    if (stoch) {
+      sec.push_back(cs[k][ncmp + 1]);  // c1
+      known.push_back(zeros);
+      sec.push_back(cs[k][ncmp + 2]);  // q
+      known.push_back(zeros);
+    } else {
+      sec.push_back(cd);
+      known.push_back(zeros);
+    }
+    if (any_corr) {
+      // m = [acc < th2] ^ [acc < th3] (the sender's top bits cancel); ls = not [y_low >= adj]
+      BShare mbit = cs[k][2], lsbit = cs[k][ncmp + 2];
+      Vec km(Wn, 0), kl(Wn, 0);
+      for (size_t w = 0; w < Wn; ++w) {
+        mbit.a[w] ^= cs[k][3].a[w];
+        mbit.b[w] ^= cs[k][3].b[w];
+        lsbit.a[w] ^= cd.a[w];
+        lsbit.b[w] ^= cd.b[w];
+        if (!sender) {
+          km[w] = cks[k].cmp_known[2][w] ^ cks[k].cmp_known[3][w];
+          kl[w] = ~cks[k].adj_known[w];
+        }
+      }
+      sec.push_back(std::move(mbit));
+      known.push_back(std::move(km));
+      sec.push_back(std::move(lsbit));
+      known.push_back(std::move(kl));
+    }
+    nb = sec.size();
+    BShare all{1, nb * Wn, Vec(nb * Wn), Vec(nb * Wn)};
+    Vec kn(nb * Wn);
+    for (size_t q = 0; q < nb; ++q) {
+      std::copy(sec[q].a.begin(), sec[q].a.end(), all.a.begin() + q * Wn);
+      std::copy(sec[q].b.begin(), sec[q].b.end(), all.b.begin() + q * Wn);
+      std::copy(known[q].begin(), known[q].end(), kn.begin() + q * Wn);
+    }
+    bp[k] = b2a_send(all, nb * Wn * 64, sender ? &kn : nullptr, sender ? nullptr : &kn, Pub(1));
+    // the sender's part of the truncated value, shared in the same round
+    op[k] = share_own_send(party_of(1), {static_cast<int64_t>(nk)}, sender ? cks[k].ylocal.data() : nullptr);
   }
   cs.clear();
-  Share bits = b2a(all, nb * n64, sender ? &k1 : nullptr, sender ? nullptr : &k02, Pub(1));
-  // The sender's part of the truncated value, shared in the same round.
-  Share hiA = share_own(party_of(1), {static_cast<int64_t>(n)}, sender ? ylocal.data() : nullptr);
-  auto part = [&](size_t q) {
-    Share x{{static_cast<int64_t>(n)}, Vec(bits.a.begin() + q * n64, bits.a.begin() + q * n64 + n),
-            Vec(bits.b.begin() + q * n64, bits.b.begin() + q * n64 + n)};
-    return x;
+  std::vector<std::vector<Share>> parts(K);
+  std::vector<Share> hiA(K);
+  for (size_t k = 0; k < K; ++k) {
+    s_ = senders[k];
+    Share bits = b2a_finish(bp[k]);
+    share_own_finish(op[k]);
+    hiA[k] = std::move(op[k].x);
+    const size_t nk = ns[k], n64 = words_for(nk) * 64;
+    for (size_t q = 0; q < nb; ++q)
+      parts[k].push_back(Share{{static_cast<int64_t>(nk)}, Vec(bits.a.begin() + q * n64, bits.a.begin() + q * n64 + nk),
+                               Vec(bits.b.begin() + q * n64, bits.b.begin() + q * n64 + nk)});
+    // F = hi_A + hi_B (+ c_d | + c1 - q) - wrap * 2^(rbits + 1)   (in range: R - lo)
+    Share& F = hiA[k];
+    if (cks[k].role == 0) vadd(F.a.data(), F.a.data(), cks[k].ylocal.data(), nk);
+    else if (cks[k].role == 2) vadd(F.b.data(), F.b.data(), cks[k].ylocal.data(), nk);
+    F.a_zero = F.b_zero = false;
+  }
+  s_ = s0;
+  comm_.round();
+  auto joined = [&](size_t q) {
+    std::vector<const Share*> ps;
+    for (size_t k = 0; k < K; ++k) ps.push_back(&parts[k][q]);
+    return concat(ps);
   };
-  Share below = part(0), above = part(1), wr = part(2);
-  // F = hi_A + hi_B (+ c_d | + c1 - q) - wrap * 2^(rbits + 1)   (in range: R - lo)
-  Share F = hiA;
-  if (r == 0)
-    for (size_t i = 0; i < n; ++i) F.a[i] += ylocal[i];
-  else if (r == 2)
-    for (size_t i = 0; i < n; ++i) F.b[i] += ylocal[i];
-  F.a_zero = F.b_zero = false;
-  F = sub(F, mul_public(wr, Pub(u64(1) << (rbits + 1))));
-  if (stoch) F = sub(add(F, part(3)), part(4));
-  else F = add(F, part(3));
+  Share F;
+  {
+    std::vector<const Share*> ps;
+    for (size_t k = 0; k < K; ++k) ps.push_back(&hiA[k]);
+    F = concat(ps);
+  }
+  hiA.clear();
+  Share below = joined(0), above = joined(1);
+  F = sub(F, mul_public(joined(2), Pub(u64(1) << (rbits + 1))));
+  if (stoch) F = sub(add(F, joined(3)), joined(4));
+  else F = add(F, joined(3));
   Share inr = add_public(neg(add(below, above)), Pub(1));
   std::vector<Product> pl{{Product::kElementwise, &inr, &F, {}}};
   Share mS, lsS;
   if (any_corr) {
-    mS = part(4);
-    lsS = part(5);
+    mS = joined(4);
+    lsS = joined(5);
     pl.push_back({Product::kElementwise, &lsS, &mS, {}});
   }
+  parts.clear();
   std::vector<Share> pr = products(pl);
   std::vector<u64> span(per), lov(per);
   for (size_t c = 0; c < per; ++c) {

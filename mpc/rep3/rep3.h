@@ -92,21 +92,55 @@ class Rep3 : public Protocol {
     BShare g, p;
   };
   GP carry_gp(size_t planes, size_t W, const Vec& mine);
-  GP radix4_layer(size_t planes, size_t W, const Vec& mine);  // one round, see rep3.cc
-  std::vector<GP> carry_multi(const std::vector<size_t>& planes, size_t W, const Vec& mine);
+  // Radix-4 first carry layer, split into its sends and its receives (see rep3.cc).
+  struct R4Pending {
+    GP out;
+    Vec mine1, lo, hi;
+    size_t n = 0;
+    int role = 0, from = -1, other = -1;
+  };
+  R4Pending radix4_send(size_t planes, size_t W, const Vec& mine);
+  GP radix4_finish(R4Pending& p);
+  void radix4_pick(const R4Pending& p, const Vec& table, Vec& dst) const;
+  // Independent carry circuits of several chunks, each with its own OT sender, in one set of
+  // rounds; result[k][j]: (G, P) of rectangle j of chunk k.
+  std::vector<std::vector<GP>> carry_chunks(const std::vector<int>& senders,
+                                            const std::vector<std::vector<size_t>>& planes,
+                                            const std::vector<size_t>& W, const std::vector<Vec>& mine);
   // Carries of several additions in the same rounds. A group is one operand pair (A at the
   // sender, B at the others; `v` is this party's, n elements) with one or more requests,
   // each the carry out of the low w bits (w[i % w.size()] for element i). Requests of one
   // group share the circuit of their common low bits when that saves work without adding
-  // depth. Returns one single-plane BShare of words_for(n) words per request, in order.
+  // depth. Chunk k (its own sender senders[k], ns[k] elements) has the same groups and
+  // widths with its own operands. Returns, per chunk, one single-plane BShare of
+  // words_for(ns[k]) words per request, in order.
   struct CarryGroup {
     Vec v;
     std::vector<std::vector<int>> widths;
   };
-  std::vector<BShare> carries(size_t n, const std::vector<CarryGroup>& groups);
+  std::vector<std::vector<BShare>> carries(const std::vector<int>& senders, const std::vector<size_t>& ns,
+                                           const std::vector<std::vector<CarryGroup>>& groups);
   // Replicated sharing of a value known to `owner` only (the others pass nullptr),
   // without a round of its own (it rides on the caller's round).
   Share share_own(int owner, const Shape& shape, const u64* data);
+  // One-round steps split into their sends and their receives, so that several of them,
+  // with different senders, share one round (all sends first, then all receives).
+  struct OwnPending {
+    Share x;
+    bool recv = false;
+    size_t n = 0;
+  };
+  OwnPending share_own_send(int owner, const Shape& shape, const u64* data);
+  void share_own_finish(OwnPending& p);
+  struct B2APending {
+    Share out;
+    Vec mine, ebits;
+    Pub s;
+    size_t n = 0;
+    int role = 0, from = -1, other = -1;
+  };
+  B2APending b2a_send(const BShare& c, size_t n, const Vec* x1, const Vec* x02, const Pub& s);
+  Share b2a_finish(B2APending& p);
   void pad_propagate(Vec& planes, int nplanes, size_t W, size_t N, const std::vector<int>& width) const;
   // This party's value in the 2-of-2 view (a at the sender, b at the others), masked.
   Vec view_2of2(const Share& x, u64 mask) const;
