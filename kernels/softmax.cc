@@ -6,10 +6,12 @@
 //   hp1     = clz32(sum); R = one_over_one_plus_x_for_x_in_0_1((sum << hp1) - 2^31)
 //   out     = clamp(RDBPOT(SRDHM(R, e(d)), 35 - hp1) - 128)
 // uint8 (scale 1/256, zero point 0): the same with + 0 instead of - 128, clamped to [0, 255].
-// Securely: e(d) and RDBPOT(e(d), 12) are public tables looked up with the bits
+// Securely: the row maximum is a tournament over groups of up to 32 columns (all pairs of
+// a group compared at once); e(d) and RDBPOT(e(d), 12) are public tables looked up with the bits
 // of d (mpc::lookup256: two 16-way one-hots); clz comes from comparisons of sum with powers of
 // two (the one-hot of the bit length is then linear); the Newton-Raphson steps
-// are exact SRDHMs (product + exact truncation).
+// are exact SRDHMs (product + exact truncation); the last rounding shift and the clamp are one
+// fused requantization (Protocol::requant).
 #include <cmath>
 
 #include "kernels/fixedpoint.h"
@@ -46,32 +48,83 @@ class Softmax : public Kernel {
     const int64_t n = rows * cols;
     Share x = env.get(in());
     x.shape = {rows, cols};
-    // 1. row maxima: a pairwise tree over the columns (values are int8: 10-bit compares)
+    // 1. row maxima: a tournament over groups of up to 32 columns (int8 values: 10-bit
+    //    compares). Within a group every pair is compared in one msb call; the first column
+    //    attaining the group's maximum wins (the product of its g - 1 comparison bits, a
+    //    product tree), and the winners' values are summed. ceil(log_32(cols)) levels of
+    //    msb + ceil(log2(g - 1)) + 1 product rounds, instead of log2(cols) levels of msb + 1.
     Share cur = x;
     int64_t width = cols;
     while (width > 1) {
-      const int64_t half = width / 2, rest = width - half;
-      auto pick = [&](int64_t off, int64_t cnt) {
-        return p.linear(cur, {rows * cnt}, [&, off, cnt](const mpc::u64* s, mpc::u64* d) {
-          for (int64_t r = 0; r < rows; ++r)
-            for (int64_t c = 0; c < cnt; ++c) d[r * cnt + c] = s[r * width + off + 2 * c];
-        });
-      };
-      Share ev = pick(0, half), od = pick(1, half);
-      Share m = mpc::max(p, ev, od, 10);
-      if (rest > half) {  // odd width: carry the last column along
-        Share last = p.linear(cur, {rows}, [&](const mpc::u64* s, mpc::u64* d) {
-          for (int64_t r = 0; r < rows; ++r) d[r] = s[r * width + width - 1];
-        });
-        m = p.linear(mpc::concat({&m, &last}), {rows * rest}, [&](const mpc::u64* s, mpc::u64* d) {
-          for (int64_t r = 0; r < rows; ++r) {
-            for (int64_t c = 0; c < half; ++c) d[r * rest + c] = s[r * half + c];
-            d[r * rest + half] = s[rows * half + r];
+      const int64_t g = std::min<int64_t>(width, 32), groups = (width + g - 1) / g;
+      // column of member m of group q (a short last group repeats its first column, which
+      // never wins over the original: the first maximal column wins)
+      auto col = [&](int64_t q, int64_t m) { return q * g + m < width ? q * g + m : q * g; };
+      std::vector<std::pair<int64_t, int64_t>> pairs;  // (i, j), i < j, members of a group
+      for (int64_t i = 0; i < g; ++i)
+        for (int64_t j = i + 1; j < g; ++j) pairs.push_back({i, j});
+      const int64_t np = static_cast<int64_t>(pairs.size()), w0 = width;
+      // b[r, q, t] = [x_i < x_j] for pair t = (i, j) of group q of row r
+      Share diff = p.linear(cur, {rows * groups * np}, [&](const mpc::u64* s, mpc::u64* d) {
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t q = 0; q < groups; ++q)
+            for (int64_t t = 0; t < np; ++t)
+              d[(r * groups + q) * np + t] = s[r * w0 + col(q, pairs[t].first)] - s[r * w0 + col(q, pairs[t].second)];
+      });
+      Share lt = p.msb(diff, 10);
+      // factor k of member i: [x_j < x_i] = b(j, i) for j < i, [x_i >= x_j] = 1 - b(i, j) for j > i
+      std::vector<int64_t> pidx(g * g, -1);
+      for (int64_t t = 0; t < np; ++t) pidx[pairs[t].first * g + pairs[t].second] = t;
+      const int64_t nf = g - 1, cells = rows * groups * g;
+      std::vector<mpc::u64> sign(g * nf), offs(g * nf);
+      std::vector<int64_t> src(g * nf);
+      for (int64_t i = 0; i < g; ++i)
+        for (int64_t k = 0, j = 0; j < g; ++j) {
+          if (j == i) continue;
+          const bool before = j < i;
+          src[i * nf + k] = before ? pidx[j * g + i] : pidx[i * g + j];
+          sign[i * nf + k] = before ? 1 : static_cast<mpc::u64>(-1);
+          offs[i * nf + k] = before ? 0 : 1;
+          ++k;
+        }
+      // factors laid out factor-major: f[k][cell], cell = (r * groups + q) * g + i
+      Share fb = p.linear(lt, {nf * cells}, [&](const mpc::u64* s, mpc::u64* d) {
+        for (int64_t k = 0; k < nf; ++k)
+          for (int64_t c = 0; c < cells; ++c) {
+            const int64_t i = c % g, rq = c / g;
+            d[k * cells + c] = s[rq * np + src[i * nf + k]];
           }
-        });
+      });
+      std::vector<mpc::u64> sg(nf * cells), of(nf * cells);
+      for (int64_t k = 0; k < nf; ++k)
+        for (int64_t c = 0; c < cells; ++c) {
+          sg[k * cells + c] = sign[(c % g) * nf + k];
+          of[k * cells + c] = offs[(c % g) * nf + k];
+        }
+      Share f = p.add_public(p.mul_public(fb, Pub(sg)), Pub(of));
+      std::vector<Share> fs = mpc::split(f, std::vector<Shape>(nf, Shape{cells}));
+      while (fs.size() > 1) {  // product tree over the factors, one round per level
+        std::vector<mpc::Product> prods;
+        const size_t half = fs.size() / 2;
+        for (size_t t = 0; t < half; ++t) prods.push_back({mpc::Product::kElementwise, &fs[2 * t], &fs[2 * t + 1], {}});
+        std::vector<Share> next = p.products(prods);
+        if (fs.size() & 1) next.push_back(std::move(fs.back()));
+        fs = std::move(next);
       }
-      cur = std::move(m);
-      width = rest;
+      Share members = p.linear(cur, {cells}, [&](const mpc::u64* s, mpc::u64* d) {
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t q = 0; q < groups; ++q)
+            for (int64_t i = 0; i < g; ++i) d[(r * groups + q) * g + i] = s[r * w0 + col(q, i)];
+      });
+      Share picked = p.mul(fs[0], members);
+      cur = p.linear(picked, {rows * groups}, [&](const mpc::u64* s, mpc::u64* d) {
+        for (int64_t rq = 0; rq < rows * groups; ++rq) {
+          mpc::u64 t = 0;
+          for (int64_t i = 0; i < g; ++i) t += s[rq * g + i];
+          d[rq] = t;
+        }
+      });
+      width = groups;
     }
     x.shape = {n};
     Share dval = p.sub(broadcast_rows(p, cur, rows, cols), x);  // d = max - x in [0, 255]
@@ -116,10 +169,16 @@ class Softmax : public Kernel {
     // 6. out = clamp(RDBPOT(SRDHM(R, e), 35 - hp1) - 128); for v >= 0 the rounding shift
     //    equals floor((v * 2^hp1 + 2^34) / 2^35).
     Share v = srdhm_s(p, broadcast_rows(p, R, rows, cols), e);
-    Share z = p.trunc(p.add_public(p.mul(v, broadcast_rows(p, P, rows, cols)), Pub(uint64_t(1) << 34)), Shifts(35));
+    // v * 2^hp1 < 2^43; floor((v * 2^hp1 + 2^34) / 2^35) clamped to the output range, fused
+    mpc::RequantSpec rq;
+    rq.mult = Pub(1);
+    rq.add = Pub(uint64_t(1) << 34);
+    rq.d = Shifts(35);
+    rq.lo = Pub(0);
+    rq.hi = Pub(static_cast<uint64_t>(static_cast<int64_t>(omax - omin)));
+    rq.acc_bits = 45;
+    Share z = p.requant(p.mul(v, broadcast_rows(p, P, rows, cols)), rq);
     if (omin != 0) z = p.add_public(z, Pub(static_cast<uint64_t>(static_cast<int64_t>(omin))));
-    z = mpc::clamp(p, z, Pub(static_cast<uint64_t>(static_cast<int64_t>(omin))),
-                   Pub(static_cast<uint64_t>(static_cast<int64_t>(omax))), 12);
     z.shape = shape;
     env.set(out(), std::move(z));
   }

@@ -24,7 +24,10 @@ RemoteSession::~RemoteSession() { end(); }
 void RemoteSession::end() {
   if (ended_) return;
   ended_ = true;
-  net_->close(failed_ ? "after an error" : "finished");
+  // The peers learn why (the first line of our error, e.g. which party left first), so
+  // that a data owner waiting on us hears the cause and not only that we stopped.
+  net_->close(failed_ ? (why_.empty() ? std::string("after an error") : "after an error: " + printable(why_, 120))
+                      : std::string("finished"));
 }
 
 Protocol& RemoteSession::party(int i) {
@@ -47,9 +50,15 @@ void RemoteSession::run(const std::function<void(int, Protocol&)>& fn) {
   } catch (const SessionEnded&) {
     broken_ = true;  // a peer left: no failure of ours
     throw;
-  } catch (...) {
+  } catch (const std::exception& e) {
     failed_ = true;
     broken_ = true;  // the parties may be out of step now
+    why_ = e.what();
+    why_ = why_.substr(0, why_.find('\n'));
+    throw;
+  } catch (...) {
+    failed_ = true;
+    broken_ = true;
     throw;
   }
 }

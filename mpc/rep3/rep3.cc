@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <thread>
+#include <tuple>
 
 #include "../linalg.h"
 #include "../ops.h"
@@ -351,15 +352,18 @@ Rep3::BShare Rep3::bool_and(const BShare& x, const BShare& y) {
 }
 
 template <class Msg, class Choice>
-Share Rep3::ot_arith(size_t n, Msg&& msg, Choice&& choice) {
+Rep3::OTPending Rep3::ot_arith_send(size_t n, Msg&& msg, Choice&& choice) {
   // Output components: y1 = rho (P0,P1), y2 = sigma (P1,P2), y0 = m_c - rho - sigma (P0,P2).
   // P1 sends both table entries to P2 masked with (w0, w1) (key P0-P1) and to P0
   // masked with (v0, v1) (key P1-P2); each receiver gets the mask of its choice
   // from the other receiver, who knows the choice and the masks.
-  Share out;
+  OTPending p;
+  p.n = n;
+  p.role = role();
+  Share& out = p.out;
   out.shape = {static_cast<int64_t>(n)};
   u64 r0[kChunk], r1[kChunk];
-  if (role() == 1) {
+  if (p.role == 1) {
     const u64 bR = prg_prev_.skip(n), bW0 = prg_prev_.skip(n), bW1 = prg_prev_.skip(n);
     const u64 bS = prg_next_.skip(n), bV0 = prg_next_.skip(n), bV1 = prg_next_.skip(n);
     Vec rho(n), sigma(n), to2(2 * n), to0(2 * n);
@@ -387,12 +391,15 @@ Share Rep3::ot_arith(size_t n, Msg&& msg, Choice&& choice) {
     comm_.send(party_of(0), std::move(to0));
     out.a = std::move(rho);
     out.b = std::move(sigma);
-    return out;
+    return p;
   }
-  Prg& with1 = role() == 0 ? prg_next_ : prg_prev_;
+  Prg& with1 = p.role == 0 ? prg_next_ : prg_prev_;
   const u64 bM = with1.skip(n), bW0 = with1.skip(n), bW1 = with1.skip(n);
-  Vec mine(n), help(n);
-  std::vector<uint8_t> ch(n);
+  p.mine.resize(n);
+  p.ch.resize(n);
+  Vec& mine = p.mine;
+  Vec help(n);
+  std::vector<uint8_t>& ch = p.ch;
   for (size_t c0 = 0; c0 < n; c0 += kChunk) {
     const size_t len = std::min(kChunk, n - c0);
     with1.fill_at(bM + c0 / 2, mine.data() + c0, len);
@@ -404,15 +411,26 @@ Share Rep3::ot_arith(size_t n, Msg&& msg, Choice&& choice) {
       help[c0 + j] = (r0[j] & ~sel) | (r1[j] & sel);
     }
   }
-  const int other = party_of(role() == 0 ? 2 : 0);
+  std::tie(p.from, p.other) = send_help(p.role, std::move(help));
+  return p;
+}
+
+std::pair<int, int> Rep3::send_help(int role, Vec&& help) {
+  const int from = party_of(1), other = party_of(role == 0 ? 2 : 0);
   comm_.send(other, std::move(help));
-  Vec table = comm_.recv(party_of(1), 2 * n), y0 = comm_.recv(other, n);
+  return {from, other};
+}
+
+Share Rep3::ot_arith_finish(OTPending& p) {
+  if (p.role == 1) return std::move(p.out);
+  const size_t n = p.n;
+  Vec table = comm_.recv(p.from, 2 * n), y0 = comm_.recv(p.other, n);
   for (size_t i = 0; i < n; ++i) {
-    const u64 sel = 0 - static_cast<u64>(ch[i]);
+    const u64 sel = 0 - static_cast<u64>(p.ch[i]);
     y0[i] = ((table[i] & ~sel) | (table[n + i] & sel)) - y0[i];
   }
-  place_ot_output(out, role(), std::move(y0), std::move(mine));
-  return out;
+  place_ot_output(p.out, p.role, std::move(y0), std::move(p.mine));
+  return std::move(p.out);
 }
 
 template <class Out, class Send, class Help, class Finish>
@@ -513,9 +531,7 @@ Rep3::B2APending Rep3::b2a_send(const BShare& c, size_t n, const Vec* x1, const 
   p.mine = with1.next(n);
   Vec mask2 = with1.next(n), h(n);
   for (size_t i = 0; i < n; ++i) h[i] = (bit_at(p.ebits.data(), i) ? 0 - mask2[i] : mask2[i]) + p.mine[i];
-  p.from = party_of(1);
-  p.other = party_of(p.role == 0 ? 2 : 0);
-  comm_.send(p.other, std::move(h));
+  std::tie(p.from, p.other) = send_help(p.role, std::move(h));
   return p;
 }
 
@@ -665,19 +681,28 @@ Share Rep3::trunc_pr(const Share& x, const Shifts& d) {
     lo[i] = low & mk;
     lo[n + i] = mi;
   }
-  Share res = ot_arith(
-      n,
-      [&](size_t i, u64& m0, u64& m1) {
-        const int di = d.at(i);
-        m0 = hi[i] - shl(top[i], 64 - di);
-        m1 = hi[i] - shl(1, 64 - di);
-      },
-      [&](size_t i) -> u64 { return top[i]; });
-  Vec* comp0 = r == 0 ? &res.a : r == 2 ? &res.b : nullptr;
-  if (comp0)
-    for (size_t i = 0; i < n; ++i) (*comp0)[i] += hi[i] - (u64(1) << (62 - d.at(i)));
-  res.shape = x.shape;
+  // The wrap OT (independent of the carries) rides on the bit injection's round.
+  auto wrap_ot = [&] {
+    return ot_arith_send(
+        n,
+        [&](size_t i, u64& m0, u64& m1) {
+          const int di = d.at(i);
+          m0 = hi[i] - shl(top[i], 64 - di);
+          m1 = hi[i] - shl(1, 64 - di);
+        },
+        [&](size_t i) -> u64 { return top[i]; });
+  };
+  auto finish_res = [&](OTPending& op) {
+    Share res = ot_arith_finish(op);
+    Vec* comp0 = r == 0 ? &res.a : r == 2 ? &res.b : nullptr;
+    if (comp0)
+      for (size_t i = 0; i < n; ++i) (*comp0)[i] += hi[i] - (u64(1) << (62 - d.at(i)));
+    res.shape = x.shape;
+    return res;
+  };
   if (kmax == 0) {
+    OTPending op = wrap_ot();
+    Share res = finish_res(op);
     comm_.round();
     return res;
   }
@@ -685,7 +710,11 @@ Share Rep3::trunc_pr(const Share& x, const Shifts& d) {
   Vec planes = to_planes(lo, kmax, W);
   if (d.v.size() != 1) pad_propagate(planes, kmax, W, N, kch);
   BShare c = carry(kmax, W, planes);
-  Share cb = b2a(c, N, nullptr, nullptr, Pub(1));
+  OTPending op = wrap_ot();
+  B2APending bp = b2a_send(c, N, nullptr, nullptr, Pub(1));
+  Share res = finish_res(op);
+  Share cb = b2a_finish(bp);
+  comm_.round();
   for (size_t i = 0; i < n; ++i) {
     res.a[i] += cb.a[i] - cb.a[n + i];
     res.b[i] += cb.b[i] - cb.b[n + i];
@@ -704,27 +733,35 @@ Share Rep3::trunc(const Share& x, const Shifts& d) {
   // c = [a mod 2^d + b mod 2^d >= 2^d].
   const Vec& x0 = role() == 0 ? x.a : x.b;  // P0 and P2 only
   constexpr u64 kOff = u64(1) << 62;
-  Share r = ot_arith(
-      n,
-      [&](size_t i, u64& m0, u64& m1) {
+  auto wrap_ot = [&] {
+    return ot_arith_send(
+        n,
+        [&](size_t i, u64& m0, u64& m1) {
+          const int di = d.at(i);
+          const u64 v = x.a[i] + x.b[i], hi = v >> di;
+          m0 = hi - shl(v >> 63, 64 - di);
+          m1 = hi - shl(1, 64 - di);
+        },
+        [&](size_t i) -> u64 { return (x0[i] + kOff) >> 63; });
+  };
+  auto finish_r = [&](OTPending& op) {
+    Share r = ot_arith_finish(op);
+    // Public-to-P0/P2 part goes into component x_0.
+    Vec* comp0 = role() == 0 ? &r.a : role() == 2 ? &r.b : nullptr;
+    if (comp0)
+      for (size_t i = 0; i < n; ++i) {
         const int di = d.at(i);
-        const u64 v = x.a[i] + x.b[i], hi = v >> di;
-        m0 = hi - shl(v >> 63, 64 - di);
-        m1 = hi - shl(1, 64 - di);
-      },
-      [&](size_t i) -> u64 { return (x0[i] + kOff) >> 63; });
-  // Public-to-P0/P2 part goes into component x_0.
-  Vec* comp0 = role() == 0 ? &r.a : role() == 2 ? &r.b : nullptr;
-  if (comp0)
-    for (size_t i = 0; i < n; ++i) {
-      const int di = d.at(i);
-      (*comp0)[i] += ((x0[i] + kOff) >> di) - (u64(1) << (62 - di));
-    }
-  // Carry out of the low d bits, computed in the same first round.
+        (*comp0)[i] += ((x0[i] + kOff) >> di) - (u64(1) << (62 - di));
+      }
+    r.shape = x.shape;
+    return r;
+  };
+  // Carry out of the low d bits; the wrap OT rides on the bit injection's round.
   const int dmax = d.max();
   if (dmax == 0) {
+    OTPending op = wrap_ot();
+    Share r = finish_r(op);
     comm_.round();
-    r.shape = x.shape;
     return r;
   }
   const size_t W = words_for(n);
@@ -735,7 +772,12 @@ Share Rep3::trunc(const Share& x, const Shifts& d) {
   Vec planes = to_planes(v, dmax, W);
   if (d.v.size() != 1) pad_propagate(planes, dmax, W, n, d.v);
   BShare c = carry(dmax, W, planes);
-  Share cb = b2a(c, n, nullptr, nullptr, Pub(1));
+  OTPending op = wrap_ot();
+  B2APending bp = b2a_send(c, n, nullptr, nullptr, Pub(1));
+  Share r = finish_r(op);
+  Share cb = b2a_finish(bp);
+  comm_.round();
+  cb.shape = x.shape;
   Share out = add(r, cb);
   out.shape = x.shape;
   return out;
@@ -813,9 +855,7 @@ Rep3::R4Pending Rep3::radix4_send(size_t planes, size_t W, const Vec& mine) {
   Vec masks = with1.next(8 * n);  // role 0: rho, m2; role 2: sigma, m0
   Vec help(2 * n, 0);
   radix4_pick(p, masks, help);
-  p.from = party_of(1);
-  p.other = party_of(p.role == 0 ? 2 : 0);
-  comm_.send(p.other, std::move(help));
+  std::tie(p.from, p.other) = send_help(p.role, std::move(help));
   return p;
 }
 
@@ -1273,7 +1313,7 @@ Share Rep3::requant(const Share& acc, const RequantSpec& s) {
     // The truncated value's operands, reduced mod 2^B.
     Vec yv = view(y);
     C.ylocal.resize(nk);
-    CarryGroup gy, gadj, gc1, gq;
+    CarryGroup gy, gadj, gq;
     gy.v.resize(nk);
     for (size_t j = 0, c = 0; j < nk; ++j, c = c + 1 == per ? 0 : c + 1) gy.v[j] = yv[j] & mask_bits(ch[c].B);
     yv = Vec();
@@ -1296,35 +1336,40 @@ Share Rep3::requant(const Share& acc, const RequantSpec& s) {
     } else {
       // Stochastic rounding of y with an offset m = (m_A + m_B) mod 2^k that no party knows
       // (m_A: the sender's own randomness, m_B: the others' shared stream); the low e = d - k
-      // bits are rounded by the split itself (see trunc_pr).
+      // bits are rounded by the split itself (see trunc_pr). With T_X = t_X + m_X reduced mod
+      // 2^B' (B' = B - e), Z = z' + m_A + m_B < 2^B' in range, so
+      //   floor(Z / 2^k) = (T_A >> k) + (T_B >> k) + c1 - W' 2^(B' - k)
+      // where c1 and W' are carries out of the low k and all B' bits of T_A + T_B (one group:
+      // they share their low bits), and the rounding offset's own wrap q is subtracted.
       Vec mrand(nk);
       Prg& g = r == 1 ? prg_own_ : r == 0 ? prg_prev_ : prg_next_;
       g.fill(mrand.data(), nk);
-      gc1.v.resize(nk);
+      CarryGroup gt;
+      gt.v.resize(nk);
       gq.v.resize(nk);
+      std::vector<int> wBp(per);
+      for (size_t c = 0; c < per; ++c) wBp[c] = ch[c].B - (ch[c].d - ch[c].k);
       for (size_t j = 0, c = 0; j < nk; ++j, c = c + 1 == per ? 0 : c + 1) {
         const int kb = ch[c].k, e = ch[c].d - kb;
         const u64 mk = mask_bits(kb), v = gy.v[j];
         u64 t;
         if (sender || e == 0) t = v >> e;
         else t = v == 0 ? 0 : ((v - 1) >> e) + 1;
-        const u64 mi = mrand[j] & mk, low = (t & mk) + mi;
-        C.ylocal[j] = (t >> kb) + (low >> kb);
-        gc1.v[j] = low & mk;
+        const u64 mi = mrand[j] & mk, T = (t + mi) & mask_bits(wBp[c]);
+        C.ylocal[j] = T >> kb;
+        gt.v[j] = T;
         gq.v[j] = mi;
       }
-      gy.widths = {wB};
-      gc1.widths = {wk};
+      gt.widths = {wk, wBp};
       gq.widths = {wk};
-      groups[k].push_back(std::move(gy));
-      groups[k].push_back(std::move(gc1));
+      groups[k].push_back(std::move(gt));
       groups[k].push_back(std::move(gq));
     }
   }
   s_ = s0;
   std::vector<std::vector<BShare>> cs = carries(senders, ns, groups);
   groups.clear();
-  // cs[k]: comparisons (ncmp), then floor: c_d, wrap[, adj]; stochastic: wrap, c1, q.
+  // cs[k]: comparisons (ncmp), then floor: c_d, wrap[, adj]; stochastic: c1, wrap, q.
   // Bits to inject per chunk, each one row: secret part from cs, plus this side's known bit
   // (P1-known at the sender, P0/P2-known at the others). All chunks' sends, then receives.
   std::vector<B2APending> bp(K);
@@ -1338,7 +1383,7 @@ Share Rep3::requant(const Share& acc, const RequantSpec& s) {
     std::vector<Vec> known;
     const Vec zeros(Wn, 0);
     const BShare& cd = cs[k][ncmp];  // floor only
-    const BShare& wrap = stoch ? cs[k][ncmp] : cs[k][ncmp + 1];
+    const BShare& wrap = cs[k][ncmp + 1];
     // below = [acc < th0]; above = not [acc < th1]
     sec.push_back(cs[k][0]);
     known.push_back(cks[k].cmp_known[0]);
@@ -1349,7 +1394,7 @@ Share Rep3::requant(const Share& acc, const RequantSpec& s) {
     sec.push_back(wrap);
     known.push_back(zeros);
     if (stoch) {
-      sec.push_back(cs[k][ncmp + 1]);  // c1
+      sec.push_back(cs[k][ncmp]);  // c1
       known.push_back(zeros);
       sec.push_back(cs[k][ncmp + 2]);  // q
       known.push_back(zeros);

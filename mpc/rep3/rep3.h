@@ -13,8 +13,14 @@
 // messages are a bit known to P1 times a public value (bit injection, ANDs of a
 // P1 bit with a P0/P2 bit) a correlated variant sends one word per receiver.
 // The wrap of a + b is msb(a) OR msb(b) once x is offset into [0, 2^63), so the
-// high part of floor(x / 2^d) costs one OT; the carry out of the low d bits is a
-// bitsliced carry circuit (one round for its first layer, one per tree level).
+// high part of floor(x / 2^d) costs one OT (sent in the bit injection's round); the carry
+// out of the low d bits is a bitsliced carry circuit: a radix-4 first layer (one 1-out-of-4
+// OT per 2-bit group yields the group's generate and propagate, one round), then one round
+// per tree level. Steps that must share a round with other steps (possibly with other
+// senders) are split into their sends and their receives (*_send / *_finish): a party does
+// all its sends of a round before any receive, so no round hides a second hop.
+// requant (TFLite's requantization output stage) fuses truncation, rounding correction and
+// clamp into one circuit and runs its tensor as three chunks with different senders.
 // Exact truncation computes that carry; probabilistic truncation instead adds a
 // secret offset u in [0, 2^d) that no single party knows (split between the
 // sender's own randomness and the others' shared stream) and computes the carries
@@ -74,8 +80,20 @@ class Rep3 : public Protocol {
   BShare bool_and(const BShare& x, const BShare& y);  // one round, planes matched
   // OT with sender P1, choice known to P0 and P2; replicated output, one round.
   // msg(i, m0, m1) is evaluated at P1 only, choice(i) -> 0/1 at P0 and P2 only.
+  // (split into sends and receives: the receives come after the round's other sends)
+  struct OTPending {
+    Share out;
+    Vec mine;
+    std::vector<uint8_t> ch;
+    size_t n = 0;
+    int role = 0, from = -1, other = -1;
+  };
   template <class Msg, class Choice>
-  Share ot_arith(size_t n, Msg&& msg, Choice&& choice);
+  OTPending ot_arith_send(size_t n, Msg&& msg, Choice&& choice);
+  Share ot_arith_finish(OTPending& p);
+  // A receiver (role 0 or 2) sends its help message to the other receiver; returns
+  // (the sender's party, the other receiver's party).
+  std::pair<int, int> send_help(int role, Vec&& help);
   // Correlated OT skeleton behind and_cross and b2a (see rep3.cc).
   template <class Out, class Send, class Help, class Finish>
   void corr_ot(size_t n, Out& out, Send&& send, Help&& help, Finish&& finish);
