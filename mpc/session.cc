@@ -26,8 +26,10 @@ void RemoteSession::end() {
   ended_ = true;
   // The peers learn why (the first line of our error, e.g. which party left first), so
   // that a data owner waiting on us hears the cause and not only that we stopped.
-  net_->close(failed_ ? (why_.empty() ? std::string("after an error") : "after an error: " + printable(why_, 120))
-                      : std::string("finished"));
+  std::string reason = "finished";
+  if (failed_) reason = why_.empty() ? std::string("after an error") : "after an error: " + printable(why_, 120);
+  else if (broken_ && !why_.empty()) reason = "because " + printable(why_, 120);  // a peer left first
+  net_->close(reason);
 }
 
 Protocol& RemoteSession::party(int i) {
@@ -47,8 +49,10 @@ void RemoteSession::run(const std::function<void(int, Protocol&)>& fn) {
     fn(me_, *proto_);
   } catch (const ArgError&) {
     throw;
-  } catch (const SessionEnded&) {
+  } catch (const SessionEnded& e) {
     broken_ = true;  // a peer left: no failure of ours
+    why_ = e.what();
+    why_ = why_.substr(0, why_.find('\n'));
     throw;
   } catch (const std::exception& e) {
     failed_ = true;

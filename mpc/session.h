@@ -52,7 +52,7 @@ class RemoteSession : public Session {
   int me_, n_;
   bool broken_ = false;   // a run failed: the parties may be out of step
   bool failed_ = false;   // ... because of an error here (not a peer that left)
-  std::string why_;       // that error's first line (told to the peers when the session ends)
+  std::string why_;       // that error's (or the peer's leaving) first line, told to the peers at the end
   bool ended_ = false;
   std::unique_ptr<TcpNetwork> net_;
   std::unique_ptr<Transport> tr_;
