@@ -72,6 +72,23 @@ def test_trunc_pr_rounding_unpredictable(eng, d, frac):
         assert acc <= base + TOL, f"party {party} predicts {acc:.3f} of roundings (base rate {base:.3f})"
 
 
+@pytest.mark.parametrize("d,frac", [(8, 77), (31, 2**30 + 12345)])
+def test_requant_stochastic_rounding_unpredictable(eng, d, frac):
+    """The fused requantization's stochastic rounding (three chunks with different OT
+    senders, a secret offset per element): no party's view predicts it."""
+    x = (1000 << d) + frac
+    X = eng.share(np.full(RUNS, x, dtype=np.int64), 1)
+    Y = eng.requant(X, 1, 0, d, -32768, 32767, 0, acc_bits=48, stochastic=True)
+    up = eng.reveal(Y) - 1000
+    assert set(np.unique(up)) <= {0, 1}
+    p = frac / 2**d
+    assert abs(up.mean() - p) < 5 * np.sqrt(p * (1 - p) / RUNS), (up.mean(), p)
+    base = max(p, 1 - p)
+    for party in range(3):
+        acc = best_predictor_accuracy(features(eng, [X, Y], party, d), up)
+        assert acc <= base + TOL, f"party {party} predicts {acc:.3f} of roundings (base rate {base:.3f})"
+
+
 def test_trunc_pr_rounding_bound_with_a_short_window(eng):
     """With a rounding window shorter than d, the low d - k bits are rounded by the
     split (predictable), which moves a probability by less than 2^-k."""
@@ -100,7 +117,7 @@ def test_old_one_round_split_rounding_would_be_caught(eng):
     assert acc > 0.95
 
 
-@pytest.mark.parametrize("op", ["msb", "relu", "trunc", "clamp"])
+@pytest.mark.parametrize("op", ["msb", "relu", "trunc", "clamp", "requant"])
 def test_comparison_outcomes_unpredictable_from_output_shares(eng, op):
     """Deterministic secret-dependent outcomes (sign, clamp side, exact rounding carry):
     a party's shares of the input and the result carry no information about them."""
@@ -114,8 +131,11 @@ def test_comparison_outcomes_unpredictable_from_output_shares(eng, op):
         Y, outcome = eng.relu(X, 32), (x < 0)
     elif op == "trunc":
         Y, outcome = eng.trunc(X, 8), ((x & 255) >= 128)
-    else:
+    elif op == "clamp":
         Y, outcome = eng.clamp(X, -1000, 1000, 32), (np.abs(x) > 1000)
+    else:  # fused requantization: which side of the clamp (computed on the accumulator)
+        f = (3 * x) // 4
+        Y, outcome = eng.requant(X, 3, 0, 2, -30000, 30000), (f < -30000) | (f > 30000)
     outcome = outcome.astype(np.int64)
     base = max(outcome.mean(), 1 - outcome.mean())
     for party in range(3):
