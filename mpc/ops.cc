@@ -134,23 +134,6 @@ Share requantize_exact(Protocol& p, const Share& x, const Pub& mult, const Shift
   return round_div_pot(p, hi, Shifts(rs), 32);
 }
 
-Share requantize_single(Protocol& p, const Share& x, const Pub& mult, const Shifts& shift) {
-  OpScope s(p.stats(), "requantize");
-  const size_t n = x.size();
-  mult.check(n, "requantize(mult)");
-  shift.check(n, -31, 30, "requantize(shift)");
-  const size_t period = std::max(mult.v.size(), shift.v.size());
-  if (mult.v.size() != 1 && shift.v.size() != 1 && mult.v.size() != shift.v.size())
-    throw ArgError("requantize: multiplier and shift vectors differ in length");
-  std::vector<int> t(period);
-  std::vector<u64> half(period);
-  for (size_t i = 0; i < period; ++i) {
-    t[i] = 31 - shift.at(i);
-    half[i] = u64(1) << (t[i] - 1);
-  }
-  return p.trunc(p.add_public(p.mul_public(x, mult), Pub(half)), Shifts(t));
-}
-
 Share requantize_pr(Protocol& p, const Share& x, const Pub& mult, const Shifts& shift) {
   OpScope s(p.stats(), "requantize");
   const size_t n = x.size();

@@ -22,10 +22,6 @@ Share round_div_pot(Protocol& p, const Share& x, const Shifts& e, int bits);
 // TFLite MultiplyByQuantizedMultiplier(x, mult, shift), bit-exact (double rounding);
 // x must fit int32. mult/shift broadcast per element (per channel).
 Share requantize_exact(Protocol& p, const Share& x, const Pub& mult, const Shifts& shift);
-// TFLite's single-rounding MultiplyByQuantizedMultiplier (what the reference
-// FULLY_CONNECTED int8 kernel of TF >= 2.15 / LiteRT computes):
-// floor((x * mult + 2^(t-1)) / 2^t), t = 31 - shift: one exact truncation.
-Share requantize_single(Protocol& p, const Share& x, const Pub& mult, const Shifts& shift);
 // Same quantity, one probabilistic truncation: within 1 of the exact result.
 Share requantize_pr(Protocol& p, const Share& x, const Pub& mult, const Shifts& shift);
 

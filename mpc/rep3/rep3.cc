@@ -433,56 +433,6 @@ Share Rep3::ot_arith_finish(OTPending& p) {
   return std::move(p.out);
 }
 
-template <class Out, class Send, class Help, class Finish>
-void Rep3::corr_ot(size_t n, Out& out, Send&& send, Help&& help, Finish&& finish) {
-  // Correlated three-party OT (sender P1, choice known to P0 and P2), replicated output
-  // (y1 = rho, y2 = sigma, y0 at P0/P2) in one round, one word per receiver from P1:
-  // send(to0, to2, sigma', rho') masks P1's words with sigma' (unknown to P0) and rho'
-  // (unknown to P2); each receiver sends the other help(h, mask', own) and finishes
-  // with finish(y0 <- word from P1, h <- help from the other, own).
-  if (role() == 1) {
-    Vec rho = prg_prev_.next(n), rho2 = prg_prev_.next(n);
-    Vec sigma = prg_next_.next(n), sigma2 = prg_next_.next(n);
-    Vec to0(n), to2(n);
-    send(to0, to2, sigma2, rho2);
-    comm_.send(party_of(0), std::move(to0));
-    comm_.send(party_of(2), std::move(to2));
-    out.a = std::move(rho);
-    out.b = std::move(sigma);
-    return;
-  }
-  Prg& with1 = role() == 0 ? prg_next_ : prg_prev_;
-  Vec mine = with1.next(n), mask2 = with1.next(n);
-  Vec h(n);
-  help(h, mask2, mine);
-  const int other = party_of(role() == 0 ? 2 : 0);
-  comm_.send(other, std::move(h));
-  Vec y0 = comm_.recv(party_of(1), n), hr = comm_.recv(other, n);
-  finish(y0, hr, mine);
-  place_ot_output(out, role(), std::move(y0), std::move(mine));
-}
-
-Rep3::BShare Rep3::and_cross(size_t planes, size_t W, const u64* A, const u64* C) {
-  // A & C with A known to P1 and C to P0 and P2, as a replicated XOR sharing in one
-  // round: P1 sends A ^ sigma' to P0 and A ^ rho' to P2; P0 sends P2 (C & rho') ^ rho,
-  // P2 sends P0 (C & sigma') ^ sigma; y0 = (C & received) ^ help ^ own.
-  const size_t n = planes * W;
-  BShare out{planes, W, {}, {}};
-  corr_ot(
-      n, out,
-      [&](Vec& to0, Vec& to2, const Vec& sigma2, const Vec& rho2) {
-        vxor(to0.data(), A, sigma2.data(), n);
-        vxor(to2.data(), A, rho2.data(), n);
-      },
-      [&](Vec& h, const Vec& mask2, const Vec& mine) {
-        for (size_t i = 0; i < n; ++i) h[i] = (C[i] & mask2[i]) ^ mine[i];
-      },
-      [&](Vec& y0, const Vec& h, const Vec& mine) {
-        for (size_t i = 0; i < n; ++i) y0[i] = (C[i] & y0[i]) ^ h[i] ^ mine[i];
-      });
-  return out;
-}
-
 Rep3::BShare Rep3::carry(size_t planes, size_t W, const Vec& mine) {
   if (planes == 0) return BShare{1, W, Vec(W, 0), Vec(W, 0)};
   return carry_gp(planes, W, mine).g;

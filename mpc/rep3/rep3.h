@@ -94,11 +94,6 @@ class Rep3 : public Protocol {
   // A receiver (role 0 or 2) sends its help message to the other receiver; returns
   // (the sender's party, the other receiver's party).
   std::pair<int, int> send_help(int role, Vec&& help);
-  // Correlated OT skeleton behind and_cross and b2a (see rep3.cc).
-  template <class Out, class Send, class Help, class Finish>
-  void corr_ot(size_t n, Out& out, Send&& send, Help&& help, Finish&& finish);
-  // A & C with A known to P1 and C to P0/P2 (both plane vectors), one round.
-  BShare and_cross(size_t planes, size_t W, const u64* A, const u64* C);
   // Carry out of A + B over `planes` bit planes (A at P1, B at P0/P2). One
   // round for the first layer, then one per tree level.
   BShare carry(size_t planes, size_t W, const Vec& mine);  // mine: A at P1, B at P0/P2
