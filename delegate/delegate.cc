@@ -24,6 +24,7 @@
 
 #include "delegate/internal.h"
 #include "delegate/registry.h"
+#include "mpc/estimate.h"
 #include "mpc/stats.h"
 
 #define TFLITE_MPC_EXPORT extern "C" __attribute__((visibility("default")))
@@ -111,7 +112,8 @@ mpc::OpCost cost_since(mpc::Stats& stats, const mpc::OpCost& before, double t0) 
   d.depth -= before.depth;
   for (int i = 0; i < 3; ++i) d.bytes_to[i] -= before.bytes_to[i];
   d.calls = 1;
-  d.seconds = mpc::now_seconds() - t0;
+  d.seconds = mpc::now_seconds() - t0 + (d.adjust_seconds - before.adjust_seconds);
+  d.adjust_seconds = 0;
   return d;
 }
 
@@ -295,6 +297,7 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
       P.last.graph_hash = P.graph_hash;
       P.last.fc_rounding = opt.fc_single_rounding ? "single" : "double";
       P.last.network = opt.net;
+      P.last.estimated = opt.estimate;
     }
     std::vector<LayerCost> layers(part->nodes.size());
     for (auto& l : layers) l.party.resize(nparties);
@@ -438,7 +441,17 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
     }
     P.last.reveal.resize(nparties);
     for (int i = 0; i < nparties; ++i) P.last.reveal[i].add(reveal_cost[i]);
-    P.last.seconds += mpc::now_seconds() - t_start;
+    if (opt.estimate) {  // the estimated time of the slowest party (local mode: they run side by side)
+      double slowest = 0;
+      for (int i = 0; i < nparties; ++i) {
+        double t = reveal_cost[i].seconds + (sharing_weights ? setup.party[i].seconds : 0.0);
+        for (auto& l : layers) t += l.party[i].seconds;
+        slowest = std::max(slowest, t);
+      }
+      P.last.seconds += slowest;
+    } else {
+      P.last.seconds += mpc::now_seconds() - t_start;
+    }
     P.last.total.assign(nparties, mpc::OpCost{});
     for (auto& l : P.last.layers)
       for (int i = 0; i < nparties; ++i)
@@ -487,6 +500,8 @@ TfLiteStatus DelegatePrepare(TfLiteContext* ctx, TfLiteDelegate* delegate) {
       mpc::TcpOptions tcp = o.config->tcp_options(o.party, hello);
       tcp.net = o.net;
       plan->session = std::make_unique<mpc::RemoteSession>(o.protocol, tcp);
+    } else if (o.estimate) {
+      plan->session = std::make_unique<mpc::EstimateSession>(o.protocol);
     } else {
       plan->session = std::make_unique<mpc::LocalSession>(o.protocol, o.timeout, 3, o.net);
     }
@@ -496,6 +511,7 @@ TfLiteStatus DelegatePrepare(TfLiteContext* ctx, TfLiteDelegate* delegate) {
     plan->last.graph_hash = plan->graph_hash;
     plan->last.fc_rounding = o.fc_single_rounding ? "single" : "double";
     plan->last.network = o.net;
+    plan->last.estimated = o.estimate;
     d->plan = plan;
     if (claimed.empty()) return kTfLiteOk;
     TfLiteRegistration reg;

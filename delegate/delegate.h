@@ -28,6 +28,9 @@ struct Options {
   bool fc_single_rounding = true;  // the resolved choice
   double timeout = 120.0;    // seconds a party waits for a peer
   bool debug_checks = false;  // insecure; refused in distributed mode
+  // estimate=true: no MPC; every inference measures its costs (mpc/estimate.h) and writes
+  // zeros to the outputs. Local mode only.
+  bool estimate = false;
   // output=argmax: reveal only the index of each row's maximum of the single [batch, classes]
   // output (the output tensor then holds a one-hot), never the values.
   bool output_argmax = false;
@@ -59,6 +62,7 @@ struct Report {
   std::string fc_rounding;         // single | double (resolved option)
   mpc::NetEmu network;             // the emulated network (profile none: no emulation)
   std::vector<int64_t> argmax;     // output=argmax: the revealed index per row (recipient only)
+  bool estimated = false;          // option estimate: costs estimated, nothing computed (mpc/estimate.h)
 };
 
 // How a claimed node runs.

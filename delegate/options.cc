@@ -48,7 +48,8 @@ Options Options::parse(const std::vector<std::pair<std::string, std::string>>& k
       "output_to (0|1|2 or a list such as 0,2), fc_rounding (auto|single|double), timeout (seconds > 0), "
       "debug_checks (false|true; local mode only), output (values|argmax), parties (party configuration file: distributed mode), "
       "party (0|1|2: this process's party in distributed mode), network (none|lan|regional|wan: emulated links), "
-      "latency_ms (one-way delay >= 0), bandwidth_mbps (per link and direction, > 0; 0: unlimited)";
+      "latency_ms (one-way delay >= 0), bandwidth_mbps (per link and direction, > 0; 0: unlimited), "
+      "estimate (false|true: no MPC, estimated costs; local mode only)";
   Options o;
   std::set<std::string> seen;
   for (auto& [k, v] : kv) {
@@ -96,6 +97,10 @@ Options Options::parse(const std::vector<std::pair<std::string, std::string>>& k
       if (v != "true" && v != "false" && v != "1" && v != "0")
         throw ArgError("option debug_checks='" + v + "': expected true or false");
       o.debug_checks = v == "true" || v == "1";
+    } else if (k == "estimate") {
+      if (v != "true" && v != "false" && v != "1" && v != "0")
+        throw ArgError("option estimate='" + v + "': expected true or false");
+      o.estimate = v == "true" || v == "1";
     } else {
       throw ArgError("unknown option '" + k + "'; valid options: " + kValid);
     }
@@ -116,6 +121,9 @@ Options Options::parse(const std::vector<std::pair<std::string, std::string>>& k
     if (o.debug_checks)
       throw ArgError("option debug_checks=true is refused in distributed mode (it would send shares of "
                      "intermediate values to another party, revealing them); use it only in local mode");
+    if (o.estimate)
+      throw ArgError("option estimate=true runs no session: leave out 'parties' and 'party' (the estimate is "
+                     "the same in local mode)");
     o.config = std::make_shared<PartyConfig>(PartyConfig::load(o.parties));
     // The configuration file, identical at every party, decides the session.
     for (auto& [k, v] : kv)

@@ -347,6 +347,7 @@ PYBIND11_MODULE(_native, m) {
         out["seconds"] = r->seconds;
         out["graph_hash"] = r->graph_hash;
         out["fc_rounding"] = r->fc_rounding;
+        out["estimated"] = r->estimated;
         if (r->network.enabled()) {
           py::dict net;
           net["profile"] = r->network.profile;

@@ -64,10 +64,10 @@ void LocalSession::worker(int i) {
   }
 }
 
-void LocalSession::dispatch(const std::function<void(int)>& fn) {
+void LocalSession::dispatch(const std::function<void(int)>& fn, bool align) {
   if (broken_)
     throw Error("this session failed earlier (a party aborted mid-protocol) and cannot be reused; create a new one");
-  net_.align_depth();
+  if (align) net_.align_depth();
   {
     std::lock_guard<std::mutex> g(mu_);
     for (auto& e : errors_) e = nullptr;
@@ -111,6 +111,11 @@ void LocalSession::dispatch(const std::function<void(int)>& fn) {
 void LocalSession::run(const std::function<void(int, Protocol&)>& fn) {
   std::function<void(int)> f = [&](int i) { fn(i, *proto_[i]); };
   dispatch(f);
+}
+
+void LocalSession::run_continuing(const std::function<void(int, Protocol&)>& fn) {
+  std::function<void(int)> f = [&](int i) { fn(i, *proto_[i]); };
+  dispatch(f, false);
 }
 
 }  // namespace mpc

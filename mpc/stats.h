@@ -17,9 +17,12 @@ struct OpCost {
   // what a per-link bandwidth limit acts on.
   u64 bytes_to[3] = {0, 0, 0};
   double seconds = 0;
+  // Estimates only (mpc/estimate.h): seconds to add to the wall-clock time of what ran
+  // (the full-size cost of the calls measured on samples, less the time spent measuring).
+  double adjust_seconds = 0;
   void add(const OpCost& o) {
     bytes_sent += o.bytes_sent; bytes_recv += o.bytes_recv; rounds += o.rounds; depth += o.depth;
-    calls += o.calls; seconds += o.seconds;
+    calls += o.calls; seconds += o.seconds; adjust_seconds += o.adjust_seconds;
     for (int i = 0; i < 3; ++i) bytes_to[i] += o.bytes_to[i];
   }
 };

@@ -3,6 +3,7 @@
   tflite-mpc party --config parties.json --id 1 --model model.tflite   # long-running party
   tflite-mpc strip model.tflite -o public.tflite                       # weights zeroed
   tflite-mpc certs --config parties.json -o certs/                     # test CA + party certificates
+  tflite-mpc inspect model.tflite --network wan                        # verdict per node + cost estimate
 
 The data owner runs inference from its own program with
 ``tflite_mpc.load_delegate(parties="parties.json", party=0)``.
@@ -174,7 +175,19 @@ def main(argv=None) -> int:
     k.add_argument("model")
     k.add_argument("--json", action="store_true", help="one JSON object: accepted, message, nodes")
     k.add_argument("--runtime", choices=["tensorflow", "ai_edge_litert", "tflite_runtime"])
+    i = sub.add_parser("inspect", help="every node's verdict and the estimated cost per layer (no MPC run)")
+    i.add_argument("model")
+    i.add_argument("--network", default="wan",
+                   help="lan, regional, wan (default), none or RTT_MS,MBPS (e.g. 40,100) for the time estimate")
+    i.add_argument("--protocol", help="one protocol (default: every protocol)")
+    i.add_argument("--truncation", choices=["probabilistic", "exact"], help="one mode (default: both)")
+    i.add_argument("--json", action="store_true", help="one JSON object: nodes, estimates (full reports)")
+    i.add_argument("--runtime", choices=["tensorflow", "ai_edge_litert", "tflite_runtime"])
     a = ap.parse_args(argv)
+    if a.cmd == "inspect":
+        from .cost import main as inspect_main
+
+        return inspect_main(a)
     if a.cmd == "check":
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         from .delegate import check

@@ -39,6 +39,9 @@ OPTIONS = {
     "latency_ms": ("", "emulated one-way delay per message in ms (>= 0); overrides the network profile's"),
     "bandwidth_mbps": ("", "emulated bandwidth per link and direction in Mbit/s (> 0; 0: unlimited); "
                            "overrides the network profile's"),
+    "estimate": ("false", "true: run no MPC; each invoke() estimates the costs (bytes, rounds, seconds per layer "
+                          "and party, report(delegate)[\"estimated\"] is True) and writes zeros to the outputs: "
+                          "what `tflite-mpc inspect` uses (local mode only)"),
     "debug_checks": ("false", "INSECURE debugging aid: reveal intermediate values to check bit widths "
                               "(local mode only; refused in distributed mode)"),
 }
