@@ -55,7 +55,8 @@ setup(
     install_requires=["numpy"],
     extras_require={
         "demo": ["tensorflow", "pillow"],
-        "test": ["pytest", "tensorflow", "ai-edge-litert", "scikit-learn", "pillow", "atheris"],
+        "plot": ["matplotlib"],  # tflite_mpc.report(d).plot()
+        "test": ["pytest", "tensorflow", "ai-edge-litert", "scikit-learn", "pillow", "atheris", "matplotlib"],
     },
     entry_points={"console_scripts": ["tflite-mpc=tflite_mpc.cli:main"]},
     zip_safe=False,

@@ -26,6 +26,7 @@
 #include "delegate/registry.h"
 #include "mpc/estimate.h"
 #include "mpc/stats.h"
+#include "mpc/wire.h"
 
 #define TFLITE_MPC_EXPORT extern "C" __attribute__((visibility("default")))
 
@@ -195,6 +196,88 @@ void write_argmax(TfLiteTensor& ten, bool is_float, const Vec& idx, Plan& P) {
   }
 }
 
+// The run's settings, as the report states them.
+void describe_run(const Plan& P, Report& r) {
+  const Options& o = P.opt;
+  r.graph_hash = P.graph_hash;
+  r.fc_rounding = o.fc_single_rounding ? "single" : "double";
+  r.network = o.net;
+  r.protocol = o.protocol;
+  r.truncation = o.exact ? "exact" : "probabilistic";
+  r.data_owner = o.data_owner;
+  r.model_owner = o.model_owner;
+  r.output_to = o.output_to;
+  r.party = o.config ? o.party : -1;
+  r.estimated = o.estimate;
+  if (r.seen.empty() && P.session) {
+    r.seen.assign(P.session->parties(), false);
+    for (int i = 0; i < P.session->parties(); ++i) r.seen[i] = P.session->is_local(i);
+  }
+}
+
+bool distributed(const Plan& P) {
+  for (int i = 0; i < P.session->parties(); ++i)
+    if (!P.session->is_local(i)) return true;
+  return false;
+}
+
+// Who receives the other parties' cost messages: the data owner and the output recipients.
+std::vector<int> cost_recipients(const Options& o) {
+  std::vector<int> to = o.output_to;
+  if (!std::count(to.begin(), to.end(), o.data_owner)) to.push_back(o.data_owner);
+  return to;
+}
+
+// This process hosts a party that receives the other parties' cost messages.
+bool gets_costs(const Plan& P) {
+  for (int r : cost_recipients(P.opt))
+    if (P.session->is_local(r)) return true;
+  return false;
+}
+
+// Distributed mode, once a partition's outputs are opened: every party sends its own figures
+// (entries(i): pointers to party i's slots) to the cost recipients, which fill the other
+// parties' slots from them. One message, on the transport directly: not counted in the stats.
+// A message that does not check out leaves that party's figures zero (and says so in the
+// report); one of the wrong length fails the run like any frame out of protocol.
+template <class Entries>
+void exchange_costs(Plan& P, const Entries& entries) {
+  if (!distributed(P)) return;
+  const int n = P.session->parties();
+  const std::vector<int> to = cost_recipients(P.opt);
+  const size_t count = entries(0).size();
+  if (count > mpc::kMaxCostEntries) {  // every party knows: nobody sends
+    for (int j = 0; j < n; ++j)
+      if (!P.session->is_local(j)) P.last.seen[j] = false;
+    P.last.notes.push_back("the plan has too many layers for cost messages: the other parties' figures are left out");
+    return;
+  }
+  P.session->run([&](int me, mpc::Protocol& p) {
+    mpc::Transport& tr = p.comm().transport();
+    std::vector<mpc::OpCost> mine;
+    for (const mpc::OpCost* c : entries(me)) mine.push_back(*c);
+    const Vec msg = mpc::encode_cost_message(me, mine);
+    for (int r : to)
+      if (r != me) tr.send(r, msg.data(), msg.size() * 8);
+    if (!std::count(to.begin(), to.end(), me)) return;
+    for (int j = 0; j < n; ++j) {
+      if (j == me) continue;
+      Vec got(mpc::cost_message_words(count));
+      tr.recv(j, got.data(), got.size() * 8);
+      std::vector<mpc::OpCost> theirs;
+      const std::string why = mpc::decode_cost_message(got.data(), got.size(), j, count, &theirs);
+      if (!why.empty()) {
+        P.last.seen[j] = false;
+        P.last.notes.push_back("party " + std::to_string(j) + "'s cost message was refused (" + why +
+                               "): its figures are left out");
+        continue;
+      }
+      const auto slots = entries(j);
+      for (size_t k = 0; k < count; ++k) *slots[k] = theirs[k];
+    }
+  });
+}
+
 struct Partition {
   std::shared_ptr<Plan> plan;
   std::vector<int> nodes;     // plan order
@@ -294,10 +377,10 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
     }
     if (part->first) {
       P.last = Report{};
-      P.last.graph_hash = P.graph_hash;
-      P.last.fc_rounding = opt.fc_single_rounding ? "single" : "double";
-      P.last.network = opt.net;
-      P.last.estimated = opt.estimate;
+      describe_run(P, P.last);
+      P.last.seen.assign(nparties, false);
+      for (int i = 0; i < nparties; ++i)  // remote parties: once their cost messages arrive
+        P.last.seen[i] = P.session->is_local(i) || gets_costs(P);
     }
     std::vector<LayerCost> layers(part->nodes.size());
     for (auto& l : layers) l.party.resize(nparties);
@@ -315,15 +398,18 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
     };
     const double t_start = mpc::now_seconds();
     std::vector<mpc::OpCost> reveal_cost(nparties);  // per party: opening the outputs
+    std::vector<mpc::OpCost> reveal_outside(nparties);  // ... the part of it in no layer
     P.session->run([&](int i, mpc::Protocol& p) {
       Env env{p, opt.exact, P.store[i]};
       // A declared output (or with output=argmax its rows' argmax) opened to the recipients.
-      auto open_output = [&](const Share& x, Vec* out) {
+      auto open_output = [&](const Share& x, Vec* out, bool in_layer) {
         const Share v = revealed_value(p, P, x);
         const mpc::OpCost before = p.stats().total();
         const double t0 = mpc::now_seconds();
         reveal_to_recipients(p, v, opt.output_to, out);
-        reveal_cost[i].add(cost_since(p.stats(), before, t0));
+        const mpc::OpCost c = cost_since(p.stats(), before, t0);
+        reveal_cost[i].add(c);
+        if (!in_layer) reveal_outside[i].add(c);
       };
       if (!P.constants_ready) {
         // The model owner secret-shares every weight and bias once.
@@ -374,7 +460,7 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
           else if (st.kind == Step::kDequantizeOutput) {
             if (!std::count(part->reveal.begin(), part->reveal.end(), st.out.index))  // checked by build_plan
               throw mpc::Error("internal: DEQUANTIZE output " + std::to_string(st.out.index) + " is not revealed");
-            open_output(env.get(st.in.index), &opened[i][st.out.index]);
+            open_output(env.get(st.in.index), &opened[i][st.out.index], true);
           }
         }
         layers[s].party[i] = cost_since(p.stats(), before, t0);  // each party writes only its own slot
@@ -387,11 +473,23 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
       }
       for (int t : part->reveal) {
         if (opened[i].count(t) || !env.vals.count(t)) continue;  // DEQUANTIZE outputs were opened above
-        open_output(env.get(t), &opened[i][t]);
+        open_output(env.get(t), &opened[i][t], false);
         env.vals.erase(t);
       }
     });
     P.constants_ready = true;
+    {
+      // This partition's figures per party, in the order of the cost message.
+      auto entries = [&](int i) {
+        std::vector<mpc::OpCost*> e;
+        if (sharing_weights) e.push_back(&setup.party[i]);
+        for (auto& l : layers) e.push_back(&l.party[i]);
+        e.push_back(&reveal_cost[i]);
+        e.push_back(&reveal_outside[i]);
+        return e;
+      };
+      exchange_costs(P, entries);
+    }
     // Write what a recipient hosted here opened; elsewhere the outputs stay zero.
     int recipient = -1;
     for (int r : opt.output_to)
@@ -432,6 +530,7 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
     for (size_t s = 0; s < layers.size(); ++s) {
       layers[s].node = part->nodes[s];
       layers[s].op = P.steps.at(part->nodes[s]).op;
+      layers[s].shape = P.steps.at(part->nodes[s]).out_shape;
       for (int i = 0; i < nparties; ++i)
         if (P.session->is_local(i)) {
           layers[s].seconds = layers[s].party[i].seconds;
@@ -440,11 +539,15 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
       P.last.layers.push_back(layers[s]);
     }
     P.last.reveal.resize(nparties);
-    for (int i = 0; i < nparties; ++i) P.last.reveal[i].add(reveal_cost[i]);
+    P.last.reveal_outside.resize(nparties);
+    for (int i = 0; i < nparties; ++i) {
+      P.last.reveal[i].add(reveal_cost[i]);
+      P.last.reveal_outside[i].add(reveal_outside[i]);
+    }
     if (opt.estimate) {  // the estimated time of the slowest party (local mode: they run side by side)
       double slowest = 0;
       for (int i = 0; i < nparties; ++i) {
-        double t = reveal_cost[i].seconds + (sharing_weights ? setup.party[i].seconds : 0.0);
+        double t = reveal_outside[i].seconds + (sharing_weights ? setup.party[i].seconds : 0.0);
         for (auto& l : layers) t += l.party[i].seconds;
         slowest = std::max(slowest, t);
       }
@@ -489,12 +592,13 @@ TfLiteStatus DelegatePrepare(TfLiteContext* ctx, TfLiteDelegate* delegate) {
     auto plan = build_plan(ctx, o, &claimed);
     if (o.config) {
       // Every party must agree on the session: protocol, roles and the public graph.
-      // tflite-mpc=2: the wire format (mpc/wire.h) and rep3's truncation messages of issue 7.
+      // tflite-mpc=2: the wire format (mpc/wire.h) and rep3's truncation messages of issue 7;
+      // 3: the cost message after each partition (mpc/wire.h).
       std::string roles = std::to_string(o.data_owner) + "," + std::to_string(o.model_owner) + ",";
       for (int r : o.output_to) roles += std::to_string(r);
       roles += std::string(";fc_rounding=") + (o.fc_single_rounding ? "single" : "double");
       if (o.output_argmax) roles += ";output=argmax";  // what is revealed: every party must agree
-      const std::string hello = "tflite-mpc=2;protocol=" + o.protocol + ";truncation=" +
+      const std::string hello = "tflite-mpc=3;protocol=" + o.protocol + ";truncation=" +
                                 (o.exact ? "exact" : "probabilistic") + ";roles=" + roles +
                                 ";graph=" + plan->graph_hash;
       mpc::TcpOptions tcp = o.config->tcp_options(o.party, hello);
@@ -508,10 +612,7 @@ TfLiteStatus DelegatePrepare(TfLiteContext* ctx, TfLiteDelegate* delegate) {
     for (int i = 0; i < plan->session->parties(); ++i)
       if (plan->session->is_local(i)) plan->session->party(i).debug_checks = o.debug_checks;
     plan->store.resize(plan->session->parties());
-    plan->last.graph_hash = plan->graph_hash;
-    plan->last.fc_rounding = o.fc_single_rounding ? "single" : "double";
-    plan->last.network = o.net;
-    plan->last.estimated = o.estimate;
+    describe_run(*plan, plan->last);
     d->plan = plan;
     if (claimed.empty()) return kTfLiteOk;
     TfLiteRegistration reg;

@@ -49,6 +49,7 @@ struct Options {
 struct LayerCost {
   int node = -1;
   std::string op;
+  Shape shape;  // its (first) output's shape; empty for the weight sharing
   double seconds = 0;
   std::vector<mpc::OpCost> party;  // per party
 };
@@ -58,11 +59,21 @@ struct Report {
   double seconds = 0;
   std::vector<mpc::OpCost> total;  // per party
   std::vector<mpc::OpCost> reveal;  // per party: opening the declared outputs (in a DEQUANTIZE layer too)
+  std::vector<mpc::OpCost> reveal_outside;  // per party: the part of `reveal` in no layer (not in `total`)
   std::string graph_hash;          // SHA-256 of the public graph (what distributed parties compare)
   std::string fc_rounding;         // single | double (resolved option)
   mpc::NetEmu network;             // the emulated network (profile none: no emulation)
   std::vector<int64_t> argmax;     // output=argmax: the revealed index per row (recipient only)
   bool estimated = false;          // option estimate: costs estimated, nothing computed (mpc/estimate.h)
+  std::string protocol, truncation;  // rep3; exact | probabilistic
+  int data_owner = 0, model_owner = 1;
+  std::vector<int> output_to;
+  int party = -1;                  // distributed mode: the party this process is (-1: local mode)
+  // Per party: its figures are real. Local mode: all. Distributed mode: this party's, and at
+  // the data owner and the output recipients the other parties' from their cost messages
+  // (mpc/wire.h); otherwise they stay zeros.
+  std::vector<bool> seen;
+  std::vector<std::string> notes;  // e.g. a peer's cost message refused (our own words)
 };
 
 // How a claimed node runs.
@@ -75,6 +86,7 @@ struct Step {
   std::vector<int> absorbs;  // a float region's table kernel: the nodes it computes
   std::unique_ptr<Kernel> kernel;
   TensorInfo in, out;  // edges
+  Shape out_shape;     // the node's first output's shape (for the report)
 };
 
 // Everything a model needs across partitions and invocations. Shared (not

@@ -265,6 +265,11 @@ std::shared_ptr<Plan> build_plan(TfLiteContext* ctx, const Options& opt, std::ve
     st.node = idx;
     st.code = code;
     st.op = builtin_name(code);
+    if (node->outputs->size > 0 && node->outputs->data[0] >= 0 &&
+        static_cast<size_t>(node->outputs->data[0]) < ctx->tensors_size && ctx->tensors[node->outputs->data[0]].dims) {
+      const TfLiteIntArray* dims = ctx->tensors[node->outputs->data[0]].dims;
+      st.out_shape.assign(dims->data, dims->data + dims->size);
+    }
     try {
       for (TfLiteIntArray* arr : {node->inputs, node->outputs})
         for (int k = 0; k < arr->size; ++k)

@@ -21,6 +21,7 @@ using namespace mpc;
 
 void bind_network(py::module_& m);  // bindings_net.cc
 void bind_fuzz(py::module_& m);     // bindings_fuzz.cc
+py::dict cost_dict(const OpCost& c);  // bindings_fuzz.cc
 
 namespace {
 
@@ -169,14 +170,8 @@ class Engine {
     for (int i = 0; i < s_->parties(); ++i) {
       py::dict d;
       auto conv = [](const OpCost& c) {
-        py::dict e;
-        e["bytes_sent"] = c.bytes_sent;
-        e["bytes_recv"] = c.bytes_recv;
-        e["rounds"] = c.rounds;
-        e["depth"] = c.depth;
-        e["bytes_sent_to"] = py::make_tuple(c.bytes_to[0], c.bytes_to[1], c.bytes_to[2]);
+        py::dict e = cost_dict(c);
         e["calls"] = c.calls;
-        e["seconds"] = c.seconds;
         return e;
       };
       for (auto& kv : s_->stats(i).ops) d[py::str(kv.first)] = conv(kv.second);
@@ -319,23 +314,13 @@ PYBIND11_MODULE(_native, m) {
         tflite_mpc::Report* r = handle.is_none() ? tflite_mpc::last_report()
                                                  : tflite_mpc::report_for(reinterpret_cast<const void*>(handle.cast<uintptr_t>()));
         if (!r) return py::none();
-        auto cost = [](const mpc::OpCost& c) {
-          py::dict d;
-          d["bytes_sent"] = c.bytes_sent;
-          d["bytes_recv"] = c.bytes_recv;
-          d["rounds"] = c.rounds;
-          d["depth"] = c.depth;
-          py::list to;
-          for (int i = 0; i < 3; ++i) to.append(c.bytes_to[i]);
-          d["bytes_sent_to"] = to;
-          d["seconds"] = c.seconds;
-          return d;
-        };
+        const auto cost = cost_dict;
         py::list layers;
         for (auto& l : r->layers) {
           py::dict d;
           d["node"] = l.node;
           d["op"] = l.op;
+          d["shape"] = l.shape.empty() && l.node < 0 ? py::object(py::none()) : py::object(py::cast(l.shape));
           d["seconds"] = l.seconds;
           py::list parties;
           for (auto& c : l.party) parties.append(cost(c));
@@ -365,6 +350,22 @@ PYBIND11_MODULE(_native, m) {
         py::list rev;
         for (auto& c : r->reveal) rev.append(cost(c));
         out["reveal"] = rev;
+        py::list rev_out;
+        for (auto& c : r->reveal_outside) rev_out.append(cost(c));
+        out["reveal_outside"] = rev_out;
+        out["protocol"] = r->protocol;
+        out["truncation"] = r->truncation;
+        py::dict roles;
+        roles["data_owner"] = r->data_owner;
+        roles["model_owner"] = r->model_owner;
+        roles["output_to"] = py::cast(r->output_to);
+        out["roles"] = roles;
+        out["party"] = r->party < 0 ? py::object(py::none()) : py::object(py::int_(r->party));
+        py::list seen;
+        for (size_t i = 0; i < r->seen.size(); ++i)
+          if (r->seen[i]) seen.append(static_cast<int>(i));
+        out["parties_seen"] = seen;
+        out["notes"] = py::cast(r->notes);
         return out;
       },
       py::arg("delegate") = py::none());

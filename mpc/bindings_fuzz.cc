@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <tuple>
+#include <vector>
 
 #include "delegate/config.h"
 #include "wire.h"
@@ -13,7 +15,55 @@
 namespace py = pybind11;
 using namespace mpc;
 
+// A party's cost as Python sees it (reports, Engine.stats, the cost-message entry below).
+py::dict cost_dict(const OpCost& c) {
+  py::dict d;
+  d["bytes_sent"] = c.bytes_sent;
+  d["bytes_recv"] = c.bytes_recv;
+  d["rounds"] = c.rounds;
+  d["depth"] = c.depth;
+  py::list to;
+  for (int i = 0; i < 3; ++i) to.append(c.bytes_to[i]);
+  d["bytes_sent_to"] = to;
+  d["seconds"] = c.seconds;
+  return d;
+}
+
 void bind_fuzz(py::module_& m) {
+  m.def(
+      "_fuzz_parse_costs",
+      [](py::bytes message, int sender, size_t entries) -> py::object {
+        // Runs the cost-message check (mpc/wire.h) on `message`: a list of per-entry dicts, or
+        // the reason it is refused (a str). Whole words only, as the transport delivers them.
+        const std::string s = message;
+        if (s.size() % 8) return py::str("not whole words");
+        std::vector<u64> w(s.size() / 8);
+        if (!s.empty()) std::memcpy(w.data(), s.data(), s.size());
+        std::vector<OpCost> out;
+        const std::string why = decode_cost_message(w.data(), w.size(), sender, entries, &out);
+        if (!why.empty()) return py::str(why);
+        py::list l;
+        for (const OpCost& c : out) l.append(cost_dict(c));
+        return l;
+      },
+      py::arg("message"), py::arg("sender"), py::arg("entries"));
+  m.def(
+      "_fuzz_cost_message",
+      [](int sender, const std::vector<std::tuple<u64, u64, u64, double>>& entries) -> py::bytes {
+        // An honest cost message: entries (bytes_sent, bytes_recv, rounds, seconds).
+        std::vector<OpCost> cs;
+        for (auto& [sent, recv, rounds, secs] : entries) {
+          OpCost c;
+          c.bytes_sent = sent;
+          c.bytes_recv = recv;
+          c.rounds = rounds;
+          c.seconds = secs;
+          cs.push_back(c);
+        }
+        const Vec v = encode_cost_message(sender, cs);
+        return py::bytes(reinterpret_cast<const char*>(v.data()), v.size() * 8);
+      },
+      py::arg("sender"), py::arg("entries"));
   m.def(
       "_fuzz_parse_frames",
       [](py::bytes stream, const std::vector<size_t>& expect, size_t chunk, bool hello) -> py::tuple {

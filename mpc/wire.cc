@@ -1,5 +1,6 @@
 #include "wire.h"
 
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -146,6 +147,47 @@ std::string describe_mismatch(int me, int id, const std::string& ours, const std
   }
   return "party " + std::to_string(me) + ": session refused, party " + std::to_string(id) + " disagrees on " +
          (diff.empty() ? "the session parameters" : diff);
+}
+
+Vec encode_cost_message(int sender, const std::vector<OpCost>& entries) {
+  Vec v;
+  v.reserve(cost_message_words(entries.size()));
+  v.push_back(kCostMagic);
+  v.push_back(static_cast<u64>(sender));
+  v.push_back(entries.size());
+  for (const OpCost& c : entries) {
+    u64 s;
+    std::memcpy(&s, &c.seconds, 8);
+    for (u64 w : {c.bytes_sent, c.bytes_recv, c.rounds, c.depth, c.bytes_to[0], c.bytes_to[1], c.bytes_to[2], s})
+      v.push_back(w);
+  }
+  return v;
+}
+
+std::string decode_cost_message(const u64* words, size_t n, int sender, size_t entries, std::vector<OpCost>* out) {
+  if (entries > kMaxCostEntries || n != cost_message_words(entries)) return "it has the wrong length";
+  if (words[0] != kCostMagic) return "it is not a cost message";
+  if (words[1] != static_cast<u64>(sender)) return "it names another sender";
+  if (words[2] != entries) return "it has the wrong number of entries";
+  constexpr u64 kMaxCount = u64(1) << 53;  // bytes, rounds: beyond any real inference
+  std::vector<OpCost> got(entries);
+  for (size_t e = 0; e < entries; ++e) {
+    const u64* w = words + 3 + kCostWordsPerEntry * e;
+    for (size_t k = 0; k < 7; ++k)
+      if (w[k] > kMaxCount) return "a count is out of range";
+    OpCost& c = got[e];
+    c.bytes_sent = w[0];
+    c.bytes_recv = w[1];
+    c.rounds = w[2];
+    c.depth = w[3];
+    for (int k = 0; k < 3; ++k) c.bytes_to[k] = w[4 + k];
+    if (c.bytes_to[0] + c.bytes_to[1] + c.bytes_to[2] > c.bytes_sent) return "its bytes per receiver exceed its bytes sent";
+    std::memcpy(&c.seconds, &w[7], 8);
+    if (!std::isfinite(c.seconds) || c.seconds < 0 || c.seconds > 1e7) return "a time is out of range";
+    c.calls = 1;
+  }
+  *out = std::move(got);
+  return "";
 }
 
 }  // namespace mpc

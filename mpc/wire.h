@@ -21,6 +21,7 @@
 
 #include "common.h"
 #include "pool.h"
+#include "stats.h"
 
 namespace mpc {
 
@@ -95,5 +96,22 @@ PeerHello parse_hello_payload(const std::string& payload);
 // "party <me>: session refused, party <id> disagrees on <key>: ours '..', party <id>'s '..'";
 // hellos are "key=value;key=value;...". Peer text is sanitized and truncated.
 std::string describe_mismatch(int me, int id, const std::string& ours, const std::string& theirs);
+
+// The cost message (distributed mode): after the outputs of a partition are opened, every
+// compute party sends its own figures for that partition to the data owner and the output
+// recipients, as one data frame (the receiver asks for its exact length, which follows from
+// the public plan). Numbers only, never a share or a value; not counted in the stats.
+// Layout, little-endian u64 words: kCostMagic, the sender's id, the number of entries, then
+// per entry (weight sharing, each layer, the openings): bytes_sent, bytes_recv, rounds,
+// depth, bytes_to[0..2], and the seconds as the bits of an IEEE double.
+constexpr uint64_t kCostMagic = 0x3154534f43504d54ULL;  // "TMPCOST1"
+constexpr size_t kCostWordsPerEntry = 8;
+constexpr size_t kMaxCostEntries = size_t(1) << 16;  // a message of at most 4 MiB
+inline size_t cost_message_words(size_t entries) { return 3 + kCostWordsPerEntry * entries; }
+Vec encode_cost_message(int sender, const std::vector<OpCost>& entries);
+// Checks a received cost message of `n` words from party `sender` announcing `entries`
+// entries: returns "" and fills *out, or says (in our own words) why it is refused
+// (bad header, a count or time out of range): the figures are then left out.
+std::string decode_cost_message(const u64* words, size_t n, int sender, size_t entries, std::vector<OpCost>* out);
 
 }  // namespace mpc

@@ -41,7 +41,8 @@ def test_tls_three_processes_match_local_mode(setup):
             assert np.array_equal(got, local)
             assert np.array_equal(got, modelgen.run_tflite(model, [x], reference=True)[0])
         rep = tflite_mpc.report(dlg)
-        assert rep["parties"][0]["bytes_sent"] > 0 and rep["parties"][1]["bytes_sent"] == 0  # only our party here
+        # the other parties' figures arrive in their cost messages (tests/test_report.py)
+        assert rep.parties_seen == [0, 1, 2] and all(p["bytes_sent"] > 0 for p in rep["parties"])
         del it, dlg
     finally:
         ps.stop()

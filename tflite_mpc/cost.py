@@ -93,7 +93,8 @@ def network_seconds(rep: dict, rtt_ms: float, mbps: float, *, weights: bool = Tr
     compute + depth x RTT/2 + busiest link bytes x 8 / bandwidth. weights=False leaves out the
     one-time weight sharing (node -1). Returns {seconds, compute_s, latency_s, transfer_s}."""
     comp = lat = xfer = 0.0
-    for layer in rep["layers"]:
+    opening = {"node": 0, "parties": rep.get("reveal_outside") or []}  # outputs opened after the last layer
+    for layer in rep["layers"] + ([opening] if opening["parties"] else []):
         if not weights and layer["node"] < 0:
             continue
         ps = layer["parties"]

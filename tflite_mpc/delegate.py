@@ -16,6 +16,7 @@ import importlib
 import importlib.util
 
 from . import _native
+from .report import Report
 
 #: option -> (default, description); values are strings on TFLite's plugin interface.
 OPTIONS = {
@@ -113,11 +114,13 @@ def _handle(delegate):
     return int(get())
 
 
-def report(delegate=None) -> dict | None:
-    """Cost of the last invoke() run with `delegate` (default: the last run of any):
-    {"seconds", "parties": [per party {bytes_sent, bytes_recv, rounds, seconds}],
-     "layers": [{"node", "op", "seconds", "parties": [...]}, ...]}."""
-    return _native.delegate_report(_handle(delegate))
+def report(delegate=None) -> Report | None:
+    """Cost of the last invoke() run with `delegate` (default: the last run of any), or None:
+    a `tflite_mpc.report.Report`, a dict {"seconds", "parties": [per party {bytes_sent,
+    bytes_recv, rounds, depth, bytes_sent_to, seconds}], "layers": [{"node", "op", "shape",
+    "seconds", "parties": [...]}, ...], ...} that prints as a table per layer and party."""
+    r = _native.delegate_report(_handle(delegate))
+    return None if r is None else Report(r)
 
 
 def argmax(delegate=None) -> list[int] | None:
