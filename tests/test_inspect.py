@@ -120,8 +120,9 @@ def test_cli_inspect(models, tmp_path):
     assert d["network"] == {"name": "2 ms RTT, 1000 Mbit/s", "rtt_ms": 2.0, "mbps": 1000.0}
     (e,) = d["estimates"]
     assert e["truncation"] == "exact" and e["totals"]["rounds"] == 135
-    assert e["network"]["next"]["latency_s"] == pytest.approx(
-        sum(max(p["depth"] for p in layer["parties"]) for layer in e["report"]["layers"] if layer["node"] >= 0) * 1e-3)
+    depth = sum(max(p["depth"] for p in layer["parties"]) for layer in e["report"]["layers"] if layer["node"] >= 0)
+    depth += max(p["depth"] for p in e["report"]["reveal_outside"])  # the outputs, opened after the last layer
+    assert e["network"]["next"]["latency_s"] == pytest.approx(depth * 1e-3)
 
     for bad in [["--network", "fast"], ["--truncation", "round"]]:
         r = _cli(path, *bad, cwd=tmp_path)
