@@ -12,8 +12,11 @@ import json
 
 import numpy as np
 
-from tflite_mpc import modelgen
-from _node_cost import node_cost
+from tflite_mpc import _quiet
+
+_quiet.import_tensorflow()  # without its start-up noise
+from tflite_mpc import modelgen  # noqa: E402
+from _node_cost import node_cost  # noqa: E402
 
 OPS = ["logistic", "tanh", "hard_swish", "gelu", "leaky_relu", "relu6", "quantize"]
 
