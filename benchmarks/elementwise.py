@@ -12,11 +12,8 @@ import json
 
 import numpy as np
 
-from tflite_mpc import _quiet
-
-_quiet.import_tensorflow()  # without its start-up noise
-from tflite_mpc import modelgen  # noqa: E402
-from _node_cost import node_cost  # noqa: E402
+from tflite_mpc import modelgen
+from _node_cost import node_cost
 
 OPS = ["logistic", "tanh", "hard_swish", "gelu", "leaky_relu", "relu6", "quantize"]
 

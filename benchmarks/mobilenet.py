@@ -53,7 +53,6 @@ def main():
     ap.add_argument("--network", default="none", choices=["none", "lan", "regional", "wan"])
     args = ap.parse_args()
 
-    _quiet.import_tensorflow()
     import tflite_mpc
     from tflite_mpc import commands, modelgen
 

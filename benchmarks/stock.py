@@ -10,15 +10,15 @@ Usage: python benchmarks/stock.py [--families ResNet50,DenseNet121] [--repeat 3]
 """
 import argparse
 import json
+import os
 import statistics
 import time
 
-import numpy as np
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import tflite_mpc
-from tflite_mpc import _quiet
+import numpy as np  # noqa: E402
 
-_quiet.import_tensorflow()  # without its start-up noise
+import tflite_mpc  # noqa: E402
 from tflite_mpc import modelgen  # noqa: E402
 
 FAMILIES = ["MobileNet", "MobileNetV2", "MobileNetV3Small", "MobileNetV3Small+pre", "MobileNetV3Large",

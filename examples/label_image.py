@@ -53,8 +53,7 @@ def main(argv=None):
             model, name = commands.read_model(args.model), os.path.basename(args.model)
         else:
             print("building MobileNetV1 0.25_128 (keras, random weights) and converting it to int8 ...", flush=True)
-            _quiet.import_tensorflow()
-            from tflite_mpc import modelgen
+            from tflite_mpc import modelgen  # imports TensorFlow without its start-up lines
 
             # Logits: with random weights a 1000-way softmax is almost flat (all -127/-128).
             model = modelgen.mobilenet_v1(0.25, 128, classifier_activation=None)

@@ -23,11 +23,13 @@ import tempfile
 import warnings
 
 #: absl-formatted info/warning lines (I1202 12:00:00.123 ... / I0000 00:00:...), the absl
-#: pre-initialisation banner, CPU-feature advice and CUDA/cuDNN/TensorRT lookups.
+#: pre-initialisation banner, CPU-feature advice, the converter's calibration line and
+#: CUDA/cuDNN/TensorRT lookups.
 NOISE = re.compile(
     r"^[IW]\d{4} \d\d:\d\d:\d\d"
     r"|All log messages before absl::InitializeLog"
     r"|^To enable the following instructions:.*rebuild TensorFlow"
+    r"|^fully_quantize: \d+, inference_type: "
     r"|^E\d{4} .*(cuda|cuDNN|cuBLAS|cuFFT|TensorRT|Unable to register)", re.I)
 
 #: TFLite's own info lines, e.g. "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
