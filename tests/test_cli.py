@@ -55,6 +55,19 @@ def test_run_npy_exact_agrees_with_tflite_and_stderr_is_quiet(digits):
     assert any(line.strip() for line in after), r.stdout  # the report follows
 
 
+def test_run_argmax_and_no_compare(digits):
+    d, model, x, _ = digits
+    want = int(np.argmax(modelgen.run_tflite(model, [x[5:6]], reference=True)[0]))
+    r = cli("run", d / "digits.tflite", "--input", d / "one.npy", "--argmax", "--top-k", "2")
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert "secure (MPC, argmax only)" in r.stdout and "output argmax" in r.stdout, r.stdout
+    assert f"top-1: secure class {want}, plaintext class {want}: agree" in r.stdout, r.stdout
+    assert "max difference" not in r.stdout, r.stdout  # no values are revealed to compare
+    r = cli("run", d / "digits.tflite", "--input", d / "one.npy", "--no-compare", "--top-k", "2")
+    assert r.returncode == 0 and "plaintext" not in r.stdout and "top-1:" not in r.stdout, r.stdout
+    assert re.search(rf"^   1 +class {want} ", r.stdout, re.M), r.stdout
+
+
 def test_run_under_tensorflow_runtime_filters_its_start_up_noise(digits):
     d, model, x, _ = digits
     r = cli("run", d / "digits.tflite", "--input", d / "one.npy", "--runtime", "tensorflow")
@@ -113,12 +126,21 @@ def test_eval_exact_reports_tflite_accuracy_and_full_agreement(digits):
     assert all(b > 0 for b in res["bytes_sent_by_party"]) and res["rounds"] > n, res
     assert "img/s" in r.stderr and not NOISE.search(r.stderr), r.stderr  # the progress bar, nothing else
 
-    r = cli("eval", d / "digits.tflite", "--data", d / "test.npz", "--limit", 12, "--truncation", "exact")
+    r = cli("eval", d / "digits.tflite", "--data", d / "test.npz", "--limit", 40, "--truncation", "exact")
     assert r.returncode == 0, r.stderr
-    acc = float(np.mean(modelgen.classify(model, x[:12], reference=True) == y[:12]))
+    acc = float(np.mean(modelgen.classify(model, x[:40], reference=True) == y[:40]))
+    assert acc < 1.0  # the 40 samples include a misclassified one: the accuracy line is not trivial
     assert f"accuracy: secure {acc:.2%}   plaintext TFLite {acc:.2%}" in r.stdout, r.stdout
-    assert "top-1 agreement: 100.00% (12/12)" in r.stdout, r.stdout
-    assert "max difference: 0 LSB (12/12 samples with identical outputs)" in r.stdout, r.stdout
+    assert "top-1 agreement: 100.00% (40/40)" in r.stdout, r.stdout
+    assert "max difference: 0 LSB (40/40 samples with identical outputs)" in r.stdout, r.stdout
+
+    # output=argmax: only the classes are revealed; the same accuracy
+    r = cli("eval", d / "digits.tflite", "--data", d / "test.npz", "--limit", n, "--truncation", "exact", "--argmax",
+            "--json", "-q")
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    res = json.loads(r.stdout)
+    assert res["output"] == "argmax" and "max_diff" not in res, res
+    assert res["secure_accuracy"] == res["plain_accuracy"] == plain_acc and res["top1_agreement"] == 1.0, res
 
 
 def test_eval_image_folders_by_class(digits, tmp_path):
@@ -165,7 +187,8 @@ def test_distributed_run_and_party_log_levels(digits, tmp_path):
     processes: -v logs each inference, -q only failures."""
     from distributed_helpers import make_session
 
-    d, _, _, _ = digits
+    d, _, x, _ = digits
+    want = int(np.argmax(modelgen.run_tflite(digits[1], [x[5:6]], reference=True)[0]))
     cfg, model, paths = make_session(str(tmp_path), transport="tcp-insecure", timeout=30)
     env = dict(os.environ, PYTHONPATH=ROOT)
     logs = {i: open(tmp_path / f"party{i}.log", "w") for i in (1, 2)}
@@ -178,11 +201,14 @@ def test_distributed_run_and_party_log_levels(digits, tmp_path):
         r = cli("run", paths["model"], "--input", d / "one.npy", "--parties", cfg, "--party", 0, "--compare")
         assert r.returncode == 0, r.stderr
         assert "max difference: 0 LSB" in r.stdout and "party 0 of parties.json" in r.stdout, r.stdout
+        r = cli("run", paths["public"], "--input", d / "one.npy", "--parties", cfg, "--party", 0)
+        assert r.returncode == 0 and "plaintext" not in r.stdout, r.stdout  # the public model: no comparison
+        assert re.search(rf"^   1 +class {want} ", r.stdout, re.M), r.stdout
         r = cli("run", paths["public"], "--input", d / "one.npy", "--parties", cfg, "--party", 0, "--truncation",
                 "exact")
         assert r.returncode == 2 and "comes from the party configuration" in r.stderr, r.stderr
         deadline = time.time() + 30
-        while "session 1 ended" not in (tmp_path / "party1.log").read_text() and time.time() < deadline:
+        while "session 2 ended" not in (tmp_path / "party1.log").read_text() and time.time() < deadline:
             time.sleep(0.1)
     finally:
         for p in procs:

@@ -177,6 +177,15 @@ def make_certs(config: str, out_dir: str, days: int = 365) -> list[str]:
     return written
 
 
+def _compare_args(p) -> None:
+    p.add_argument("--compare", action=argparse.BooleanOptionalAction, default=None,
+                   help="also run plaintext TFLite (reference kernels) and compare (default: in local mode only; "
+                        "in distributed mode the data owner usually holds only the public model)")
+    p.add_argument("--argmax", action="store_true",
+                   help="reveal only the top-1 class of each output row (delegate option output=argmax; in "
+                        "distributed mode the party configuration's \"output\" decides)")
+
+
 def _session_args(p, distributed=True) -> None:
     """The delegate options run, eval and bench share."""
     g = p.add_argument_group("secure session (local mode: three parties as threads of this process)")
@@ -200,7 +209,7 @@ def _options(a) -> dict:
 
     return session_options(protocol=a.protocol, truncation=a.truncation, output_to=getattr(a, "output_to", None),
                            network=a.network, parties=getattr(a, "parties", None), party=getattr(a, "party", None),
-                           timeout=a.timeout)
+                           timeout=a.timeout, output="argmax" if getattr(a, "argmax", False) else None)
 
 
 def _run(a) -> int:
@@ -224,7 +233,7 @@ def _eval(a) -> int:
     model = c.read_model(a.model)
     data = c.read_dataset(a.data, a.key, c.read_labels(a.labels))
     c.evaluate(model, data, _options(a), runtime=a.runtime, limit=a.limit, preprocess=a.preprocess,
-               progress=not a.quiet, as_json=a.json, name=os.path.basename(a.model))
+               compare=a.compare, progress=not a.quiet, as_json=a.json, name=os.path.basename(a.model))
     return 0
 
 
@@ -265,9 +274,7 @@ def main(argv=None) -> int:
     r.add_argument("--labels", metavar="FILE", help="text file with one label per line")
     r.add_argument("--top-k", type=int, default=5)
     r.add_argument("--output-to", metavar="IDS", help="party or parties that receive the output (default 0)")
-    r.add_argument("--compare", action=argparse.BooleanOptionalAction, default=None,
-                   help="also run plaintext TFLite (reference kernels) and compare (default: in local mode only; "
-                        "in distributed mode the data owner usually holds only the public model)")
+    _compare_args(r)
     _session_args(r)
     e = sub.add_parser("eval", help="a data set through secure and plaintext inference: accuracy, agreement, cost")
     e.add_argument("model")
@@ -281,6 +288,7 @@ def main(argv=None) -> int:
                    help="image pixels scaled to [0, 1], [-1, 1] or [0, 255]; auto: from the input's quantization")
     e.add_argument("--json", action="store_true", help="print the results as one JSON line")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _compare_args(e)
     _session_args(e)
     b = sub.add_parser("bench", help="time secure invokes (min/median/max), bytes per party, rounds")
     b.add_argument("model")

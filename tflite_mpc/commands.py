@@ -79,11 +79,11 @@ def secure_interpreter(model: bytes, options: dict, runtime: str | None = None):
 
 
 def session_options(protocol=None, truncation=None, output_to=None, network=None, parties=None, party=None,
-                    timeout=None) -> dict:
+                    timeout=None, output=None) -> dict:
     """Delegate options from command-line values, leaving out those not given (in
     distributed mode the party configuration decides protocol, truncation and roles)."""
     opts = {"protocol": protocol, "truncation": truncation, "output_to": output_to, "network": network,
-            "timeout": timeout}
+            "timeout": timeout, "output": output}
     if parties is not None or party is not None:
         if parties is None or party is None:
             raise UsageError("distributed mode needs both --parties CONFIG and --party ID")
@@ -93,24 +93,48 @@ def session_options(protocol=None, truncation=None, output_to=None, network=None
     return {k: v for k, v in opts.items() if v is not None}
 
 
+def _config(options: dict) -> dict:
+    """The party configuration of distributed mode ({} in local mode or if unreadable:
+    the delegate then reports what is wrong)."""
+    if "parties" not in options:
+        return {}
+    try:
+        with open(options["parties"]) as f:
+            cfg = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return cfg if isinstance(cfg, dict) else {}
+
+
+def revealed(options: dict) -> tuple[str | None, list[int]]:
+    """(what this process learns of the output: "values", "argmax" or None, and the ids
+    of the parties the output goes to). Local mode: this process holds every party."""
+    cfg = _config(options)
+    if "parties" in options:
+        roles = cfg.get("roles") if isinstance(cfg.get("roles"), dict) else {}
+        to, mode = roles.get("output_to", 0), cfg.get("output", "values")
+    else:
+        to, mode = options.get("output_to", 0), options.get("output", "values")
+    items = to if isinstance(to, (list, tuple)) else str(to).split(",")
+    ids = [int(i) for i in items if str(i).strip().lstrip("-").isdigit()]
+    receives = "parties" not in options or options.get("party") in ids
+    return (mode if receives else None), ids
+
+
 def describe_session(options: dict) -> str:
     """'protocol rep3, truncation exact, ...' as the session will run (the configuration
     file's values in distributed mode)."""
     shown = dict(options)
     if "parties" in options:
-        try:
-            with open(options["parties"]) as f:
-                cfg = json.load(f)
-        except (OSError, ValueError):
-            cfg = {}
+        cfg = _config(options)
         shown = {"protocol": cfg.get("protocol", "rep3"), "truncation": cfg.get("truncation", "probabilistic"),
                  "network": options.get("network", cfg.get("network", "none")),
                  "party": f"{options['party']} of {os.path.basename(options['parties'])}"}
     shown.setdefault("protocol", "rep3")
     shown.setdefault("truncation", "probabilistic")
     shown.setdefault("network", "none")
-    return ", ".join(f"{k} {shown[k]}" for k in ("protocol", "truncation", "network", "output_to", "party")
-                     if k in shown)
+    return ", ".join(f"{k} {shown[k]}" for k in ("protocol", "truncation", "network", "output", "output_to",
+                                                 "party") if k in shown)
 
 
 # ------------------------------------------------------------------ inputs
@@ -315,6 +339,12 @@ def measure(interpreter, inputs, *, runs: int, warmup: int = 0, first: bool = Fa
     return out
 
 
+def _argmax(delegate):
+    from .delegate import argmax
+
+    return argmax(delegate)
+
+
 # ------------------------------------------------------------------ run
 def run(model: bytes, x: np.ndarray, options: dict, *, runtime: str | None = None, labels=None, top: int = 5,
         compare: bool | None = None, name: str = "model", out=sys.stdout) -> dict:
@@ -334,30 +364,49 @@ def run(model: bytes, x: np.ndarray, options: dict, *, runtime: str | None = Non
         p = measure(plain, [x], runs=1)
         want, t_plain = plain.get_tensor(outd["index"]).copy(), p["times"][0]
     m = measure(sec, [x], runs=0, first=True, delegate=d)
-    got = sec.get_tensor(outd["index"]).copy()
     rep = m["first_report"]
+    mode, to = revealed(options)
+    got = sec.get_tensor(outd["index"]).copy()
+    shape = (got.shape[0] if got.ndim > 1 else 1, -1)
+    rows_got = got.reshape(shape)
+    secure_top1 = ([int(np.argmax(g)) for g in rows_got] if mode == "values" else
+                   list(_argmax(d) or []) if mode == "argmax" else None)
     print(f"model: {name}   {describe_session(options)}", file=out)
-    rows_got = got.reshape(got.shape[0] if got.ndim > 1 else 1, -1)
-    rows_want = want.reshape(rows_got.shape) if want is not None else [None] * len(rows_got)
+    if mode is None:
+        print(f"the output goes to party {', '.join(map(str, to))}, not to this party ({options.get('party')})",
+              file=out)
+    rows_want = want.reshape(shape) if want is not None else [None] * len(rows_got)
     k = min(top, rows_got.shape[1])
     for r, (g, w) in enumerate(zip(rows_got, rows_want)):
+        cols, heads = [], []
+        if mode == "values":
+            cols.append([f"{_label(i, labels)[:18]:>18} {v:9.4g}" for i, v in top_k(g, outd, k)])
+            heads.append("secure (MPC)")
+        elif mode == "argmax":  # only the class is revealed
+            cols.append([f"{_label(secure_top1[r], labels)[:18]:>18} {'':>9}"] + [" " * 28] * (k - 1))
+            heads.append("secure (MPC, argmax only)")
+        if w is not None:
+            cols.append([f"{_label(i, labels)[:18]:>18} {v:9.4g}" for i, v in top_k(w, outd, k)])
+            heads.append("plaintext TFLite")
+        if not cols:
+            continue
         if len(rows_got) > 1:
             print(f"batch row {r}:", file=out)
-        heads = ["secure (MPC)"] + (["plaintext TFLite"] if w is not None else [])
         print(f"{'rank':>4}  " + "  ".join(f"{h:>28}" for h in heads), file=out)
-        cols = [top_k(g, outd, k)] + ([top_k(w, outd, k)] if w is not None else [])
         for i in range(k):
-            cells = [f"{_label(c[i][0], labels)[:18]:>18} {c[i][1]:9.4g}" for c in cols]
-            print(f"{i + 1:>4}  " + "  ".join(cells), file=out)
-    result = {"secure": got, "plain": want, "agree": None, "max_diff": None, "report": rep}
-    if want is not None:
-        top1 = [(int(np.argmax(g)), int(np.argmax(w))) for g, w in zip(rows_got, rows_want)]
+            print(f"{i + 1:>4}  " + "  ".join(c[i] for c in cols).rstrip(), file=out)
+    result = {"secure": got if mode == "values" else None, "secure_top1": secure_top1, "plain": want,
+              "agree": None, "max_diff": None, "report": rep}
+    if want is not None and secure_top1 is not None:
+        top1 = [(a, int(np.argmax(w))) for a, w in zip(secure_top1, rows_want)]
         agree = all(a == b for a, b in top1)
-        diff, unit, same = difference(got, want, outd)
-        result.update(agree=agree, max_diff=diff)
+        result["agree"] = agree
         shown = ", ".join(f"secure {_label(a, labels)}, plaintext {_label(b, labels)}" for a, b in top1)
         print(f"top-1: {shown}: {'agree' if agree else 'DIFFER'}", file=out)
-        print(f"max difference: {diff:.4g} {unit} ({same}/{got.size} outputs identical)", file=out)
+        if mode == "values":
+            diff, unit, same = difference(got, want, outd)
+            result["max_diff"] = diff
+            print(f"max difference: {diff:.4g} {unit} ({same}/{got.size} outputs identical)", file=out)
     if rep is not None:
         share = weight_sharing(rep)
         line = f"secure inference: {m['first_s'] * 1e3:.1f} ms"
@@ -448,17 +497,24 @@ def _round_robin(lists):
 
 
 def evaluate(model: bytes, data: Dataset, options: dict, *, runtime: str | None = None, limit: int | None = None,
-             preprocess: str = "auto", progress: bool = True, as_json: bool = False, name: str = "model",
-             out=sys.stdout) -> dict:
+             preprocess: str = "auto", compare: bool | None = None, progress: bool = True, as_json: bool = False,
+             name: str = "model", out=sys.stdout) -> dict:
     """Every sample (the first `limit`) through secure inference and plaintext TFLite's
-    reference kernels, with one interpreter each for all samples (the weights are
-    secret-shared once). Prints accuracies (with labels), top-1 agreement, the largest
-    difference and the total cost; returns them as a dict (the --json line)."""
+    reference kernels (unless compare is False; default: in local mode only), with one
+    interpreter each for all samples (the weights are secret-shared once). Prints
+    accuracies (with labels), top-1 agreement, the largest difference and the total
+    cost; returns them as a dict (the --json line)."""
     n = len(data) if limit is None else min(limit, len(data))
     if n == 0:
         raise UsageError("no samples to evaluate")
+    mode, to = revealed(options)
+    if mode is None:
+        raise UsageError(f"the output goes to party {', '.join(map(str, to))}, not to this party "
+                         f"({options.get('party')}): nothing to evaluate here")
+    if compare is None:
+        compare = "parties" not in options
     sec, d = secure_interpreter(model, options, runtime)
-    plain = plain_interpreter(model, runtime)
+    plain = plain_interpreter(model, runtime) if compare else None
     inp, outd = _single_input(sec), sec.get_output_details()[0]
     batch = int(inp["shape"][0])
     if batch != 1:
@@ -470,53 +526,64 @@ def evaluate(model: bytes, data: Dataset, options: dict, *, runtime: str | None 
             return read_image(item, inp, preprocess)
         return fit_input(item, inp, f"sample {i}")
 
-    from tqdm import tqdm
+    try:
+        from tqdm import tqdm
+    except ImportError:  # no progress bar
+        def tqdm(it, **_):
+            return it
 
     preds = {"secure": np.empty(n, np.int64), "plain": np.empty(n, np.int64)}
     max_diff, same, unit = 0, 0, "LSB"
-    sent = np.zeros(3, np.int64)
-    rounds = 0
-    secure_s = plain_s = 0.0
-    share = None
+    sent, rounds, secure_s, plain_s, share = None, 0, 0.0, 0.0, None
     bar = tqdm(range(n), desc="secure inference", unit="img", file=sys.stderr, disable=not progress,
                dynamic_ncols=True)
     for i in bar:
         x = sample(i)
-        p = measure(plain, [x], runs=1)
         s = measure(sec, [x], runs=1, delegate=d)
-        plain_s += p["times"][0]
         secure_s += s["times"][0]
-        got, want = sec.get_tensor(outd["index"]), plain.get_tensor(outd["index"])
-        preds["secure"][i], preds["plain"][i] = int(np.argmax(got)), int(np.argmax(want))
-        diff, unit, eq = difference(got, want, outd)
-        max_diff, same = max(max_diff, diff), same + (eq == got.size)
+        got = sec.get_tensor(outd["index"])
+        preds["secure"][i] = int(np.argmax(got)) if mode == "values" else _argmax(d)[0]
+        if compare:
+            p = measure(plain, [x], runs=1)
+            plain_s += p["times"][0]
+            want = plain.get_tensor(outd["index"])
+            preds["plain"][i] = int(np.argmax(want))
+            if mode == "values":
+                diff, unit, eq = difference(got, want, outd)
+                max_diff, same = max(max_diff, diff), same + (eq == got.size)
         rep = s["report"]
         share = share or weight_sharing(rep)
-        sent += [p_["bytes_sent"] for p_ in rep["parties"]]
+        step = np.array([p_["bytes_sent"] for p_ in rep["parties"]], np.int64)
+        sent = step if sent is None else sent + step
         rounds += rep["parties"][0]["rounds"]
-    bar.close()
-    agree = int(np.sum(preds["secure"] == preds["plain"]))
+    getattr(bar, "close", lambda: None)()
     res = {"model": name, "data": data.source, "samples": n, **_session_json(options),
-           "top1_agreement": agree / n, "max_diff": max_diff, "max_diff_unit": unit, "identical_outputs": same,
-           "secure_s": round(secure_s, 4), "plain_s": round(plain_s, 5),
-           "images_per_s": round(n / secure_s, 3) if secure_s else None,
+           "secure_s": round(secure_s, 4), "images_per_s": round(n / secure_s, 3) if secure_s else None,
            "bytes_sent_by_party": [int(b) for b in sent], "rounds": int(rounds),
            "weight_sharing_bytes": max(p_["bytes_sent"] for p_ in share["parties"]) if share else 0}
+    agree = int(np.sum(preds["secure"] == preds["plain"]))
+    if compare:
+        res.update(top1_agreement=agree / n, plain_s=round(plain_s, 5))
+        if mode == "values":
+            res.update(max_diff=max_diff, max_diff_unit=unit, identical_outputs=same)
     if data.y is not None:
         y = data.y[:n]
         res["secure_accuracy"] = float(np.mean(preds["secure"] == y))
-        res["plain_accuracy"] = float(np.mean(preds["plain"] == y))
+        if compare:
+            res["plain_accuracy"] = float(np.mean(preds["plain"] == y))
     if as_json:
         print(json.dumps(res), file=out)
     else:
         print(f"model: {name}   data: {data.source} ({n} samples)   {describe_session(options)}", file=out)
         if data.y is not None:
-            print(f"accuracy: secure {res['secure_accuracy']:.2%}   plaintext TFLite {res['plain_accuracy']:.2%}",
-                  file=out)
-        print(f"top-1 agreement: {agree / n:.2%} ({agree}/{n})", file=out)
-        print(f"max difference: {max_diff:.4g} {unit} ({same}/{n} samples with identical outputs)", file=out)
-        print(f"secure: {secure_s:.2f} s ({n / secure_s:.1f} images/s); plaintext TFLite (reference kernels): "
-              f"{plain_s:.3f} s", file=out)
+            print(f"accuracy: secure {res['secure_accuracy']:.2%}" +
+                  (f"   plaintext TFLite {res['plain_accuracy']:.2%}" if compare else ""), file=out)
+        if compare:
+            print(f"top-1 agreement: {agree / n:.2%} ({agree}/{n})", file=out)
+        if compare and mode == "values":
+            print(f"max difference: {max_diff:.4g} {unit} ({same}/{n} samples with identical outputs)", file=out)
+        print(f"secure: {secure_s:.2f} s ({n / secure_s:.1f} images/s)" +
+              (f"; plaintext TFLite (reference kernels): {plain_s:.3f} s" if compare else ""), file=out)
         per = ", ".join(f"P{i} {_mb(b)}" for i, b in enumerate(sent))
         print(f"bytes sent: {per} ({_mb(max(sent) / n)} per sample at most); rounds: {rounds} "
               f"({rounds / n:.0f} per sample)", file=out)
@@ -526,7 +593,7 @@ def evaluate(model: bytes, data: Dataset, options: dict, *, runtime: str | None 
 
 
 def _session_json(options: dict) -> dict:
-    return {k: options[k] for k in ("protocol", "truncation", "network") if k in options} | (
+    return {k: options[k] for k in ("protocol", "truncation", "network", "output") if k in options} | (
         {"distributed": True} if "parties" in options else {})
 
 
