@@ -113,6 +113,17 @@ def test_run_bad_input_exit_code_2_one_line(digits, args, message):
     assert r.stderr.startswith("tflite-mpc run: error: ") and message in r.stderr, r.stderr
 
 
+def test_run_refused_model_exit_code_1_names_the_nodes(tmp_path):
+    from test_refusals import two_abs  # conv, ABS, conv, ABS: ABS has no secure kernel
+
+    (tmp_path / "abs.tflite").write_bytes(two_abs())
+    np.save(tmp_path / "x.npy", np.zeros((1, 6, 6, 4), np.float32))
+    r = cli("run", tmp_path / "abs.tflite", "--input", tmp_path / "x.npy")
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.startswith("tflite-mpc run: failed: tflite-mpc cannot run 2 nodes securely"), r.stderr
+    assert "node 1 (ABS)" in r.stderr and "node 3 (ABS)" in r.stderr, r.stderr
+
+
 def test_eval_exact_reports_tflite_accuracy_and_full_agreement(digits):
     d, model, x, y = digits
     n = 60
