@@ -186,7 +186,7 @@ def _compare_args(p) -> None:
                         "distributed mode the party configuration's \"output\" decides)")
 
 
-def _session_args(p, distributed=True) -> None:
+def _session_args(p) -> None:
     """The delegate options run, eval and bench share."""
     g = p.add_argument_group("secure session (local mode: three parties as threads of this process)")
     g.add_argument("--protocol", help="MPC protocol (default rep3)")
@@ -197,11 +197,10 @@ def _session_args(p, distributed=True) -> None:
                    help="emulate the links between the parties (default none)")
     g.add_argument("--timeout", type=float, help="seconds a party waits for a peer (default 120)")
     g.add_argument("--runtime", choices=RUNTIMES, help="TFLite runtime (default: ai_edge_litert if installed)")
-    if distributed:
-        g.add_argument("--parties", metavar="CONFIG",
-                       help="distributed mode: the party configuration (it decides protocol, truncation, roles); "
-                            "this process is the data owner and parties 1 and 2 run `tflite-mpc party`")
-        g.add_argument("--party", type=int, choices=[0, 1, 2], help="this process's party id (with --parties)")
+    g.add_argument("--parties", metavar="CONFIG",
+                   help="distributed mode: the party configuration (it decides protocol, truncation, roles); "
+                   "this process is the data owner and parties 1 and 2 run `tflite-mpc party`")
+    g.add_argument("--party", type=int, choices=[0, 1, 2], help="this process's party id (with --parties)")
 
 
 def _options(a) -> dict:
