@@ -52,7 +52,7 @@ setup(
     ext_modules=[ext],
     cmdclass={"build_ext": build_ext},
     python_requires=">=3.9",
-    install_requires=["numpy"],
+    install_requires=["numpy", "tqdm"],  # tqdm: the progress bar of tflite-mpc eval
     extras_require={
         "demo": ["tensorflow", "pillow"],
         "plot": ["matplotlib"],  # tflite_mpc.report(d).plot()

@@ -24,6 +24,9 @@ prediction depth x one-way latency + bytes_per_party x 8 / bandwidth: depth
 is the longest chain of dependent messages (report "depth"; a little more than
 the counted rounds), and in every round all parties send, then receive, so a
 hop costs one one-way latency = RTT / 2.
+
+The measurement loops are `tflite-mpc bench`'s (tflite_mpc.commands.measure); the
+interpreters come from the runtime it picks (ai_edge_litert if installed).
 """
 import argparse
 import json
@@ -33,6 +36,10 @@ import sys
 import time
 
 import numpy as np
+
+from tflite_mpc import _quiet
+
+_quiet.set_environment()  # before TensorFlow is imported
 
 
 def main():
@@ -47,7 +54,7 @@ def main():
     args = ap.parse_args()
 
     import tflite_mpc
-    from tflite_mpc import modelgen
+    from tflite_mpc import commands, modelgen
 
     t0 = time.perf_counter()
     if args.batch < 1:
@@ -57,42 +64,23 @@ def main():
     x = modelgen.random_input(model, seed=0)
     assert x[0].shape[0] == args.batch, x[0].shape
 
-    Interpreter, OpResolverType, _ = modelgen._interp_api()
-    ref = Interpreter(model_content=model, experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
-    ref.allocate_tensors()
-    ref.set_tensor(ref.get_input_details()[0]["index"], x[0])
-    ref.invoke()
+    ref = commands.plain_interpreter(model)  # reference kernels (BUILTIN_REF)
+    commands.measure(ref, x, runs=1)
     want = ref.get_tensor(ref.get_output_details()[0]["index"])
 
-    plain = Interpreter(model_content=model, num_threads=1)  # default kernels (XNNPACK)
-    plain.allocate_tensors()
-    plain.set_tensor(plain.get_input_details()[0]["index"], x[0])
-    plain.invoke()
-    pt = []
-    for _ in range(max(20, args.repeat)):
-        t0 = time.perf_counter()
-        plain.invoke()
-        pt.append(time.perf_counter() - t0)
+    plain = commands.plain_interpreter(model, reference=False, num_threads=1)  # default kernels (XNNPACK)
+    pt = commands.measure(plain, x, runs=max(20, args.repeat), warmup=1)["times"]
 
     procs = []
     if args.mode == "local":
-        d = tflite_mpc.load_delegate(truncation=args.truncation, network=args.network)
-        sec = Interpreter(model_content=model, experimental_delegates=[d])
+        sec, d = commands.secure_interpreter(model, {"truncation": args.truncation, "network": args.network})
     else:
         d, sec, procs = start_parties(model, args)
-    sec.allocate_tensors()
-    sec.set_tensor(sec.get_input_details()[0]["index"], x[0])
-    t0 = time.perf_counter()
-    sec.invoke()  # first run: the model owner also secret-shares the weights
-    first_s = time.perf_counter() - t0
-    setup = [l for l in tflite_mpc.report(d)["layers"] if l["op"] == "share weights"]
-    st = []
-    for _ in range(args.repeat):
-        t0 = time.perf_counter()
-        sec.invoke()
-        st.append(time.perf_counter() - t0)
+    # first run: the model owner also secret-shares the weights
+    m = commands.measure(sec, x, runs=args.repeat, first=True, delegate=d)
+    first_s, st, rep = m["first_s"], m["times"], m["report"]
+    setup = commands.weight_sharing(m["first_report"])
     got = sec.get_tensor(sec.get_output_details()[0]["index"])
-    rep = tflite_mpc.report(d)
     diff = np.abs(got.astype(np.int64) - want.astype(np.int64))
     secure_s = statistics.median(st)
     plain_s = statistics.median(pt)
@@ -120,7 +108,7 @@ def main():
         "rounds": rep["parties"][0]["rounds"],
         "plain_tflite_s": round(plain_s, 5), "secure_over_plain": round(secure_s / plain_s, 1),
         "first_invoke_s": round(first_s, 3),
-        "weight_sharing_bytes": setup[0]["parties"][args_owner(d)]["bytes_sent"] if setup else 0,
+        "weight_sharing_bytes": setup["parties"][args_owner(d)]["bytes_sent"] if setup else 0,
         "identical_to_reference": bool(diff.max() == 0), "max_lsb_diff": int(diff.max()),
         "simd": tflite_mpc.simd_level(), "model_build_s": round(build_s, 1), **extra,
     }), flush=True)
@@ -142,8 +130,7 @@ def start_parties(model, args):
     import subprocess
     import tempfile
 
-    import tflite_mpc
-    from tflite_mpc import cli, modelgen
+    from tflite_mpc import cli, commands
 
     d = tempfile.mkdtemp(prefix="tflite-mpc-bench-")
     ports = []
@@ -170,8 +157,7 @@ def start_parties(model, args):
     procs = [subprocess.Popen([sys.executable, "-m", "tflite_mpc", "party", "--config", path, "--id", str(i),
                                "--model", paths[i]], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
              for i in (1, 2)]
-    dl = tflite_mpc.load_delegate(parties=path, party=0)
-    it = modelgen._interp_api()[0](model_content=public, experimental_delegates=[dl])
+    it, dl = commands.secure_interpreter(public, {"parties": path, "party": 0})
     return dl, it, procs
 
 

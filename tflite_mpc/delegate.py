@@ -138,6 +138,28 @@ _INTERPRETERS = (
 )
 
 
+_RESOLVERS = (
+    ("ai_edge_litert", "ai_edge_litert.interpreter", "OpResolverType"),
+    ("tensorflow", "tensorflow", "lite.experimental.OpResolverType"),
+    ("tflite_runtime", "tflite_runtime.interpreter", "OpResolverType"),
+)
+
+
+def default_runtime(runtime: str | None = None) -> str | None:
+    """`runtime` if given, else the first installed of ai_edge_litert, tensorflow and
+    tflite_runtime (None if none is: loading then says what to install)."""
+    if runtime is not None:
+        return runtime
+    return next((name for name, module, _ in _INTERPRETERS if importlib.util.find_spec(module.split(".")[0])), None)
+
+
+def interpreter_api(runtime: str | None = None):
+    """(Interpreter class, OpResolverType) of `runtime` (default: default_runtime()); pair
+    the interpreter with ``load_delegate(runtime, ...)`` of the same runtime."""
+    runtime = default_runtime(runtime)
+    return _first_installed(_INTERPRETERS, runtime), _first_installed(_RESOLVERS, runtime)
+
+
 class CheckResult(list):
     """Verdict per node of a model (execution order): dicts with ``node``, ``op``,
     ``status`` (``secure``: a secure kernel or an edge step runs it; ``public``: it
@@ -181,9 +203,7 @@ def check(model, runtime: str | None = None, **options) -> CheckResult:
         raise ValueError("check() runs no MPC session: leave out the options 'parties' and 'party' "
                          "(the verdict is the same in local mode)")
     opts.setdefault("timeout", 5)
-    if runtime is None:  # the delegate and the interpreter of one runtime
-        runtime = next((name for name, module, _ in _INTERPRETERS if importlib.util.find_spec(module.split(".")[0])),
-                       None)
+    runtime = default_runtime(runtime)  # the delegate and the interpreter of one runtime
     delegate = load_delegate(runtime, **opts)
     if isinstance(model, (bytes, bytearray)):
         kw = {"model_content": bytes(model)}

@@ -111,13 +111,17 @@ os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import tensorflow as tf  # noqa: E402
+from . import _quiet  # noqa: E402
+
+tf = _quiet.import_tensorflow()  # without its start-up lines (absl banner, oneDNN, cuda)
 
 try:  # only possible before the TF runtime is initialised
     tf.config.threading.set_inter_op_parallelism_threads(1)
     tf.config.threading.set_intra_op_parallelism_threads(1)
 except RuntimeError:
     pass
+with _quiet.filtered_stderr():  # initialising the runtime logs "failed call to cuInit" without a GPU
+    tf.config.list_logical_devices()
 
 import keras  # noqa: E402
 from tensorflow.lite.python import schema_py_generated as _fb  # noqa: E402
@@ -213,8 +217,9 @@ def convert_int8(keras_model, rep_data_fn, *, int8_io=True, per_tensor=False,
         conv._experimental_disable_per_channel = True
     if dense_per_tensor:
         conv._experimental_disable_per_channel_quantization_for_dense_layers = True
-    # model.export() prints "Saved artifact at ..." and the calibrator warns.
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+    # model.export() prints "Saved artifact at ...", the calibrator warns and prints
+    # "fully_quantize: 0, inference_type: 6, ..." to file descriptor 2.
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), _quiet.filtered_stderr():
         warnings.simplefilter("ignore")
         return conv.convert()
 
