@@ -48,7 +48,8 @@ def test_run_npy_exact_agrees_with_tflite_and_stderr_is_quiet(digits):
     label = (d / "labels.txt").read_text().split()[int(np.argmax(want))]
     assert f"top-1: secure {label}, plaintext {label}: agree" in r.stdout, r.stdout
     assert "max difference: 0 LSB (10/10 outputs identical)" in r.stdout, r.stdout
-    ranks = [line.split() for line in r.stdout.splitlines() if re.match(r"\s+[123]\s", line)]
+    top = r.stdout.split("top-1:")[0]  # the top-k table (the report's table follows)
+    ranks = [line.split() for line in top.splitlines() if re.match(r"\s+[123]\s", line)]
     assert len(ranks) == 3 and ranks[0][1] == label and ranks[0][3] == label, r.stdout
     assert re.search(r"^bytes sent: P0 [\d.]+ MB, P1 [\d.]+ MB, P2 [\d.]+ MB; rounds: \d+$", r.stdout, re.M)
     after = r.stdout.split("\nbytes sent: ", 1)[1].splitlines()[1:]

@@ -20,12 +20,11 @@ link and direction has its own bandwidth.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 
 from . import _native
-from .delegate import _INTERPRETERS, CheckResult, _first_installed, load_delegate
+from .delegate import CheckResult, default_runtime, interpreter_api, load_delegate
 
 #: name -> (RTT in ms, Mbit/s per link and direction): the delegate's emulation profiles
 NETWORKS = {"lan": (0.1, 10000.0), "regional": (2.0, 1000.0), "wan": (40.0, 100.0)}
@@ -49,16 +48,9 @@ def parse_network(text: str) -> tuple[str, float, float]:
     return (f"{rtt:g} ms RTT, {mbps:g} Mbit/s", rtt, mbps)
 
 
-def _runtime(runtime):
-    if runtime is None:
-        runtime = next((name for name, module, _ in _INTERPRETERS if importlib.util.find_spec(module.split(".")[0])),
-                       None)
-    return runtime
-
-
 def _interpreter(model, runtime, delegates=()):
     kw = {"model_content": bytes(model)} if isinstance(model, (bytes, bytearray)) else {"model_path": str(model)}
-    return _first_installed(_INTERPRETERS, runtime)(experimental_delegates=list(delegates), **kw)
+    return interpreter_api(runtime)[0](experimental_delegates=list(delegates), **kw)
 
 
 def _zero_inputs(it):
@@ -74,7 +66,7 @@ def estimate(model, *, protocol: str = "rep3", truncation: str = "probabilistic"
     MPC: the report of `tflite_mpc.report()` (layers, parties, seconds; "estimated": True), of a
     first inference (its "share weights" entry is the one-time sharing of the weights). Raises
     ValueError with the delegate's message if the model is refused."""
-    runtime = _runtime(runtime)
+    runtime = default_runtime(runtime)
     d = load_delegate(runtime, protocol=protocol, truncation=truncation, estimate=True, **options)
     try:
         it = _interpreter(model, runtime, [d])
@@ -132,7 +124,7 @@ def inspect(model, *, protocols=None, truncations=TRUNCATIONS, network: str | No
     """Everything `tflite-mpc inspect` prints, as a dict (what --json writes):
     {model, accepted, message, nodes: [{node, op, status, detail, outputs}], network,
      estimates: [{protocol, truncation, report, totals, network}]}."""
-    runtime = _runtime(runtime)
+    runtime = default_runtime(runtime)
     protocols = list(protocols or _native.protocols())
     net = parse_network(network) if network and network != "none" else None
     shapes = _node_table(model, runtime)
