@@ -1,6 +1,7 @@
 #include "estimate.h"
 
 #include <numeric>
+#include <thread>
 
 namespace mpc {
 
@@ -40,18 +41,18 @@ class EstimateProtocol : public Protocol {
   const char* name() const override { return s_.real_.party(0).name(); }
 
   Share input(int owner, const Shape& shape, const u64*) override {
-    const size_t n = shape_size(shape);
-    measure(n, 1, [&](int i, Protocol& p, size_t ns) {
-      Vec v(ns, 0);
-      p.input(owner, {static_cast<int64_t>(ns)}, i == owner ? v.data() : nullptr);
-      return std::vector<Shape>{};
+    // At full size (cheap per element: a sample's timing noise, scaled up, would exceed it); the
+    // real sharing of zeros is this party's share, with the protocol's zero components.
+    auto out = measure(shape_size(shape), 0, [&](Protocol& p, size_t ns) {
+      Vec v(p.party() == owner ? ns : 0, 0);
+      return one(p.input(owner, shape, p.party() == owner ? v.data() : nullptr));
     });
-    return zeros(shape);
+    return std::move(out.at(0));
   }
   Vec reveal(const Share& x, int to) override {
-    measure(x.size(), 1, [&](int, Protocol& p, size_t ns) {
+    measure(x.size(), 0, [&](Protocol& p, size_t ns) {  // full size (outputs are small)
       p.reveal(zeros({static_cast<int64_t>(ns)}), to);
-      return std::vector<Shape>{};
+      return std::vector<Share>{};
     });
     if (to != -1 && to != party()) return {};
     return Vec(x.size(), 0);
@@ -71,7 +72,7 @@ class EstimateProtocol : public Protocol {
   }
   Share mul_public(const Share& x, const Pub& c) override {
     c.check(x.size(), "mul_public");
-    Share y = x;
+    Share y = x;  // a zero component stays zero
     for (size_t i = 0; i < y.size(); ++i) {
       y.a[i] *= c.at(i);
       y.b[i] *= c.at(i);
@@ -81,59 +82,42 @@ class EstimateProtocol : public Protocol {
   std::vector<Share> products(const std::vector<Product>& list) override {
     size_t n = 0;
     for (auto& pr : list) n += pr.x ? pr.x->size() : 0;
-    const auto& call = measure(n, 0, [&](int, Protocol& p, size_t) {
-      std::vector<Share> out = p.products(list);  // full size: zero operands of the real shapes
-      std::vector<Shape> shapes;
-      for (auto& o : out) shapes.push_back(o.shape);
-      return shapes;
-    });
-    std::vector<Share> out;
-    for (auto& sh : call.shapes) out.push_back(zeros(sh));
-    return out;
+    // At full size, each party with its own operands (their zero components are the real ones).
+    return measure(n, 0, [&](Protocol& p, size_t) { return p.products(list); });
   }
   Share trunc_pr(const Share& x, const Shifts& d) override {
-    measure(x.size(), d.v.size(), [&](int, Protocol& p, size_t ns) {
-      p.trunc_pr(zeros({static_cast<int64_t>(ns)}), d);
-      return std::vector<Shape>{};
-    });
+    measure(x.size(), d.v.size(), [&](Protocol& p, size_t ns) { return one(p.trunc_pr(sample(ns), d)); });
     return zeros(x.shape);
   }
   Share trunc(const Share& x, const Shifts& d) override {
-    measure(x.size(), d.v.size(), [&](int, Protocol& p, size_t ns) {
-      p.trunc(zeros({static_cast<int64_t>(ns)}), d);
-      return std::vector<Shape>{};
-    });
+    measure(x.size(), d.v.size(), [&](Protocol& p, size_t ns) { return one(p.trunc(sample(ns), d)); });
     return zeros(x.shape);
   }
   Share msb(const Share& x, int bits) override {
-    measure(x.size(), 1, [&](int, Protocol& p, size_t ns) {
-      p.msb(zeros({static_cast<int64_t>(ns)}), bits);
-      return std::vector<Shape>{};
-    });
+    measure(x.size(), 1, [&](Protocol& p, size_t ns) { return one(p.msb(sample(ns), bits)); });
     return zeros(x.shape);
   }
   std::vector<Share> bits(const Share& x, int k) override {
-    measure(x.size(), 1, [&](int, Protocol& p, size_t ns) {
-      p.bits(zeros({static_cast<int64_t>(ns)}), k);
-      return std::vector<Shape>{};
-    });
+    measure(x.size(), 1, [&](Protocol& p, size_t ns) { return p.bits(sample(ns), k); });
     return std::vector<Share>(static_cast<size_t>(std::max(k, 0)), zeros(x.shape));
   }
   Share requant(const Share& acc, const RequantSpec& s) override {
     size_t period = 1;
     for (size_t len : {s.mult.v.size(), s.add.v.size(), s.d.v.size(), s.adj.v.size(), s.lo.v.size(), s.hi.v.size()})
       if (len > 0) period = lcm_of(period, len);
-    measure(acc.size(), period, [&](int, Protocol& p, size_t ns) {
-      p.requant(zeros({static_cast<int64_t>(ns)}), s);
-      return std::vector<Shape>{};
-    });
+    measure(acc.size(), period, [&](Protocol& p, size_t ns) { return one(p.requant(sample(ns), s)); });
     return zeros(acc.shape);
   }
 
  private:
   EstimateSession& s_;
-  size_t cursor_ = 0;
 
+  static Share sample(size_t ns) { return zeros({static_cast<int64_t>(ns)}); }
+  static std::vector<Share> one(Share&& x) {
+    std::vector<Share> v;
+    v.push_back(std::move(x));
+    return v;
+  }
   template <class F>
   static Share zip(const Share& x, const Share& y, F f) {
     if (x.shape != y.shape)
@@ -144,56 +128,83 @@ class EstimateProtocol : public Protocol {
     return z;
   }
 
-  // The next call: measured on a sample (party 0; period 0: at full size) or replayed.
-  template <class F>
-  const EstimateSession::Call& measure(size_t n, size_t period, F replay) {
-    const size_t k = cursor_++;
-    if (party() == 0) {
-      if (k != s_.calls_.size()) throw Error("internal: estimate call order");
-      const size_t ns = period == 0 ? n : sample_size(n, period);
-      const double scale = ns == 0 ? 1.0 : static_cast<double>(n) / static_cast<double>(ns);
-      EstimateSession::Call c;
-      OpCost before[3];
-      for (int i = 0; i < 3; ++i) before[i] = s_.real_.stats(i).total();
-      const double t0 = now_seconds();
-      std::vector<Shape> shapes;
-      s_.real_.run_continuing([&](int i, Protocol& p) {
-        std::vector<Shape> sh = replay(i, p, ns);
-        if (i == 0) shapes = std::move(sh);
-      });
-      const double wall = now_seconds() - t0;
-      for (int i = 0; i < 3; ++i) {
-        const OpCost after = s_.real_.stats(i).total();
-        OpCost& d = c.cost[i];
-        auto sc = [&](u64 a, u64 b) { return static_cast<u64>(static_cast<double>(a - b) * scale + 0.5); };
-        d.bytes_sent = sc(after.bytes_sent, before[i].bytes_sent);
-        d.bytes_recv = sc(after.bytes_recv, before[i].bytes_recv);
-        for (int j = 0; j < 3; ++j) d.bytes_to[j] = sc(after.bytes_to[j], before[i].bytes_to[j]);
-        d.rounds = after.rounds - before[i].rounds;
-        d.depth = after.depth - before[i].depth;
-        d.seconds = wall * scale;
+  // The next call, made by the three parties in lockstep: the last to arrive measures it in
+  // the real protocol's session, each real party with its own party's operands (replay; on a
+  // sample of ns elements, or at full size when period is 0), and every party adds its
+  // scaled cost. Returns what this party's replay returned.
+  std::vector<Share> measure(size_t n, size_t period, const EstimateSession::Replay& replay) {
+    EstimateSession& S = s_;
+    const int me = party();
+    std::unique_lock<std::mutex> g(S.mu_);
+    if (S.broken_) throw Error("estimate: another party failed");
+    S.replays_[me] = &replay;
+    S.sizes_[me] = n;
+    const unsigned long gen = S.gen_;
+    if (++S.arrived_ == 3) {
+      try {
+        if (S.sizes_[0] != S.sizes_[1] || S.sizes_[0] != S.sizes_[2])
+          throw Error("internal: the parties' calls differ in size");
+        S.measure(n, period);
+      } catch (...) {
+        S.broken_ = true;
+        S.cv_.notify_all();
+        throw;
       }
-      c.measure_seconds = wall;
-      c.shapes = std::move(shapes);
-      s_.calls_.push_back(std::move(c));
-    } else if (k >= s_.calls_.size()) {
-      throw Error("internal: estimate replay beyond the measured calls");
+      S.arrived_ = 0;
+      ++S.gen_;
+      S.cv_.notify_all();
+    } else {
+      S.cv_.wait(g, [&] { return S.gen_ != gen || S.broken_; });
+      if (S.gen_ == gen) throw Error("estimate: another party failed");
     }
-    const EstimateSession::Call& c = s_.calls_[k];
+    const OpCost& d = S.cost_[me];
     OpCost& cur = stats().current();
-    const OpCost& d = c.cost[party()];
     cur.bytes_sent += d.bytes_sent;
     cur.bytes_recv += d.bytes_recv;
     for (int j = 0; j < 3; ++j) cur.bytes_to[j] += d.bytes_to[j];
     cur.rounds += d.rounds;
     cur.depth += d.depth;
     // What the full-size call would take, in place of the time spent measuring it.
-    cur.adjust_seconds += d.seconds - (party() == 0 ? c.measure_seconds : 0.0);
-    return c;
+    cur.adjust_seconds += d.seconds - S.measure_seconds_;
+    return std::move(S.outs_[me]);
   }
 };
 
-EstimateSession::EstimateSession(const std::string& protocol) : real_(protocol) {
+void EstimateSession::measure(size_t n, size_t period) {
+  const size_t ns = period == 0 ? n : sample_size(n, period);
+  const double scale = ns == 0 ? 1.0 : static_cast<double>(n) / static_cast<double>(ns);
+  OpCost before[3];
+  for (int i = 0; i < 3; ++i) before[i] = real_.stats(i).total();
+  const double t0 = now_seconds();
+  real_.run_continuing([&](int i, Protocol& p) { outs_[i] = (*replays_[i])(p, ns); });
+  const double wall = now_seconds() - t0;
+  // Time: a sampled call's fixed part (dispatch, rounds) must not be scaled with the size, so
+  // the same call is also timed on a few periods in a second session (whose protocol state
+  // does not matter), and the time is extrapolated along the line through both points.
+  double full = wall * scale;
+  const size_t n0 = period == 0 ? 0 : std::max<size_t>(1, 64 / period) * period;
+  if (ns < n && n0 < ns) {
+    const double t1 = now_seconds();
+    timing_.run([&](int i, Protocol& p) { (*replays_[i])(p, n0); });
+    const double w0 = now_seconds() - t1;
+    full = w0 + std::max(0.0, wall - w0) * static_cast<double>(n - n0) / static_cast<double>(ns - n0);
+  }
+  for (int i = 0; i < 3; ++i) {
+    const OpCost after = real_.stats(i).total();
+    OpCost& d = cost_[i];
+    d = OpCost{};
+    auto sc = [&](u64 a, u64 b) { return static_cast<u64>(static_cast<double>(a - b) * scale + 0.5); };
+    d.bytes_sent = sc(after.bytes_sent, before[i].bytes_sent);
+    d.bytes_recv = sc(after.bytes_recv, before[i].bytes_recv);
+    for (int j = 0; j < 3; ++j) d.bytes_to[j] = sc(after.bytes_to[j], before[i].bytes_to[j]);
+    d.rounds = after.rounds - before[i].rounds;
+    d.depth = after.depth - before[i].depth;
+    d.seconds = full;
+  }
+  measure_seconds_ = now_seconds() - t0;
+}
+
+EstimateSession::EstimateSession(const std::string& protocol) : real_(protocol), timing_(protocol) {
   for (int i = 0; i < 3; ++i) {
     null_[i] = std::make_unique<NullTransport>(i);
     comm_[i] = std::make_unique<Comm>(*null_[i], stats_[i]);
@@ -210,7 +221,27 @@ Protocol& EstimateSession::party(int i) {
 
 void EstimateSession::run(const std::function<void(int, Protocol&)>& fn) {
   real_.align_depth();  // as a real run starts: the parties' critical paths restart together
-  for (int i = 0; i < 3; ++i) fn(i, *proto_[i]);
+  broken_ = false;
+  arrived_ = 0;
+  std::exception_ptr first;
+  std::mutex emu;
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 3; ++i)
+    threads.emplace_back([&, i] {
+      try {
+        fn(i, *proto_[i]);
+      } catch (...) {
+        {
+          std::lock_guard<std::mutex> g(emu);
+          if (!first) first = std::current_exception();  // the cause, not a waiter's "another party failed"
+        }
+        std::lock_guard<std::mutex> g(mu_);
+        broken_ = true;
+        cv_.notify_all();
+      }
+    });
+  for (auto& t : threads) t.join();
+  if (first) std::rethrow_exception(first);
 }
 
 }  // namespace mpc

@@ -108,8 +108,10 @@ def test_cli_inspect(models, tmp_path):
     assert "6 nodes: 6 secure, 0 public, 0 refused -> the model is accepted" in r.stdout
     assert any(line.split()[:2] == ["0", "CONV_2D"] and "1x8x8x8 int8" in line and "secure" in line for line in lines)
     assert "rep3 probabilistic" in r.stdout and "rep3 exact" in r.stdout
-    total = next(line for line in lines if line.startswith("total"))
-    assert total.split()[2] == "135" and total.split()[5] == "135"  # rounds in each mode
+    first = next(line for line in lines if line.startswith("total, first")).split()
+    later = next(line for line in lines if line.startswith("total, next")).split()
+    # rounds in each mode: 135 with the weights' sharing (6), and the opening of the output (1)
+    assert first[3] == first[6] == "136" and later[3] == later[6] == "130", (first, later)
     assert "On wan (40 ms RTT, 100 Mbit/s)" in r.stdout
     assert "cuda" not in r.stderr.lower() and "absl" not in r.stderr.lower()
 
@@ -120,6 +122,7 @@ def test_cli_inspect(models, tmp_path):
     assert d["network"] == {"name": "2 ms RTT, 1000 Mbit/s", "rtt_ms": 2.0, "mbps": 1000.0}
     (e,) = d["estimates"]
     assert e["truncation"] == "exact" and e["totals"]["rounds"] == 135
+    assert e["totals"]["first"]["rounds"] == 136 and e["totals"]["next"]["rounds"] == 130
     depth = sum(max(p["depth"] for p in layer["parties"]) for layer in e["report"]["layers"] if layer["node"] >= 0)
     depth += max(p["depth"] for p in e["report"]["reveal_outside"])  # the outputs, opened after the last layer
     assert e["network"]["next"]["latency_s"] == pytest.approx(depth * 1e-3)

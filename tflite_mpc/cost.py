@@ -123,7 +123,10 @@ def inspect(model, *, protocols=None, truncations=TRUNCATIONS, network: str | No
             runtime: str | None = None) -> dict:
     """Everything `tflite-mpc inspect` prints, as a dict (what --json writes):
     {model, accepted, message, nodes: [{node, op, status, detail, outputs}], network,
-     estimates: [{protocol, truncation, report, totals, network}]}."""
+     estimates: [{protocol, truncation, report, totals, network}]}. totals: the report's
+    bytes_per_party, rounds and compute_s (the layers of a first inference), and "first" / "next"
+    {bytes_busiest_party, rounds, seconds}: a first inference (with the weights' sharing) and every
+    later one, both with the outputs' opening after the last layer."""
     runtime = default_runtime(runtime)
     protocols = list(protocols or _native.protocols())
     net = parse_network(network) if network and network != "none" else None
@@ -160,6 +163,9 @@ def inspect(model, *, protocols=None, truncations=TRUNCATIONS, network: str | No
             setup = [layer for layer in rep["layers"] if layer["node"] < 0]
             totals["weights_bytes_per_party"] = [sum(layer["parties"][i]["bytes_sent"] for layer in setup)
                                                  for i in range(3)]
+            for key, weights in (("first", True), ("next", False)):
+                b, rounds, secs = _sums(rep, weights)
+                totals[key] = {"bytes_busiest_party": b, "rounds": rounds, "seconds": secs}
             e = {"protocol": proto, "truncation": trunc, "report": rep, "totals": totals}
             if net:
                 e["network"] = {"first": network_seconds(rep, net[1], net[2]),
@@ -183,6 +189,15 @@ def _quant(outs):
         return ""
     o = outs[0]
     return f"s={o['scale'][0]:.3g} zp={o['zero_point'][0] if o['zero_point'] else 0}"
+
+
+def _sums(rep, weights=True):
+    """(bytes sent by the busiest party, rounds, seconds of the slowest party) of the layers,
+    with or without the weight sharing (node -1), and the outputs' opening after the last layer."""
+    parties = [[layer["parties"][i] for layer in rep["layers"] if weights or layer["node"] >= 0]
+               + list(rep.get("reveal_outside") or [])[i:i + 1] for i in range(3)]
+    return (max(sum(c["bytes_sent"] for c in p) for p in parties), max(sum(c["rounds"] for c in p) for p in parties),
+            max(sum(c["seconds"] for c in p) for p in parties))
 
 
 def format_text(r: dict) -> str:
@@ -223,11 +238,14 @@ def format_text(r: dict) -> str:
             cells += f"{mb:>8.2f}{rounds:>7}{ms:>9.1f}"
         node = "" if layer["node"] < 0 else layer["node"]
         lines.append(f"{node:>5}  {layer['op']:<{w_op}}  {cells}")
-    cells = ""
-    for e in ests:
-        t = e["totals"]
-        cells += f"{max(t['bytes_per_party']) / 1e6:>8.2f}{t['rounds']:>7}{t['compute_s'] * 1e3:>9.1f}"
-    lines.append(f"{'total':>5}  {'':<{w_op}}  {cells}")
+    for label, weights in (("total, first", True), ("total, next", False)):
+        cells = ""
+        for e in ests:
+            mb, rounds, secs = _sums(e["report"], weights)
+            cells += f"{mb / 1e6:>8.2f}{rounds:>7}{secs * 1e3:>9.1f}"
+        lines.append(f"{label:<{w_op + 7}}{cells}")
+    lines.append("(first: the first inference, which also secret-shares the weights; next: every later one; "
+                 "both with the opening of the outputs)")
     if r["network"]:
         nt = r["network"]
         lines.append("")
