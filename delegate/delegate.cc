@@ -456,7 +456,15 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
         const double t0 = mpc::now_seconds();
         {
           mpc::OpScope scope(p.stats(), st.op.c_str());
-          if (st.kind == Step::kKernel) st.kernel->eval(env);
+          if (st.kind == Step::kKernel) {
+            st.kernel->eval(env);
+            if (mpc::fault::armed())  // tests only: a party deviating on a share it holds (mpc/fault.h)
+              for (int t : st.kernel->outputs) {
+                auto it = env.vals.find(t);
+                if (it != env.vals.end() && !it->second.a.empty())
+                  mpc::fault::maybe_tamper(i, -1, "share", it->second.a.data(), it->second.a.size());
+              }
+          }
           else if (st.kind == Step::kDequantizeOutput) {
             if (!std::count(part->reveal.begin(), part->reveal.end(), st.out.index))  // checked by build_plan
               throw mpc::Error("internal: DEQUANTIZE output " + std::to_string(st.out.index) + " is not revealed");

@@ -237,6 +237,26 @@ PYBIND11_MODULE(_native, m) {
   m.def("_pool_cached_bytes", &pool_cached_bytes);
   m.def("prg_backend", [] { return std::string(Prg::backend()); });
   m.def("protocols", &protocol_names);
+  // Fault injection for tests of active security (mpc/fault.h); inert unless armed.
+  m.def(
+      "_fault_arm",
+      [](int party, const std::string& kind, const std::string& mode, uint64_t seed, long skip, long count) {
+        fault::Plan p;
+        p.party = party;
+        p.kind = kind;
+        if (mode == "add") p.mode = fault::Mode::kAdd;
+        else if (mode == "flip") p.mode = fault::Mode::kFlip;
+        else if (mode == "inconsistent") p.mode = fault::Mode::kInconsistent;
+        else throw ArgError("fault mode must be add, flip or inconsistent");
+        p.seed = seed;
+        p.skip = skip;
+        p.count = count;
+        fault::arm(p);
+      },
+      py::arg("party"), py::arg("kind"), py::arg("mode") = "add", py::arg("seed") = 0, py::arg("skip") = 0,
+      py::arg("count") = 1);
+  m.def("_fault_disarm", &fault::disarm);
+  m.def("_fault_tampered", &fault::tampered);
   m.def("aes128_encrypt_block", [](py::bytes key, py::bytes block) {
     std::string k = key, b = block;
     if (k.size() != 16 || b.size() != 16) throw py::value_error("key and block must be 16 bytes");

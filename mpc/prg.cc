@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "cpu.h"
+#include "fault.h"
 
 namespace mpc {
 
@@ -165,6 +166,7 @@ void Prg::fill_at(u64 block, u64* out, size_t n) {
     gen_blocks(rk_, block + full, 1, tmp, evp, key_);
     std::memcpy(out + n - 1, tmp, 8);
   }
+  if (owner_ >= 0 && fault::armed()) fault::maybe_tamper(owner_, -1, "prg", out, n);  // tests only
 }
 
 std::array<uint8_t, 16> Prg::encrypt_block(const Key& key, const std::array<uint8_t, 16>& in) {

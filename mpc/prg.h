@@ -35,6 +35,9 @@ class Prg {
     return v;
   }
   u64 blocks_used() const { return counter_; }
+  // Tests of active security: the party whose stream this is, so that a fault plan of kind
+  // "prg" (mpc/fault.h) can alter its output; -1 (default): never altered.
+  void set_owner(int party) { owner_ = party; }
   // Random access into the stream: skip() reserves the next `words` words
   // (whole blocks) and returns their first block; fill_at() generates words
   // from any block, so callers can produce a reserved range in chunks.
@@ -53,6 +56,7 @@ class Prg {
   alignas(16) uint8_t rk_[11][16];
   Key key_;
   u64 counter_ = 0;
+  int owner_ = -1;
   struct Evp;
   std::unique_ptr<Evp> evp_;  // only without AES-NI
 };

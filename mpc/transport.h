@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common.h"
+#include "fault.h"
 #include "pool.h"
 #include "stats.h"
 
@@ -42,6 +43,13 @@ class Comm {
   int parties() const { return t_.parties(); }
   void send(int to, const u64* data, size_t words) {
     if (words == 0) return;
+    if (fault::armed()) {  // tests only: a deviating party (mpc/fault.h)
+      Vec v(data, data + words);
+      if (fault::maybe_tamper(party(), to, kind_, v.data(), words)) {
+        send(to, std::move(v));
+        return;
+      }
+    }
     t_.send(to, data, words * 8);
     s_.current().bytes_sent += words * 8;
     if (to >= 0 && to < 3) s_.current().bytes_to[to] += words * 8;
@@ -50,6 +58,7 @@ class Comm {
   // Hands the buffer over (no copy on the in-memory transport).
   void send(int to, Vec&& v) {
     if (v.empty()) return;
+    if (fault::armed()) fault::maybe_tamper(party(), to, kind_, v.data(), v.size());
     s_.current().bytes_sent += v.size() * 8;
     if (to >= 0 && to < 3) s_.current().bytes_to[to] += v.size() * 8;
     t_.send_vec(to, std::move(v));
@@ -74,10 +83,28 @@ class Comm {
   void round() { s_.current().rounds++; }
   Stats& stats() { return s_; }
   Transport& transport() { return t_; }
+  // The kind of the messages being sent (a static label; see MsgKind and mpc/fault.h).
+  const char* kind() const { return kind_; }
 
  private:
+  friend class MsgKind;
   Transport& t_;
   Stats& s_;
+  const char* kind_ = "data";
+};
+
+// Labels the messages sent while it lives (the innermost label wins): what a test's fault
+// plan selects (mpc/fault.h), and what an actively secure protocol's checks can name.
+class MsgKind {
+ public:
+  MsgKind(Comm& c, const char* kind) : c_(c), prev_(c.kind_) { c.kind_ = kind; }
+  ~MsgKind() { c_.kind_ = prev_; }
+  MsgKind(const MsgKind&) = delete;
+  MsgKind& operator=(const MsgKind&) = delete;
+
+ private:
+  Comm& c_;
+  const char* prev_;
 };
 
 }  // namespace mpc

@@ -60,6 +60,7 @@ inline u64 bit_at(const u64* words, size_t i) { return (words[i >> 6] >> (i & 63
 }  // namespace
 
 Rep3::Rep3(Comm& comm) : Protocol(comm), me_(comm.party()) {
+  MsgKind kind(comm_, "setup");
   if (comm.parties() != 3) throw ArgError("rep3 needs exactly 3 parties");
   next_ = (me_ + 1) % 3;
   prev_ = (me_ + 2) % 3;
@@ -73,10 +74,12 @@ Rep3::Rep3(Comm& comm) : Protocol(comm), me_(comm.party()) {
   comm_.round();
   prg_next_ = Prg(mine);
   prg_prev_ = Prg(theirs);
+  for (Prg* g : {&prg_next_, &prg_prev_, &prg_own_}) g->set_owner(me_);  // fault tests only (mpc/fault.h)
 }
 
 // ------------------------------------------------------------------ sharing
 Share Rep3::input(int owner, const Shape& shape, const u64* data) {
+  MsgKind kind(comm_, "input");
   OpScope s(stats(), "input");
   if (owner < 0 || owner > 2) throw ArgError("input owner must be 0, 1 or 2");
   Share x = share_own(owner, shape, data);
@@ -91,6 +94,8 @@ Share Rep3::share_own(int owner, const Shape& shape, const u64* data) {
 }
 
 Rep3::OwnPending Rep3::share_own_send(int owner, const Shape& shape, const u64* data) {
+  // A value one party shares inside a non-linear step ("own"), or an input sharing (input()).
+  MsgKind kind(comm_, std::strcmp(comm_.kind(), "input") == 0 ? "input" : "own");
   const size_t n = shape_size(shape);
   OwnPending p;
   p.x = Share{shape, {}, {}};
@@ -121,6 +126,7 @@ void Rep3::share_own_finish(OwnPending& p) {
 }
 
 Vec Rep3::reveal(const Share& x, int to) {
+  MsgKind kind(comm_, "reveal");
   OpScope s(stats(), "reveal");
   if (to < -1 || to > 2) throw ArgError("reveal target must be -1 (all), 0, 1 or 2");
   const size_t n = x.size();
@@ -189,6 +195,7 @@ Share Rep3::mul_public(const Share& x, const Pub& c) {
 
 // ------------------------------------------------------------------ products
 Share Rep3::reshare(Vec&& z, const Shape& shape) {
+  MsgKind kind(comm_, "reshare");
   const size_t n = z.size();
   // Zero sharing: F(k_i,i+1) - F(k_i-1,i) sums to 0 over the parties and masks z.
   const u64 b1 = prg_next_.skip(n), b2 = prg_prev_.skip(n);
@@ -342,6 +349,7 @@ std::vector<Share> Rep3::products(const std::vector<Product>& list) {
 
 // ------------------------------------------------------------------ boolean layer
 Rep3::BShare Rep3::bool_and(const BShare& x, const BShare& y) {
+  MsgKind kind(comm_, "and");
   const size_t n = x.a.size();
   Vec z(n), r1 = prg_next_.next(n), r2 = prg_prev_.next(n);
   for (size_t i = 0; i < n; ++i)
@@ -353,6 +361,7 @@ Rep3::BShare Rep3::bool_and(const BShare& x, const BShare& y) {
 
 template <class Msg, class Choice>
 Rep3::OTPending Rep3::ot_arith_send(size_t n, Msg&& msg, Choice&& choice) {
+  MsgKind kind(comm_, "ot");
   // Output components: y1 = rho (P0,P1), y2 = sigma (P1,P2), y0 = m_c - rho - sigma (P0,P2).
   // P1 sends both table entries to P2 masked with (w0, w1) (key P0-P1) and to P0
   // masked with (v0, v1) (key P1-P2); each receiver gets the mask of its choice
@@ -416,6 +425,7 @@ Rep3::OTPending Rep3::ot_arith_send(size_t n, Msg&& msg, Choice&& choice) {
 }
 
 std::pair<int, int> Rep3::send_help(int role, Vec&& help) {
+  MsgKind kind(comm_, "help");
   const int from = party_of(1), other = party_of(role == 0 ? 2 : 0);
   comm_.send(other, std::move(help));
   return {from, other};
@@ -446,6 +456,7 @@ Share Rep3::b2a(const BShare& c, size_t n, const Vec* x1, const Vec* x02, const 
 }
 
 Rep3::B2APending Rep3::b2a_send(const BShare& c, size_t n, const Vec* x1, const Vec* x02, const Pub& s) {
+  MsgKind kind(comm_, "b2a");
   // Bit v = g ^ e with g = c1 ^ c2 (^ x1) known to the sender P1 and e = c0 (^ x02)
   // known to P0 and P2: y0 = v*s - rho - sigma = e*s + (1 - 2e) * g*s - rho - sigma.
   // P1 sends A = g*s + sigma' to P0 and B = g*s + rho' to P2; P0 sends P2
@@ -739,6 +750,7 @@ Share Rep3::trunc(const Share& x, const Shifts& d) {
 namespace mpc {
 
 Rep3::R4Pending Rep3::radix4_send(size_t planes, size_t W, const Vec& mine) {
+  MsgKind kind(comm_, "radix4");
   // First layer in radix 4: the (generate, propagate) pair of every 2-plane group of A + B
   // (A: 2 bits at the sender P1, B: 2 bits at P0 and P2), as replicated XOR shares, in ONE
   // round: a 1-out-of-4 OT of a 2-bit table indexed by B's bits. P1 sends each receiver the
