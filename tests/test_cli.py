@@ -7,20 +7,24 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
 import pytest
 
+import tflite_mpc
 from tflite_mpc import modelgen
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# the package this test imported (the source tree in development, site-packages after pip install)
+PKG_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(tflite_mpc.__file__)))
 NOISE = re.compile(r"cuda|onednn|absl|tensorflow|xnnpack|deprecat|Traceback", re.I)
 
 
 def cli(*args, timeout=180, **kw):
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(os.environ, PYTHONPATH=PKG_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # the command quiets TensorFlow itself
+    kw.setdefault("cwd", tempfile.gettempdir())  # `python -m` puts the cwd first on sys.path: not the source tree
     return subprocess.run([sys.executable, "-m", "tflite_mpc", *map(str, args)], capture_output=True, text=True,
                           env=env, timeout=timeout, **kw)
 
@@ -202,12 +206,12 @@ def test_distributed_run_and_party_log_levels(digits, tmp_path):
     d, _, x, _ = digits
     want = int(np.argmax(modelgen.run_tflite(digits[1], [x[5:6]], reference=True)[0]))
     cfg, model, paths = make_session(str(tmp_path), transport="tcp-insecure", timeout=30)
-    env = dict(os.environ, PYTHONPATH=ROOT)
+    env = dict(os.environ, PYTHONPATH=PKG_ROOT)
     logs = {i: open(tmp_path / f"party{i}.log", "w") for i in (1, 2)}
     procs = [subprocess.Popen([sys.executable, "-m", "tflite_mpc", "party", "--config", cfg, "--id", "1", "--model",
-                               paths["model"], "-v"], stdout=logs[1], stderr=logs[1], env=env),
+                               paths["model"], "-v"], stdout=logs[1], stderr=logs[1], env=env, cwd=tmp_path),
              subprocess.Popen([sys.executable, "-m", "tflite_mpc", "party", "--config", cfg, "--id", "2", "--model",
-                               paths["public"], "-q"], stdout=logs[2], stderr=logs[2], env=env)]
+                               paths["public"], "-q"], stdout=logs[2], stderr=logs[2], env=env, cwd=tmp_path)]
     try:
         # the data owner holds the real model here, so it can compare (--compare)
         r = cli("run", paths["model"], "--input", d / "one.npy", "--parties", cfg, "--party", 0, "--compare")
