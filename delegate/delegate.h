@@ -28,8 +28,8 @@ struct Options {
   bool fc_single_rounding = true;  // the resolved choice
   double timeout = 120.0;    // seconds a party waits for a peer
   bool debug_checks = false;  // insecure; refused in distributed mode
-  // estimate=true: no MPC; every inference measures its costs (mpc/estimate.h) and writes
-  // zeros to the outputs. Local mode only.
+  // estimate=true: no MPC; every inference measures its costs (mpc/estimate.h); the outputs
+  // are those of all-zero shares (not a result). Local mode only.
   bool estimate = false;
   // output=argmax: reveal only the index of each row's maximum of the single [batch, classes]
   // output (the output tensor then holds a one-hot), never the values.

@@ -405,18 +405,6 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
       }
     });
     P.constants_ready = true;
-    {
-      // This partition's figures per party, in the order of the cost message.
-      auto entries = [&](int i) {
-        std::vector<mpc::OpCost*> e;
-        if (sharing_weights) e.push_back(&setup.party[i]);
-        for (auto& l : layers) e.push_back(&l.party[i]);
-        e.push_back(&reveal_cost[i]);
-        e.push_back(&reveal_outside[i]);
-        return e;
-      };
-      exchange_costs(P, entries);
-    }
     // Write what a recipient hosted here opened; elsewhere the outputs stay zero.
     int recipient = -1;
     for (int r : opt.output_to)
@@ -446,6 +434,28 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
     // Tensors handed to other partitions (or read by SHAPE) carry no data outside the plan.
     for (int t : part->hidden)
       if (ctx->tensors[t].data.raw && !is_constant(ctx, t)) std::memset(ctx->tensors[t].data.raw, 0, ctx->tensors[t].bytes);
+    {
+      // This partition's figures per party, in the order of the cost message.
+      auto entries = [&](int i) {
+        std::vector<mpc::OpCost*> e;
+        if (sharing_weights) e.push_back(&setup.party[i]);
+        for (auto& l : layers) e.push_back(&l.party[i]);
+        e.push_back(&reveal_cost[i]);
+        e.push_back(&reveal_outside[i]);
+        return e;
+      };
+      // After the outputs are written: a peer's bad or missing cost message costs only its
+      // figures (and the session, whose stream it may have left out of step), not the result.
+      try {
+        exchange_costs(P, entries);
+      } catch (const std::exception& e) {
+        P.last.notes.push_back(std::string("the cost messages failed (") + e.what() +
+                               "); the other parties' figures are left out and the session is ended");
+        for (int j = 0; j < nparties; ++j)
+          if (!P.session->is_local(j)) P.last.seen[j] = false;
+        P.session->end();
+      }
+    }
     if (sharing_weights) {
       for (int i = 0; i < nparties; ++i)
         if (P.session->is_local(i)) {

@@ -1,5 +1,6 @@
 #include "estimate.h"
 
+#include <cstring>
 #include <numeric>
 #include <thread>
 
@@ -57,27 +58,16 @@ class EstimateProtocol : public Protocol {
     if (to != -1 && to != party()) return {};
     return Vec(x.size(), 0);
   }
-  Share add(const Share& x, const Share& y) override { return zip(x, y, vadd); }
-  Share sub(const Share& x, const Share& y) override { return zip(x, y, vsub); }
-  Share neg(const Share& x) override { return zip(x, x, [](u64* o, const u64* a, const u64*, size_t n) {
-      for (size_t i = 0; i < n; ++i) o[i] = 0 - a[i];
-    }); }
-  Share add_public(const Share& x, const Pub& c) override {
-    c.check(x.size(), "add_public");
-    Share y = x;
-    y.a_zero = y.b_zero = false;
-    if (party() == 0)
-      for (size_t i = 0; i < y.size(); ++i) y.a[i] += c.at(i);
-    return y;
-  }
-  Share mul_public(const Share& x, const Pub& c) override {
-    c.check(x.size(), "mul_public");
-    Share y = x;  // a zero component stays zero
-    for (size_t i = 0; i < y.size(); ++i) {
-      y.a[i] *= c.at(i);
-      y.b[i] *= c.at(i);
-    }
-    return y;
+  // Local operations: the real protocol's own (its party object is idle outside a
+  // measurement), so zero components are kept or cleared exactly as in a real run.
+  Share add(const Share& x, const Share& y) override { return real().add(x, y); }
+  Share sub(const Share& x, const Share& y) override { return real().sub(x, y); }
+  Share neg(const Share& x) override { return real().neg(x); }
+  Share add_public(const Share& x, const Pub& c) override { return real().add_public(x, c); }
+  Share mul_public(const Share& x, const Pub& c) override { return real().mul_public(x, c); }
+  Share linear(const Share& x, const Shape& out_shape,
+               const std::function<void(const u64*, u64*)>& f) override {
+    return real().linear(x, out_shape, f);
   }
   std::vector<Share> products(const std::vector<Product>& list) override {
     size_t n = 0;
@@ -112,40 +102,36 @@ class EstimateProtocol : public Protocol {
  private:
   EstimateSession& s_;
 
+  Protocol& real() { return s_.real_.party(party()); }
   static Share sample(size_t ns) { return zeros({static_cast<int64_t>(ns)}); }
   static std::vector<Share> one(Share&& x) {
     std::vector<Share> v;
     v.push_back(std::move(x));
     return v;
   }
-  template <class F>
-  static Share zip(const Share& x, const Share& y, F f) {
-    if (x.shape != y.shape)
-      throw ArgError("shape mismatch " + shape_str(x.shape) + " vs " + shape_str(y.shape));
-    Share z{x.shape, Vec(x.size()), Vec(x.size())};
-    f(z.a.data(), x.a.data(), y.a.data(), x.size());
-    f(z.b.data(), x.b.data(), y.b.data(), x.size());
-    return z;
-  }
 
   // The next call, made by the three parties in lockstep: the last to arrive measures it in
   // the real protocol's session, each real party with its own party's operands (replay; on a
   // sample of ns elements, or at full size when period is 0), and every party adds its
   // scaled cost. Returns what this party's replay returned.
-  std::vector<Share> measure(size_t n, size_t period, const EstimateSession::Replay& replay) {
+  std::vector<Share> measure(size_t n, size_t period, const EstimateSession::Replay& replay,
+                             const char* what = __builtin_FUNCTION()) {
     EstimateSession& S = s_;
     const int me = party();
     std::unique_lock<std::mutex> g(S.mu_);
     if (S.broken_) throw Error("estimate: another party failed");
     S.replays_[me] = &replay;
     S.sizes_[me] = n;
+    S.whats_[me] = what;
     const unsigned long gen = S.gen_;
     if (++S.arrived_ == 3) {
       try {
-        if (S.sizes_[0] != S.sizes_[1] || S.sizes_[0] != S.sizes_[2])
-          throw Error("internal: the parties' calls differ in size");
+        if (S.sizes_[0] != S.sizes_[1] || S.sizes_[0] != S.sizes_[2] || std::strcmp(S.whats_[0], S.whats_[1]) != 0 ||
+            std::strcmp(S.whats_[0], S.whats_[2]) != 0)
+          throw Error("internal: the parties' calls differ");
         S.measure(n, period);
       } catch (...) {
+        if (!S.cause_) S.cause_ = std::current_exception();
         S.broken_ = true;
         S.cv_.notify_all();
         throw;
@@ -154,8 +140,14 @@ class EstimateProtocol : public Protocol {
       ++S.gen_;
       S.cv_.notify_all();
     } else {
-      S.cv_.wait(g, [&] { return S.gen_ != gen || S.broken_; });
-      if (S.gen_ == gen) throw Error("estimate: another party failed");
+      // every other party arrives, or fails, or (a bug: calls differ) finishes without arriving
+      S.cv_.wait(g, [&] { return S.gen_ != gen || S.broken_ || S.arrived_ + S.finished_ == 3; });
+      if (S.gen_ == gen) {
+        S.broken_ = true;
+        S.cv_.notify_all();
+        throw Error(S.arrived_ + S.finished_ == 3 ? "internal: a party finished while the others wait at a call"
+                                                  : "estimate: another party failed");
+      }
     }
     const OpCost& d = S.cost_[me];
     OpCost& cur = stats().current();
@@ -222,26 +214,25 @@ Protocol& EstimateSession::party(int i) {
 void EstimateSession::run(const std::function<void(int, Protocol&)>& fn) {
   real_.align_depth();  // as a real run starts: the parties' critical paths restart together
   broken_ = false;
-  arrived_ = 0;
-  std::exception_ptr first;
-  std::mutex emu;
+  arrived_ = finished_ = 0;
+  cause_ = nullptr;
   std::vector<std::thread> threads;
   for (int i = 0; i < 3; ++i)
     threads.emplace_back([&, i] {
       try {
         fn(i, *proto_[i]);
-      } catch (...) {
-        {
-          std::lock_guard<std::mutex> g(emu);
-          if (!first) first = std::current_exception();  // the cause, not a waiter's "another party failed"
-        }
         std::lock_guard<std::mutex> g(mu_);
+        ++finished_;
+        cv_.notify_all();
+      } catch (...) {
+        std::lock_guard<std::mutex> g(mu_);
+        if (!cause_) cause_ = std::current_exception();  // the first failure, not a waiter's echo
         broken_ = true;
         cv_.notify_all();
       }
     });
   for (auto& t : threads) t.join();
-  if (first) std::rethrow_exception(first);
+  if (cause_) std::rethrow_exception(cause_);
 }
 
 }  // namespace mpc

@@ -20,6 +20,7 @@
 // the protocol's internal state, e.g. rep3's rotating OT sender, evolves as in a real run).
 #pragma once
 #include <condition_variable>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -58,7 +59,9 @@ class EstimateSession : public Session {
   // The call the parties meet at (EstimateProtocol::measure).
   std::mutex mu_;
   std::condition_variable cv_;
-  int arrived_ = 0;
+  int arrived_ = 0, finished_ = 0;
+  std::exception_ptr cause_;  // the first failure of a run (rethrown by run())
+  const char* whats_[3] = {"", "", ""};  // the primitive each party called
   unsigned long gen_ = 0;
   bool broken_ = false;
   const Replay* replays_[3] = {nullptr, nullptr, nullptr};

@@ -5,7 +5,9 @@
 //   flip          one random bit flipped
 //   inconsistent  only the copy sent to the next party is altered (a random non-zero value
 //                 added), the copy to the previous party is not: values inconsistent between
-//                 the recipients (for "prg" and "share": as add)
+//                 the recipients (for "prg" and "share": as add). A kind the party sends only
+//                 to its previous party (rep3: reshare, and, reveal) is then never altered, and
+//                 tampered() stays 0: tests check it.
 // Kinds are labels protocols give their messages (MsgKind in transport.h); rep3's: setup,
 // input, reveal, reshare, and (the bitsliced AND of the carry tree), own (a value one party
 // shares inside a non-linear step), ot, help, radix4, b2a; plus "prg" (the party's PRG

@@ -46,7 +46,7 @@ class Comm {
     if (fault::armed()) {  // tests only: a deviating party (mpc/fault.h)
       Vec v(data, data + words);
       if (fault::maybe_tamper(party(), to, kind_, v.data(), words)) {
-        send(to, std::move(v));
+        send_unhooked(to, std::move(v));  // altered once: not through the hook again
         return;
       }
     }
@@ -59,9 +59,7 @@ class Comm {
   void send(int to, Vec&& v) {
     if (v.empty()) return;
     if (fault::armed()) fault::maybe_tamper(party(), to, kind_, v.data(), v.size());
-    s_.current().bytes_sent += v.size() * 8;
-    if (to >= 0 && to < 3) s_.current().bytes_to[to] += v.size() * 8;
-    t_.send_vec(to, std::move(v));
+    send_unhooked(to, std::move(v));
   }
   void recv(int from, u64* data, size_t words) {
     if (words == 0) return;
@@ -88,6 +86,11 @@ class Comm {
 
  private:
   friend class MsgKind;
+  void send_unhooked(int to, Vec&& v) {
+    s_.current().bytes_sent += v.size() * 8;
+    if (to >= 0 && to < 3) s_.current().bytes_to[to] += v.size() * 8;
+    t_.send_vec(to, std::move(v));
+  }
   Transport& t_;
   Stats& s_;
   const char* kind_ = "data";

@@ -107,11 +107,15 @@ def test_run_image_and_float_array(digits, tmp_path):
     (["{d}/labels.txt", "--input", "{d}/one.npy"], "error: "),
     (["{d}/digits.tflite", "--input", "{d}/one.npy", "--parties", "{d}/none.json", "--party", "0"],
      "no such party configuration"),
+    (["{d}/digits.tflite", "--input", "{d}/truncated.npz"], "cannot read "),
+    (["{d}/digits.tflite", "--input", "{d}/one.npy", "--top-k", "0"], "--top-k 0: expected at least 1"),
 ])
 def test_run_bad_input_exit_code_2_one_line(digits, args, message):
     d = digits[0]
     np.save(d / "wrong.npy", np.zeros((3, 5), np.float32))
     np.save(d / "ints.npy", np.zeros(64, np.int64))
+    np.savez(d / "truncated.npz", x=np.zeros((4, 8, 8, 1), np.float32))
+    (d / "truncated.npz").write_bytes((d / "truncated.npz").read_bytes()[:100])
     r = cli("run", *[a.format(d=d) for a in args])
     assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr

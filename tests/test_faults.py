@@ -62,6 +62,14 @@ def test_rep3_never_detects_a_deviating_party(kind):
 
 
 def test_plan_selects_the_messages_and_counts_them():
+    # party 0 sends exactly one input message (X, to party 1): altered and counted once
+    _native._fault_arm(0, "input", "flip", seed=2, count=-1)
+    pipeline()
+    assert _native._fault_tampered() == 1
+    # inconsistent mode never alters what goes to the previous party only (rep3's resharing)
+    _native._fault_arm(0, "reshare", "inconsistent", seed=2, count=-1)
+    assert all(np.array_equal(g, w) for g, w in zip(pipeline(), WANT))
+    assert _native._fault_tampered() == 0
     # party 1 shares W: one input message (to party 2); the first one is W's
     _native._fault_arm(1, "input", "add", seed=3, skip=0, count=1)
     got = pipeline()

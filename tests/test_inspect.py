@@ -127,7 +127,7 @@ def test_cli_inspect(models, tmp_path):
     depth += max(p["depth"] for p in e["report"]["reveal_outside"])  # the outputs, opened after the last layer
     assert e["network"]["next"]["latency_s"] == pytest.approx(depth * 1e-3)
 
-    for bad in [["--network", "fast"], ["--truncation", "round"]]:
+    for bad in [["--network", "fast"], ["--truncation", "round"], ["--protocol", "foo"]]:
         r = _cli(path, *bad, cwd=tmp_path)
         assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
     r = _cli(tmp_path / "missing.tflite", cwd=tmp_path)

@@ -215,6 +215,8 @@ def _options(a) -> dict:
 def _run(a) -> int:
     from . import commands as c
 
+    if a.top_k < 1:
+        raise c.UsageError(f"--top-k {a.top_k}: expected at least 1")
     model = c.read_model(a.model)
     opts = _options(a)
     it = c.plain_interpreter(model, a.runtime)  # the input's shape, type and quantization
@@ -338,7 +340,7 @@ def main(argv=None) -> int:
         except BrokenPipeError:  # stdout closed early (| head)
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 1
-        except (UsageError, ValueError, OSError) as e:  # bad input: one line, no traceback
+        except (UsageError, ValueError, OSError, ImportError) as e:  # bad input (or runtime): one line, no traceback
             msg = (str(e).strip().splitlines() or [type(e).__name__])[0]
             print(f"tflite-mpc {a.cmd}: error: {msg}", file=sys.stderr)
             return 2

@@ -19,6 +19,7 @@ import os
 import statistics
 import sys
 import time
+import zipfile
 
 import numpy as np
 
@@ -247,7 +248,7 @@ def fit_input(a: np.ndarray, detail, what: str = "input") -> np.ndarray:
 def _load_array(path: str, key: str | None):
     try:
         data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # missing, not numpy, truncated
         raise UsageError(f"cannot read {path}: {str(e).splitlines()[0]}") from None
     if isinstance(data, np.ndarray):
         return data, None

@@ -7,11 +7,12 @@ per layer, and the time of one inference on a given network.
 
 No MPC is run on the model: the delegate (option ``estimate=true``) executes the kernels
 against a recording protocol whose shares are all zero, and measures each primitive that
-communicates on a sample (at most 16384 elements, whole periods of its per-channel
-parameters) in an in-process session of the real protocol, scaling bytes and time to the
+communicates in an in-process session of the real protocol: products, input sharing and opening
+at full size, the others on a sample (at most 16384 elements, whole periods of their per-channel
+parameters), scaling bytes and time to the
 full size (mpc/estimate.h). Rounds are exact (they never depend on the size); bytes are
-within about 0.2% of a measured run (MobileNetV1); compute is this machine's, with the
-three parties sharing its cores as in local mode.
+within 0.4% of a measured run (benchmarks/RESULTS.md); compute is this machine's, a rough
+figure, with the three parties sharing its cores as in local mode.
 
 The time on a network is compute + depth x RTT / 2 + the busiest link's bytes / bandwidth,
 per layer: in every round all parties send, then receive (a hop costs one one-way latency;
@@ -24,7 +25,11 @@ import json
 import os
 
 from . import _native
-from .delegate import CheckResult, default_runtime, interpreter_api, load_delegate
+from .delegate import CheckResult, default_runtime, interpreter_api, load_delegate, validate_options
+
+class Refused(ValueError):
+    """The delegate refuses the model (the message names the nodes and why)."""
+
 
 #: name -> (RTT in ms, Mbit/s per link and direction): the delegate's emulation profiles
 NETWORKS = {"lan": (0.1, 10000.0), "regional": (2.0, 1000.0), "wan": (40.0, 100.0)}
@@ -65,16 +70,17 @@ def estimate(model, *, protocol: str = "rep3", truncation: str = "probabilistic"
     """Estimated cost of one inference of `model` (a path or the model's bytes), without running
     MPC: the report of `tflite_mpc.report()` (layers, parties, seconds; "estimated": True), of a
     first inference (its "share weights" entry is the one-time sharing of the weights). Raises
-    ValueError with the delegate's message if the model is refused."""
+    Refused (a ValueError) with the delegate's message if the model is refused; ValueError for
+    bad options."""
     runtime = default_runtime(runtime)
     d = load_delegate(runtime, protocol=protocol, truncation=truncation, estimate=True, **options)
     try:
         it = _interpreter(model, runtime, [d])
+        it.allocate_tensors()
+        _zero_inputs(it)
+        it.invoke()  # e.g. the model owner's refusal of a bias that could overflow int32 comes here
     except (RuntimeError, ValueError) as e:
-        raise ValueError(str(e).split("\nRestored original execution plan")[0]) from None
-    it.allocate_tensors()
-    _zero_inputs(it)
-    it.invoke()
+        raise Refused(str(e).split("\nRestored original execution plan")[0]) from None
     from .delegate import report
 
     return dict(report(d))
@@ -141,7 +147,7 @@ def inspect(model, *, protocols=None, truncations=TRUNCATIONS, network: str | No
             try:
                 rep = estimate(model, protocol=proto, truncation=trunc, runtime=runtime)
                 message = ""
-            except ValueError as e:
+            except Refused as e:
                 rep, message = None, str(e)
             if first:  # the verdict per node (the same for every protocol and mode)
                 nodes = _native.delegate_last_check()
@@ -157,6 +163,8 @@ def inspect(model, *, protocols=None, truncations=TRUNCATIONS, network: str | No
                 if result["accepted"]:  # accepted under one mode, refused under another
                     result["estimates"].append({"protocol": proto, "truncation": trunc, "refused": message})
                 continue
+            if not result["accepted"]:
+                continue  # refused under the first mode: no estimates
             totals = {"bytes_per_party": [p["bytes_sent"] for p in rep["parties"]],
                       "rounds": max(p["rounds"] for p in rep["parties"]),
                       "compute_s": rep["seconds"]}
@@ -266,10 +274,12 @@ def main(argv_args) -> int:
     try:
         if not os.path.exists(a.model):
             raise ValueError(f"no such model: {a.model}")
+        if a.protocol:
+            validate_options({"protocol": a.protocol})
         r = inspect(a.model, protocols=[a.protocol] if a.protocol else None,
                     truncations=[a.truncation] if a.truncation else TRUNCATIONS, network=a.network,
                     runtime=a.runtime)
-    except ValueError as e:
+    except (ValueError, ImportError) as e:  # bad option or network, missing runtime (not a refusal)
         import sys
 
         print(f"tflite-mpc inspect: {e}", file=sys.stderr)

@@ -41,7 +41,8 @@ OPTIONS = {
     "bandwidth_mbps": ("", "emulated bandwidth per link and direction in Mbit/s (> 0; 0: unlimited); "
                            "overrides the network profile's"),
     "estimate": ("false", "true: run no MPC; each invoke() estimates the costs (bytes, rounds, seconds per layer "
-                          "and party, report(delegate)[\"estimated\"] is True) and writes zeros to the outputs: "
+                          "and party, report(delegate)[\"estimated\"] is True); the outputs are those of all-zero shares, "
+                          "not a result: "
                           "what `tflite-mpc inspect` uses (local mode only)"),
     "debug_checks": ("false", "INSECURE debugging aid: reveal intermediate values to check bit widths "
                               "(local mode only; refused in distributed mode)"),
