@@ -241,3 +241,13 @@ def test_distributed_run_and_party_log_levels(digits, tmp_path):
     assert "session 1 ended: party 0 left the session (finished)" in log1, log1
     assert log2 == "", log2  # -q: nothing failed
     assert not NOISE.search(log1), log1
+
+
+@pytest.mark.parametrize("cmd", [["check", "{d}/missing.tflite"], ["strip", "{d}/missing.tflite", "-o", "{d}/o.tflite"],
+                                 ["certs", "--config", "{d}/missing.json", "-o", "{d}/certs"],
+                                 ["inspect", "{d}/missing.tflite"]])
+def test_missing_files_exit_2_with_one_line(tmp_path, cmd):
+    r = cli(*[c.format(d=tmp_path) for c in cmd])
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "no such" in r.stderr and "missing" in r.stderr, r.stderr

@@ -349,6 +349,11 @@ def main(argv=None) -> int:
             return 1
         except KeyboardInterrupt:
             return 130
+    for path in [getattr(a, "model", None) if a.cmd in ("check", "strip") else None,
+                 getattr(a, "config", None) if a.cmd == "certs" else None]:
+        if path is not None and not os.path.isfile(path):  # one line, exit 2 (not a refusal, no traceback)
+            print(f"tflite-mpc {a.cmd}: error: no such file: {path}", file=sys.stderr)
+            return 2
     if a.cmd == "check":
         from .delegate import check
 
