@@ -68,6 +68,8 @@ def test_estimate_computes_nothing_and_is_local_only(models):
         tflite_mpc.load_delegate(estimate=True, parties="parties.json", party=0)
     with pytest.raises(ValueError, match="option estimate='maybe'"):
         tflite_mpc.load_delegate(estimate="maybe")
+    with pytest.raises(ValueError, match="debug_checks=true cannot go with estimate=true"):
+        tflite_mpc.load_delegate(estimate=True, debug_checks=True)
 
 
 def test_network_prediction_matches_an_emulated_run(models):
