@@ -44,7 +44,7 @@ std::vector<int> parse_output_to(const std::string& v) {
 
 Options Options::parse(const std::vector<std::pair<std::string, std::string>>& kv) {
   static const char* kValid =
-      "protocol (rep3), truncation (probabilistic|exact), data_owner (0|1|2), model_owner (0|1|2), "
+      "protocol (rep3|mal3), truncation (probabilistic|exact), data_owner (0|1|2), model_owner (0|1|2), "
       "output_to (0|1|2 or a list such as 0,2), fc_rounding (auto|single|double), timeout (seconds > 0), "
       "debug_checks (false|true; local mode only), output (values|argmax), parties (party configuration file: distributed mode), "
       "party (0|1|2: this process's party in distributed mode), network (none|lan|regional|wan: emulated links), "
@@ -57,7 +57,11 @@ Options Options::parse(const std::vector<std::pair<std::string, std::string>>& k
     if (k == "protocol") {
       auto names = mpc::protocol_names();
       if (std::find(names.begin(), names.end(), v) == names.end())
-        throw ArgError("option protocol='" + v + "': valid protocols are rep3");
+      {
+        std::string valid;
+        for (auto& n : names) valid += (valid.empty() ? "" : ", ") + n;
+        throw ArgError("option protocol='" + v + "': valid protocols are " + valid);
+      }
       o.protocol = v;
     } else if (k == "truncation") {
       if (v != "exact" && v != "probabilistic")

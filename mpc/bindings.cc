@@ -221,9 +221,13 @@ static void set_error(PyObject* type, const char* what) {
 
 PYBIND11_MODULE(_native, m) {
   m.doc() = "tflite-mpc native engine";
+  // tflite_mpc.CheatingDetected: an actively secure protocol's check failed (RuntimeError).
+  static py::exception<CheatingDetected> cheating(m, "CheatingDetected", PyExc_RuntimeError);
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
+    } catch (const CheatingDetected& e) {
+      set_error(cheating.ptr(), e.what());
     } catch (const ArgError& e) {
       set_error(PyExc_ValueError, e.what());
     } catch (const Error& e) {

@@ -20,6 +20,11 @@ struct Error : std::runtime_error {
 struct ArgError : Error {
   using Error::Error;
 };
+// An actively secure protocol's check failed: a party deviated (or a message was altered on
+// the way). The session is over; nothing derived from the altered data was revealed.
+struct CheatingDetected : Error {
+  using Error::Error;
+};
 
 inline size_t shape_size(const Shape& s) {
   size_t n = 1;

@@ -80,8 +80,10 @@ void LocalSession::dispatch(const std::function<void(int)>& fn, bool align) {
     std::unique_lock<std::mutex> g(mu_);
     done_cv_.wait(g, [&] { return pending_ == 0; });
   }
-  // Prefer the root cause (an argument error) over the parties it woke up.
+  // Prefer the root cause (an argument error, else a failed check of an actively secure
+  // protocol) over the parties it woke up.
   std::exception_ptr first;
+  bool cheating = false;
   for (auto& e : errors_) {
     if (!e) continue;
     try {
@@ -89,6 +91,9 @@ void LocalSession::dispatch(const std::function<void(int)>& fn, bool align) {
     } catch (const ArgError&) {
       first = e;
       break;
+    } catch (const CheatingDetected&) {
+      if (!cheating) first = e;
+      cheating = true;
     } catch (...) {
       if (!first) first = e;
     }

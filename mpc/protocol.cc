@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "ops.h"
+#include "mal3/mal3.h"
 #include "rep3/rep3.h"
 
 namespace mpc {
@@ -75,10 +76,11 @@ void Protocol::check_range(const Share& x, int bits, const char* what) {
   }
 }
 
-std::vector<std::string> protocol_names() { return {"rep3"}; }
+std::vector<std::string> protocol_names() { return {"rep3", "mal3"}; }
 
 std::unique_ptr<Protocol> make_protocol(const std::string& name, Comm& comm) {
   if (name == "rep3") return std::make_unique<Rep3>(comm);
+  if (name == "mal3") return std::make_unique<Mal3>(comm);
   std::string valid;
   for (auto& p : protocol_names()) valid += (valid.empty() ? "" : ", ") + p;
   throw ArgError("unknown protocol '" + name + "' (valid: " + valid + ")");

@@ -105,6 +105,11 @@ class Protocol {
   Share conv2d(const Share& x, const Share& w, const ConvGeom& g);
   Share depthwise(const Share& x, const Share& w, const ConvGeom& g);
 
+  // Checks everything sent so far (actively secure protocols; raises CheatingDetected naming
+  // the failed check). Protocols call it themselves before they open any value; rep3 has
+  // nothing to check.
+  virtual void verify() {}
+
   // Debug mode (insecure, off by default): reveal and check the declared bit
   // width of inputs to msb/trunc; out-of-range values raise ArgError.
   bool debug_checks = false;

@@ -51,6 +51,7 @@ def test_gemm_every_simd_level(level, rng):
 
 
 # ---------------------------------------------------------------- sharing
+@pytest.mark.protocols("rep3", "mal3")
 @pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16, np.int32, np.int64, np.uint64])
 def test_share_reveal_roundtrip(engine, rng, dtype):
     info = np.iinfo(dtype)
@@ -65,7 +66,8 @@ def test_share_reveal_roundtrip(engine, rng, dtype):
             assert np.array_equal(engine.reveal(s), x.astype(np.int64))
 
 
-def test_reveal_to_one_party(engine, rng):
+@pytest.mark.protocols("rep3", "mal3")
+def test_reveal_to_one_party(engine, rng, protocol):
     x = rng.integers(-1000, 1000, size=50)
     s = engine.share(x, owner=2)
     for to in range(3):
@@ -73,8 +75,10 @@ def test_reveal_to_one_party(engine, rng):
         assert np.array_equal(engine.reveal(s, to=to), x)
         st = engine.stats()
         sent = [p["reveal"]["bytes_sent"] for p in st]
-        # only the recipient's next party sends, exactly one component
-        assert sent[(to + 1) % 3] == 8 * x.size and sum(sent) == 8 * x.size
+        if protocol == "rep3":  # only the recipient's next party sends, exactly one component
+            assert sent[(to + 1) % 3] == 8 * x.size and sum(sent) == 8 * x.size
+        else:  # mal3: both parties holding the missing component send it; the recipient compares
+            assert sent[(to + 1) % 3] == sent[(to + 2) % 3] == 8 * x.size and sent[to] == 0
 
 
 def test_share_components_hide_the_secret(engine):
@@ -88,6 +92,7 @@ def test_share_components_hide_the_secret(engine):
 
 
 # ---------------------------------------------------------------- linear
+@pytest.mark.protocols("rep3", "mal3")
 def test_linear_ops_wrap_mod_2_64(engine, rng):
     x = rng.integers(-(2**63), 2**63 - 1, size=200, dtype=np.int64)
     y = rng.integers(-(2**63), 2**63 - 1, size=200, dtype=np.int64)
@@ -107,6 +112,7 @@ def test_linear_ops_wrap_mod_2_64(engine, rng):
 
 
 # ---------------------------------------------------------------- products
+@pytest.mark.protocols("rep3", "mal3")
 def test_mul_elementwise_edges(engine, rng):
     e = np.array(I32_EDGES, dtype=np.int64)
     x = np.concatenate([np.repeat(e, len(e)), rng.integers(-(2**31), 2**31, size=500)])
@@ -115,6 +121,7 @@ def test_mul_elementwise_edges(engine, rng):
     assert np.array_equal(got, x * y)
 
 
+@pytest.mark.protocols("rep3", "mal3")
 def test_mul_full_ring_wraparound(engine, rng):
     x = rng.integers(0, 2**64, size=300, dtype=U64)
     y = rng.integers(0, 2**64, size=300, dtype=U64)
@@ -122,6 +129,7 @@ def test_mul_full_ring_wraparound(engine, rng):
     assert np.array_equal(got, x * y)
 
 
+@pytest.mark.protocols("rep3", "mal3")
 @pytest.mark.parametrize("m,k,n", [(1, 1, 1), (7, 13, 5), (64, 300, 33), (3136 // 16, 128, 128)])
 def test_matmul(engine, rng, m, k, n):
     a = rng.integers(-128, 128, size=(m, k))
@@ -165,6 +173,7 @@ def conv_ref(x, w, stride, dilation, padding, depthwise=False, dm=1):
 @pytest.mark.parametrize("k,stride,dilation,padding", [(1, 1, 1, "same"), (3, 1, 1, "same"), (3, 2, 1, "same"),
                                                         (3, 2, 1, "valid"), (3, 1, 2, "same"), (5, 3, 1, "valid"),
                                                         (2, 2, 1, "same")])
+@pytest.mark.protocols("rep3", "mal3")
 def test_conv2d(engine, rng, k, stride, dilation, padding):
     x = rng.integers(-128, 128, size=(2, 9, 8, 5))
     w = rng.integers(-127, 128, size=(6, k, k, 5))
@@ -176,6 +185,7 @@ def test_conv2d(engine, rng, k, stride, dilation, padding):
 @pytest.mark.parametrize("k,stride,dilation,padding,dm", [(3, 1, 1, "same", 1), (3, 2, 1, "same", 1),
                                                            (3, 1, 2, "valid", 1), (3, 2, 1, "same", 2),
                                                            (5, 1, 1, "same", 3)])
+@pytest.mark.protocols("rep3", "mal3")
 def test_depthwise_conv2d(engine, rng, k, stride, dilation, padding, dm):
     x = rng.integers(-128, 128, size=(1, 10, 9, 4))
     w = rng.integers(-127, 128, size=(1, k, k, 4 * dm))
@@ -184,6 +194,7 @@ def test_depthwise_conv2d(engine, rng, k, stride, dilation, padding, dm):
     assert np.array_equal(got, conv_ref(x, w, stride, dilation, padding, depthwise=True, dm=dm))
 
 
+@pytest.mark.protocols("rep3", "mal3")
 def test_independent_products_share_one_round(engine, rng):
     a = [engine.share(rng.integers(-99, 99, size=(8, 8)), 0) for _ in range(4)]
     b = [engine.share(rng.integers(-99, 99, size=(8, 8)), 1) for _ in range(4)]
@@ -421,6 +432,7 @@ def test_debug_checks_catch_out_of_range_values():
     assert np.array_equal(eng.reveal(eng.msb(eng.share(np.array([-5, 5])), 8)), [1, 0])
 
 
+@pytest.mark.protocols("rep3", "mal3")
 def test_products_with_and_without_known_zero_components(engine, rng):
     """Fresh input sharings have a publicly zero component that products skip;
     derived values (after a resharing) have none. Every pairing must agree."""
@@ -449,6 +461,7 @@ def test_products_with_and_without_known_zero_components(engine, rng):
                 assert np.array_equal(engine.reveal(engine.mul(L, R)), a * a[::-1])
 
 
+@pytest.mark.protocols("rep3", "mal3")
 @pytest.mark.parametrize("owner", [0, 1, 2])
 def test_add_public_on_an_input_sharing_then_product(engine, rng, owner):
     """add_public writes component x_0; for an input shared by party 1 that component

@@ -31,11 +31,7 @@ def pipeline():
     return [e.reveal(o, to=0) for o in outs]
 
 
-@pytest.fixture(autouse=True)
-def disarmed():
-    _native._fault_disarm()
-    yield
-    _native._fault_disarm()
+pytestmark = pytest.mark.usefixtures("no_faults")
 
 
 def test_pipeline_is_correct_without_faults():

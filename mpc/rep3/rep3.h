@@ -62,7 +62,7 @@ class Rep3 : public Protocol {
     Vec a, b;
   };
 
- private:
+ protected:
   int me_, next_, prev_;
   int s_ = 1;  // current sender (role 1)
   int role() const { return (me_ - s_ + 4) % 3; }

@@ -1,0 +1,75 @@
+// The Galois ring GR(2^64, 64) = Z_2^64[X] / (f), f = X^64 + X^4 + X^3 + X + 1 (irreducible
+// modulo 2, so f mod 2 defines GF(2^64) and GR is a degree-64 extension of Z_2^64 whose
+// elements are 64 coefficients in Z_2^64). mal3's checks run here: Z_2^64 itself has zero
+// divisors (a random Z_2^64 coefficient annihilates an error of 2^63 half the time), while in
+// GR a non-zero polynomial of degree t vanishes on at most t elements of the exceptional set
+//   A = { sum_j b_j X^j : b_j in {0, 1} }   (2^64 elements, pairwise differences are units),
+// the Schwartz-Zippel lemma of Galois rings (Abspoel et al. 2019; Boyle, Gilboa, Ishai, Nof
+// 2020). An element of A is stored as the u64 of its bits b_j; multiplying by one is a
+// shifted sum, cheaper than a general product.
+#pragma once
+#include <cstring>
+
+#include "../common.h"
+#include "../pool.h"
+
+namespace mpc::gr {
+
+constexpr int D = 64;          // extension degree: words per element
+constexpr int kWide = 2 * D - 1;  // an unreduced product
+
+// acc[0..kWide) += a * b (unreduced).
+inline void mac(u64* __restrict acc, const u64* __restrict a, const u64* __restrict b) {
+  for (int i = 0; i < D; ++i) {
+    const u64 ai = a[i];
+    u64* __restrict r = acc + i;
+    for (int j = 0; j < D; ++j) r[j] += ai * b[j];
+  }
+}
+
+// acc[0..kWide) += e * t for e in A given by its bits.
+inline void mac_a(u64* __restrict acc, u64 e, const u64* __restrict t) {
+  while (e) {
+    const int j = __builtin_ctzll(e);
+    e &= e - 1;
+    u64* __restrict r = acc + j;
+    for (int k = 0; k < D; ++k) r[k] += t[k];
+  }
+}
+
+// out = acc mod f (acc is destroyed). X^64 = -(X^4 + X^3 + X + 1).
+inline void reduce(u64* acc, u64* out) {
+  for (int k = kWide - 1; k >= D; --k) {
+    const u64 c = acc[k];
+    if (!c) continue;
+    const int b = k - D;
+    acc[b] -= c;
+    acc[b + 1] -= c;
+    acc[b + 3] -= c;
+    acc[b + 4] -= c;
+  }
+  std::memcpy(out, acc, D * sizeof(u64));
+}
+
+inline void mul(const u64* a, const u64* b, u64* out) {
+  u64 acc[kWide] = {};
+  mac(acc, a, b);
+  reduce(acc, out);
+}
+
+inline void add(u64* a, const u64* b) {
+  for (int k = 0; k < D; ++k) a[k] += b[k];
+}
+inline void sub(u64* a, const u64* b) {
+  for (int k = 0; k < D; ++k) a[k] -= b[k];
+}
+inline bool equal(const u64* a, const u64* b) { return std::memcmp(a, b, D * sizeof(u64)) == 0; }
+
+// sum_k a[k] * b[k] over n elements (one reduction).
+void inner(const u64* a, const u64* b, size_t n, u64* out);
+// sum_k (a1[k] - a0[k]) * (b1[k] - b0[k]) over n elements.
+void inner_diff(const u64* a0, const u64* a1, const u64* b0, const u64* b1, size_t n, u64* out);
+// out[k] = v0[k] + r * (v1[k] - v0[k]) for k < n (out may alias v0).
+void fold(const u64* v0, const u64* v1, const u64* r, size_t n, u64* out);
+
+}  // namespace mpc::gr

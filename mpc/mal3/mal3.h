@@ -1,0 +1,66 @@
+// mal3: three parties, honest majority, security with abort against one actively corrupted
+// party. Shares, products and their traffic are rep3's (replicated sharing over Z_2^64, one
+// resharing word per product output); every message that carries a product is checked, for
+// a whole batch at once, by a distributed zero-knowledge proof in the style of Boyle, Gilboa,
+// Ishai and Nof ("Practical fully secure three-party computation via sublinear distributed
+// zero-knowledge proofs", CCS 2019; over rings: "Efficient fully secure computation via
+// distributed zero-knowledge proofs", ASIACRYPT 2020), lifted to the Galois ring GR(2^64, 64)
+// (gr.h) so that an error in any bit of Z_2^64 is caught.
+//
+// Party i's resharing message z_i = x_i y_i + x_i y_{i+1} + x_{i+1} y_i + r1 - r2 is a
+// function of what its previous party L (x_i, y_i, r2) and its next party R (x_{i+1},
+// y_{i+1}, r1) hold between them. verify():
+//  1. a common coin (seeds committed one verification ahead, opened now: nobody can bias it)
+//     compresses every recorded product to one inner-product claim: random coefficients of A
+//     per element (elementwise), or rank-one u^T Z w (matmul, conv, depthwise: Freivalds), so a
+//     matmul [M,K]x[K,N] becomes an inner product of length 2K. The claims of one prover add up
+//     to <a, b> = c_L + c_R with a at L, b at R (the prover knows all);
+//  2. the prover proves it by folding (length halves per step; L's shares of the proof come
+//     from the PRG it shares with the prover, R's are sent; R sends a challenge drawn from the
+//     key L and R share), a random mask pair first so that what L and R finally open reveals
+//     nothing; L and R check the last product and every party says whether its checks held.
+// Soundness: per verification at most (2 + 2 log2(length) + 2) / (2^64 - 2) for each prover,
+// i.e. statistical security above 2^-57. Any failure raises CheatingDetected at every honest
+// party, before anything is revealed: reveal() verifies first, and every party receives the
+// missing component of an opened value from both parties that hold it and compares them.
+//
+// Not yet here (issue 9): the non-linear primitives (truncation, comparison, bit
+// decomposition, requantization) need a verified Boolean layer instead of rep3's three-party
+// OT (not actively secure: selective failure); mal3 refuses them with ArgError.
+#pragma once
+#include "../rep3/rep3.h"
+
+namespace mpc {
+
+class Mal3 : public Rep3 {
+ public:
+  explicit Mal3(Comm& comm);  // rep3's setup round, plus one round of coin commitments
+  const char* name() const override { return "mal3"; }
+
+  Vec reveal(const Share& x, int to) override;
+  std::vector<Share> products(const std::vector<Product>& list) override;
+  Share trunc_pr(const Share& x, const Shifts& d) override;
+  Share trunc(const Share& x, const Shifts& d) override;
+  Share msb(const Share& x, int bits) override;
+  std::vector<Share> bits(const Share& x, int k) override;
+  Share requant(const Share& acc, const RequantSpec& s) override;
+  void verify() override;
+
+ private:
+  // One products() call: this party's operand components, its two output components (its own
+  // message and the one it received) and where the resharing's zero shares were drawn.
+  struct Record {
+    std::vector<Product> items;  // x, y point into the copies below
+    std::vector<Share> xs, ys;
+    std::vector<size_t> offset, size;  // of each item's outputs in the resharing
+    Vec mine, got;                     // z_me (sent to prev), z_next (received)
+    u64 blk_next = 0, blk_prev = 0;    // PRG blocks of the zero shares
+    size_t total = 0;
+  };
+  std::vector<Record> pending_;
+  u64 seed_[2] = {0, 0};  // this party's next coin seed, committed to the others
+  uint8_t peer_commit_[3][32] = {};
+  void commit_next_seed(u64 out[4]);
+};
+
+}  // namespace mpc
