@@ -13,6 +13,7 @@
 #include "linalg.h"
 #include "local.h"
 #include "ops.h"
+#include "mal3/gr.h"
 #include "rep3/rep3.h"
 #include "prg.h"
 
@@ -261,6 +262,14 @@ PYBIND11_MODULE(_native, m) {
       py::arg("count") = 1);
   m.def("_fault_disarm", &fault::disarm);
   m.def("_fault_tampered", &fault::tampered);
+  // Test hook: the product of two elements of mal3's Galois ring GR(2^64, 48) (48 coefficients each).
+  m.def("_gr_mul", [](py::array_t<uint64_t, py::array::c_style | py::array::forcecast> a,
+                      py::array_t<uint64_t, py::array::c_style | py::array::forcecast> b) {
+    if (a.size() != gr::D || b.size() != gr::D) throw ArgError("_gr_mul: two arrays of 48 coefficients");
+    py::array_t<uint64_t> out(gr::D);
+    gr::mul(a.data(), b.data(), out.mutable_data());
+    return out;
+  });
   m.def("aes128_encrypt_block", [](py::bytes key, py::bytes block) {
     std::string k = key, b = block;
     if (k.size() != 16 || b.size() != 16) throw py::value_error("key and block must be 16 bytes");

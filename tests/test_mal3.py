@@ -178,3 +178,34 @@ def test_verification_cost_is_small_and_logarithmic():
     e.reveal(e.mul(x, x), to=0)
     v = e.stats()[0]["verify"]
     assert v["rounds"] == 1 + 2 * 14 + 2  # coin, 14 folding steps (8193 -> 16384), open, verdict
+
+
+def test_galois_ring_product_is_the_polynomial_product_mod_f():
+    """GR(2^64, 48) = Z_2^64[X] / (X^48 + X^11 + X^5 + X + 1), checked against exact integer
+    polynomial arithmetic; and X generates a field modulo 2 (f irreducible): X^(2^48) = X."""
+    f = {0: 1, 1: 1, 5: 1, 11: 1}
+
+    def mul(a, b):
+        c = [0] * 95
+        for i, x in enumerate(a):
+            for j, y in enumerate(b):
+                c[i + j] += int(x) * int(y)
+        for k in range(94, 47, -1):
+            for e in f:
+                c[k - 48 + e] -= c[k]
+            c[k] = 0
+        return [v % 2**64 for v in c[:48]]
+
+    rng = np.random.default_rng(5)
+    for _ in range(5):
+        a = rng.integers(0, 2**64, 48, dtype=np.uint64)
+        b = rng.integers(0, 2**64, 48, dtype=np.uint64)
+        assert [int(v) for v in _native._gr_mul(a, b)] == mul(a, b)
+    x = np.zeros(48, dtype=np.uint64)
+    x[1] = 1
+    p = x.copy()
+    for _ in range(48):  # p = X^(2^48) modulo 2
+        p = _native._gr_mul(p, p) & np.uint64(1)
+    assert np.array_equal(p, x)
+    with pytest.raises(ValueError):
+        _native._gr_mul(np.zeros(3, dtype=np.uint64), x)

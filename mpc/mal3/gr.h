@@ -1,12 +1,13 @@
-// The Galois ring GR(2^64, 64) = Z_2^64[X] / (f), f = X^64 + X^4 + X^3 + X + 1 (irreducible
-// modulo 2, so f mod 2 defines GF(2^64) and GR is a degree-64 extension of Z_2^64 whose
-// elements are 64 coefficients in Z_2^64). mal3's checks run here: Z_2^64 itself has zero
+// The Galois ring GR(2^64, 48) = Z_2^64[X] / (f), f = X^48 + X^11 + X^5 + X + 1 (irreducible
+// modulo 2, so f mod 2 defines GF(2^48) and GR is a degree-48 extension of Z_2^64 whose
+// elements are 48 coefficients in Z_2^64). mal3's checks run here: Z_2^64 itself has zero
 // divisors (a random Z_2^64 coefficient annihilates an error of 2^63 half the time), while in
 // GR a non-zero polynomial of degree t vanishes on at most t elements of the exceptional set
-//   A = { sum_j b_j X^j : b_j in {0, 1} }   (2^64 elements, pairwise differences are units),
+//   A = { sum_j b_j X^j : b_j in {0, 1} }   (2^48 elements, pairwise differences are units),
 // the Schwartz-Zippel lemma of Galois rings (Abspoel et al. 2019; Boyle, Gilboa, Ishai, Nof
-// 2020). An element of A is stored as the u64 of its bits b_j; multiplying by one is a
-// shifted sum, cheaper than a general product.
+// 2020). An element of A is stored as the u64 of its bits b_j (bits 48..63 zero); multiplying
+// by one is a shifted sum, cheaper than a general product. The degree sets the statistical
+// security: each random draw from A fails to expose an error with probability <= t / 2^48.
 #pragma once
 #include <cstring>
 
@@ -15,7 +16,8 @@
 
 namespace mpc::gr {
 
-constexpr int D = 64;          // extension degree: words per element
+constexpr int D = 48;             // extension degree: words per element
+constexpr u64 kAMask = (u64{1} << D) - 1;  // the bits of an element of A
 constexpr int kWide = 2 * D - 1;  // an unreduced product
 
 // acc[0..kWide) += a * b (unreduced).
@@ -37,7 +39,7 @@ inline void mac_a(u64* __restrict acc, u64 e, const u64* __restrict t) {
   }
 }
 
-// out = acc mod f (acc is destroyed). X^64 = -(X^4 + X^3 + X + 1).
+// out = acc mod f (acc is destroyed). X^48 = -(X^11 + X^5 + X + 1).
 inline void reduce(u64* acc, u64* out) {
   for (int k = kWide - 1; k >= D; --k) {
     const u64 c = acc[k];
@@ -45,8 +47,8 @@ inline void reduce(u64* acc, u64* out) {
     const int b = k - D;
     acc[b] -= c;
     acc[b + 1] -= c;
-    acc[b + 3] -= c;
-    acc[b + 4] -= c;
+    acc[b + 5] -= c;
+    acc[b + 11] -= c;
   }
   std::memcpy(out, acc, D * sizeof(u64));
 }

@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include "../linalg.h"
 #include "../ops.h"
 #include "gr.h"
 
@@ -88,7 +89,11 @@ struct Item {
         break;
     }
     u = coin.next(M);
-    if (kind != Product::kElementwise) w = coin.next(N);
+    for (auto& e : u) e &= gr::kAMask;
+    if (kind != Product::kElementwise) {
+      w = coin.next(N);
+      for (auto& e : w) e &= gr::kAMask;
+    }
   }
 
   // Fx: the compression of a left operand (K elements).
@@ -189,7 +194,7 @@ void eval_share(u64* c, const u64* p0, const u64* p2, u64 rbits) {
 }
 
 // v[0..h) = v[0..h) + r (v[h..2h) - v[0..h)) for r in A.
-void fold_a(Vec& v, size_t h, u64 rbits) {
+MPC_CLONES void fold_a(Vec& v, size_t h, u64 rbits) {
   u64 d[D], acc[gr::kWide];
   for (size_t k = 0; k < h; ++k) {
     u64* lo = v.data() + k * D;
@@ -206,7 +211,10 @@ void fold_a(Vec& v, size_t h, u64 rbits) {
 
 u64 challenge(Prg& g) {  // uniform in A \ {0, 1}: the mask's weight prod(1 - r) stays a unit
   u64 r = 0;
-  while (r <= 1) g.fill(&r, 1);
+  while (r <= 1) {
+    g.fill(&r, 1);
+    r &= gr::kAMask;
+  }
   return r;
 }
 
@@ -341,8 +349,7 @@ void Mal3::verify() {
       items[i].emplace_back(p, coin);
       m += 2 * items[i].back().K;
     }
-  size_t len = 1;
-  while (len < m) len <<= 1;
+  size_t len = m;
   Vec pa(len * D, 0), pb(len * D, 0), la(len * D, 0), rb(len * D, 0);
   u64 cl_acc[gr::kWide] = {}, cr_acc[gr::kWide] = {};
   size_t at = 1;
@@ -414,6 +421,10 @@ void Mal3::verify() {
   // R answers with the challenge; everybody folds.
   bool first = true;
   while (len > 1) {
+    if (len % 2) {  // an odd length gets a zero element (the same at every party: len is public)
+      for (Vec* v : {&pa, &pb, &la, &rb}) v->resize((len + 1) * D, 0);
+      ++len;
+    }
     const size_t h = len / 2;
     u64 p0[D], p2[D];
     {
@@ -443,6 +454,7 @@ void Mal3::verify() {
       comm_.send(prev_, &r_for_prev, 1);
       comm_.round();
       comm_.recv(next_, &rbits, 1);
+      rbits &= gr::kAMask;  // a peer's bits beyond A would only make the check fail, never index out of range
       const u64 r_for_next = challenge(lr_as_l);
       eval_share(cl, lp0.data(), lp2.data(), r_for_next);
       fold_a(la, h, r_for_next);

@@ -4,7 +4,7 @@
 // a whole batch at once, by a distributed zero-knowledge proof in the style of Boyle, Gilboa,
 // Ishai and Nof ("Practical fully secure three-party computation via sublinear distributed
 // zero-knowledge proofs", CCS 2019; over rings: "Efficient fully secure computation via
-// distributed zero-knowledge proofs", ASIACRYPT 2020), lifted to the Galois ring GR(2^64, 64)
+// distributed zero-knowledge proofs", ASIACRYPT 2020), lifted to the Galois ring GR(2^64, 48)
 // (gr.h) so that an error in any bit of Z_2^64 is caught.
 //
 // Party i's resharing message z_i = x_i y_i + x_i y_{i+1} + x_{i+1} y_i + r1 - r2 is a
@@ -19,8 +19,10 @@
 //     from the PRG it shares with the prover, R's are sent; R sends a challenge drawn from the
 //     key L and R share), a random mask pair first so that what L and R finally open reveals
 //     nothing; L and R check the last product and every party says whether its checks held.
-// Soundness: per verification at most (2 + 2 log2(length) + 2) / (2^64 - 2) for each prover,
-// i.e. statistical security above 2^-57. Any failure raises CheatingDetected at every honest
+// Soundness: a false claim survives the compression with probability <= 2 / 2^48 and each
+// halving step with <= 2 / (2^48 - 2); with fewer than 2^40 elements that is below 2^-41 per
+// prover and verification (statistical security parameter 41). Any failure raises
+// CheatingDetected at every honest
 // party, before anything is revealed: reveal() verifies first, and every party receives the
 // missing component of an opened value from both parties that hold it and compares them.
 //
