@@ -11,12 +11,12 @@ import pytest
 import tflite_mpc
 from tflite_mpc import _native
 
-# mal3's message kinds: rep3's sharing and resharing, the reveal (both holders send), and the
-# verification's own messages; plus "prg" (a party's PRG output).
-KINDS = ["setup", "input", "reshare", "reveal", "coin", "proof", "challenge", "open", "verdict", "prg"]
+# mal3's message kinds: rep3's sharing, resharing and AND, the reveal (both holders send), and
+# the verification's own messages; plus "prg" (a party's PRG output).
+KINDS = ["setup", "input", "reshare", "and", "reveal", "coin", "proof", "challenge", "open", "verdict", "prg"]
 MODES = ["add", "flip", "inconsistent"]
 # Kinds whose alteration always reaches a check (the altered words are all used).
-ALWAYS_CAUGHT = {"reshare", "reveal", "proof", "open", "verdict"}
+ALWAYS_CAUGHT = {"reshare", "and", "reveal", "proof", "open", "verdict"}
 
 rng0 = np.random.default_rng(11)
 A = rng0.integers(-128, 128, (6, 40))
@@ -39,12 +39,16 @@ def conv_ref(x, w, depthwise=False):
     return out
 
 
-WANT = [A @ B, A * A, conv_ref(X, W), conv_ref(X, DW, depthwise=True)]
+AB = A @ B
+WANT = [AB, A * A, conv_ref(X, W), conv_ref(X, DW, depthwise=True),
+        np.clip((AB * 3 + 8) >> 4, -128, 127), (A < 0).astype(np.int64), A >> 3]
 
 
 def pipeline(protocol="mal3"):
-    """Three owners share; a matmul, an elementwise product, a conv and a depthwise conv,
-    a second product on reshared values, everything opened to party 0 alone."""
+    """Three owners share; a matmul, an elementwise product, a conv and a depthwise conv, a
+    second product on reshared values, a requantization, a comparison and a truncation
+    (Boolean circuits: ANDs, and products turning bits into arithmetic sharings), everything
+    opened to party 0 alone."""
     e = tflite_mpc.Engine(protocol)
     a, b = e.share(A, 0), e.share(B, 1)
     x, w, dw = e.share(X, 2), e.share(W, 1), e.share(DW, 0)
@@ -52,6 +56,8 @@ def pipeline(protocol="mal3"):
     outs = [ab, e.mul(a, a), e.conv2d(x, w), e.depthwise_conv2d(x, dw)]
     one = e.share(np.ones((6, 5), dtype=np.int64), 2)
     outs[0] = e.mul(ab, one)  # a product of a reshared value: its messages are checked too
+    # non-linear steps: a requantization (truncation and clamp), a comparison, a truncation
+    outs += [e.requant(outs[0], 3, 8, 4, -128, 127), e.msb(a, 16), e.trunc(a, 3)]
     return [e.reveal(o, to=0) for o in outs]
 
 
@@ -149,14 +155,23 @@ def test_session_is_unusable_after_cheating_is_detected():
         e.reveal(a)
 
 
-def test_nonlinear_primitives_are_refused_not_run_insecurely():
+def test_nonlinear_primitives(rng_=np.random.default_rng(4)):
+    """Comparison, exact truncation at every shift, bit decomposition, probabilistic truncation
+    (mal3 rounds down: within its contract), ReLU, at the edges of their ranges."""
     e = tflite_mpc.Engine("mal3")
-    a = e.share(A, 0)
-    for f in (lambda: e.msb(a, 16), lambda: e.trunc(a, 2), lambda: e.trunc_pr(a, 2), lambda: e.bits(a, 8),
-              lambda: e.relu(a, 16), lambda: e.requant(a, 1, 0, 4, -128, 127)):
-        with pytest.raises(ValueError, match="mal3: .* not available with active security"):
-            f()
-    assert np.array_equal(e.reveal(e.mul(a, a)), A * A)  # the session is still usable
+    x = rng_.integers(-(2**40), 2**40, 600)
+    x[:6] = [0, -1, 1, 2**40 - 1, -(2**40), -(2**39)]
+    X = e.share(x, 1)
+    assert np.array_equal(e.reveal(e.msb(X, 42)), (x < 0).astype(np.int64))
+    d = np.arange(600) % 63
+    big = rng_.integers(-(2**62), 2**62, 600)
+    big[:4] = [2**62 - 1, -(2**62), -1, 0]
+    B = e.share(big, 2)
+    assert np.array_equal(e.reveal(e.trunc(B, list(d))), big >> d)
+    assert np.array_equal(e.reveal(e.trunc_pr(B, 7)), big >> 7)
+    bits = e.bits(X, 64)
+    assert all(np.array_equal(e.reveal(b), (x >> i) & 1) for i, b in enumerate(bits))
+    assert np.array_equal(e.reveal(e.relu(X, 42)), np.maximum(x, 0))
 
 
 def test_verification_cost_is_small_and_logarithmic():

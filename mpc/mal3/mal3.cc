@@ -1,8 +1,11 @@
 #include "mal3.h"
 
 #include <openssl/evp.h>
+#include <wmmintrin.h>
 
+#include <algorithm>
 #include <cstring>
+#include <memory>
 
 #include "../linalg.h"
 #include "../ops.h"
@@ -178,51 +181,225 @@ struct Item {
   }
 };
 
-// The claim polynomial's share at r: p(r) = p0 + p1 r + p2 r^2 with p1 = c - 2 p0 - p2
-// (the prover's claim is p(0) + p(1) = c, so the verifiers derive p1 and need not check it).
-void eval_share(u64* c, const u64* p0, const u64* p2, u64 rbits) {
-  u64 p1[D], r[D] = {}, t[D], acc[gr::kWide];
-  for (int j = 0; j < D; ++j) p1[j] = c[j] - 2 * p0[j] - p2[j];
-  for (int j = 0; j < D; ++j) r[j] = (rbits >> j) & 1;
-  // Horner: (p2 r + p1) r + p0
-  gr::mul(p2, r, t);
-  gr::add(t, p1);
-  std::memset(acc, 0, sizeof acc);
-  gr::mac(acc, t, r);
-  gr::reduce(acc, c);
-  gr::add(c, p0);
-}
+// ------------------------------------------------------------------ the two proof domains
+// The folding proof is written once over a domain F: GR (GR(2^64, 48), for the arithmetic
+// products) or GF (GF(2^64) = GF(2)[X] / (X^64 + X^4 + X^3 + X + 1), for the ANDs of the
+// Boolean layer). Elements are F::W words; challenges are F elements drawn from a set whose
+// differences are units (GR: A; GF: the field), excluding 0 and 1.
+struct GRF {
+  static constexpr int W = D;
+  static void inner(const u64* a, const u64* b, size_t n, u64* out) { gr::inner(a, b, n, out); }
+  static void inner_diff(const u64* a0, const u64* a1, const u64* b0, const u64* b1, size_t n, u64* out) {
+    gr::inner_diff(a0, a1, b0, b1, n, out);
+  }
+  static void add(u64* a, const u64* b) { gr::add(a, b); }
+  static void sub(u64* a, const u64* b) { gr::sub(a, b); }
+  static void mul(const u64* a, const u64* b, u64* out) { gr::mul(a, b, out); }
+  static void from_challenge(u64 r, u64* out) {
+    for (int j = 0; j < W; ++j) out[j] = (r >> j) & 1;
+  }
+  static u64 mask(u64 r) { return r & gr::kAMask; }
+  static void fold(Vec& v, size_t h, u64 rbits);
+};
 
-// v[0..h) = v[0..h) + r (v[h..2h) - v[0..h)) for r in A.
-MPC_CLONES void fold_a(Vec& v, size_t h, u64 rbits) {
-  u64 d[D], acc[gr::kWide];
+MPC_CLONES void GRF::fold(Vec& v, size_t h, u64 rbits) {  // v[k] += r (v[k + h] - v[k])
+  u64 d[D], acc[gr::kWide], t[D];
   for (size_t k = 0; k < h; ++k) {
     u64* lo = v.data() + k * D;
     const u64* hi = v.data() + (k + h) * D;
     for (int j = 0; j < D; ++j) d[j] = hi[j] - lo[j];
     std::memset(acc, 0, sizeof acc);
     gr::mac_a(acc, rbits, d);
-    u64 t[D];
     gr::reduce(acc, t);
     gr::add(lo, t);
   }
   v.resize(h * D);
 }
 
-u64 challenge(Prg& g) {  // uniform in A \ {0, 1}: the mask's weight prod(1 - r) stays a unit
+// GF(2^64): carry-less products (PCLMULQDQ where the CPU has it).
+inline u64 gf_reduce(u64 hi, u64 lo) {  // X^64 = X^4 + X^3 + X + 1
+  const u64 t = hi ^ (hi >> 63) ^ (hi >> 61) ^ (hi >> 60);
+  return lo ^ t ^ (t << 1) ^ (t << 3) ^ (t << 4);
+}
+__attribute__((target("pclmul,sse2"))) inline void clmul_hw(u64 a, u64 b, u64& hi, u64& lo) {
+  const __m128i p = _mm_clmulepi64_si128(_mm_set_epi64x(0, static_cast<long long>(a)),
+                                         _mm_set_epi64x(0, static_cast<long long>(b)), 0);
+  lo = static_cast<u64>(_mm_cvtsi128_si64(p));
+  hi = static_cast<u64>(_mm_cvtsi128_si64(_mm_unpackhi_epi64(p, p)));
+}
+inline void clmul_sw(u64 a, u64 b, u64& hi, u64& lo) {
+  hi = lo = 0;
+  for (int i = 0; i < 64; ++i)
+    if ((b >> i) & 1) {
+      lo ^= a << i;
+      if (i) hi ^= a >> (64 - i);
+    }
+}
+const bool kHavePclmul = __builtin_cpu_supports("pclmul");
+inline u64 gf_mul(u64 a, u64 b) {
+  u64 hi, lo;
+  if (kHavePclmul) clmul_hw(a, b, hi, lo);
+  else clmul_sw(a, b, hi, lo);
+  return gf_reduce(hi, lo);
+}
+
+struct GF {
+  static constexpr int W = 1;
+  static void inner(const u64* a, const u64* b, size_t n, u64* out) {
+    u64 acc = 0;
+    for (size_t k = 0; k < n; ++k) acc ^= gf_mul(a[k], b[k]);
+    *out = acc;
+  }
+  static void inner_diff(const u64* a0, const u64* a1, const u64* b0, const u64* b1, size_t n, u64* out) {
+    u64 acc = 0;
+    for (size_t k = 0; k < n; ++k) acc ^= gf_mul(a0[k] ^ a1[k], b0[k] ^ b1[k]);
+    *out = acc;
+  }
+  static void add(u64* a, const u64* b) { *a ^= *b; }
+  static void sub(u64* a, const u64* b) { *a ^= *b; }
+  static void mul(const u64* a, const u64* b, u64* out) { *out = gf_mul(*a, *b); }
+  static void from_challenge(u64 r, u64* out) { *out = r; }
+  static u64 mask(u64 r) { return r; }
+  static void fold(Vec& v, size_t h, u64 r) {
+    for (size_t k = 0; k < h; ++k) v[k] ^= gf_mul(r, v[k] ^ v[k + h]);
+    v.resize(h);
+  }
+};
+
+template <class F>
+u64 draw_challenge(Prg& g) {  // uniform over the challenge set minus {0, 1}: prod(1 - r) stays a unit
   u64 r = 0;
   while (r <= 1) {
     g.fill(&r, 1);
-    r &= gr::kAMask;
+    r = F::mask(r);
   }
   return r;
 }
 
-[[noreturn]] void not_yet(const char* what) {
-  throw ArgError(std::string("mal3: ") + what +
-                 " is not available with active security yet (issue 9: it needs a verified Boolean layer); "
-                 "use protocol rep3 for models with non-linear layers");
+// A verifier's share of the claim after a step: p(r) = p0 + p1 r + p2 r^2 with
+// p1 = c - 2 p0 - p2 (the prover's claim is p(0) + p(1) = c; the verifiers derive p1).
+template <class F>
+void next_claim(u64* c, const u64* p0, const u64* p2, u64 rbits) {
+  constexpr int W = F::W;
+  u64 p1[W], r[W], t[W], u[W];
+  std::memcpy(p1, c, sizeof p1);
+  F::sub(p1, p0);
+  F::sub(p1, p0);
+  F::sub(p1, p2);
+  F::from_challenge(rbits, r);
+  F::mul(p2, r, t);  // Horner: (p2 r + p1) r + p0
+  F::add(t, p1);
+  F::mul(t, r, u);
+  F::add(u, p0);
+  std::memcpy(c, u, sizeof u);
 }
+
+// One prover's statement as this party sees it in its three roles, and the streams each
+// role shares (see verify()).
+template <class F>
+struct Proof {
+  static constexpr int W = F::W;
+  Vec pa, pb, la, rb;  // prover: a (also at L), b (also at R); L of next: a; R of previous: b
+  u64 cl[W] = {}, cr[W] = {}, ab[W] = {};
+  size_t len = 0;
+  bool first = true;
+  Prg pl_p, pl_l, pr_p, pr_r, lr_r, lr_l;
+  u64 r_prev = 0;  // the challenge sent to the previous party (as its R) this step
+  u64 lp0[W], lp2[W];
+
+  Proof(Prg& next_key, Prg& prev_key, int me) {
+    Key kn[3], kp[3];
+    for (auto& k : kn) k = key_from(next_key);
+    for (auto& k : kp) k = key_from(prev_key);
+    pl_p = Prg(kp[0]);
+    pl_l = Prg(kn[0]);
+    pr_p = Prg(kn[1]);
+    pr_r = Prg(kp[1]);
+    lr_r = Prg(kn[2]);
+    lr_l = Prg(kp[2]);
+    for (Prg* g : {&pl_p, &pl_l, &pr_p, &pr_r, &lr_r, &lr_l}) g->set_owner(me);
+  }
+  void resize(size_t m) {
+    len = m;
+    for (Vec* v : {&pa, &pb, &la, &rb}) v->assign(m * W, 0);
+  }
+  // Element 0: the masks (a = alpha from PL, b = beta from PR) and the claim + alpha beta
+  // (L's share s from PL, R's share sent with the first step).
+  void mask() {
+    Vec alpha = pl_p.next(W), beta = pr_p.next(W), s = pl_p.next(W);
+    std::memcpy(pa.data(), alpha.data(), W * 8);
+    std::memcpy(pb.data(), beta.data(), W * 8);
+    F::mul(alpha.data(), beta.data(), ab);
+    F::sub(ab, s.data());
+    Vec a_l = pl_l.next(W), s_l = pl_l.next(W), b_r = pr_r.next(W);
+    std::memcpy(la.data(), a_l.data(), W * 8);
+    std::memcpy(rb.data(), b_r.data(), W * 8);
+    F::add(cl, s_l.data());
+  }
+  bool active() const { return len > 1; }
+  size_t step_words() const { return (first ? 3 : 2) * W; }
+  // The prover's message of this step (R's shares of p0, p2).
+  void step_send(Vec& msg) {
+    if (len % 2) {  // an odd length gets a zero element (the same at every party: len is public)
+      for (Vec* v : {&pa, &pb, &la, &rb}) v->resize((len + 1) * W, 0);
+      ++len;
+    }
+    const size_t h = len / 2;
+    u64 p0[W], p2[W];
+    F::inner(pa.data(), pb.data(), h, p0);
+    F::inner_diff(pa.data(), pa.data() + h * W, pb.data(), pb.data() + h * W, h, p2);
+    Vec l0 = pl_p.next(W), l2 = pl_p.next(W);
+    F::sub(p0, l0.data());
+    F::sub(p2, l2.data());
+    if (first) msg.insert(msg.end(), ab, ab + W);
+    msg.insert(msg.end(), p0, p0 + W);
+    msg.insert(msg.end(), p2, p2 + W);
+    Vec a = pl_l.next(W), b = pl_l.next(W);  // as L of next: its shares come from our stream
+    std::memcpy(lp0, a.data(), W * 8);
+    std::memcpy(lp2, b.data(), W * 8);
+  }
+  // As R of the previous party: its message, then this step's challenge for it.
+  const u64* rp = nullptr;
+  void step_recv(const u64* msg) {
+    if (first) {
+      F::add(cr, msg);
+      msg += W;
+    }
+    rp = msg;
+    r_prev = draw_challenge<F>(lr_r);
+  }
+  void step_finish(u64 r_from_next, const u64* rmsg) {
+    const size_t h = len / 2;
+    const u64 r_next = draw_challenge<F>(lr_l);  // as L of next: the challenge R sent it
+    next_claim<F>(cl, lp0, lp2, r_next);
+    F::fold(la, h, r_next);
+    next_claim<F>(cr, rmsg, rmsg + W, r_prev);
+    F::fold(rb, h, r_prev);
+    const u64 r = F::mask(r_from_next);  // out-of-set bits would only fail the check
+    F::fold(pa, h, r);
+    F::fold(pb, h, r);
+    len = h;
+    first = false;
+  }
+  // The last a * b: L sends (a, c_L) to R (its previous party), R sends (b, c_R) to L.
+  void open_msgs(Vec& to_prev, Vec& to_next) const {
+    to_prev.insert(to_prev.end(), la.begin(), la.begin() + W);
+    to_prev.insert(to_prev.end(), cl, cl + W);
+    to_next.insert(to_next.end(), rb.begin(), rb.begin() + W);
+    to_next.insert(to_next.end(), cr, cr + W);
+  }
+  static bool holds(const u64* a, const u64* b, const u64* c1, const u64* c2) {
+    u64 prod[W], sum[W];
+    F::mul(a, b, prod);
+    std::memcpy(sum, c1, sizeof sum);
+    F::add(sum, c2);
+    return std::memcmp(prod, sum, sizeof sum) == 0;
+  }
+  // from_prev: R's (b, c_R) for next's proof; from_next: L's (a, c_L) for previous' proof.
+  bool next_holds(const u64* from_prev) const { return holds(la.data(), from_prev, cl, from_prev + W); }
+  bool prev_holds(const u64* from_next) const { return holds(from_next, rb.data(), from_next + W, cr); }
+};
+
 
 }  // namespace
 
@@ -298,10 +475,12 @@ std::vector<Share> Mal3::products(const std::vector<Product>& list) {
 
 // ------------------------------------------------------------------ verification
 void Mal3::verify() {
-  if (pending_.empty()) return;
+  if (pending_.empty() && ands_.empty()) return;
   OpScope scope(stats(), "verify");
   std::vector<Record> recs = std::move(pending_);
+  std::vector<AndRecord> ands = std::move(ands_);
   pending_.clear();
+  ands_.clear();
   std::string failed;  // the first check that failed here
 
   // 1. Common coin: open the committed seeds, commit to the next ones.
@@ -332,163 +511,175 @@ void Mal3::verify() {
   // Pairwise streams of this verification (each key is held by exactly two parties, who draw
   // from it in the same order). For prover P with previous party L and next party R:
   // PL (P and L: L's shares of the proof, the mask a), PR (P and R: the mask b) and LR (L and
-  // R: the challenges, unknown to P).
-  Key kn[3], kp[3];
-  for (auto& k : kn) k = key_from(prg_next_);
-  for (auto& k : kp) k = key_from(prg_prev_);
-  Prg pl_as_p(kp[0]), pl_as_l(kn[0]), pr_as_p(kn[1]), pr_as_r(kp[1]), lr_as_r(kn[2]), lr_as_l(kp[2]);
-  for (Prg* g : {&pl_as_p, &pl_as_l, &pr_as_p, &pr_as_r, &lr_as_r, &lr_as_l}) g->set_owner(me_);
+  // R: the challenges, unknown to P). One set per proof (products in GR, ANDs in GF).
+  std::unique_ptr<Proof<GRF>> gp;
+  std::unique_ptr<Proof<GF>> bp;
+  if (!recs.empty()) gp = std::make_unique<Proof<GRF>>(prg_next_, prg_prev_, me_);
+  if (!ands.empty()) bp = std::make_unique<Proof<GF>>(prg_next_, prg_prev_, me_);
 
-  // 2. Statements. This party is the prover of its own messages (vectors pa at L, pb at R),
-  // L of its next party's (la: its b components; claim share cl) and R of its previous
-  // party's (rb: its a components; claim share cr). Element 0 is the mask.
-  size_t m = 1;
-  std::vector<std::vector<Item>> items(recs.size());
-  for (size_t i = 0; i < recs.size(); ++i)
-    for (auto& p : recs[i].items) {
-      items[i].emplace_back(p, coin);
-      m += 2 * items[i].back().K;
-    }
-  size_t len = m;
-  Vec pa(len * D, 0), pb(len * D, 0), la(len * D, 0), rb(len * D, 0);
-  u64 cl_acc[gr::kWide] = {}, cr_acc[gr::kWide] = {};
-  size_t at = 1;
-  for (size_t i = 0; i < recs.size(); ++i) {
-    const Record& rec = recs[i];
-    Vec r2(rec.total), r1(rec.total);  // the zero shares of next's and of previous' messages
-    prg_next_.fill_at(rec.blk_next, r2.data(), rec.total);
-    prg_prev_.fill_at(rec.blk_prev, r1.data(), rec.total);
-    for (size_t t = 0; t < items[i].size(); ++t) {
-      const Item& it = items[i][t];
-      const Share &x = rec.xs[t], &y = rec.ys[t];
-      const size_t K = it.K, o = rec.offset[t], n = rec.size[t];
-      u64* pa1 = pa.data() + at * D;  // Fx(x_me), then Fy(y_me)
-      u64* pa2 = pa1 + K * D;
-      u64* pb1 = pb.data() + at * D;  // Gy(y_next), then Gx(x_next)
-      u64* pb2 = pb1 + K * D;
-      u64* la1 = la.data() + at * D;  // L of next: Fx(x_next), Fy(y_next)
-      u64* la2 = la1 + K * D;
-      u64* rb1 = rb.data() + at * D;  // R of previous: Gy(y_me), Gx(x_me)
-      u64* rb2 = rb1 + K * D;
-      it.fx(x.a, pa1);
-      it.fy(y.a, pa2);
-      it.fx(x.b, la1);
-      it.fy(y.b, la2);
-      it.gy(y.b, la2, pb1);
-      it.gx(x.b, la1, pb2);
-      it.gy(y.a, pa2, rb1);
-      it.gx(x.a, pa1, rb2);
-      // c_L = sum(coeff * (z_next + r2)) - <Fx(x_next), Gy(y_next)>, c_R = -sum(coeff * r1)
-      Vec zl(n);
-      for (size_t k = 0; k < n; ++k) zl[k] = rec.got[o + k] + r2[o + k];
-      if (it.kind == Product::kElementwise) {
-        for (size_t k = 0; k < n; ++k) zl[k] -= x.b[k] * y.b[k];
-        it.zc(zl.data(), cl_acc);
-      } else {
-        it.zc(zl.data(), cl_acc);
-        u64 local[D];
-        gr::inner(la1, la2, K, local);
-        for (int j = 0; j < D; ++j) cl_acc[j] -= local[j];
+  // 2a. Products. This party is the prover of its own messages (pa at L, pb at R), L of its
+  // next party's (la: its b components; claim share cl) and R of its previous party's (rb: its
+  // a components; claim share cr). Element 0 is the mask.
+  if (gp) {
+    Proof<GRF>& g = *gp;
+    size_t m = 1;
+    std::vector<std::vector<Item>> items(recs.size());
+    for (size_t i = 0; i < recs.size(); ++i)
+      for (auto& p : recs[i].items) {
+        items[i].emplace_back(p, coin);
+        m += 2 * items[i].back().K;
       }
-      Vec neg(n);
-      for (size_t k = 0; k < n; ++k) neg[k] = 0 - r1[o + k];
-      it.zc(neg.data(), cr_acc);
-      at += 2 * K;
+    g.resize(m);
+    u64 cl_acc[gr::kWide] = {}, cr_acc[gr::kWide] = {};
+    size_t at = 1;
+    for (size_t i = 0; i < recs.size(); ++i) {
+      const Record& rec = recs[i];
+      Vec r2(rec.total), r1(rec.total);  // the zero shares of next's and of previous' messages
+      prg_next_.fill_at(rec.blk_next, r2.data(), rec.total);
+      prg_prev_.fill_at(rec.blk_prev, r1.data(), rec.total);
+      for (size_t t = 0; t < items[i].size(); ++t) {
+        const Item& it = items[i][t];
+        const Share &x = rec.xs[t], &y = rec.ys[t];
+        const size_t K = it.K, o = rec.offset[t], n = rec.size[t];
+        u64* pa1 = g.pa.data() + at * D;  // Fx(x_me), then Fy(y_me)
+        u64* pa2 = pa1 + K * D;
+        u64* pb1 = g.pb.data() + at * D;  // Gy(y_next), then Gx(x_next)
+        u64* pb2 = pb1 + K * D;
+        u64* la1 = g.la.data() + at * D;  // L of next: Fx(x_next), Fy(y_next)
+        u64* la2 = la1 + K * D;
+        u64* rb1 = g.rb.data() + at * D;  // R of previous: Gy(y_me), Gx(x_me)
+        u64* rb2 = rb1 + K * D;
+        it.fx(x.a, pa1);
+        it.fy(y.a, pa2);
+        it.fx(x.b, la1);
+        it.fy(y.b, la2);
+        it.gy(y.b, la2, pb1);
+        it.gx(x.b, la1, pb2);
+        it.gy(y.a, pa2, rb1);
+        it.gx(x.a, pa1, rb2);
+        // c_L = sum(coeff * (z_next + r2)) - <Fx(x_next), Gy(y_next)>, c_R = -sum(coeff * r1)
+        Vec zl(n);
+        for (size_t k = 0; k < n; ++k) zl[k] = rec.got[o + k] + r2[o + k];
+        if (it.kind == Product::kElementwise) {
+          for (size_t k = 0; k < n; ++k) zl[k] -= x.b[k] * y.b[k];
+          it.zc(zl.data(), cl_acc);
+        } else {
+          it.zc(zl.data(), cl_acc);
+          u64 local[D];
+          gr::inner(la1, la2, K, local);
+          for (int j = 0; j < D; ++j) cl_acc[j] -= local[j];
+        }
+        Vec neg(n);
+        for (size_t k = 0; k < n; ++k) neg[k] = 0 - r1[o + k];
+        it.zc(neg.data(), cr_acc);
+        at += 2 * K;
+      }
     }
+    gr::reduce(cl_acc, g.cl);
+    gr::reduce(cr_acc, g.cr);
+    g.mask();
   }
-  u64 cl[D], cr[D];
-  gr::reduce(cl_acc, cl);
-  gr::reduce(cr_acc, cr);
-  items.clear();
   recs.clear();
 
-  // Masks: a = alpha (P and L), b = beta (P and R), claim + alpha * beta (L's share s from PL,
-  // R's sent with the first proof message).
-  Vec alpha = pl_as_p.next(D), beta = pr_as_p.next(D), s_p = pl_as_p.next(D);
-  std::memcpy(pa.data(), alpha.data(), D * 8);
-  std::memcpy(pb.data(), beta.data(), D * 8);
-  {
-    Vec a_l = pl_as_l.next(D), s_l = pl_as_l.next(D), b_r = pr_as_r.next(D);
-    std::memcpy(la.data(), a_l.data(), D * 8);
-    std::memcpy(rb.data(), b_r.data(), D * 8);
-    gr::add(cl, s_l.data());
-  }
-  u64 ab[D];
-  gr::mul(alpha.data(), beta.data(), ab);
-  gr::sub(ab, s_p.data());  // R's share of alpha * beta
-
-  // 3. Folding: per step the prover sends R its shares of p0 = <a0, b0>, p2 = <a1 - a0, b1 - b0>;
-  // R answers with the challenge; everybody folds.
-  bool first = true;
-  while (len > 1) {
-    if (len % 2) {  // an odd length gets a zero element (the same at every party: len is public)
-      for (Vec* v : {&pa, &pb, &la, &rb}) v->resize((len + 1) * D, 0);
-      ++len;
+  // 2b. ANDs: z_me ^ x_me y_me ^ r1 ^ r2 = x_me y_next ^ x_next y_me per bit, combined with one
+  // random GF(2^64) coefficient per bit: a = (t x_me, t y_me), b = (y_next, x_next).
+  if (bp) {
+    Proof<GF>& g = *bp;
+    size_t m = 1;
+    for (auto& r : ands) m += 2 * 64 * r.xa.size();
+    g.resize(m);
+    u64 cl = 0, cr = 0;
+    size_t at = 1;
+    for (const AndRecord& r : ands) {
+      const size_t n = r.xa.size(), bits = 64 * n;
+      Vec th = coin.next(bits), r2(n), r1(n);
+      prg_next_.fill_at(r.blk_next, r2.data(), n);
+      prg_prev_.fill_at(r.blk_prev, r1.data(), n);
+      u64 *pa1 = g.pa.data() + at, *pa2 = pa1 + bits, *pb1 = g.pb.data() + at, *pb2 = pb1 + bits;
+      u64 *la1 = g.la.data() + at, *la2 = la1 + bits, *rb1 = g.rb.data() + at, *rb2 = rb1 + bits;
+      for (size_t w = 0; w < n; ++w) {
+        const u64 lz = r.got[w] ^ (r.xb[w] & r.yb[w]) ^ r2[w];
+        for (int b = 0; b < 64; ++b) {
+          const size_t k = w * 64 + b;
+          const u64 t = th[k];
+          auto bit = [&](u64 v) { return (v >> b) & 1; };
+          pa1[k] = bit(r.xa[w]) ? t : 0;
+          pa2[k] = bit(r.ya[w]) ? t : 0;
+          pb1[k] = bit(r.yb[w]);
+          pb2[k] = bit(r.xb[w]);
+          la1[k] = bit(r.xb[w]) ? t : 0;
+          la2[k] = bit(r.yb[w]) ? t : 0;
+          rb1[k] = bit(r.ya[w]);
+          rb2[k] = bit(r.xa[w]);
+          if (bit(lz)) cl ^= t;
+          if (bit(r1[w])) cr ^= t;
+        }
+      }
+      at += 2 * bits;
     }
-    const size_t h = len / 2;
-    u64 p0[D], p2[D];
+    g.cl[0] = cl;
+    g.cr[0] = cr;
+    g.mask();
+  }
+  ands.clear();
+
+  // 3. Folding: per step each prover sends R its shares of p0 = <a0, b0>, p2 = <a1 - a0, b1 - b0>;
+  // R answers with the challenge; everybody folds. The two proofs share the rounds.
+  while ((gp && gp->active()) || (bp && bp->active())) {
+    const bool g_on = gp && gp->active(), b_on = bp && bp->active();
+    Vec in;
     {
       MsgKind kind(comm_, "proof");
-      gr::inner(pa.data(), pb.data(), h, p0);
-      gr::inner_diff(pa.data(), pa.data() + h * D, pb.data(), pb.data() + h * D, h, p2);
-      Vec l0 = pl_as_p.next(D), l2 = pl_as_p.next(D);
       Vec msg;
-      msg.reserve(3 * D);
-      if (first) msg.insert(msg.end(), ab, ab + D);
-      for (int j = 0; j < D; ++j) msg.push_back(p0[j] - l0[j]);
-      for (int j = 0; j < D; ++j) msg.push_back(p2[j] - l2[j]);
+      if (g_on) gp->step_send(msg);
+      if (b_on) bp->step_send(msg);
       comm_.send(next_, std::move(msg));
       comm_.round();
+      in = comm_.recv(prev_, (g_on ? gp->step_words() : 0) + (b_on ? bp->step_words() : 0));
     }
-    Vec lp0 = pl_as_l.next(D), lp2 = pl_as_l.next(D);
-    Vec rmsg = comm_.recv(prev_, (first ? 3 : 2) * D);
-    const u64* rp = rmsg.data();
-    if (first) {
-      gr::add(cr, rp);
-      rp += D;
-    }
-    u64 rbits;
+    const u64* gin = in.data();
+    const u64* bin = gin + (g_on ? gp->step_words() : 0);
+    if (g_on) gp->step_recv(gin);
+    if (b_on) bp->step_recv(bin);
+    u64 rs[2];
     {
       MsgKind kind(comm_, "challenge");
-      const u64 r_for_prev = challenge(lr_as_r);
-      comm_.send(prev_, &r_for_prev, 1);
+      size_t nr = 0;
+      if (g_on) rs[nr++] = gp->r_prev;
+      if (b_on) rs[nr++] = bp->r_prev;
+      comm_.send(prev_, rs, nr);
       comm_.round();
-      comm_.recv(next_, &rbits, 1);
-      rbits &= gr::kAMask;  // a peer's bits beyond A would only make the check fail, never index out of range
-      const u64 r_for_next = challenge(lr_as_l);
-      eval_share(cl, lp0.data(), lp2.data(), r_for_next);
-      fold_a(la, h, r_for_next);
-      eval_share(cr, rp, rp + D, r_for_prev);
-      fold_a(rb, h, r_for_prev);
+      comm_.recv(next_, rs, nr);
     }
-    fold_a(pa, h, rbits);
-    fold_a(pb, h, rbits);
-    len = h;
-    first = false;
+    if (g_on) gp->step_finish(rs[0], gp->rp);
+    if (b_on) bp->step_finish(rs[g_on ? 1 : 0], bp->rp);
   }
 
   // 4. L and R open the last a, b and their claim shares to each other and check a * b.
   {
     MsgKind kind(comm_, "open");
-    Vec to_prev(2 * D), to_next(2 * D);  // as L of next: (a, c_L) to R = prev; as R: (b, c_R) to next
-    std::memcpy(to_prev.data(), la.data(), D * 8);
-    std::memcpy(to_prev.data() + D, cl, D * 8);
-    std::memcpy(to_next.data(), rb.data(), D * 8);
-    std::memcpy(to_next.data() + D, cr, D * 8);
+    Vec to_prev, to_next;
+    if (gp) gp->open_msgs(to_prev, to_next);
+    if (bp) bp->open_msgs(to_prev, to_next);
+    const size_t words = to_prev.size();
     comm_.send(prev_, to_prev);
     comm_.send(next_, to_next);
     comm_.round();
-    Vec from_prev = comm_.recv(prev_, 2 * D), from_next = comm_.recv(next_, 2 * D);
-    auto check = [&](const u64* a, const u64* b, const u64* c1, const u64* c2, int prover) {
-      u64 prod[D], sum[D];
-      gr::mul(a, b, prod);
-      std::memcpy(sum, c1, D * 8);
-      gr::add(sum, c2);
-      if (!gr::equal(prod, sum) && failed.empty())
-        failed = "products: the proof for party " + std::to_string(prover) + "'s resharing messages failed";
+    Vec from_prev = comm_.recv(prev_, words), from_next = comm_.recv(next_, words);
+    auto note = [&](bool ok, const char* what, int prover) {
+      if (!ok && failed.empty())
+        failed = std::string(what) + ": the proof for party " + std::to_string(prover) + "'s messages failed";
     };
-    check(la.data(), from_prev.data(), cl, from_prev.data() + D, next_);  // next's proof (I am L)
-    check(from_next.data(), rb.data(), from_next.data() + D, cr, prev_);  // previous' proof (I am R)
+    size_t off = 0;
+    if (gp) {
+      note(gp->next_holds(from_prev.data() + off), "products", next_);
+      note(gp->prev_holds(from_next.data() + off), "products", prev_);
+      off += 2 * GRF::W;
+    }
+    if (bp) {
+      note(bp->next_holds(from_prev.data() + off), "ANDs", next_);
+      note(bp->prev_holds(from_next.data() + off), "ANDs", prev_);
+    }
   }
 
   // 5. Verdicts: every party tells both others whether its checks held.
@@ -506,12 +697,230 @@ void Mal3::verify() {
   }
   if (!failed.empty()) throw CheatingDetected("mal3 verification: " + failed);
 }
+// ------------------------------------------------------------------ Boolean layer
+// Non-linear steps are Boolean circuits on bit-sliced XOR sharings (plane j, word w: bit j of
+// elements 64w..64w+63). A value's three arithmetic components are each known to two parties,
+// so each is a Boolean sharing for free (the bits in its own slot, zeros elsewhere); their sum
+// is a carry-save layer (one AND round) and a Kogge-Stone prefix circuit (one AND round for the
+// generates, then one per doubling of the distance). Every AND is rep3's one-round AND,
+// recorded and proven in GF(2^64) at the next verify(). Bits return to arithmetic sharings
+// through two products (b0 xor b1 xor b2 with a xor b = a + b - 2ab), proven in GR.
+namespace {
 
-// ------------------------------------------------------------------ not yet
-Share Mal3::trunc_pr(const Share&, const Shifts&) { not_yet("probabilistic truncation"); }
-Share Mal3::trunc(const Share&, const Shifts&) { not_yet("exact truncation"); }
-Share Mal3::msb(const Share&, int) { not_yet("comparison (msb)"); }
-std::vector<Share> Mal3::bits(const Share&, int) { not_yet("bit decomposition"); }
-Share Mal3::requant(const Share&, const RequantSpec&) { not_yet("requantization"); }
+using BShare = Rep3::BShare;
+
+BShare bzero(size_t planes, size_t W) { return BShare{planes, W, Vec(planes * W, 0), Vec(planes * W, 0)}; }
+
+BShare bxor(const BShare& x, const BShare& y) {
+  BShare z = bzero(x.planes, x.W);
+  vxor(z.a.data(), x.a.data(), y.a.data(), z.a.size());
+  vxor(z.b.data(), x.b.data(), y.b.data(), z.b.size());
+  return z;
+}
+
+// Planes [p0, p0 + np) of x.
+BShare planes_of(const BShare& x, size_t p0, size_t np) {
+  BShare z = bzero(np, x.W);
+  std::memcpy(z.a.data(), x.a.data() + p0 * x.W, np * x.W * 8);
+  std::memcpy(z.b.data(), x.b.data() + p0 * x.W, np * x.W * 8);
+  return z;
+}
+
+BShare cat(const BShare& x, const BShare& y) {
+  BShare z = bzero(x.planes + y.planes, x.W);
+  std::memcpy(z.a.data(), x.a.data(), x.a.size() * 8);
+  std::memcpy(z.a.data() + x.a.size(), y.a.data(), y.a.size() * 8);
+  std::memcpy(z.b.data(), x.b.data(), x.b.size() * 8);
+  std::memcpy(z.b.data() + x.b.size(), y.b.data(), y.b.size() * 8);
+  return z;
+}
+
+// Plane i of the result is plane i - s of x (the low s planes zero).
+BShare shift_planes(const BShare& x, size_t s) {
+  BShare z = bzero(x.planes, x.W);
+  if (s < x.planes) {
+    std::memcpy(z.a.data() + s * x.W, x.a.data(), (x.planes - s) * x.W * 8);
+    std::memcpy(z.b.data() + s * x.W, x.b.data(), (x.planes - s) * x.W * 8);
+  }
+  return z;
+}
+
+void to_planes(const Vec& v, size_t k, size_t W, u64* out) {
+  for (size_t e = 0; e < v.size(); ++e) {
+    const u64 x = v[e], bit = u64{1} << (e & 63);
+    const size_t w = e >> 6;
+    for (size_t p = 0; p < k; ++p)
+      if ((x >> p) & 1) out[p * W + w] |= bit;
+  }
+}
+
+}  // namespace
+
+Rep3::BShare Mal3::band(const BShare& x, const BShare& y) {
+  AndRecord r;
+  r.blk_next = prg_next_.blocks_used();
+  r.blk_prev = prg_prev_.blocks_used();
+  BShare z = bool_and(x, y);
+  comm_.round();
+  r.xa = x.a;
+  r.xb = x.b;
+  r.ya = y.a;
+  r.yb = y.b;
+  r.got = z.b;
+  ands_.push_back(std::move(r));
+  return z;
+}
+
+// The Boolean sharing of component j's low k bits.
+Rep3::BShare Mal3::comp_bits(const Share& x, int k, int j) const {
+  const size_t W = words_for(x.size());
+  BShare out = bzero(k, W);
+  if (j == me_) to_planes(x.a, k, W, out.a.data());
+  else if (j == next_) to_planes(x.b, k, W, out.b.data());
+  return out;
+}
+
+Mal3::Sum Mal3::add3(const Share& x, int k) {
+  BShare c0 = comp_bits(x, k, 0), c1 = comp_bits(x, k, 1), c2 = comp_bits(x, k, 2);
+  Sum s;
+  // carry-save: x0 + x1 + x2 = sum + 2 cy with sum = x0 ^ x1 ^ x2, cy = maj = ((x0^x2) & (x1^x2)) ^ x2
+  s.cy = bxor(band(bxor(c0, c2), bxor(c1, c2)), c2);
+  BShare sum = bxor(bxor(c0, c1), c2), B = shift_planes(s.cy, 1);
+  s.p0 = bxor(sum, B);
+  BShare G = band(sum, B), P = s.p0;
+  for (int dist = 1; dist < k; dist *= 2) {
+    const size_t hi = k - dist;  // planes dist..k-1 combine with planes 0..hi-1
+    const bool need_p = 2 * dist < k;
+    BShare X = planes_of(P, dist, hi), Y = planes_of(G, 0, hi);
+    if (need_p) {
+      X = cat(X, planes_of(P, dist, hi));
+      Y = cat(Y, planes_of(P, 0, hi));
+    }
+    BShare Z = band(X, Y);
+    const size_t W = G.W;
+    vxor(G.a.data() + dist * W, G.a.data() + dist * W, Z.a.data(), hi * W);
+    vxor(G.b.data() + dist * W, G.b.data() + dist * W, Z.b.data(), hi * W);
+    if (need_p) {
+      std::memcpy(P.a.data() + dist * W, Z.a.data() + hi * W, hi * W * 8);
+      std::memcpy(P.b.data() + dist * W, Z.b.data() + hi * W, hi * W * 8);
+    }
+  }
+  s.g = std::move(G);
+  return s;
+}
+
+Share Mal3::bit_to_arith(const BShare& c, size_t n) {
+  const size_t total = c.planes * n;
+  auto unpack = [&](const Vec& planes, Vec& out) {
+    for (size_t p = 0; p < c.planes; ++p)
+      for (size_t e = 0; e < n; ++e) out[p * n + e] = (planes[p * c.W + (e >> 6)] >> (e & 63)) & 1;
+  };
+  auto arith = [&](int j) {
+    Share s{{static_cast<int64_t>(total)}, Vec(total, 0), Vec(total, 0)};
+    if (j == me_) {
+      unpack(c.a, s.a);
+      s.b_zero = true;
+    } else if (j == next_) {
+      unpack(c.b, s.b);
+      s.a_zero = true;
+    } else {
+      s.a_zero = s.b_zero = true;
+    }
+    return s;
+  };
+  Share s0 = arith(0), s1 = arith(1), s2 = arith(2);
+  Share t = sub(add(s0, s1), mul_public(mul(s0, s1), 2));
+  return sub(add(t, s2), mul_public(mul(t, s2), 2));
+}
+
+Share Mal3::msb(const Share& x, int bits) {
+  OpScope s(stats(), "msb");
+  if (bits < 2 || bits > 64) throw ArgError("msb: bit width must be in [2, 64], got " + std::to_string(bits));
+  if (debug_checks) check_range(x, bits, "msb");
+  const size_t n = x.size();
+  Sum sm = add3(x, bits);  // the top sum bit: p0 ^ carry into it
+  Share r = bit_to_arith(bxor(planes_of(sm.p0, bits - 1, 1), planes_of(sm.g, bits - 2, 1)), n);
+  r.shape = x.shape;
+  return r;
+}
+
+std::vector<Share> Mal3::bits(const Share& x, int k) {
+  OpScope s(stats(), "bits");
+  if (k < 1 || k > 64) throw ArgError("bits: bit count must be in [1, 64], got " + std::to_string(k));
+  const size_t n = x.size();
+  Sum sm = add3(x, k);
+  Share all = bit_to_arith(bxor(sm.p0, shift_planes(sm.g, 1)), n);  // sum_i = p0_i ^ G_{i-1}
+  std::vector<Shape> shapes(k, x.shape);
+  return split(all, shapes);
+}
+
+// floor(x / 2^d): with x' = x + 2^62 in [0, 2^63) and x' = x0 + x1 + x2 - 2^64 wraps,
+//   floor(x' / 2^d) = sum_j floor(x_j / 2^d) + c_low - 2^(64-d) wraps
+// where c_low = carry out of the low d bits = cy_{d-1} + carry into bit d of sum + 2 cy, and
+// wraps = cy_63 + carry out of bit 63 (the carry-save identity x0 + x1 + x2 = sum + 2 cy).
+Share Mal3::trunc(const Share& x, const Shifts& d) {
+  OpScope s(stats(), "trunc");
+  const size_t n = x.size(), W = words_for(n);
+  d.check(n, 0, 62, "trunc");
+  if (debug_checks) check_range(x, 63, "trunc");
+  Share xp = add_public(x, Pub(u64{1} << 62));
+  Sum sm = add3(xp, 64);
+  BShare sel = bzero(4, W);
+  auto put = [&](const BShare& src, size_t plane, size_t dst, size_t e) {
+    const size_t w = e >> 6;
+    const u64 bit = u64{1} << (e & 63);
+    sel.a[dst * W + w] |= src.a[plane * W + w] & bit;
+    sel.b[dst * W + w] |= src.b[plane * W + w] & bit;
+  };
+  std::vector<u64> scale(n), offset(n);
+  for (size_t e = 0; e < n; ++e) {
+    const int de = d.at(e);
+    if (de > 0) {
+      put(sm.cy, de - 1, 0, e);
+      put(sm.g, de - 1, 1, e);
+    }
+    put(sm.cy, 63, 2, e);
+    put(sm.g, 63, 3, e);
+    scale[e] = de == 0 ? 0 : u64{1} << (64 - de);
+    offset[e] = 0 - (u64{1} << (62 - de));
+  }
+  std::vector<Share> v = split(bit_to_arith(sel, n), {x.shape, x.shape, x.shape, x.shape});
+  Share y = xp;
+  y.shape = x.shape;
+  for (size_t e = 0; e < n; ++e) {
+    const int de = d.at(e);
+    y.a[e] >>= de;
+    y.b[e] >>= de;
+  }
+  y = add(add(y, v[0]), v[1]);
+  y = sub(y, mul_public(add(v[2], v[3]), Pub(scale)));
+  return add_public(y, Pub(offset));
+}
+
+// Rounding down is within the contract (floor(x / 2^d) or one more); it is deterministic, so
+// nothing about it can be predicted that is not already known.
+Share Mal3::trunc_pr(const Share& x, const Shifts& d) { return trunc(x, d); }
+
+// The composition (Protocol::requant_composed) is exact while v = acc * mult + add (minus adj)
+// stays in [-2^62, 2^63): mal3's truncation offsets by 2^62 and needs the sum below 2^64.
+// Parameters that could leave that range are refused rather than computed wrongly (rep3's
+// fused circuit handles them; TFLite's multipliers of at most 1 always fit).
+Share Mal3::requant(const Share& acc, const RequantSpec& s) {
+  s.check(acc.size());
+  const size_t c = std::max({s.mult.v.size(), s.add.v.size(), s.adj.v.size(), s.d.v.size(), size_t{1}});
+  using i128 = __int128;
+  const i128 amax = (i128{1} << (s.acc_bits - 1));
+  for (size_t i = 0; i < c; ++i) {
+    const i128 mult = s.mult.at(i), add = static_cast<i64>(s.add.at(i));
+    const i128 adj = s.adj.v.empty() ? 0 : static_cast<i128>(s.adj.at(i));
+    const i128 vmax = (amax - 1) * mult + add, vmin = -amax * mult + add - adj;
+    if (vmin < -(i128{1} << 62) || vmax >= (i128{1} << 63))
+      throw ArgError("mal3: requantization with multiplier " + std::to_string(s.mult.at(i)) + " and offset " +
+                     std::to_string(static_cast<i64>(s.add.at(i))) + " on " + std::to_string(s.acc_bits) +
+                     "-bit accumulators can leave the range of its exact truncation ([-2^62, 2^63)); not supported "
+                     "by mal3 yet");
+  }
+  return requant_composed(acc, s);
+}
 
 }  // namespace mpc

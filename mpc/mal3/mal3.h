@@ -26,9 +26,12 @@
 // party, before anything is revealed: reveal() verifies first, and every party receives the
 // missing component of an opened value from both parties that hold it and compares them.
 //
-// Not yet here (issue 9): the non-linear primitives (truncation, comparison, bit
-// decomposition, requantization) need a verified Boolean layer instead of rep3's three-party
-// OT (not actively secure: selective failure); mal3 refuses them with ArgError.
+// Non-linear steps (truncation, comparison, bit decomposition; requantization composes them)
+// are Boolean circuits on the parties' own components (no three-party OT: that is not actively
+// secure, its selective failure leaks a choice bit); their ANDs are rep3's one-round ANDs,
+// proven in GF(2^64) at the same verify() (soundness 2 / (2^64 - 2) per step); bits return to
+// arithmetic sharings through products, proven with the others. Probabilistic truncation
+// rounds down (deterministic; within its contract).
 #pragma once
 #include "../rep3/rep3.h"
 
@@ -37,6 +40,7 @@ namespace mpc {
 class Mal3 : public Rep3 {
  public:
   explicit Mal3(Comm& comm);  // rep3's setup round, plus one round of coin commitments
+  using BShare = Rep3::BShare;
   const char* name() const override { return "mal3"; }
 
   Vec reveal(const Share& x, int to) override;
@@ -60,6 +64,22 @@ class Mal3 : public Rep3 {
     size_t total = 0;
   };
   std::vector<Record> pending_;
+  // One AND (bool_and): this party's operand components, the component it received, and where
+  // the zero shares were drawn.
+  struct AndRecord {
+    Vec xa, xb, ya, yb, got;
+    u64 blk_next = 0, blk_prev = 0;
+  };
+  std::vector<AndRecord> ands_;
+  BShare band(const BShare& x, const BShare& y);  // bool_and + its round, recorded
+  BShare comp_bits(const Share& x, int k, int j) const;  // component j's low k bits, shared
+  // x0 + x1 + x2 over k bits: carry-save carries cy, propagates p0 = sum ^ (cy << 1), and the
+  // prefix carries g (g_i: carry out of bits 0..i of sum + (cy << 1)).
+  struct Sum {
+    BShare cy, p0, g;
+  };
+  Sum add3(const Share& x, int k);
+  Share bit_to_arith(const BShare& c, size_t n);  // every plane, plane-major: planes * n values
   u64 seed_[2] = {0, 0};  // this party's next coin seed, committed to the others
   uint8_t peer_commit_[3][32] = {};
   void commit_next_seed(u64 out[4]);
