@@ -157,7 +157,7 @@ def test_session_is_unusable_after_cheating_is_detected():
 
 def test_nonlinear_primitives(rng_=np.random.default_rng(4)):
     """Comparison, exact truncation at every shift, bit decomposition, probabilistic truncation
-    (mal3 rounds down: within its contract), ReLU, at the edges of their ranges."""
+    (mal3 rounds to nearest: within its contract), ReLU, at the edges of their ranges."""
     e = tflite_mpc.Engine("mal3")
     x = rng_.integers(-(2**40), 2**40, 600)
     x[:6] = [0, -1, 1, 2**40 - 1, -(2**40), -(2**39)]
@@ -168,7 +168,7 @@ def test_nonlinear_primitives(rng_=np.random.default_rng(4)):
     big[:4] = [2**62 - 1, -(2**62), -1, 0]
     B = e.share(big, 2)
     assert np.array_equal(e.reveal(e.trunc(B, list(d))), big >> d)
-    assert np.array_equal(e.reveal(e.trunc_pr(B, 7)), big >> 7)
+    assert np.array_equal(e.reveal(e.trunc_pr(B, 7)), (big + 64) >> 7)  # rounds to nearest
     bits = e.bits(X, 64)
     assert all(np.array_equal(e.reveal(b), (x >> i) & 1) for i, b in enumerate(bits))
     assert np.array_equal(e.reveal(e.relu(X, 42)), np.maximum(x, 0))
@@ -224,3 +224,44 @@ def test_galois_ring_product_is_the_polynomial_product_mod_f():
     assert np.array_equal(p, x)
     with pytest.raises(ValueError):
         _native._gr_mul(np.zeros(3, dtype=np.uint64), x)
+
+
+# ---------------------------------------------------------------- through the delegate
+@pytest.fixture(scope="module")
+def digits():
+    from tflite_mpc import modelgen
+    model = modelgen.digits_cnn()[0]
+    xs = [modelgen.random_input(model, seed=s) for s in (5, 6)]
+    return model, xs, [modelgen.run_tflite(model, x, reference=True)[0] for x in xs]
+
+
+@pytest.mark.parametrize("truncation", ["exact", "probabilistic"])
+def test_digits_cnn_under_mal3(digits, truncation):
+    """conv, conv, max pool, reshape, fully connected, softmax: exact is bit-identical to
+    TFLite's reference kernels, probabilistic within 1 LSB; the report names the protocol and
+    the proof's own costs."""
+    from tflite_mpc import modelgen
+    model, xs, wants = digits
+    d = tflite_mpc.load_delegate(truncation=truncation, protocol="mal3")
+    for x, want in zip(xs, wants):
+        got = modelgen.run_tflite(model, x, reference=False, delegates=[d])[0]
+        diff = np.abs(got.astype(np.int64) - want.astype(np.int64)).max()
+        assert diff == 0 if truncation == "exact" else diff <= 1
+    r = tflite_mpc.report(d)
+    assert r["protocol"] == "mal3"
+
+
+@pytest.mark.parametrize("kind, party", [("share", 1), ("reshare", 2), ("and", 0), ("prg", 2)])
+def test_delegate_aborts_where_rep3_returned_wrong_outputs(digits, kind, party):
+    """The plans under which rep3 returns wrong outputs silently (test_faults.py): mal3 fails the
+    inference with the failed check named, and a new session is correct again."""
+    from tflite_mpc import modelgen
+    model, xs, wants = digits
+    _native._fault_arm(party, kind, "add", seed=11, count=-1)
+    d = tflite_mpc.load_delegate(truncation="exact", protocol="mal3")
+    with pytest.raises(RuntimeError, match="mal3 verification|reveal: the two parties"):
+        modelgen.run_tflite(model, xs[0], reference=False, delegates=[d])
+    assert _native._fault_tampered() > 0
+    _native._fault_disarm()
+    d = tflite_mpc.load_delegate(truncation="exact", protocol="mal3")
+    assert np.array_equal(modelgen.run_tflite(model, xs[0], reference=False, delegates=[d])[0], wants[0])

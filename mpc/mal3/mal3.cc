@@ -469,7 +469,9 @@ std::vector<Share> Mal3::products(const std::vector<Product>& list) {
     r.mine.insert(r.mine.end(), o.a.begin(), o.a.end());
     r.got.insert(r.got.end(), o.b.begin(), o.b.end());
   }
+  for (auto& p : r.items) pending_claim_ += p.kind == Product::kElementwise ? p.x->size() : 0;
   if (r.total) pending_.push_back(std::move(r));
+  if (pending_claim_ >= kMaxPendingElementwise) verify();  // bounds the proof's memory
   return out;
 }
 
@@ -481,6 +483,7 @@ void Mal3::verify() {
   std::vector<AndRecord> ands = std::move(ands_);
   pending_.clear();
   ands_.clear();
+  pending_and_words_ = pending_claim_ = 0;
   std::string failed;  // the first check that failed here
 
   // 1. Common coin: open the committed seeds, commit to the next ones.
@@ -767,7 +770,9 @@ Rep3::BShare Mal3::band(const BShare& x, const BShare& y) {
   r.ya = y.a;
   r.yb = y.b;
   r.got = z.b;
+  pending_and_words_ += r.xa.size();
   ands_.push_back(std::move(r));
+  if (pending_and_words_ >= kMaxPendingAndWords) verify();  // bounds the proof's memory
   return z;
 }
 
@@ -897,17 +902,30 @@ Share Mal3::trunc(const Share& x, const Shifts& d) {
   return add_public(y, Pub(offset));
 }
 
-// Rounding down is within the contract (floor(x / 2^d) or one more); it is deterministic, so
-// nothing about it can be predicted that is not already known.
-Share Mal3::trunc_pr(const Share& x, const Shifts& d) { return trunc(x, d); }
+// Round to nearest: floor((x + 2^(d-1)) / 2^d) is floor(x / 2^d) or one more, as the contract
+// asks, and carries no bias from layer to layer. It is deterministic: no party can predict a
+// rounding it could not compute from what it already knows (the exact value is secret).
+Share Mal3::trunc_pr(const Share& x, const Shifts& d) {
+  const size_t n = x.size();
+  d.check(n, 0, 62, "trunc_pr");
+  std::vector<u64> half(d.v.size());
+  for (size_t i = 0; i < half.size(); ++i) half[i] = d.v[i] > 0 ? u64{1} << (d.v[i] - 1) : 0;
+  return trunc(add_public(x, Pub(half)), d);
+}
 
 // The composition (Protocol::requant_composed) is exact while v = acc * mult + add (minus adj)
 // stays in [-2^62, 2^63): mal3's truncation offsets by 2^62 and needs the sum below 2^64.
 // Parameters that could leave that range are refused rather than computed wrongly (rep3's
 // fused circuit handles them; TFLite's multipliers of at most 1 always fit).
-Share Mal3::requant(const Share& acc, const RequantSpec& s) {
-  s.check(acc.size());
-  const size_t c = std::max({s.mult.v.size(), s.add.v.size(), s.adj.v.size(), s.d.v.size(), size_t{1}});
+Share Mal3::requant(const Share& acc, const RequantSpec& spec) {
+  spec.check(acc.size());
+  const size_t c = std::max({spec.mult.v.size(), spec.add.v.size(), spec.adj.v.size(), spec.d.v.size(), size_t{1}});
+  RequantSpec s = spec;
+  if (s.stochastic) {  // probabilistic mode: round to nearest, as trunc_pr
+    s.stochastic = false;
+    s.add.v.resize(c);
+    for (size_t i = 0; i < c; ++i) s.add.v[i] = spec.add.at(i) + (u64{1} << (spec.d.at(i) - 1));
+  }
   using i128 = __int128;
   const i128 amax = (i128{1} << (s.acc_bits - 1));
   for (size_t i = 0; i < c; ++i) {

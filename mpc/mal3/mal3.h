@@ -31,7 +31,7 @@
 // secure, its selective failure leaks a choice bit); their ANDs are rep3's one-round ANDs,
 // proven in GF(2^64) at the same verify() (soundness 2 / (2^64 - 2) per step); bits return to
 // arithmetic sharings through products, proven with the others. Probabilistic truncation
-// rounds down (deterministic; within its contract).
+// rounds to nearest (deterministic, within its contract; requantization likewise).
 #pragma once
 #include "../rep3/rep3.h"
 
@@ -71,6 +71,12 @@ class Mal3 : public Rep3 {
     u64 blk_next = 0, blk_prev = 0;
   };
   std::vector<AndRecord> ands_;
+  // verify() also runs when the pending statement grows past these (its vectors take 64 bytes
+  // per AND and 3 kB per elementwise product, per party): memory stays bounded (about 0.3 GB
+  // per party), at the cost of a proof's rounds per that much work.
+  static constexpr size_t kMaxPendingAndWords = size_t{1} << 16;  // 2^22 ANDs
+  static constexpr size_t kMaxPendingElementwise = size_t{1} << 16;
+  size_t pending_and_words_ = 0, pending_claim_ = 0;
   BShare band(const BShare& x, const BShare& y);  // bool_and + its round, recorded
   BShare comp_bits(const Share& x, int k, int j) const;  // component j's low k bits, shared
   // x0 + x1 + x2 over k bits: carry-save carries cy, propagates p0 = sum ^ (cy << 1), and the
