@@ -265,3 +265,28 @@ def test_delegate_aborts_where_rep3_returned_wrong_outputs(digits, kind, party):
     _native._fault_disarm()
     d = tflite_mpc.load_delegate(truncation="exact", protocol="mal3")
     assert np.array_equal(modelgen.run_tflite(model, xs[0], reference=False, delegates=[d])[0], wants[0])
+
+
+def test_three_processes_over_tls(tmp_path):
+    """Distributed mode: the data owner here, parties 1 and 2 as `tflite-mpc party` processes,
+    protocol mal3 from the party configuration: the same output as TFLite's reference kernels,
+    and the handshake names the protocol (a rep3 party would refuse a mal3 session)."""
+    import json
+    from tflite_mpc import modelgen
+    from distributed_helpers import Parties, client, infer, make_session
+    d = str(tmp_path)
+    cfg, model, paths = make_session(d)
+    conf = json.load(open(cfg))
+    conf["protocol"] = "mal3"
+    json.dump(conf, open(cfg, "w"))
+    ps = Parties(cfg, {1: paths["model"], 2: paths["public"]}, d)
+    try:
+        ps.start_all([1, 2])
+        it, dlg = client(cfg, paths["public"])
+        x = modelgen.random_input(model, seed=3)[0]
+        assert np.array_equal(infer(it, x), modelgen.run_tflite(model, [x], reference=True)[0])
+        rep = tflite_mpc.report(dlg)
+        assert rep["protocol"] == "mal3" and rep.parties_seen == [0, 1, 2]
+        del it, dlg
+    finally:
+        ps.stop()

@@ -21,8 +21,8 @@ from .report import Report
 #: option -> (default, description); values are strings on TFLite's plugin interface.
 OPTIONS = {
     "protocol": ("rep3", "MPC protocol: rep3 (3-party replicated secret sharing, semi-honest, honest majority) or mal3 "
-                 "(the same sharing, security with abort against one malicious party; products and openings only "
-                 "so far: models with non-linear layers are refused)"),
+                 "(the same sharing, security with abort against one malicious party: every message proven "
+                 "before anything is opened; much slower so far)"),
     "truncation": ("probabilistic", "probabilistic (within 1 LSB per op) or exact (bit-identical to TFLite's "
                                     "reference kernels)"),
     "data_owner": ("0", "party that supplies the input"),

@@ -1,0 +1,29 @@
+"""Conformance under mal3 (issue 9): the single-op grids of test_delegate_ops.py, the same
+oracle (BUILTIN_REF) and bounds, run under the actively secure protocol: exact bit-identical,
+probabilistic within 1 LSB (mal3 rounds to nearest there). Every case of those grids, one input
+each (about 45 s in all)."""
+import pytest
+
+from tflite_mpc import modelgen
+from secure import check_model
+import test_delegate_ops as grids
+
+CASES = [("conv2d", p) for p in grids.CONV] + [("depthwise_conv2d", p) for p in grids.DW] + \
+        [("fully_connected", p) for p in grids.FC] + [("average_pool2d", p) for p in grids.POOL] + \
+        [("max_pool2d", p) for p in grids.POOL] + [("add", p) for p in grids.ADD] + \
+        [("mean", p) for p in grids.MEAN]
+
+
+def _params():
+    for op, p in CASES:
+        yield pytest.param(op, p, id=f"{op}-{p}")
+
+
+@pytest.mark.parametrize("op, p", list(_params()))
+def test_op_under_mal3(op, p):
+    check_model(getattr(modelgen, op)(**p), seeds=(0,), protocol="mal3")
+
+
+def test_reshape_and_softmax_under_mal3():
+    check_model(modelgen.reshape(), seeds=(0,), protocol="mal3")
+    check_model(modelgen.softmax(n=10), seeds=(0,), exact_bound=1, pr_bound=1, protocol="mal3")
