@@ -5,6 +5,7 @@ parties of bytes sent per inference), rounds, plaintext TFLite time (default
 optimized kernels, one thread) and the ratio, plus agreement with BUILTIN_REF.
 
   python benchmarks/mobilenet.py --alpha 0.25 --size 128 [--truncation exact] [--repeat 5] [--batch 8]
+                                [--protocol rep3|mal3]
 
 --batch N builds the model with batch N (modelgen.mobilenet_v1(batch=N): same weights and,
 up to float rounding in calibration, quantization as batch 1) and feeds N random images;
@@ -47,6 +48,7 @@ def main():
     ap.add_argument("--alpha", type=float, default=0.25)
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--truncation", default="probabilistic", choices=["probabilistic", "exact"])
+    ap.add_argument("--protocol", default="rep3", choices=["rep3", "mal3"])
     ap.add_argument("--mode", default="local", choices=["local", "tcp", "tls"])
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--batch", type=int, default=1, help="images per invoke (the model's batch dimension)")
@@ -73,7 +75,8 @@ def main():
 
     procs = []
     if args.mode == "local":
-        sec, d = commands.secure_interpreter(model, {"truncation": args.truncation, "network": args.network})
+        sec, d = commands.secure_interpreter(model, {"truncation": args.truncation, "network": args.network,
+                                                     "protocol": args.protocol})
     else:
         d, sec, procs = start_parties(model, args)
     # first run: the model owner also secret-shares the weights
@@ -100,7 +103,8 @@ def main():
                  "predicted_latency_s": round(lat_s, 3), "predicted_transfer_s": round(bw_s, 3),
                  "predicted_transfer_busiest_link_s": round(bw_link_s, 3)}
     print(json.dumps({
-        "bench": "mobilenet_v1", "alpha": args.alpha, "size": args.size, "batch": args.batch, "mode": args.mode,
+        "bench": "mobilenet_v1", "protocol": args.protocol, "alpha": args.alpha, "size": args.size,
+        "batch": args.batch, "mode": args.mode,
         "truncation": args.truncation, "seconds": round(secure_s, 4),
         "seconds_per_image": round(secure_s / args.batch, 4),
         "bytes_per_party": max(p["bytes_sent"] for p in rep["parties"]),  # tcp/tls: party 0's only
@@ -138,7 +142,7 @@ def start_parties(model, args):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             ports.append(s.getsockname()[1])
-    cfg = {"protocol": "rep3", "truncation": args.truncation, "timeout": 60,
+    cfg = {"protocol": args.protocol, "truncation": args.truncation, "timeout": 600,
            "transport": "tls" if args.mode == "tls" else "tcp-insecure", "ca": "ca.pem",
            "roles": {"data_owner": 0, "model_owner": 1, "output_to": [0]}, "network": args.network,
            "parties": [{"id": i, "host": "127.0.0.1", "port": ports[i], "cert": f"party{i}.pem",

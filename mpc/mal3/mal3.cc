@@ -704,8 +704,8 @@ void Mal3::verify() {
 // Non-linear steps are Boolean circuits on bit-sliced XOR sharings (plane j, word w: bit j of
 // elements 64w..64w+63). A value's three arithmetic components are each known to two parties,
 // so each is a Boolean sharing for free (the bits in its own slot, zeros elsewhere); their sum
-// is a carry-save layer (one AND round) and a Kogge-Stone prefix circuit (one AND round for the
-// generates, then one per doubling of the distance). Every AND is rep3's one-round AND,
+// is a carry-save layer (one AND round) and a parallel prefix circuit (one AND round for the
+// generates, then one per doubling of the distance; Sklansky's prefix, k/2 positions a level). Every AND is rep3's one-round AND,
 // recorded and proven in GF(2^64) at the next verify(). Bits return to arithmetic sharings
 // through two products (b0 xor b1 xor b2 with a xor b = a + b - 2ab), proven in GR.
 namespace {
@@ -793,21 +793,38 @@ Mal3::Sum Mal3::add3(const Share& x, int k) {
   BShare sum = bxor(bxor(c0, c1), c2), B = shift_planes(s.cy, 1);
   s.p0 = bxor(sum, B);
   BShare G = band(sum, B), P = s.p0;
+  // Sklansky prefix: at distance 2^l, every position i in the upper half of its 2^(l+1) block
+  // takes (G, P) of the last position of the lower half: G_i ^= P_i G_j, P_i = P_i P_j. Same
+  // depth as Kogge-Stone, k/2 positions per level instead of k - 2^l.
+  const size_t W = G.W;
   for (int dist = 1; dist < k; dist *= 2) {
-    const size_t hi = k - dist;  // planes dist..k-1 combine with planes 0..hi-1
+    std::vector<size_t> up, low;
+    for (int i = 0; i < k; ++i)
+      if (i & dist) {
+        up.push_back(i);
+        low.push_back((i & ~(2 * dist - 1)) + dist - 1);
+      }
     const bool need_p = 2 * dist < k;
-    BShare X = planes_of(P, dist, hi), Y = planes_of(G, 0, hi);
-    if (need_p) {
-      X = cat(X, planes_of(P, dist, hi));
-      Y = cat(Y, planes_of(P, 0, hi));
+    const size_t u = up.size(), np = need_p ? 2 * u : u;
+    BShare X = bzero(np, W), Y = bzero(np, W);
+    for (size_t q = 0; q < u; ++q) {
+      for (size_t h = 0; h < (need_p ? 2u : 1u); ++h) {
+        const size_t dst = (q + h * u) * W;
+        std::memcpy(X.a.data() + dst, P.a.data() + up[q] * W, W * 8);
+        std::memcpy(X.b.data() + dst, P.b.data() + up[q] * W, W * 8);
+        const BShare& src = h == 0 ? G : P;
+        std::memcpy(Y.a.data() + dst, src.a.data() + low[q] * W, W * 8);
+        std::memcpy(Y.b.data() + dst, src.b.data() + low[q] * W, W * 8);
+      }
     }
     BShare Z = band(X, Y);
-    const size_t W = G.W;
-    vxor(G.a.data() + dist * W, G.a.data() + dist * W, Z.a.data(), hi * W);
-    vxor(G.b.data() + dist * W, G.b.data() + dist * W, Z.b.data(), hi * W);
-    if (need_p) {
-      std::memcpy(P.a.data() + dist * W, Z.a.data() + hi * W, hi * W * 8);
-      std::memcpy(P.b.data() + dist * W, Z.b.data() + hi * W, hi * W * 8);
+    for (size_t q = 0; q < u; ++q) {
+      vxor(G.a.data() + up[q] * W, G.a.data() + up[q] * W, Z.a.data() + q * W, W);
+      vxor(G.b.data() + up[q] * W, G.b.data() + up[q] * W, Z.b.data() + q * W, W);
+      if (need_p) {
+        std::memcpy(P.a.data() + up[q] * W, Z.a.data() + (u + q) * W, W * 8);
+        std::memcpy(P.b.data() + up[q] * W, Z.b.data() + (u + q) * W, W * 8);
+      }
     }
   }
   s.g = std::move(G);
