@@ -290,3 +290,15 @@ def test_three_processes_over_tls(tmp_path):
         del it, dlg
     finally:
         ps.stop()
+
+
+def test_requant_range_guard_covers_every_broadcast_combination():
+    """Parameters broadcast as v[i % size]: with sizes 2 and 3 the pair (mult[1], add[2]) first
+    meets at element 5; it leaves the exact range, so the call is refused (a guard that looked at
+    three combinations only let it through)."""
+    e = tflite_mpc.Engine("mal3")
+    x = e.share(np.arange(6), 0)
+    with pytest.raises(ValueError, match="mal3: requantization"):
+        e.requant(x, [1, 2**30], [0, 0, -(2**62) + 2**40], 31, -128, 127)
+    ok = e.requant(x, [1, 2**30], [0, 0, -(2**40)], 31, -128, 127)  # in range: computed
+    assert np.array_equal(e.reveal(ok), np.clip((np.arange(6) * np.array([1, 2**30] * 3) + np.array([0, 0, -(2**40)] * 2)) >> 31, -128, 127))

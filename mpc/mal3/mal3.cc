@@ -4,6 +4,7 @@
 #include <wmmintrin.h>
 
 #include <algorithm>
+#include <numeric>
 #include <cstring>
 #include <memory>
 
@@ -300,9 +301,8 @@ template <class F>
 struct Proof {
   static constexpr int W = F::W;
   Vec pa, pb, la, rb;  // prover: a (also at L), b (also at R); L of next: a; R of previous: b
-  u64 cl[W] = {}, cr[W] = {}, ab[W] = {};
+  u64 cl[W] = {}, cr[W] = {};
   size_t len = 0;
-  bool first = true;
   Prg pl_p, pl_l, pr_p, pr_r, lr_r, lr_l;
   u64 r_prev = 0;  // the challenge sent to the previous party (as its R) this step
   u64 lp0[W], lp2[W];
@@ -323,21 +323,20 @@ struct Proof {
     len = m;
     for (Vec* v : {&pa, &pb, &la, &rb}) v->assign(m * W, 0);
   }
-  // Element 0: the masks (a = alpha from PL, b = beta from PR) and the claim + alpha beta
-  // (L's share s from PL, R's share sent with the first step).
+  // Elements 0 and 1: the masks, a = (alpha, 0) with alpha from PL and b = (0, beta) with beta
+  // from PR. Their inner product is zero, so the claim stays the verifiers' own (nothing in it
+  // comes from the prover), while the last a and b, which L and R open to each other, carry
+  // alpha and beta with unit weights (prod(1 - r), r prod(1 - r): r is in A minus {0, 1}).
   void mask() {
-    Vec alpha = pl_p.next(W), beta = pr_p.next(W), s = pl_p.next(W);
+    Vec alpha = pl_p.next(W), beta = pr_p.next(W);
     std::memcpy(pa.data(), alpha.data(), W * 8);
-    std::memcpy(pb.data(), beta.data(), W * 8);
-    F::mul(alpha.data(), beta.data(), ab);
-    F::sub(ab, s.data());
-    Vec a_l = pl_l.next(W), s_l = pl_l.next(W), b_r = pr_r.next(W);
+    std::memcpy(pb.data() + W, beta.data(), W * 8);
+    Vec a_l = pl_l.next(W), b_r = pr_r.next(W);
     std::memcpy(la.data(), a_l.data(), W * 8);
-    std::memcpy(rb.data(), b_r.data(), W * 8);
-    F::add(cl, s_l.data());
+    std::memcpy(rb.data() + W, b_r.data(), W * 8);
   }
   bool active() const { return len > 1; }
-  size_t step_words() const { return (first ? 3 : 2) * W; }
+  size_t step_words() const { return 2 * W; }
   // The prover's message of this step (R's shares of p0, p2).
   void step_send(Vec& msg) {
     if (len % 2) {  // an odd length gets a zero element (the same at every party: len is public)
@@ -351,7 +350,6 @@ struct Proof {
     Vec l0 = pl_p.next(W), l2 = pl_p.next(W);
     F::sub(p0, l0.data());
     F::sub(p2, l2.data());
-    if (first) msg.insert(msg.end(), ab, ab + W);
     msg.insert(msg.end(), p0, p0 + W);
     msg.insert(msg.end(), p2, p2 + W);
     Vec a = pl_l.next(W), b = pl_l.next(W);  // as L of next: its shares come from our stream
@@ -361,10 +359,6 @@ struct Proof {
   // As R of the previous party: its message, then this step's challenge for it.
   const u64* rp = nullptr;
   void step_recv(const u64* msg) {
-    if (first) {
-      F::add(cr, msg);
-      msg += W;
-    }
     rp = msg;
     r_prev = draw_challenge<F>(lr_r);
   }
@@ -379,7 +373,6 @@ struct Proof {
     F::fold(pa, h, r);
     F::fold(pb, h, r);
     len = h;
-    first = false;
   }
   // The last a * b: L sends (a, c_L) to R (its previous party), R sends (b, c_R) to L.
   void open_msgs(Vec& to_prev, Vec& to_next) const {
@@ -522,10 +515,10 @@ void Mal3::verify() {
 
   // 2a. Products. This party is the prover of its own messages (pa at L, pb at R), L of its
   // next party's (la: its b components; claim share cl) and R of its previous party's (rb: its
-  // a components; claim share cr). Element 0 is the mask.
+  // a components; claim share cr). Elements 0 and 1 are the masks.
   if (gp) {
     Proof<GRF>& g = *gp;
-    size_t m = 1;
+    size_t m = 2;
     std::vector<std::vector<Item>> items(recs.size());
     for (size_t i = 0; i < recs.size(); ++i)
       for (auto& p : recs[i].items) {
@@ -534,7 +527,7 @@ void Mal3::verify() {
       }
     g.resize(m);
     u64 cl_acc[gr::kWide] = {}, cr_acc[gr::kWide] = {};
-    size_t at = 1;
+    size_t at = 2;
     for (size_t i = 0; i < recs.size(); ++i) {
       const Record& rec = recs[i];
       Vec r2(rec.total), r1(rec.total);  // the zero shares of next's and of previous' messages
@@ -588,11 +581,11 @@ void Mal3::verify() {
   // random GF(2^64) coefficient per bit: a = (t x_me, t y_me), b = (y_next, x_next).
   if (bp) {
     Proof<GF>& g = *bp;
-    size_t m = 1;
+    size_t m = 2;
     for (auto& r : ands) m += 2 * 64 * r.xa.size();
     g.resize(m);
     u64 cl = 0, cr = 0;
-    size_t at = 1;
+    size_t at = 2;
     for (const AndRecord& r : ands) {
       const size_t n = r.xa.size(), bits = 64 * n;
       Vec th = coin.next(bits), r2(n), r1(n);
@@ -936,7 +929,11 @@ Share Mal3::trunc_pr(const Share& x, const Shifts& d) {
 // fused circuit handles them; TFLite's multipliers of at most 1 always fit).
 Share Mal3::requant(const Share& acc, const RequantSpec& spec) {
   spec.check(acc.size());
-  const size_t c = std::max({spec.mult.v.size(), spec.add.v.size(), spec.adj.v.size(), spec.d.v.size(), size_t{1}});
+  // The parameters' period: every vector broadcasts as v[i % size] (sizes 1, n or channels).
+  size_t c = 1;
+  for (size_t z : {spec.mult.v.size(), spec.add.v.size(), spec.adj.v.size(), spec.d.v.size()})
+    if (z > 1) c = std::lcm(c, z);
+  c = std::min(c, std::max<size_t>(acc.size(), 1));
   RequantSpec s = spec;
   if (s.stochastic) {  // probabilistic mode: round to nearest, as trunc_pr
     s.stochastic = false;

@@ -17,14 +17,17 @@
 //     to <a, b> = c_L + c_R with a at L, b at R (the prover knows all);
 //  2. the prover proves it by folding (length halves per step; L's shares of the proof come
 //     from the PRG it shares with the prover, R's are sent; R sends a challenge drawn from the
-//     key L and R share), a random mask pair first so that what L and R finally open reveals
+//     key L and R share), two random mask elements first (inner product zero, so the claim
+//     holds nothing the prover chose) so that what L and R finally open reveals
 //     nothing; L and R check the last product and every party says whether its checks held.
 // Soundness: a false claim survives the compression with probability <= 2 / 2^48 and each
 // halving step with <= 2 / (2^48 - 2); with fewer than 2^40 elements that is below 2^-41 per
-// prover and verification (statistical security parameter 41). Any failure raises
-// CheatingDetected at every honest
-// party, before anything is revealed: reveal() verifies first, and every party receives the
-// missing component of an opened value from both parties that hold it and compares them.
+// prover and verification (statistical security parameter 41). A deviating prover is caught by
+// both honest parties (they are its L and R), before anything is revealed: reveal() verifies
+// first, and every party receives the missing component of an opened value from both parties
+// that hold it and compares them. The abort may be selective: a deviating party can make one
+// honest party raise CheatingDetected (a bad verdict or opening sent to it alone) while the
+// other finishes; no honest party ever accepts a wrong value.
 //
 // Non-linear steps (truncation, comparison, bit decomposition; requantization composes them)
 // are Boolean circuits on the parties' own components (no three-party OT: that is not actively
