@@ -120,6 +120,8 @@ Options Options::parse(const std::vector<std::pair<std::string, std::string>>& k
   for (auto& [k, v] : kv) o.net_given |= k == "network" || k == "latency_ms" || k == "bandwidth_mbps";
   if (o.estimate && o.debug_checks)
     throw ArgError("option debug_checks=true cannot go with estimate=true: an estimate computes nothing to check");
+  if (o.estimate && o.protocol == "mal3")
+    throw ArgError("option estimate=true supports protocol rep3 only: the cost model does not know mal3's proofs yet");
   if (!o.parties.empty()) {
     if (o.party < 0) throw ArgError("option 'parties' needs 'party' (this process's party id)");
     // debug_checks opens intermediate values to check their widths: with one party

@@ -302,3 +302,12 @@ def test_requant_range_guard_covers_every_broadcast_combination():
         e.requant(x, [1, 2**30], [0, 0, -(2**62) + 2**40], 31, -128, 127)
     ok = e.requant(x, [1, 2**30], [0, 0, -(2**40)], 31, -128, 127)  # in range: computed
     assert np.array_equal(e.reveal(ok), np.clip((np.arange(6) * np.array([1, 2**30] * 3) + np.array([0, 0, -(2**40)] * 2)) >> 31, -128, 127))
+
+
+def test_options():
+    """protocol=mal3 is a valid option; the cost model (estimate=true) refuses it, saying why."""
+    tflite_mpc.validate_options({"protocol": "mal3", "truncation": "exact"})
+    with pytest.raises(ValueError, match="estimate=true supports protocol rep3 only"):
+        tflite_mpc.validate_options({"protocol": "mal3", "estimate": "true"})
+    with pytest.raises(ValueError, match="valid protocols are rep3, mal3"):
+        tflite_mpc.validate_options({"protocol": "mal4"})
