@@ -267,6 +267,132 @@ struct GF {
   }
 };
 
+inline u64 gf_inv(u64 a) {  // a^(2^64 - 2)
+  u64 r = 1, x = a;
+  for (int i = 1; i < 64; ++i) {  // exponent bits 1..63 set
+    x = gf_mul(x, x);
+    r = gf_mul(r, x);
+  }
+  return r;
+}
+
+// The first step of the AND proof, on bit-sliced words. The statement is
+//   sum_q alpha_q sum_b beta_b X_q[b] Y_q[b] = c        (X_q at L, Y_q at R, 64-bit words)
+// (coefficient alpha_w beta_b per bit: a non-zero error survives with probability <= 2^-63).
+// One 8-ary step folds the 8 bits s of every byte t (b = 8t + s): the prover sends its
+// degree-14 polynomial p(X) = sum_{q,t} f_A(X) f_B(X), f interpolating the byte's bits at the
+// points 0..7, as values at the points 0..14 (the one at 7 follows from the claim); after the
+// challenge r the vectors become A_{q,t} = alpha_q sum_s L_s(r) beta_{8t+s} X_q[8t+s] and
+// B_{q,t} = sum_s L_s(r) Y_q[8t+s]: byte-table lookups, one field element per byte.
+struct BitFirst {
+  static constexpr int kPts = 15;
+  Vec px, py, lx, ry;  // prover's X and Y words, L's X (for its next party), R's Y (previous)
+  Vec alpha;           // per word pair q
+  u64 beta[64] = {};
+  u64 lshare[kPts] = {};  // as L of next: its shares (index 7 unused)
+  u64 inv8[8], inv15[kPts];
+
+  BitFirst() {
+    for (int s = 0; s < 8; ++s) {
+      u64 d = 1;
+      for (int i = 0; i < 8; ++i)
+        if (i != s) d = gf_mul(d, static_cast<u64>(s ^ i));
+      inv8[s] = gf_inv(d);
+    }
+    for (int j = 0; j < kPts; ++j) {
+      u64 d = 1;
+      for (int i = 0; i < kPts; ++i)
+        if (i != j) d = gf_mul(d, static_cast<u64>(j ^ i));
+      inv15[j] = gf_inv(d);
+    }
+  }
+  u64 lag8(int s, u64 x) const {
+    u64 v = inv8[s];
+    for (int i = 0; i < 8; ++i)
+      if (i != s) v = gf_mul(v, x ^ static_cast<u64>(i));
+    return v;
+  }
+  u64 lag15(int j, u64 x) const {
+    u64 v = inv15[j];
+    for (int i = 0; i < kPts; ++i)
+      if (i != j) v = gf_mul(v, x ^ static_cast<u64>(i));
+    return v;
+  }
+  // tables[t][v] = XOR over the set bits s of v of coef[8t + s] (8 x 256); coef has 64 entries
+  static void byte_tables(const u64* coef, std::vector<u64>& tab) {
+    tab.assign(8 * 256, 0);
+    for (int t = 0; t < 8; ++t)
+      for (int v = 1; v < 256; ++v) {
+        const int s = __builtin_ctz(v);
+        tab[t * 256 + v] = tab[t * 256 + (v & (v - 1))] ^ coef[8 * t + s];
+      }
+  }
+  void prover_values(u64 vals[kPts]) const {
+    u64 S[64] = {};
+    const size_t Q = px.size();
+    for (size_t q = 0; q < Q; ++q) {
+      u64 w = px[q] & py[q];
+      while (w) {
+        S[__builtin_ctzll(w)] ^= alpha[q];
+        w &= w - 1;
+      }
+    }
+    for (int s = 0; s < 8; ++s) {
+      u64 v = 0;
+      for (int t = 0; t < 8; ++t) v ^= gf_mul(beta[8 * t + s], S[8 * t + s]);
+      vals[s] = v;
+    }
+    for (int j = 8; j < kPts; ++j) {
+      u64 ca[64], cb[64];
+      for (int b = 0; b < 64; ++b) {
+        const u64 l = lag8(b & 7, static_cast<u64>(j));
+        ca[b] = gf_mul(l, beta[b]);
+        cb[b] = l;
+      }
+      std::vector<u64> ta, tb;
+      byte_tables(ca, ta);
+      byte_tables(cb, tb);
+      u64 acc = 0;
+      for (size_t q = 0; q < Q; ++q) {
+        u64 inner = 0;
+        for (int t = 0; t < 8; ++t)
+          inner ^= gf_mul(ta[t * 256 + ((px[q] >> (8 * t)) & 255)], tb[t * 256 + ((py[q] >> (8 * t)) & 255)]);
+        acc ^= gf_mul(alpha[q], inner);
+      }
+      vals[j] = acc;
+    }
+  }
+  // A verifier's next claim share from its shares of the values (index 7 derived from c).
+  u64 next_claim(u64 c, const u64* v14, u64 r) const {
+    u64 v[kPts];
+    for (int j = 0, k = 0; j < kPts; ++j)
+      if (j != 7) v[j] = v14[k++];
+    u64 e7 = c;
+    for (int s = 0; s < 7; ++s) e7 ^= v[s];
+    v[7] = e7;
+    u64 out = 0;
+    for (int j = 0; j < kPts; ++j) out ^= gf_mul(lag15(j, r), v[j]);
+    return out;
+  }
+  // The folded vectors: A from X words (with alpha), B from Y words, at element 2 + 8q + t.
+  void fold_a(const Vec& X, u64 r, u64* out) const {
+    u64 ca[64];
+    for (int b = 0; b < 64; ++b) ca[b] = gf_mul(lag8(b & 7, r), beta[b]);
+    std::vector<u64> ta;
+    byte_tables(ca, ta);
+    for (size_t q = 0; q < X.size(); ++q)
+      for (int t = 0; t < 8; ++t) out[8 * q + t] = gf_mul(alpha[q], ta[t * 256 + ((X[q] >> (8 * t)) & 255)]);
+  }
+  void fold_b(const Vec& Y, u64 r, u64* out) const {
+    u64 cb[64];
+    for (int b = 0; b < 64; ++b) cb[b] = lag8(b & 7, r);
+    std::vector<u64> tb;
+    byte_tables(cb, tb);
+    for (size_t q = 0; q < Y.size(); ++q)
+      for (int t = 0; t < 8; ++t) out[8 * q + t] = tb[t * 256 + ((Y[q] >> (8 * t)) & 255)];
+  }
+};
+
 template <class F>
 u64 draw_challenge(Prg& g) {  // uniform over the challenge set minus {0, 1}: prod(1 - r) stays a unit
   u64 r = 0;
@@ -304,6 +430,7 @@ struct Proof {
   u64 cl[W] = {}, cr[W] = {};
   size_t len = 0;
   Prg pl_p, pl_l, pr_p, pr_r, lr_r, lr_l;
+  std::unique_ptr<BitFirst> bf;  // the AND proof's first step (GF only), until it is taken
   u64 r_prev = 0;  // the challenge sent to the previous party (as its R) this step
   u64 lp0[W], lp2[W];
 
@@ -335,10 +462,22 @@ struct Proof {
     std::memcpy(la.data(), a_l.data(), W * 8);
     std::memcpy(rb.data() + W, b_r.data(), W * 8);
   }
-  bool active() const { return len > 1; }
-  size_t step_words() const { return 2 * W; }
+  bool active() const { return bf || len > 1; }
+  size_t step_words() const { return bf ? BitFirst::kPts - 1 : 2 * W; }
   // The prover's message of this step (R's shares of p0, p2).
   void step_send(Vec& msg) {
+    if (bf) {  // R's shares of p at the points 0..14 but 7
+      u64 vals[BitFirst::kPts];
+      bf->prover_values(vals);
+      Vec lp = pl_p.next(BitFirst::kPts - 1), ll = pl_l.next(BitFirst::kPts - 1);
+      for (int j = 0, k = 0; j < BitFirst::kPts; ++j)
+        if (j != 7) {
+          msg.push_back(vals[j] ^ lp[k]);
+          bf->lshare[k] = ll[k];
+          ++k;
+        }
+      return;
+    }
     if (len % 2) {  // an odd length gets a zero element (the same at every party: len is public)
       for (Vec* v : {&pa, &pb, &la, &rb}) v->resize((len + 1) * W, 0);
       ++len;
@@ -363,6 +502,19 @@ struct Proof {
     r_prev = draw_challenge<F>(lr_r);
   }
   void step_finish(u64 r_from_next, const u64* rmsg) {
+    if (bf) {
+      const u64 r_next = draw_challenge<F>(lr_l), r = r_from_next;
+      cl[0] = bf->next_claim(cl[0], bf->lshare, r_next);
+      cr[0] = bf->next_claim(cr[0], rmsg, r_prev);
+      resize(2 + 8 * bf->px.size());
+      bf->fold_a(bf->px, r, pa.data() + 2);
+      bf->fold_b(bf->py, r, pb.data() + 2);
+      bf->fold_a(bf->lx, r_next, la.data() + 2);
+      bf->fold_b(bf->ry, r_prev, rb.data() + 2);
+      mask();
+      bf.reset();
+      return;
+    }
     const size_t h = len / 2;
     const u64 r_next = draw_challenge<F>(lr_l);  // as L of next: the challenge R sent it
     next_claim<F>(cl, lp0, lp2, r_next);
@@ -577,45 +729,43 @@ void Mal3::verify() {
   }
   recs.clear();
 
-  // 2b. ANDs: z_me ^ x_me y_me ^ r1 ^ r2 = x_me y_next ^ x_next y_me per bit, combined with one
-  // random GF(2^64) coefficient per bit: a = (t x_me, t y_me), b = (y_next, x_next).
+  // 2b. ANDs: z_me ^ x_me y_me ^ r1 ^ r2 = x_me y_next ^ x_next y_me per bit, combined with the
+  // coefficient alpha_w beta_b (word w, bit b): word pairs (x_me, y_next) and (y_me, x_next),
+  // proven by a bit-sliced first step (BitFirst), then by folding.
   if (bp) {
     Proof<GF>& g = *bp;
-    size_t m = 2;
-    for (auto& r : ands) m += 2 * 64 * r.xa.size();
-    g.resize(m);
-    u64 cl = 0, cr = 0;
-    size_t at = 2;
+    auto bf = std::make_unique<BitFirst>();
+    Vec beta = coin.next(64);
+    std::memcpy(bf->beta, beta.data(), sizeof bf->beta);
+    size_t words = 0;
+    for (auto& r : ands) words += r.xa.size();
+    for (Vec* v : {&bf->px, &bf->py, &bf->lx, &bf->ry, &bf->alpha}) v->reserve(2 * words);
+    u64 SL[64] = {}, SR[64] = {};
     for (const AndRecord& r : ands) {
-      const size_t n = r.xa.size(), bits = 64 * n;
-      Vec th = coin.next(bits), r2(n), r1(n);
+      const size_t n = r.xa.size();
+      Vec al = coin.next(n), r2(n), r1(n);
       prg_next_.fill_at(r.blk_next, r2.data(), n);
       prg_prev_.fill_at(r.blk_prev, r1.data(), n);
-      u64 *pa1 = g.pa.data() + at, *pa2 = pa1 + bits, *pb1 = g.pb.data() + at, *pb2 = pb1 + bits;
-      u64 *la1 = g.la.data() + at, *la2 = la1 + bits, *rb1 = g.rb.data() + at, *rb2 = rb1 + bits;
       for (size_t w = 0; w < n; ++w) {
-        const u64 lz = r.got[w] ^ (r.xb[w] & r.yb[w]) ^ r2[w];
-        for (int b = 0; b < 64; ++b) {
-          const size_t k = w * 64 + b;
-          const u64 t = th[k];
-          auto bit = [&](u64 v) { return (v >> b) & 1; };
-          pa1[k] = bit(r.xa[w]) ? t : 0;
-          pa2[k] = bit(r.ya[w]) ? t : 0;
-          pb1[k] = bit(r.yb[w]);
-          pb2[k] = bit(r.xb[w]);
-          la1[k] = bit(r.xb[w]) ? t : 0;
-          la2[k] = bit(r.yb[w]) ? t : 0;
-          rb1[k] = bit(r.ya[w]);
-          rb2[k] = bit(r.xa[w]);
-          if (bit(lz)) cl ^= t;
-          if (bit(r1[w])) cr ^= t;
-        }
+        bf->px.push_back(r.xa[w]);
+        bf->py.push_back(r.yb[w]);
+        bf->px.push_back(r.ya[w]);
+        bf->py.push_back(r.xb[w]);
+        bf->lx.push_back(r.xb[w]);
+        bf->lx.push_back(r.yb[w]);
+        bf->ry.push_back(r.ya[w]);
+        bf->ry.push_back(r.xa[w]);
+        bf->alpha.push_back(al[w]);
+        bf->alpha.push_back(al[w]);
+        for (u64 v = r.got[w] ^ (r.xb[w] & r.yb[w]) ^ r2[w]; v; v &= v - 1) SL[__builtin_ctzll(v)] ^= al[w];
+        for (u64 v = r1[w]; v; v &= v - 1) SR[__builtin_ctzll(v)] ^= al[w];
       }
-      at += 2 * bits;
     }
-    g.cl[0] = cl;
-    g.cr[0] = cr;
-    g.mask();
+    for (int b = 0; b < 64; ++b) {
+      g.cl[0] ^= gf_mul(bf->beta[b], SL[b]);
+      g.cr[0] ^= gf_mul(bf->beta[b], SR[b]);
+    }
+    g.bf = std::move(bf);
   }
   ands.clear();
 

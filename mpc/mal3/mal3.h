@@ -32,7 +32,8 @@
 // Non-linear steps (truncation, comparison, bit decomposition; requantization composes them)
 // are Boolean circuits on the parties' own components (no three-party OT: that is not actively
 // secure, its selective failure leaks a choice bit); their ANDs are rep3's one-round ANDs,
-// proven in GF(2^64) at the same verify() (soundness 2 / (2^64 - 2) per step); bits return to
+// proven in GF(2^64) at the same verify() (a bit-sliced 8-ary first step, 14 / 2^64, then
+// halving steps, 2 / (2^64 - 2) each); bits return to
 // arithmetic sharings through products, proven with the others. Probabilistic truncation
 // rounds to nearest (deterministic, within its contract; requantization likewise).
 #pragma once
@@ -74,10 +75,10 @@ class Mal3 : public Rep3 {
     u64 blk_next = 0, blk_prev = 0;
   };
   std::vector<AndRecord> ands_;
-  // verify() also runs when the pending statement grows past these (its vectors take 64 bytes
-  // per AND and 3 kB per elementwise product, per party): memory stays bounded (about 0.3 GB
-  // per party), at the cost of a proof's rounds per that much work.
-  static constexpr size_t kMaxPendingAndWords = size_t{1} << 16;  // 2^22 ANDs
+  // verify() also runs when the pending statement grows past these (about 10 bytes per AND and
+  // 3 kB per elementwise product, per party): memory stays bounded (about 0.3 GB per party),
+  // at the cost of a proof's rounds per that much work.
+  static constexpr size_t kMaxPendingAndWords = size_t{1} << 19;  // 2^25 ANDs
   static constexpr size_t kMaxPendingElementwise = size_t{1} << 16;
   size_t pending_and_words_ = 0, pending_claim_ = 0;
   BShare band(const BShare& x, const BShare& y);  // bool_and + its round, recorded
