@@ -284,12 +284,17 @@ inline u64 gf_inv(u64 a) {  // a^(2^64 - 2)
 // points 0..7, as values at the points 0..14 (the one at 7 follows from the claim); after the
 // challenge r the vectors become A_{q,t} = alpha_q sum_s L_s(r) beta_{8t+s} X_q[8t+s] and
 // B_{q,t} = sum_s L_s(r) Y_q[8t+s]: byte-table lookups, one field element per byte.
+// S[b] ^= a for every set bit b of v, in time independent of v (v derives from shares).
+inline void accumulate_bits(u64* S, u64 v, u64 a) {
+  for (int b = 0; b < 64; ++b) S[b] ^= (0 - ((v >> b) & 1)) & a;
+}
+
 struct BitFirst {
   static constexpr int kPts = 15;
   Vec px, py, lx, ry;  // prover's X and Y words, L's X (for its next party), R's Y (previous)
   Vec alpha;           // per word pair q
   u64 beta[64] = {};
-  u64 lshare[kPts] = {};  // as L of next: its shares (index 7 unused)
+  u64 lshare[kPts - 1] = {};  // as L of next: its shares of the 14 values sent (order of the message)
   u64 inv8[8], inv15[kPts];
 
   BitFirst() {
@@ -330,13 +335,7 @@ struct BitFirst {
   void prover_values(u64 vals[kPts]) const {
     u64 S[64] = {};
     const size_t Q = px.size();
-    for (size_t q = 0; q < Q; ++q) {
-      u64 w = px[q] & py[q];
-      while (w) {
-        S[__builtin_ctzll(w)] ^= alpha[q];
-        w &= w - 1;
-      }
-    }
+    for (size_t q = 0; q < Q; ++q) accumulate_bits(S, px[q] & py[q], alpha[q]);
     for (int s = 0; s < 8; ++s) {
       u64 v = 0;
       for (int t = 0; t < 8; ++t) v ^= gf_mul(beta[8 * t + s], S[8 * t + s]);
@@ -757,8 +756,8 @@ void Mal3::verify() {
         bf->ry.push_back(r.xa[w]);
         bf->alpha.push_back(al[w]);
         bf->alpha.push_back(al[w]);
-        for (u64 v = r.got[w] ^ (r.xb[w] & r.yb[w]) ^ r2[w]; v; v &= v - 1) SL[__builtin_ctzll(v)] ^= al[w];
-        for (u64 v = r1[w]; v; v &= v - 1) SR[__builtin_ctzll(v)] ^= al[w];
+        accumulate_bits(SL, r.got[w] ^ (r.xb[w] & r.yb[w]) ^ r2[w], al[w]);
+        accumulate_bits(SR, r1[w], al[w]);
       }
     }
     for (int b = 0; b < 64; ++b) {
