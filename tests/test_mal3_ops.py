@@ -27,3 +27,11 @@ def test_op_under_mal3(op, p):
 def test_reshape_and_softmax_under_mal3():
     check_model(modelgen.reshape(), seeds=(0,), protocol="mal3")
     check_model(modelgen.softmax(n=10), seeds=(0,), exact_bound=1, pr_bound=1, protocol="mal3")
+
+
+@pytest.mark.parametrize("roles", [(1, 2), (2, 0), (0, 0), (2, 2)], ids=lambda r: f"data{r[0]}-model{r[1]}")
+def test_every_owner_assignment_under_mal3(roles):
+    """Exact mode stays bit-identical whoever owns the input and the weights (the parties' roles
+    in the proofs rotate with them)."""
+    check_model(modelgen.conv2d(k=3, activation="relu6"), seeds=(0,), pr=False, protocol="mal3",
+                data_owner=roles[0], model_owner=roles[1])
