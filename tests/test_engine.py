@@ -537,11 +537,6 @@ REQUANT_CASES = {
 @pytest.mark.parametrize("acc_bits", [32, 17])
 def test_requant_floor_exact_at_edges(engine, rng, case, acc_bits, protocol):
     c = REQUANT_CASES[case]
-    if protocol == "mal3" and case in ("edges", "deep"):  # beyond the composition's |v| < 2^62: refused
-        with pytest.raises(ValueError, match="mal3: requantization"):
-            engine.requant(engine.share(np.arange(4), 1), c["mult"], c["add"], c["d"], c["lo"], c["hi"], c["adj"],
-                           acc_bits=acc_bits)
-        return
     lim = 2 ** (acc_bits - 1)
     x = rng.integers(-lim, lim, size=4000)
     edges = [0, 1, -1, lim - 1, -lim, lim - 2, -lim + 1] + [v for v in I32_EDGES if -lim <= v < lim]
@@ -560,8 +555,6 @@ def test_requant_floor_exact_at_edges(engine, rng, case, acc_bits, protocol):
 @pytest.mark.parametrize("case", sorted(REQUANT_CASES))
 def test_requant_stochastic_within_one(engine, rng, case, protocol):
     c = REQUANT_CASES[case]
-    if protocol == "mal3" and case in ("edges", "deep"):
-        pytest.skip("beyond the composition's range: refused (test_requant_floor_exact_at_edges)")
     x = rng.integers(-(2**31), 2**31, size=4000)
     x[: len(I32_EDGES)] = I32_EDGES
     sx = engine.share(x, 0)
@@ -597,13 +590,18 @@ def test_requant_rounds_independent_of_size(engine, rng):
         assert counts == {8}, (stochastic, counts)
 
 
-def test_requant_wide_shift_and_span_falls_back_to_the_composition(engine, rng):
-    # d = 40 and a 2^16 span need 57 + 1 + 40 > 64 ring bits for the fused circuit
+@pytest.mark.protocols("rep3", "mal3")
+def test_requant_wide_shift_and_span_falls_back_to_the_composition(engine, rng, protocol):
+    # d = 50 and a 2^16 span need more than 64 ring bits for the fused circuits (rep3: d + 17 + 1,
+    # mal3: d + 16)
     x = rng.integers(-(2**31), 2**31, size=500)
     sx = engine.share(x, 0)
     args = ([2**31 - 1], [2**39 + 2**30], [50], [-32768], [32767], [2**31])
     got = engine.reveal(engine.requant(sx, *args))
     assert np.array_equal(got, _requant_ref(x, *args))
+    if protocol == "mal3":  # there mal3 composes, exact only while |v| < 2^62: beyond, refused
+        with pytest.raises(ValueError, match="mal3: requantization"):
+            engine.requant(sx, [2**61], [0], [50], [-32768], [32767], [0])
 
 
 def test_requant_rejects_bad_parameters(engine):

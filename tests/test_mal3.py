@@ -294,14 +294,20 @@ def test_three_processes_over_tls(tmp_path):
 
 def test_requant_range_guard_covers_every_broadcast_combination():
     """Parameters broadcast as v[i % size]: with sizes 2 and 3 the pair (mult[1], add[2]) first
-    meets at element 5; it leaves the exact range, so the call is refused (a guard that looked at
-    three combinations only let it through)."""
+    meets at element 5. The fused requantization computes every combination exactly, that one
+    included (far outside the composition's exact range); where the fused circuit does not fit
+    (d + span bits > 64) mal3 composes, and the composition's range guard sees that pair too
+    and refuses (a guard that looked at three combinations only let it through)."""
     e = tflite_mpc.Engine("mal3")
     x = e.share(np.arange(6), 0)
-    with pytest.raises(ValueError, match="mal3: requantization"):
-        e.requant(x, [1, 2**30], [0, 0, -(2**62) + 2**40], 31, -128, 127)
-    ok = e.requant(x, [1, 2**30], [0, 0, -(2**40)], 31, -128, 127)  # in range: computed
-    assert np.array_equal(e.reveal(ok), np.clip((np.arange(6) * np.array([1, 2**30] * 3) + np.array([0, 0, -(2**40)] * 2)) >> 31, -128, 127))
+    mult, add = np.array([1, 2**30] * 3, dtype=object), np.array([0, 0, -(2**62) + 2**40] * 2, dtype=object)
+    got = e.reveal(e.requant(x, [1, 2**30], [0, 0, -(2**62) + 2**40], 31, -128, 127))
+    want = [min(max(int(v) >> 31, -128), 127) for v in np.arange(6).astype(object) * mult + add]
+    assert list(got) == want
+    with pytest.raises(ValueError, match="mal3: requantization"):  # d = 50, span 2^16: composed
+        e.requant(x, [1, 2**30], [0, 0, -(2**62) + 2**40], 50, -32768, 32767)
+    ok = e.requant(x, [1, 2**30], [0, 0, -(2**40)], 50, -32768, 32767)  # in range: computed
+    assert np.array_equal(e.reveal(ok), np.clip((np.arange(6) * np.array([1, 2**30] * 3) + np.array([0, 0, -(2**40)] * 2)) >> 50, -32768, 32767))
 
 
 def test_options():

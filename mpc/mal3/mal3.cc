@@ -589,8 +589,12 @@ Vec Mal3::reveal(const Share& x, int to) {
 }
 
 // ------------------------------------------------------------------ products
-std::vector<Share> Mal3::products(const std::vector<Product>& list) {
+std::vector<Share> Mal3::products(const std::vector<Product>& list) { return products_with(list, 0, 0); }
+
+std::vector<Share> Mal3::products_with(const std::vector<Product>& list, uint8_t zx, uint8_t zy) {
   Record r;
+  r.zx = zx;
+  r.zy = zy;
   r.blk_next = prg_next_.blocks_used();
   r.blk_prev = prg_prev_.blocks_used();
   std::vector<Share> out = Rep3::products(list);
@@ -613,7 +617,7 @@ std::vector<Share> Mal3::products(const std::vector<Product>& list) {
     r.mine.insert(r.mine.end(), o.a.begin(), o.a.end());
     r.got.insert(r.got.end(), o.b.begin(), o.b.end());
   }
-  for (auto& p : r.items) pending_claim_ += p.kind == Product::kElementwise ? p.x->size() : 0;
+  for (auto& p : r.items) pending_claim_ += p.kind == Product::kElementwise ? p.x->size() * (zx || zy ? 1 : 6) / 6 + 1 : 0;
   if (r.total) pending_.push_back(std::move(r));
   if (pending_claim_ >= kMaxPendingElementwise) verify();  // bounds the proof's memory
   return out;
@@ -669,16 +673,28 @@ void Mal3::verify() {
   // a components; claim share cr). Elements 0 and 1 are the masks.
   if (gp) {
     Proof<GRF>& g = *gp;
-    size_t m = 2;
+    // The cross terms of prover P's messages: (1) Fx(x_P) . Gy(y_{P+1}), (2) Fy(y_P) . Gx(x_{P+1}),
+    // each left out when a factor is publicly zero; every role lays out P's terms in the same
+    // order, the vectors padded with zeros to the longest prover's.
+    auto present = [](const Record& rec, const Item& it, int P) {
+      if (it.kind != Product::kElementwise) return std::pair<bool, bool>{true, true};
+      const int Q = (P + 1) % 3;
+      return std::pair<bool, bool>{!((rec.zx >> P) & 1) && !((rec.zy >> Q) & 1),
+                                   !((rec.zy >> P) & 1) && !((rec.zx >> Q) & 1)};
+    };
+    size_t len[3] = {2, 2, 2};
     std::vector<std::vector<Item>> items(recs.size());
     for (size_t i = 0; i < recs.size(); ++i)
       for (auto& p : recs[i].items) {
         items[i].emplace_back(p, coin);
-        m += 2 * items[i].back().K;
+        for (int P = 0; P < 3; ++P) {
+          auto [t1, t2] = present(recs[i], items[i].back(), P);
+          len[P] += (t1 + t2) * items[i].back().K;
+        }
       }
-    g.resize(m);
+    g.resize(std::max({len[0], len[1], len[2]}));
     u64 cl_acc[gr::kWide] = {}, cr_acc[gr::kWide] = {};
-    size_t at = 2;
+    size_t ap = 2, al = 2, ar = 2;  // cursors: as prover, as L of next, as R of previous
     for (size_t i = 0; i < recs.size(); ++i) {
       const Record& rec = recs[i];
       Vec r2(rec.total), r1(rec.total);  // the zero shares of next's and of previous' messages
@@ -688,29 +704,63 @@ void Mal3::verify() {
         const Item& it = items[i][t];
         const Share &x = rec.xs[t], &y = rec.ys[t];
         const size_t K = it.K, o = rec.offset[t], n = rec.size[t];
-        u64* pa1 = g.pa.data() + at * D;  // Fx(x_me), then Fy(y_me)
-        u64* pa2 = pa1 + K * D;
-        u64* pb1 = g.pb.data() + at * D;  // Gy(y_next), then Gx(x_next)
-        u64* pb2 = pb1 + K * D;
-        u64* la1 = g.la.data() + at * D;  // L of next: Fx(x_next), Fy(y_next)
-        u64* la2 = la1 + K * D;
-        u64* rb1 = g.rb.data() + at * D;  // R of previous: Gy(y_me), Gx(x_me)
-        u64* rb2 = rb1 + K * D;
-        it.fx(x.a, pa1);
-        it.fy(y.a, pa2);
-        it.fx(x.b, la1);
-        it.fy(y.b, la2);
-        it.gy(y.b, la2, pb1);
-        it.gx(x.b, la1, pb2);
-        it.gy(y.a, pa2, rb1);
-        it.gx(x.a, pa1, rb2);
-        // c_L = sum(coeff * (z_next + r2)) - <Fx(x_next), Gy(y_next)>, c_R = -sum(coeff * r1)
+        const auto [p1, p2] = present(rec, it, me_);
+        const auto [l1, l2] = present(rec, it, next_);
+        const auto [q1, q2] = present(rec, it, prev_);
         Vec zl(n);
         for (size_t k = 0; k < n; ++k) zl[k] = rec.got[o + k] + r2[o + k];
         if (it.kind == Product::kElementwise) {
+          // prover: (Fx(x_me), Gy(y_next)), (Fy(y_me), Gx(x_next)); L of next: Fx(x_next),
+          // Fy(y_next); R of previous: Gy(y_me), Gx(x_me)
+          if (p1) {
+            it.fx(x.a, g.pa.data() + ap * D);
+            Item::embed(y.b, g.pb.data() + ap * D);
+            ap += K;
+          }
+          if (p2) {
+            it.fy(y.a, g.pa.data() + ap * D);
+            Item::embed(x.b, g.pb.data() + ap * D);
+            ap += K;
+          }
+          if (l1) {
+            it.fx(x.b, g.la.data() + al * D);
+            al += K;
+          }
+          if (l2) {
+            it.fy(y.b, g.la.data() + al * D);
+            al += K;
+          }
+          if (q1) {
+            Item::embed(y.a, g.rb.data() + ar * D);
+            ar += K;
+          }
+          if (q2) {
+            Item::embed(x.a, g.rb.data() + ar * D);
+            ar += K;
+          }
+          // c_L = sum(coeff * (z_next + r2 - x_next y_next)) - <terms>, c_R = -sum(coeff * r1)
           for (size_t k = 0; k < n; ++k) zl[k] -= x.b[k] * y.b[k];
           it.zc(zl.data(), cl_acc);
         } else {
+          u64* pa1 = g.pa.data() + ap * D;  // Fx(x_me), then Fy(y_me)
+          u64* pa2 = pa1 + K * D;
+          u64* pb1 = g.pb.data() + ap * D;  // Gy(y_next), then Gx(x_next)
+          u64* pb2 = pb1 + K * D;
+          u64* la1 = g.la.data() + al * D;  // L of next: Fx(x_next), Fy(y_next)
+          u64* la2 = la1 + K * D;
+          u64* rb1 = g.rb.data() + ar * D;  // R of previous: Gy(y_me), Gx(x_me)
+          u64* rb2 = rb1 + K * D;
+          it.fx(x.a, pa1);
+          it.fy(y.a, pa2);
+          it.fx(x.b, la1);
+          it.fy(y.b, la2);
+          it.gy(y.b, la2, pb1);
+          it.gx(x.b, la1, pb2);
+          it.gy(y.a, pa2, rb1);
+          it.gx(x.a, pa1, rb2);
+          ap += 2 * K;
+          al += 2 * K;
+          ar += 2 * K;
           it.zc(zl.data(), cl_acc);
           u64 local[D];
           gr::inner(la1, la2, K, local);
@@ -719,7 +769,6 @@ void Mal3::verify() {
         Vec neg(n);
         for (size_t k = 0; k < n; ++k) neg[k] = 0 - r1[o + k];
         it.zc(neg.data(), cr_acc);
-        at += 2 * K;
       }
     }
     gr::reduce(cl_acc, g.cl);
@@ -847,9 +896,11 @@ void Mal3::verify() {
 // elements 64w..64w+63). A value's three arithmetic components are each known to two parties,
 // so each is a Boolean sharing for free (the bits in its own slot, zeros elsewhere); their sum
 // is a carry-save layer (one AND round) and a parallel prefix circuit (one AND round for the
-// generates, then one per doubling of the distance; Sklansky's prefix, k/2 positions a level). Every AND is rep3's one-round AND,
-// recorded and proven in GF(2^64) at the next verify(). Bits return to arithmetic sharings
-// through two products (b0 xor b1 xor b2 with a xor b = a + b - 2ab), proven in GR.
+// generates, then one per doubling of the distance; Sklansky's prefix, k/2 positions a level),
+// or, where only the carries out of the top are needed (msb, truncation), a tree over the
+// (generate, propagate) pairs (carry3). Every AND is rep3's one-round AND, recorded and proven
+// in GF(2^64) at the next verify(). Bits return to arithmetic sharings through two products
+// (b0 xor b1 xor b2 with a xor b = a + b - 2ab), proven in GR.
 namespace {
 
 using BShare = Rep3::BShare;
@@ -897,6 +948,12 @@ void to_planes(const Vec& v, size_t k, size_t W, u64* out) {
     for (size_t p = 0; p < k; ++p)
       if ((x >> p) & 1) out[p * W + w] |= bit;
   }
+}
+
+// Plane p of dst = plane q of src.
+void copy_plane(BShare& dst, size_t p, const BShare& src, size_t q) {
+  std::memcpy(dst.a.data() + p * dst.W, src.a.data() + q * src.W, src.W * 8);
+  std::memcpy(dst.b.data() + p * dst.W, src.b.data() + q * src.W, src.W * 8);
 }
 
 }  // namespace
@@ -973,6 +1030,92 @@ Mal3::Sum Mal3::add3(const Share& x, int k) {
   return s;
 }
 
+Mal3::Carry Mal3::carry3(const Share& x, const std::vector<int>& w) {
+  const size_t n = x.size(), W = words_for(n);
+  int k = 1;
+  for (int we : w) k = std::max(k, we);
+  // Component j's planes, every element aligned to the top: (x_j mod 2^w) << (k - w).
+  auto aligned = [&](int j) {
+    BShare out = bzero(k, W);
+    if (j != me_ && j != next_) return out;
+    const Vec& src = j == me_ ? x.a : x.b;
+    Vec v(n);
+    for (size_t e = 0; e < n; ++e) {
+      const int we = w[e];
+      v[e] = we == 0 ? 0 : (we >= 64 ? src[e] : src[e] & ((u64{1} << we) - 1)) << (k - we);
+    }
+    to_planes(v, k, W, (j == me_ ? out.a : out.b).data());
+    return out;
+  };
+  BShare c0 = aligned(0), c1 = aligned(1), c2 = aligned(2);
+  BShare cy = bxor(band(bxor(c0, c2), bxor(c1, c2)), c2);  // carry-save: majority
+  BShare sum = bxor(bxor(c0, c1), c2), B = shift_planes(cy, 1);
+  Carry out{planes_of(cy, k - 1, 1), bzero(1, W)};
+  if (k == 1) return out;  // B_0 = 0: sum_0 + B_0 never carries
+  // (G, P) per position of sum + B (G_0 = 0), then pairs merge upwards:
+  //   (G, P)[2i+1 : 2i] = (G_{2i+1} ^ P_{2i+1} G_{2i}, P_{2i+1} P_{2i}),
+  // the lowest group's P never needed.
+  BShare G = cat(bzero(1, W), band(planes_of(sum, 1, k - 1), planes_of(B, 1, k - 1)));
+  BShare P = bxor(sum, B);
+  for (size_t m = k; m > 1;) {
+    const size_t pairs = m / 2, np = 2 * pairs - 1;
+    BShare X = bzero(np, W), Y = bzero(np, W);
+    for (size_t i = 0; i < pairs; ++i) {
+      copy_plane(X, i, P, 2 * i + 1);
+      copy_plane(Y, i, G, 2 * i);
+      if (i) {
+        copy_plane(X, pairs + i - 1, P, 2 * i + 1);
+        copy_plane(Y, pairs + i - 1, P, 2 * i);
+      }
+    }
+    BShare Z = band(X, Y);
+    const size_t nm = pairs + (m & 1);
+    BShare G2 = bzero(nm, W), P2 = bzero(nm, W);
+    for (size_t i = 0; i < pairs; ++i) {
+      copy_plane(G2, i, G, 2 * i + 1);
+      vxor(G2.a.data() + i * W, G2.a.data() + i * W, Z.a.data() + i * W, W);
+      vxor(G2.b.data() + i * W, G2.b.data() + i * W, Z.b.data() + i * W, W);
+      if (i) copy_plane(P2, i, Z, pairs + i - 1);
+    }
+    if (m & 1) {
+      copy_plane(G2, pairs, G, m - 1);
+      copy_plane(P2, pairs, P, m - 1);
+    }
+    G = std::move(G2);
+    P = std::move(P2);
+    m = nm;
+  }
+  out.g = std::move(G);
+  return out;
+}
+
+Share Mal3::trunc_low(const Share& y, const std::vector<int>& d, const std::vector<int>& B) {
+  // y mod 2^B = sum_j (y_j mod 2^B) - 2^B wraps and floor(y / 2^d) = sum_j floor((y_j mod 2^B)
+  // / 2^d) + c_low - 2^(B-d) wraps for y in [0, 2^B): c_low and wraps are the carry counts out
+  // of the low d and B bits, found together (one carry3 over both).
+  const size_t n = y.size();
+  Share both = concat({&y, &y});
+  std::vector<int> w(2 * n);
+  for (size_t e = 0; e < n; ++e) {
+    w[e] = d[e];
+    w[n + e] = B[e];
+  }
+  Carry c = carry3(both, w);
+  Share cnt = bit_to_arith(cat(c.cy, c.g), 2 * n);  // cy (low, wrap), g (low, wrap)
+  std::vector<Share> v = split(cnt, {y.shape, y.shape, y.shape, y.shape});
+  Share r = y;
+  std::vector<u64> scale(n);
+  for (size_t e = 0; e < n; ++e) {
+    const u64 m = B[e] >= 64 ? ~u64{0} : (u64{1} << B[e]) - 1;
+    r.a[e] = (r.a[e] & m) >> d[e];
+    r.b[e] = (r.b[e] & m) >> d[e];
+    scale[e] = B[e] - d[e] >= 64 ? 0 : u64{1} << (B[e] - d[e]);
+  }
+  r.a_zero = r.b_zero = false;
+  r = add(add(r, v[0]), v[2]);
+  return sub(r, mul_public(add(v[1], v[3]), Pub(scale)));
+}
+
 Share Mal3::bit_to_arith(const BShare& c, size_t n) {
   const size_t total = c.planes * n;
   auto unpack = [&](const Vec& planes, Vec& out) {
@@ -992,18 +1135,31 @@ Share Mal3::bit_to_arith(const BShare& c, size_t n) {
     }
     return s;
   };
+  // Component j alone is non-zero in s_j: s0 s1 is party 0's message alone (x_0 y_1), t s2 is
+  // parties 1's and 2's (x_1 y_2; x_2 y_2 + x_0 y_2): one cross term per bit and prover.
+  auto only = [](int j) { return static_cast<uint8_t>(7 & ~(1u << j)); };
   Share s0 = arith(0), s1 = arith(1), s2 = arith(2);
-  Share t = sub(add(s0, s1), mul_public(mul(s0, s1), 2));
-  return sub(add(t, s2), mul_public(mul(t, s2), 2));
+  Share t = sub(add(s0, s1), mul_public(products_with({{Product::kElementwise, &s0, &s1, {}}}, only(0), only(1))[0], 2));
+  Share t2 = products_with({{Product::kElementwise, &t, &s2, {}}}, 0, only(2))[0];
+  return sub(add(t, s2), mul_public(t2, 2));
 }
 
 Share Mal3::msb(const Share& x, int bits) {
   OpScope s(stats(), "msb");
   if (bits < 2 || bits > 64) throw ArgError("msb: bit width must be in [2, 64], got " + std::to_string(bits));
   if (debug_checks) check_range(x, bits, "msb");
-  const size_t n = x.size();
-  Sum sm = add3(x, bits);  // the top sum bit: p0 ^ carry into it
-  Share r = bit_to_arith(bxor(planes_of(sm.p0, bits - 1, 1), planes_of(sm.g, bits - 2, 1)), n);
+  const size_t n = x.size(), W = words_for(n);
+  // bit (bits - 1) of x0 + x1 + x2: the components' bits there, xor the parity of the carries
+  // out of the low bits - 1 bits.
+  Carry c = carry3(x, std::vector<int>(n, bits - 1));
+  BShare top = bzero(1, W);
+  for (size_t e = 0; e < n; ++e) {
+    const u64 bit = u64{1} << (e & 63);
+    const size_t w = e >> 6;
+    if ((x.a[e] >> (bits - 1)) & 1) top.a[w] |= bit;
+    if ((x.b[e] >> (bits - 1)) & 1) top.b[w] |= bit;
+  }
+  Share r = bit_to_arith(bxor(top, bxor(c.cy, c.g)), n);
   r.shape = x.shape;
   return r;
 }
@@ -1018,46 +1174,21 @@ std::vector<Share> Mal3::bits(const Share& x, int k) {
   return split(all, shapes);
 }
 
-// floor(x / 2^d): with x' = x + 2^62 in [0, 2^63) and x' = x0 + x1 + x2 - 2^64 wraps,
-//   floor(x' / 2^d) = sum_j floor(x_j / 2^d) + c_low - 2^(64-d) wraps
-// where c_low = carry out of the low d bits = cy_{d-1} + carry into bit d of sum + 2 cy, and
-// wraps = cy_63 + carry out of bit 63 (the carry-save identity x0 + x1 + x2 = sum + 2 cy).
+// floor(x / 2^d) = floor(x' / 2^d) - 2^(62-d) with x' = x + 2^62 in [0, 2^63): trunc_low on
+// all 64 bits.
 Share Mal3::trunc(const Share& x, const Shifts& d) {
   OpScope s(stats(), "trunc");
-  const size_t n = x.size(), W = words_for(n);
+  const size_t n = x.size();
   d.check(n, 0, 62, "trunc");
   if (debug_checks) check_range(x, 63, "trunc");
-  Share xp = add_public(x, Pub(u64{1} << 62));
-  Sum sm = add3(xp, 64);
-  BShare sel = bzero(4, W);
-  auto put = [&](const BShare& src, size_t plane, size_t dst, size_t e) {
-    const size_t w = e >> 6;
-    const u64 bit = u64{1} << (e & 63);
-    sel.a[dst * W + w] |= src.a[plane * W + w] & bit;
-    sel.b[dst * W + w] |= src.b[plane * W + w] & bit;
-  };
-  std::vector<u64> scale(n), offset(n);
+  std::vector<int> de(n), B(n, 64);
+  std::vector<u64> offset(n);
   for (size_t e = 0; e < n; ++e) {
-    const int de = d.at(e);
-    if (de > 0) {
-      put(sm.cy, de - 1, 0, e);
-      put(sm.g, de - 1, 1, e);
-    }
-    put(sm.cy, 63, 2, e);
-    put(sm.g, 63, 3, e);
-    scale[e] = de == 0 ? 0 : u64{1} << (64 - de);
-    offset[e] = 0 - (u64{1} << (62 - de));
+    de[e] = d.at(e);
+    offset[e] = 0 - (u64{1} << (62 - de[e]));
   }
-  std::vector<Share> v = split(bit_to_arith(sel, n), {x.shape, x.shape, x.shape, x.shape});
-  Share y = xp;
+  Share y = trunc_low(add_public(x, Pub(u64{1} << 62)), de, B);
   y.shape = x.shape;
-  for (size_t e = 0; e < n; ++e) {
-    const int de = d.at(e);
-    y.a[e] >>= de;
-    y.b[e] >>= de;
-  }
-  y = add(add(y, v[0]), v[1]);
-  y = sub(y, mul_public(add(v[2], v[3]), Pub(scale)));
   return add_public(y, Pub(offset));
 }
 
@@ -1072,36 +1203,138 @@ Share Mal3::trunc_pr(const Share& x, const Shifts& d) {
   return trunc(add_public(x, Pub(half)), d);
 }
 
-// The composition (Protocol::requant_composed) is exact while v = acc * mult + add (minus adj)
-// stays in [-2^62, 2^63): mal3's truncation offsets by 2^62 and needs the sum below 2^64.
-// Parameters that could leave that range are refused rather than computed wrongly (rep3's
-// fused circuit handles them; TFLite's multipliers of at most 1 always fit).
+// Fused requantization. With v = acc * mult + add and
+//   f(acc) = floor((v - adj [v < 2^(d-1)]) / 2^d)   (non-decreasing in acc: mult >= 0, adj <= 2^(d-1)),
+// the clamp and the tie correction are comparisons of the narrow accumulator with public
+// thresholds (found by bisection on f, per channel):
+//   below = [acc < T(lo)], lt_hi = [acc < T(hi + 1)], neg = [acc < T_neg]  (T(L) = min f >= L)
+// on acc_bits + 1 bits, and the in-range value comes from y = v - adj neg - lo 2^d, which lies
+// in [0, 2^B), B = d + rbits, whenever lo <= f <= hi: only its low B bits are added up
+// (trunc_low). out = lo + (lt_hi - below) floor(y / 2^d) + (1 - lt_hi)(hi - lo): one product.
+// Probabilistic mode rounds to nearest (add + 2^(d-1), no tie correction), as trunc_pr.
 Share Mal3::requant(const Share& acc, const RequantSpec& spec) {
-  spec.check(acc.size());
+  OpScope scope(stats(), "requant");
+  const size_t n = acc.size();
+  spec.check(n);
+  if (debug_checks) check_range(acc, spec.acc_bits, "requant");
+  if (n == 0) return acc;
   // The parameters' period: every vector broadcasts as v[i % size] (sizes 1, n or channels).
   size_t c = 1;
-  for (size_t z : {spec.mult.v.size(), spec.add.v.size(), spec.adj.v.size(), spec.d.v.size()})
+  for (size_t z : {spec.mult.v.size(), spec.add.v.size(), spec.adj.v.size(), spec.d.v.size(), spec.lo.v.size(),
+                   spec.hi.v.size()})
     if (z > 1) c = std::lcm(c, z);
-  c = std::min(c, std::max<size_t>(acc.size(), 1));
-  RequantSpec s = spec;
-  if (s.stochastic) {  // probabilistic mode: round to nearest, as trunc_pr
-    s.stochastic = false;
-    s.add.v.resize(c);
-    for (size_t i = 0; i < c; ++i) s.add.v[i] = spec.add.at(i) + (u64{1} << (spec.d.at(i) - 1));
-  }
+  c = std::min(c, n);
   using i128 = __int128;
-  const i128 amax = (i128{1} << (s.acc_bits - 1));
+  const int ab = spec.acc_bits;
+  const i128 amax = i128{1} << (ab - 1);
+  struct Ch {
+    i128 mult, add, adj;
+    int d;
+    i64 lo, hi;
+    i64 t_lo, t_hi, t_neg;
+  };
+  std::vector<Ch> ch(c);
+  int rbits = 1;
+  bool any_adj = false;
   for (size_t i = 0; i < c; ++i) {
-    const i128 mult = s.mult.at(i), add = static_cast<i64>(s.add.at(i));
-    const i128 adj = s.adj.v.empty() ? 0 : static_cast<i128>(s.adj.at(i));
-    const i128 vmax = (amax - 1) * mult + add, vmin = -amax * mult + add - adj;
-    if (vmin < -(i128{1} << 62) || vmax >= (i128{1} << 63))
-      throw ArgError("mal3: requantization with multiplier " + std::to_string(s.mult.at(i)) + " and offset " +
-                     std::to_string(static_cast<i64>(s.add.at(i))) + " on " + std::to_string(s.acc_bits) +
-                     "-bit accumulators can leave the range of its exact truncation ([-2^62, 2^63)); not supported "
-                     "by mal3 yet");
+    Ch& h = ch[i];
+    h.mult = spec.mult.at(i);
+    h.d = spec.d.at(i);
+    h.add = static_cast<i64>(spec.add.at(i));
+    h.adj = spec.adj.v.empty() || spec.stochastic ? 0 : static_cast<i128>(spec.adj.at(i));
+    if (spec.stochastic) h.add += i128{1} << (h.d - 1);
+    h.lo = static_cast<i64>(spec.lo.at(i));
+    h.hi = static_cast<i64>(spec.hi.at(i));
+    if (h.lo > h.hi || h.hi - h.lo >= (i64{1} << 16))
+      throw ArgError("requant: clamp bounds must satisfy lo <= hi < lo + 2^16");
+    if (h.mult >= (i128{1} << 62)) throw ArgError("requant: multiplier must be below 2^62");
+    if (h.adj > (i128{1} << (h.d - 1))) throw ArgError("requant: adj must be at most 2^(d-1)");
+    while ((i64{1} << rbits) < h.hi - h.lo + 1) ++rbits;
+    any_adj |= h.adj != 0;
   }
-  return requant_composed(acc, s);
+  for (auto& h : ch)
+    if (h.d + rbits > 64) {
+      // The in-range value does not fit the ring: the composition, exact while v - adj stays
+      // in [-2^62, 2^63) (mal3's truncation offsets by 2^62); parameters that could leave that
+      // range are refused rather than computed wrongly.
+      RequantSpec s = spec;
+      s.stochastic = false;
+      s.add.v.resize(c);
+      s.adj.v.resize(c);
+      for (size_t i = 0; i < c; ++i) {
+        s.add.v[i] = static_cast<u64>(ch[i].add);
+        s.adj.v[i] = static_cast<u64>(ch[i].adj);
+        const i128 vmax = (amax - 1) * ch[i].mult + ch[i].add, vmin = -amax * ch[i].mult + ch[i].add - ch[i].adj;
+        if (vmin < -(i128{1} << 62) || vmax >= (i128{1} << 63))
+          throw ArgError("mal3: requantization with multiplier " + std::to_string(spec.mult.at(i)) + ", shift " +
+                         std::to_string(ch[i].d) + " and a clamp range of " + std::to_string(rbits) + " bits on " +
+                         std::to_string(ab) + "-bit accumulators is not supported (the in-range value needs more "
+                         "than 64 bits and the composition's exact truncation range [-2^62, 2^63) can be left)");
+      }
+      return requant_composed(acc, s);
+    }
+  // Thresholds: the least accumulator in [-amax, amax) with the property, amax if none.
+  auto least = [&](auto&& ok) -> i64 {
+    i128 lo = -amax, hi = amax;  // ok(hi) holds by convention
+    while (lo < hi) {
+      const i128 mid = lo + ((hi - lo) >> 1);
+      if (ok(mid)) hi = mid;
+      else lo = mid + 1;
+    }
+    return static_cast<i64>(lo);
+  };
+  for (auto& h : ch) {
+    auto v = [&](i128 a) { return a * h.mult + h.add; };
+    auto f = [&](i128 a) {
+      const i128 x = v(a), half = i128{1} << (h.d - 1);
+      return (x - (x < half ? h.adj : 0)) >> h.d;  // floor: arithmetic shift
+    };
+    h.t_lo = least([&](i128 a) { return f(a) >= h.lo; });
+    h.t_hi = least([&](i128 a) { return f(a) >= h.hi + 1; });
+    h.t_neg = least([&](i128 a) { return v(a) >= (i128{1} << (h.d - 1)); });
+  }
+  const int ncmp = any_adj ? 3 : 2;
+  std::vector<u64> negt(ncmp * c);
+  for (size_t i = 0; i < c; ++i) {
+    negt[i] = 0 - static_cast<u64>(ch[i].t_lo);
+    negt[c + i] = 0 - static_cast<u64>(ch[i].t_hi);
+    if (any_adj) negt[2 * c + i] = 0 - static_cast<u64>(ch[i].t_neg);
+  }
+  std::vector<Share> cs;
+  for (int t = 0; t < ncmp; ++t)
+    cs.push_back(add_public(acc, Pub(std::vector<u64>(negt.begin() + t * c, negt.begin() + (t + 1) * c))));
+  std::vector<const Share*> cp;
+  for (auto& x : cs) cp.push_back(&x);
+  const Share all = concat(cp);
+  std::vector<Share> lt = split(msb(all, ab + 1), std::vector<Shape>(ncmp, acc.shape));  // [acc < T]
+  // y = v - lo 2^d - adj neg
+  std::vector<u64> ymul(c), yadd(c), adj(c);
+  for (size_t i = 0; i < c; ++i) {
+    ymul[i] = static_cast<u64>(ch[i].mult);
+    yadd[i] = static_cast<u64>(ch[i].add) - (static_cast<u64>(ch[i].lo) << ch[i].d);
+    adj[i] = static_cast<u64>(ch[i].adj);
+  }
+  Share y = add_public(mul_public(acc, Pub(ymul)), Pub(yadd));
+  if (any_adj) y = sub(y, mul_public(lt[2], Pub(adj)));
+  std::vector<int> de(n), B(n);
+  std::vector<u64> span(c), lo(c);
+  for (size_t e = 0; e < n; ++e) {
+    de[e] = ch[e % c].d;
+    B[e] = de[e] + rbits;
+  }
+  for (size_t i = 0; i < c; ++i) {
+    span[i] = static_cast<u64>(ch[i].hi - ch[i].lo);
+    lo[i] = static_cast<u64>(ch[i].lo);
+  }
+  Share t = trunc_low(y, de, B);
+  t.shape = acc.shape;
+  Share inr = sub(lt[1], lt[0]);
+  Share sel = mul(inr, t);
+  // lo + sel + (1 - lt_hi)(hi - lo) = (lo + hi - lo) + sel - lt_hi (hi - lo)
+  Share out = sub(sel, mul_public(lt[1], Pub(span)));
+  std::vector<u64> base(c);
+  for (size_t i = 0; i < c; ++i) base[i] = lo[i] + span[i];
+  return add_public(out, Pub(base));
 }
 
 }  // namespace mpc

@@ -29,13 +29,16 @@
 // honest party raise CheatingDetected (a bad verdict or opening sent to it alone) while the
 // other finishes; no honest party ever accepts a wrong value.
 //
-// Non-linear steps (truncation, comparison, bit decomposition; requantization composes them)
-// are Boolean circuits on the parties' own components (no three-party OT: that is not actively
+// Non-linear steps (truncation, comparison, bit decomposition, the fused requantization) are
+// Boolean circuits on the parties' own components (no three-party OT: that is not actively
 // secure, its selective failure leaks a choice bit); their ANDs are rep3's one-round ANDs,
 // proven in GF(2^64) at the same verify() (a bit-sliced 8-ary first step, 14 / 2^64, then
-// halving steps, 2 / (2^64 - 2) each); bits return to
-// arithmetic sharings through products, proven with the others. Probabilistic truncation
-// rounds to nearest (deterministic, within its contract; requantization likewise).
+// halving steps, 2 / (2^64 - 2) each); bits return to arithmetic sharings through two products
+// whose operands are publicly zero in all but one component (one cross term per bit and
+// prover in the proof), proven with the others. The requantization compares the narrow
+// accumulator with public thresholds (the clamp, the tie correction) and truncates only the
+// low d + span bits of the in-range value. Probabilistic truncation rounds to nearest
+// (deterministic, within its contract; requantization likewise).
 #pragma once
 #include "../rep3/rep3.h"
 
@@ -66,6 +69,10 @@ class Mal3 : public Rep3 {
     Vec mine, got;                     // z_me (sent to prev), z_next (received)
     u64 blk_next = 0, blk_prev = 0;    // PRG blocks of the zero shares
     size_t total = 0;
+    // Bit j set: component j of every x (zx) or y (zy) of the call is publicly zero (elementwise
+    // items only; from how the operands were built). A cross term with a zero factor is left out
+    // of the proof: the verifier holding that factor holds zero, so it contributes nothing.
+    uint8_t zx = 0, zy = 0;
   };
   std::vector<Record> pending_;
   // One AND (bool_and): this party's operand components, the component it received, and where
@@ -81,6 +88,7 @@ class Mal3 : public Rep3 {
   static constexpr size_t kMaxPendingAndWords = size_t{1} << 19;  // 2^25 ANDs
   static constexpr size_t kMaxPendingElementwise = size_t{1} << 16;
   size_t pending_and_words_ = 0, pending_claim_ = 0;
+  std::vector<Share> products_with(const std::vector<Product>& list, uint8_t zx, uint8_t zy);
   BShare band(const BShare& x, const BShare& y);  // bool_and + its round, recorded
   BShare comp_bits(const Share& x, int k, int j) const;  // component j's low k bits, shared
   // x0 + x1 + x2 over k bits: carry-save carries cy, propagates p0 = sum ^ (cy << 1), and the
@@ -89,6 +97,15 @@ class Mal3 : public Rep3 {
     BShare cy, p0, g;
   };
   Sum add3(const Share& x, int k);
+  // Per element e, the number of carries (0, 1 or 2) out of the low w[e] bits of x0 + x1 + x2,
+  // as two Boolean bits cy + g: carry-save, then a tree over the (generate, propagate) pairs
+  // that yields only the top carry (about 4 w ANDs, 2 + ceil(log2 w) rounds).
+  struct Carry {
+    BShare cy, g;
+  };
+  Carry carry3(const Share& x, const std::vector<int>& w);
+  // sum_j floor((y_j mod 2^B) / 2^d) + carries: floor(y / 2^d) whenever y lies in [0, 2^B).
+  Share trunc_low(const Share& y, const std::vector<int>& d, const std::vector<int>& B);
   Share bit_to_arith(const BShare& c, size_t n);  // every plane, plane-major: planes * n values
   u64 seed_[2] = {0, 0};  // this party's next coin seed, committed to the others
   uint8_t peer_commit_[3][32] = {};
