@@ -604,6 +604,18 @@ def test_requant_wide_shift_and_span_falls_back_to_the_composition(engine, rng, 
             engine.requant(sx, [2**61], [0], [50], [-32768], [32767], [0])
 
 
+@pytest.mark.protocols("rep3", "mal3")
+def test_requant_extreme_clamp_bounds(engine, protocol):
+    # hi = 2^63 - 1: the threshold of hi + 1 must not wrap; lo = -2^63, hi = 2^63 - 1 is a span
+    # beyond 2^16 (refused), not an empty one
+    top = 2**63 - 1
+    sx = engine.share(np.arange(-4, 4), 0)
+    got = engine.reveal(engine.requant(sx, 0, 0, 1, top - 1, top))
+    assert list(got) == [top - 1] * 8
+    with pytest.raises(ValueError, match="lo <= hi < lo"):
+        engine.requant(sx, 1, 0, 4, -(2**63), top)
+
+
 def test_requant_rejects_bad_parameters(engine):
     sx = engine.share(np.arange(8), 0)
     with pytest.raises(ValueError, match="lo <= hi"):

@@ -2,6 +2,7 @@
 oracle (BUILTIN_REF) and bounds, run under the actively secure protocol: exact bit-identical,
 probabilistic within 1 LSB (mal3 rounds to nearest there). Every case of those grids, one input
 each (about 45 s in all)."""
+import numpy as np
 import pytest
 
 from tflite_mpc import modelgen
@@ -35,3 +36,22 @@ def test_every_owner_assignment_under_mal3(roles):
     in the proofs rotate with them)."""
     check_model(modelgen.conv2d(k=3, activation="relu6"), seeds=(0,), pr=False, protocol="mal3",
                 data_owner=roles[0], model_owner=roles[1])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("builder,alpha", [("mobilenet_v1", 0.25), ("mobilenet_v2", 0.35)])
+def test_mobilenet_under_mal3(builder, alpha):
+    """The shared MobileNet conformance (tests/test_models.py) under mal3: exact mode
+    bit-identical to BUILTIN_REF, probabilistic mode (round to nearest per op) close."""
+    from secure import run_secure
+    from tflite_mpc import modelgen
+    b = getattr(modelgen, builder)(alpha, 128, classifier_activation=None)
+    x = modelgen.random_input(b, seed=1)
+    want = modelgen.run_tflite(b, x, reference=True)[0]
+    got, rep = run_secure(b, x, "exact", protocol="mal3")
+    assert rep["protocol"] == "mal3"
+    assert np.array_equal(got[0], want), "exact mode must be bit-identical to BUILTIN_REF"
+    got_pr, _ = run_secure(b, x, "probabilistic", protocol="mal3")
+    g, w = got_pr[0].astype(np.float64).ravel(), want.astype(np.float64).ravel()
+    assert np.corrcoef(g, w)[0, 1] > 0.95, np.corrcoef(g, w)[0, 1]
+    assert np.mean(np.abs(g - w)) < 0.3 * np.std(w), (np.mean(np.abs(g - w)), np.std(w))

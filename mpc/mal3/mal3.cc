@@ -617,7 +617,7 @@ std::vector<Share> Mal3::products_with(const std::vector<Product>& list, uint8_t
     r.mine.insert(r.mine.end(), o.a.begin(), o.a.end());
     r.got.insert(r.got.end(), o.b.begin(), o.b.end());
   }
-  for (auto& p : r.items) pending_claim_ += p.kind == Product::kElementwise ? p.x->size() * (zx || zy ? 1 : 6) / 6 + 1 : 0;
+  for (auto& p : r.items) pending_claim_ += p.kind == Product::kElementwise ? p.x->size() : 0;
   if (r.total) pending_.push_back(std::move(r));
   if (pending_claim_ >= kMaxPendingElementwise) verify();  // bounds the proof's memory
   return out;
@@ -1230,7 +1230,7 @@ Share Mal3::requant(const Share& acc, const RequantSpec& spec) {
   struct Ch {
     i128 mult, add, adj;
     int d;
-    i64 lo, hi;
+    i128 lo, hi;
     i64 t_lo, t_hi, t_neg;
   };
   std::vector<Ch> ch(c);
@@ -1245,11 +1245,11 @@ Share Mal3::requant(const Share& acc, const RequantSpec& spec) {
     if (spec.stochastic) h.add += i128{1} << (h.d - 1);
     h.lo = static_cast<i64>(spec.lo.at(i));
     h.hi = static_cast<i64>(spec.hi.at(i));
-    if (h.lo > h.hi || h.hi - h.lo >= (i64{1} << 16))
+    if (h.lo > h.hi || h.hi - h.lo >= (i128{1} << 16))
       throw ArgError("requant: clamp bounds must satisfy lo <= hi < lo + 2^16");
     if (h.mult >= (i128{1} << 62)) throw ArgError("requant: multiplier must be below 2^62");
     if (h.adj > (i128{1} << (h.d - 1))) throw ArgError("requant: adj must be at most 2^(d-1)");
-    while ((i64{1} << rbits) < h.hi - h.lo + 1) ++rbits;
+    while ((i128{1} << rbits) < h.hi - h.lo + 1) ++rbits;
     any_adj |= h.adj != 0;
   }
   for (auto& h : ch)

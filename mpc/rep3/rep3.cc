@@ -1177,13 +1177,13 @@ Share Rep3::requant(const Share& acc, const RequantSpec& s) {
     h.adj = has_adj ? s.adj.at(c) : 0;
     h.lo = static_cast<i64>(s.lo.at(c));
     h.hi = static_cast<i64>(s.hi.at(c));
-    if (h.lo > h.hi || h.hi - h.lo >= (i64(1) << 16))
+    if (h.lo > h.hi || i128(h.hi) - h.lo >= (i128(1) << 16))
       throw ArgError("requant: clamp bounds must satisfy lo <= hi < lo + 2^16");
     if (h.mult >= (u64(1) << 62)) throw ArgError("requant: multiplier must be below 2^62");
     if (stoch && h.adj) throw ArgError("requant: the tie correction needs floor rounding");
     if (h.adj > (u64(1) << (h.d - 1))) throw ArgError("requant: adj must be at most 2^(d-1)");
     while ((i64(1) << rbits) < h.hi - h.lo + 1) ++rbits;
-    auto theta = [&](i64 L) -> i64 {  // [floor(v / 2^d) < L] = [acc < theta]
+    auto theta = [&](i128 L) -> i64 {  // [floor(v / 2^d) < L] = [acc < theta]
       const i128 K = (i128(L) << h.d) - i128(static_cast<i64>(h.add));
       i128 t = h.mult == 0 ? (K > 0 ? amax : -amax) : ceil_div(K, i128(h.mult));
       t = std::max(-amax, std::min(amax, t));
@@ -1192,7 +1192,7 @@ Share Rep3::requant(const Share& acc, const RequantSpec& s) {
     const i64 h0 = std::min<i64>(0, h.hi);
     h.corr = !stoch && h.adj != 0 && h.lo < h0;
     h.th[0] = theta(h.lo);
-    h.th[1] = theta(stoch ? h.hi : h.hi + 1);
+    h.th[1] = theta(stoch ? i128(h.hi) : i128(h.hi) + 1);
     h.th[2] = h.corr ? theta(h.lo + 1) : h.th[0];
     h.th[3] = h.corr ? theta(h0 + 1) : h.th[0];
   }
