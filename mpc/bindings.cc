@@ -14,6 +14,7 @@
 #include "local.h"
 #include "ops.h"
 #include "mal3/gr.h"
+#include "mal3/mal3.h"
 #include "rep3/rep3.h"
 #include "prg.h"
 
@@ -270,6 +271,28 @@ PYBIND11_MODULE(_native, m) {
     gr::mul(a.data(), b.data(), out.mutable_data());
     return out;
   });
+  // Test hook: mal3's vector kernels on [n, 48] arrays: "inner" sum_k a_k b_k, "inner_diff"
+  // sum_k (a1_k - a0_k)(b1_k - b0_k) (a = [a0; a1], b = [b0; b1], n = rows / 2) and "fold"
+  // a_k + r (a_{k+h} - a_k), h = rows / 2 (r: the bits of an element of A).
+  m.def("_gr_vec", [](const std::string& op, py::array_t<uint64_t, py::array::c_style | py::array::forcecast> a,
+                      py::array_t<uint64_t, py::array::c_style | py::array::forcecast> b, uint64_t r) {
+    if (a.ndim() != 2 || a.shape(1) != gr::D || a.shape(0) % 2) throw ArgError("_gr_vec: a must be [2h, 48]");
+    const size_t rows = a.shape(0), h = rows / 2;
+    if (op == "fold") {
+      Vec v(a.data(), a.data() + rows * gr::D);
+      gr::fold_a(v.data(), h, r & gr::kAMask);
+      py::array_t<uint64_t> out({h, size_t{gr::D}});
+      std::copy(v.begin(), v.begin() + h * gr::D, out.mutable_data());
+      return out;
+    }
+    if (b.ndim() != 2 || b.shape(0) != a.shape(0) || b.shape(1) != gr::D) throw ArgError("_gr_vec: b must be like a");
+    py::array_t<uint64_t> out(gr::D);
+    if (op == "inner") gr::inner(a.data(), b.data(), rows, out.mutable_data());
+    else if (op == "inner_diff") gr::inner_diff(a.data(), a.data() + h * gr::D, b.data(), b.data() + h * gr::D, h, out.mutable_data());
+    else throw ArgError("_gr_vec: op is inner, inner_diff or fold");
+    return out;
+  });
+  m.def("_gf_kernels_agree", &gf_kernels_agree, py::arg("seed"), py::arg("n"));
   m.def("aes128_encrypt_block", [](py::bytes key, py::bytes block) {
     std::string k = key, b = block;
     if (k.size() != 16 || b.size() != 16) throw py::value_error("key and block must be 16 bytes");

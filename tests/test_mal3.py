@@ -226,6 +226,37 @@ def test_galois_ring_product_is_the_polynomial_product_mod_f():
         _native._gr_mul(np.zeros(3, dtype=np.uint64), x)
 
 
+def test_galois_ring_vector_kernels():
+    """The proof's vector kernels (blocked matrix-product inner products, the register fold by
+    an element of A) against element-by-element polynomial products (_gr_mul), at lengths
+    around their blocks (4-row tiles, 256-element chunks), with words near 2^64."""
+    rng = np.random.default_rng(6)
+
+    def gsum(vs):
+        return [sum(int(v[j]) for v in vs) % 2**64 for j in range(48)]
+
+    for n in (1, 3, 255, 256, 257, 600):
+        a = rng.integers(0, 2**64, (2 * n, 48), dtype=np.uint64)
+        b = rng.integers(0, 2**64, (2 * n, 48), dtype=np.uint64)
+        if n == 3:
+            a[:], b[:] = np.uint64(2**64 - 1), np.uint64(2**64 - 2)
+        want = gsum([_native._gr_mul(a[k], b[k]) for k in range(2 * n)])
+        assert [int(v) for v in _native._gr_vec("inner", a, b, 0)] == want
+        want = gsum([_native._gr_mul(a[n + k] - a[k], b[n + k] - b[k]) for k in range(n)])
+        assert [int(v) for v in _native._gr_vec("inner_diff", a, b, 0)] == want
+        for r in (1, 2**48 - 1, int(rng.integers(0, 2**48))):
+            rv = np.array([(r >> j) & 1 for j in range(48)], dtype=np.uint64)
+            got = _native._gr_vec("fold", a, b, r)
+            for k in range(n):
+                assert np.array_equal(got[k], a[k] + _native._gr_mul(rv, a[n + k] - a[k])), (n, r, k)
+
+
+def test_and_proof_kernels_with_and_without_pclmul_agree():
+    # dot products, folds and byte-table steps of the GF(2^64) proof: PCLMULQDQ and portable builds
+    for seed, n in ((1, 1), (2, 7), (3, 1000)):
+        assert _native._gf_kernels_agree(seed, n)
+
+
 # ---------------------------------------------------------------- through the delegate
 @pytest.fixture(scope="module")
 def digits():

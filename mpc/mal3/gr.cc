@@ -1,28 +1,79 @@
 #include "gr.h"
 
+#include <algorithm>
+#include <cstring>
+
 #include "../linalg.h"  // MPC_CLONES
 
-#include <vector>
-
 namespace mpc::gr {
+namespace {
 
-MPC_CLONES void inner(const u64* a, const u64* b, size_t n, u64* out) {
+// Eight words; GCC lowers it per clone (AVX-512: one register and VPMULLQ; AVX2: two halves;
+// default: scalar words).
+typedef u64 v8u __attribute__((vector_size(64)));
+constexpr int kV = D / 8;       // vectors per element
+constexpr int kRows = 4;        // rows of the product matrix per register tile
+constexpr size_t kChunk = 256;  // elements per pass (a and b chunks stay in L2)
+
+#pragma GCC diagnostic ignored "-Wpsabi"  // v8u never crosses a call: everything here is inlined
+__attribute__((always_inline)) inline v8u load8(const u64* p) {
+  v8u v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+__attribute__((always_inline)) inline void store8(u64* p, v8u v) { std::memcpy(p, &v, sizeof v); }
+
+// acc[i + j] += C[i][j]: the product matrix's anti-diagonals are the unreduced product.
+inline void diagonals(const u64* C, u64* out) {
   u64 acc[kWide] = {};
-  for (size_t k = 0; k < n; ++k) mac(acc, a + k * D, b + k * D);
+  for (int i = 0; i < D; ++i)
+    for (int j = 0; j < D; ++j) acc[i + j] += C[i * D + j];
   reduce(acc, out);
 }
 
-MPC_CLONES void inner_diff(const u64* a0, const u64* a1, const u64* b0, const u64* b1, size_t n, u64* out) {
-  u64 acc[kWide] = {};
-  u64 da[D], db[D];
-  for (size_t k = 0; k < n; ++k) {
-    for (int i = 0; i < D; ++i) {
-      da[i] = a1[k * D + i] - a0[k * D + i];
-      db[i] = b1[k * D + i] - b0[k * D + i];
+// C[i][j] += sum_k A_k[i] B_k[j] over elements [k0, k1), with A_k = a1_k - a0_k when a0 is
+// given (likewise B): a matrix product A^T B whose 4 x 48 register tiles see every element's
+// words in order (no unaligned accumulator, one multiply per word pair).
+template <bool kDiff>
+inline void accumulate(const u64* a0, const u64* a1, const u64* b0, const u64* b1, size_t k0, size_t k1,
+                       u64* C) {
+  for (int i0 = 0; i0 < D; i0 += kRows) {
+    v8u c[kRows][kV];
+#pragma GCC unroll 4
+    for (int r = 0; r < kRows; ++r)
+#pragma GCC unroll 6
+      for (int t = 0; t < kV; ++t) c[r][t] = load8(C + (i0 + r) * D + 8 * t);
+    for (size_t k = k0; k < k1; ++k) {
+      v8u bv[kV];
+#pragma GCC unroll 6
+      for (int t = 0; t < kV; ++t)
+        bv[t] = kDiff ? load8(b1 + k * D + 8 * t) - load8(b0 + k * D + 8 * t) : load8(b1 + k * D + 8 * t);
+#pragma GCC unroll 4
+      for (int r = 0; r < kRows; ++r) {
+        const u64 av = kDiff ? a1[k * D + i0 + r] - a0[k * D + i0 + r] : a1[k * D + i0 + r];
+#pragma GCC unroll 6
+        for (int t = 0; t < kV; ++t) c[r][t] += av * bv[t];
+      }
     }
-    mac(acc, da, db);
+#pragma GCC unroll 4
+    for (int r = 0; r < kRows; ++r)
+#pragma GCC unroll 6
+      for (int t = 0; t < kV; ++t) store8(C + (i0 + r) * D + 8 * t, c[r][t]);
   }
-  reduce(acc, out);
+}
+
+}  // namespace
+
+MPC_CLONES void inner(const u64* a, const u64* b, size_t n, u64* out) {
+  alignas(64) u64 C[D * D] = {};
+  for (size_t k0 = 0; k0 < n; k0 += kChunk) accumulate<false>(nullptr, a, nullptr, b, k0, std::min(n, k0 + kChunk), C);
+  diagonals(C, out);
+}
+
+MPC_CLONES void inner_diff(const u64* a0, const u64* a1, const u64* b0, const u64* b1, size_t n, u64* out) {
+  alignas(64) u64 C[D * D] = {};
+  for (size_t k0 = 0; k0 < n; k0 += kChunk) accumulate<true>(a0, a1, b0, b1, k0, std::min(n, k0 + kChunk), C);
+  diagonals(C, out);
 }
 
 MPC_CLONES void fold(const u64* v0, const u64* v1, const u64* r, size_t n, u64* out) {
@@ -31,6 +82,64 @@ MPC_CLONES void fold(const u64* v0, const u64* v1, const u64* r, size_t n, u64* 
     for (int i = 0; i < D; ++i) d[i] = v1[k * D + i] - v0[k * D + i];
     mul(r, d, t);
     for (int i = 0; i < D; ++i) out[k * D + i] = v0[k * D + i] + t[i];
+  }
+}
+
+MPC_CLONES void fold_a(u64* v, size_t h, u64 rbits) {
+  // r d = sum over the set bits j = 8q + s of r of X^j d: accumulator vector q + t gains words
+  // 8t - s .. 8t - s + 7 of d (read from a zero-padded copy), all in registers; then the
+  // reduction X^48 = -(X^11 + X^5 + X + 1) twice (degrees 48..94, then 48..57).
+  int qs[D], ss[D], nb = 0;
+  for (int j = 0; j < D; ++j)
+    if ((rbits >> j) & 1) {
+      qs[nb] = j / 8;
+      ss[nb] = j % 8;
+      ++nb;
+    }
+  alignas(64) u64 pad[8 + D + 16] = {};  // pad[8 .. 8 + D) = d
+  alignas(64) u64 hp[16 + D + 16] = {};  // hp[16 .. 16 + D) = the high coefficients
+  for (size_t k = 0; k < h; ++k) {
+    u64* lo = v + k * D;
+    const u64* hi = v + (k + h) * D;
+#pragma GCC unroll 6
+    for (int t = 0; t < kV; ++t) store8(pad + 8 + 8 * t, load8(hi + 8 * t) - load8(lo + 8 * t));
+    v8u acc[2 * kV] = {};
+    for (int b = 0; b < nb; ++b) {
+      const u64* src = pad + 8 - ss[b];
+      switch (qs[b]) {
+#define MPC_GR_ADD7(Q) \
+  case Q:              \
+    _Pragma("GCC unroll 7") for (int t = 0; t < 7; ++t) acc[Q + t] += load8(src + 8 * t); \
+    break;
+        MPC_GR_ADD7(0)
+        MPC_GR_ADD7(1)
+        MPC_GR_ADD7(2)
+        MPC_GR_ADD7(3)
+        MPC_GR_ADD7(4)
+        MPC_GR_ADD7(5)
+#undef MPC_GR_ADD7
+      }
+    }
+    // pass 1: coefficients 48..94 (acc[6..11]) fold into 0..57 (acc[0..7])
+#pragma GCC unroll 6
+    for (int t = 0; t < kV; ++t) store8(hp + 16 + 8 * t, acc[kV + t]);
+    v8u res[8];
+#pragma GCC unroll 8
+    for (int u = 0; u < 8; ++u) {
+      const u64* p = hp + 16 + 8 * u;
+      res[u] = (u < kV ? acc[u] : v8u{}) - load8(p) - load8(p - 1) - load8(p - 5) - load8(p - 11);
+    }
+    // pass 2: coefficients 48..57 (res[6..7]) fold into 0..20 (res[0..2])
+    store8(hp + 16, res[6]);
+    store8(hp + 24, res[7]);
+    std::memset(hp + 32, 0, 8 * sizeof(u64));  // (pass 1 rewrites hp[16 .. 64) for the next element)
+#pragma GCC unroll 3
+    for (int u = 0; u < 3; ++u) {
+      const u64* p = hp + 16 + 8 * u;
+      res[u] -= load8(p) + load8(p - 1) + load8(p - 5) + load8(p - 11);
+    }
+#pragma GCC unroll 6
+    for (int t = 0; t < kV; ++t) store8(lo + 8 * t, load8(lo + 8 * t) + res[t]);
   }
 }
 

@@ -71,6 +71,8 @@ inline bool equal(const u64* a, const u64* b) { return std::memcmp(a, b, D * siz
 void inner(const u64* a, const u64* b, size_t n, u64* out);
 // sum_k (a1[k] - a0[k]) * (b1[k] - b0[k]) over n elements.
 void inner_diff(const u64* a0, const u64* a1, const u64* b0, const u64* b1, size_t n, u64* out);
+// v[k] += r * (v[k + h] - v[k]) for k < h, r in A given by its bits.
+void fold_a(u64* v, size_t h, u64 rbits);
 // out[k] = v0[k] + r * (v1[k] - v0[k]) for k < n (out may alias v0).
 void fold(const u64* v0, const u64* v1, const u64* r, size_t n, u64* out);
 

@@ -182,6 +182,13 @@ struct Item {
   }
 };
 
+// Prover P's cross terms x_P y_{P+1} and y_P x_{P+1} of an elementwise product whose operands'
+// components are publicly zero where zx, zy have bits set: is each present?
+std::pair<bool, bool> cross_terms(uint8_t zx, uint8_t zy, int P) {
+  const int Q = (P + 1) % 3;
+  return {!((zx >> P) & 1) && !((zy >> Q) & 1), !((zy >> P) & 1) && !((zx >> Q) & 1)};
+}
+
 // ------------------------------------------------------------------ the two proof domains
 // The folding proof is written once over a domain F: GR (GR(2^64, 48), for the arithmetic
 // products) or GF (GF(2^64) = GF(2)[X] / (X^64 + X^4 + X^3 + X + 1), for the ANDs of the
@@ -203,17 +210,8 @@ struct GRF {
   static void fold(Vec& v, size_t h, u64 rbits);
 };
 
-MPC_CLONES void GRF::fold(Vec& v, size_t h, u64 rbits) {  // v[k] += r (v[k + h] - v[k])
-  u64 d[D], acc[gr::kWide], t[D];
-  for (size_t k = 0; k < h; ++k) {
-    u64* lo = v.data() + k * D;
-    const u64* hi = v.data() + (k + h) * D;
-    for (int j = 0; j < D; ++j) d[j] = hi[j] - lo[j];
-    std::memset(acc, 0, sizeof acc);
-    gr::mac_a(acc, rbits, d);
-    gr::reduce(acc, t);
-    gr::add(lo, t);
-  }
+void GRF::fold(Vec& v, size_t h, u64 rbits) {  // v[k] += r (v[k + h] - v[k])
+  gr::fold_a(v.data(), h, rbits);
   v.resize(h * D);
 }
 
@@ -228,13 +226,13 @@ __attribute__((target("pclmul,sse2"))) inline void clmul_hw(u64 a, u64 b, u64& h
   lo = static_cast<u64>(_mm_cvtsi128_si64(p));
   hi = static_cast<u64>(_mm_cvtsi128_si64(_mm_unpackhi_epi64(p, p)));
 }
-inline void clmul_sw(u64 a, u64 b, u64& hi, u64& lo) {
+inline void clmul_sw(u64 a, u64 b, u64& hi, u64& lo) {  // in time independent of a and b
   hi = lo = 0;
-  for (int i = 0; i < 64; ++i)
-    if ((b >> i) & 1) {
-      lo ^= a << i;
-      if (i) hi ^= a >> (64 - i);
-    }
+  for (int i = 0; i < 64; ++i) {
+    const u64 m = 0 - ((b >> i) & 1);
+    lo ^= (a << i) & m;
+    if (i) hi ^= (a >> (64 - i)) & m;
+  }
 }
 const bool kHavePclmul = __builtin_cpu_supports("pclmul");
 inline u64 gf_mul(u64 a, u64 b) {
@@ -244,17 +242,106 @@ inline u64 gf_mul(u64 a, u64 b) {
   return gf_reduce(hi, lo);
 }
 
+// The AND proof's hot loops, compiled twice from one body: with PCLMULQDQ inlined (hw) and
+// with the portable carry-less product (sw); sums of products are reduced once at the end
+// (reduction is linear).
+//   dot:    sum_k a_k b_k             dot_diff: sum_k (a0_k ^ a1_k)(b0_k ^ b1_k)
+//   fold:   v_k ^= r (v_k ^ v_{k+h})  (k < h)
+//   bytes_point: sum_q alpha_q sum_t ta[t][byte t of x_q] tb[t][byte t of y_q]
+//   bytes_scale: out[8q + t] = alpha_q ta[t][byte t of x_q]
+#define MPC_GF_KERNELS(S, CLMUL)                                                                          \
+  u64 dot_##S(const u64* a, const u64* b, size_t n) {                                                     \
+    u64 h = 0, l = 0;                                                                                     \
+    for (size_t k = 0; k < n; ++k) {                                                                      \
+      u64 ph, pl;                                                                                         \
+      CLMUL(a[k], b[k], ph, pl);                                                                          \
+      h ^= ph;                                                                                            \
+      l ^= pl;                                                                                            \
+    }                                                                                                     \
+    return gf_reduce(h, l);                                                                               \
+  }                                                                                                       \
+  u64 dot_diff_##S(const u64* a0, const u64* a1, const u64* b0, const u64* b1, size_t n) {               \
+    u64 h = 0, l = 0;                                                                                     \
+    for (size_t k = 0; k < n; ++k) {                                                                      \
+      u64 ph, pl;                                                                                         \
+      CLMUL(a0[k] ^ a1[k], b0[k] ^ b1[k], ph, pl);                                                        \
+      h ^= ph;                                                                                            \
+      l ^= pl;                                                                                            \
+    }                                                                                                     \
+    return gf_reduce(h, l);                                                                               \
+  }                                                                                                       \
+  void fold_##S(u64* v, size_t h, u64 r) {                                                                \
+    for (size_t k = 0; k < h; ++k) {                                                                      \
+      u64 ph, pl;                                                                                         \
+      CLMUL(r, v[k] ^ v[k + h], ph, pl);                                                                  \
+      v[k] ^= gf_reduce(ph, pl);                                                                          \
+    }                                                                                                     \
+  }                                                                                                       \
+  u64 bytes_point_##S(const u64* x, const u64* y, const u64* alpha, size_t Q, const u64* ta, const u64* tb) { \
+    u64 h = 0, l = 0;                                                                                     \
+    for (size_t q = 0; q < Q; ++q) {                                                                      \
+      u64 ih = 0, il = 0;                                                                                 \
+      for (int t = 0; t < 8; ++t) {                                                                       \
+        u64 ph, pl;                                                                                       \
+        CLMUL(ta[t * 256 + ((x[q] >> (8 * t)) & 255)], tb[t * 256 + ((y[q] >> (8 * t)) & 255)], ph, pl); \
+        ih ^= ph;                                                                                         \
+        il ^= pl;                                                                                         \
+      }                                                                                                   \
+      u64 ph, pl;                                                                                         \
+      CLMUL(alpha[q], gf_reduce(ih, il), ph, pl);                                                         \
+      h ^= ph;                                                                                            \
+      l ^= pl;                                                                                            \
+    }                                                                                                     \
+    return gf_reduce(h, l);                                                                               \
+  }                                                                                                       \
+  void bytes_scale_##S(const u64* x, const u64* alpha, size_t Q, const u64* ta, u64* out) {               \
+    for (size_t q = 0; q < Q; ++q)                                                                        \
+      for (int t = 0; t < 8; ++t) {                                                                       \
+        u64 ph, pl;                                                                                       \
+        CLMUL(alpha[q], ta[t * 256 + ((x[q] >> (8 * t)) & 255)], ph, pl);                                 \
+        out[8 * q + t] = gf_reduce(ph, pl);                                                               \
+      }                                                                                                   \
+  }
+
+#pragma GCC push_options
+#pragma GCC target("pclmul,sse2")
+MPC_GF_KERNELS(hw, clmul_hw)
+#pragma GCC pop_options
+MPC_GF_KERNELS(sw, clmul_sw)
+#undef MPC_GF_KERNELS
+
+u64 gf_dot(const u64* a, const u64* b, size_t n) { return kHavePclmul ? dot_hw(a, b, n) : dot_sw(a, b, n); }
+
+}  // namespace
+
+// Test hook: both builds of every AND-proof kernel agree on pseudo-random inputs (true
+// without PCLMULQDQ: only the portable one runs there).
+bool gf_kernels_agree(u64 seed, size_t n) {
+  if (!kHavePclmul) return true;
+  Key k{};
+  std::memcpy(k.data(), &seed, 8);
+  Prg g(k);
+  Vec a = g.next(2 * n), b = g.next(2 * n), ta = g.next(2048), tb = g.next(2048), al = g.next(n);
+  bool ok = dot_hw(a.data(), b.data(), 2 * n) == dot_sw(a.data(), b.data(), 2 * n);
+  ok &= dot_diff_hw(a.data(), a.data() + n, b.data(), b.data() + n, n) ==
+        dot_diff_sw(a.data(), a.data() + n, b.data(), b.data() + n, n);
+  ok &= bytes_point_hw(a.data(), b.data(), al.data(), n, ta.data(), tb.data()) ==
+        bytes_point_sw(a.data(), b.data(), al.data(), n, ta.data(), tb.data());
+  Vec o1(8 * n), o2(8 * n), v1 = a, v2 = a;
+  bytes_scale_hw(a.data(), al.data(), n, ta.data(), o1.data());
+  bytes_scale_sw(a.data(), al.data(), n, ta.data(), o2.data());
+  fold_hw(v1.data(), n, b[0]);
+  fold_sw(v2.data(), n, b[0]);
+  return ok && o1 == o2 && v1 == v2;
+}
+
+namespace {
+
 struct GF {
   static constexpr int W = 1;
-  static void inner(const u64* a, const u64* b, size_t n, u64* out) {
-    u64 acc = 0;
-    for (size_t k = 0; k < n; ++k) acc ^= gf_mul(a[k], b[k]);
-    *out = acc;
-  }
+  static void inner(const u64* a, const u64* b, size_t n, u64* out) { *out = gf_dot(a, b, n); }
   static void inner_diff(const u64* a0, const u64* a1, const u64* b0, const u64* b1, size_t n, u64* out) {
-    u64 acc = 0;
-    for (size_t k = 0; k < n; ++k) acc ^= gf_mul(a0[k] ^ a1[k], b0[k] ^ b1[k]);
-    *out = acc;
+    *out = kHavePclmul ? dot_diff_hw(a0, a1, b0, b1, n) : dot_diff_sw(a0, a1, b0, b1, n);
   }
   static void add(u64* a, const u64* b) { *a ^= *b; }
   static void sub(u64* a, const u64* b) { *a ^= *b; }
@@ -262,7 +349,8 @@ struct GF {
   static void from_challenge(u64 r, u64* out) { *out = r; }
   static u64 mask(u64 r) { return r; }
   static void fold(Vec& v, size_t h, u64 r) {
-    for (size_t k = 0; k < h; ++k) v[k] ^= gf_mul(r, v[k] ^ v[k + h]);
+    if (kHavePclmul) fold_hw(v.data(), h, r);
+    else fold_sw(v.data(), h, r);
     v.resize(h);
   }
 };
@@ -351,14 +439,8 @@ struct BitFirst {
       std::vector<u64> ta, tb;
       byte_tables(ca, ta);
       byte_tables(cb, tb);
-      u64 acc = 0;
-      for (size_t q = 0; q < Q; ++q) {
-        u64 inner = 0;
-        for (int t = 0; t < 8; ++t)
-          inner ^= gf_mul(ta[t * 256 + ((px[q] >> (8 * t)) & 255)], tb[t * 256 + ((py[q] >> (8 * t)) & 255)]);
-        acc ^= gf_mul(alpha[q], inner);
-      }
-      vals[j] = acc;
+      vals[j] = kHavePclmul ? bytes_point_hw(px.data(), py.data(), alpha.data(), Q, ta.data(), tb.data())
+                            : bytes_point_sw(px.data(), py.data(), alpha.data(), Q, ta.data(), tb.data());
     }
   }
   // A verifier's next claim share from its shares of the values (index 7 derived from c).
@@ -379,8 +461,8 @@ struct BitFirst {
     for (int b = 0; b < 64; ++b) ca[b] = gf_mul(lag8(b & 7, r), beta[b]);
     std::vector<u64> ta;
     byte_tables(ca, ta);
-    for (size_t q = 0; q < X.size(); ++q)
-      for (int t = 0; t < 8; ++t) out[8 * q + t] = gf_mul(alpha[q], ta[t * 256 + ((X[q] >> (8 * t)) & 255)]);
+    if (kHavePclmul) bytes_scale_hw(X.data(), alpha.data(), X.size(), ta.data(), out);
+    else bytes_scale_sw(X.data(), alpha.data(), X.size(), ta.data(), out);
   }
   void fold_b(const Vec& Y, u64 r, u64* out) const {
     u64 cb[64];
@@ -617,9 +699,14 @@ std::vector<Share> Mal3::products_with(const std::vector<Product>& list, uint8_t
     r.mine.insert(r.mine.end(), o.a.begin(), o.a.end());
     r.got.insert(r.got.end(), o.b.begin(), o.b.end());
   }
-  for (auto& p : r.items) pending_claim_ += p.kind == Product::kElementwise ? p.x->size() : 0;
+  size_t terms = 0;  // the most cross terms any prover has
+  for (int P = 0; P < 3; ++P) {
+    const auto [t1, t2] = cross_terms(zx, zy, P);
+    terms = std::max<size_t>(terms, t1 + t2);
+  }
+  for (auto& p : r.items) pending_terms_ += p.kind == Product::kElementwise ? terms * p.x->size() : 0;
   if (r.total) pending_.push_back(std::move(r));
-  if (pending_claim_ >= kMaxPendingElementwise) verify();  // bounds the proof's memory
+  if (pending_terms_ >= kMaxPendingTerms) verify();  // bounds the proof's memory
   return out;
 }
 
@@ -631,7 +718,7 @@ void Mal3::verify() {
   std::vector<AndRecord> ands = std::move(ands_);
   pending_.clear();
   ands_.clear();
-  pending_and_words_ = pending_claim_ = 0;
+  pending_and_words_ = pending_terms_ = 0;
   std::string failed;  // the first check that failed here
 
   // 1. Common coin: open the committed seeds, commit to the next ones.
@@ -678,9 +765,7 @@ void Mal3::verify() {
     // order, the vectors padded with zeros to the longest prover's.
     auto present = [](const Record& rec, const Item& it, int P) {
       if (it.kind != Product::kElementwise) return std::pair<bool, bool>{true, true};
-      const int Q = (P + 1) % 3;
-      return std::pair<bool, bool>{!((rec.zx >> P) & 1) && !((rec.zy >> Q) & 1),
-                                   !((rec.zy >> P) & 1) && !((rec.zx >> Q) & 1)};
+      return cross_terms(rec.zx, rec.zy, P);
     };
     size_t len[3] = {2, 2, 2};
     std::vector<std::vector<Item>> items(recs.size());

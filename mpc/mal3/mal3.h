@@ -83,11 +83,11 @@ class Mal3 : public Rep3 {
   };
   std::vector<AndRecord> ands_;
   // verify() also runs when the pending statement grows past these (about 10 bytes per AND and
-  // 3 kB per elementwise product, per party): memory stays bounded (about 0.3 GB per party),
-  // at the cost of a proof's rounds per that much work.
+  // 1.5 kB per cross term of an elementwise product, per party): memory stays bounded (about
+  // 0.7 GB per party), at the cost of a proof's rounds per that much work.
   static constexpr size_t kMaxPendingAndWords = size_t{1} << 19;  // 2^25 ANDs
-  static constexpr size_t kMaxPendingElementwise = size_t{1} << 16;
-  size_t pending_and_words_ = 0, pending_claim_ = 0;
+  static constexpr size_t kMaxPendingTerms = size_t{1} << 18;
+  size_t pending_and_words_ = 0, pending_terms_ = 0;
   std::vector<Share> products_with(const std::vector<Product>& list, uint8_t zx, uint8_t zy);
   BShare band(const BShare& x, const BShare& y);  // bool_and + its round, recorded
   BShare comp_bits(const Share& x, int k, int j) const;  // component j's low k bits, shared
@@ -111,5 +111,9 @@ class Mal3 : public Rep3 {
   uint8_t peer_commit_[3][32] = {};
   void commit_next_seed(u64 out[4]);
 };
+
+// Test hook (tests/test_mal3.py): the AND proof's kernels built with PCLMULQDQ agree with the
+// portable ones.
+bool gf_kernels_agree(u64 seed, size_t n);
 
 }  // namespace mpc
