@@ -293,6 +293,32 @@ PYBIND11_MODULE(_native, m) {
     return out;
   });
   m.def("_gf_kernels_agree", &gf_kernels_agree, py::arg("seed"), py::arg("n"));
+  // Test hook: the word-lane kernels of the proofs ("spread": [n, 48] elements u_k x_k;
+  // "spread_acc": 48 words sum_k u_k x_k; "xor_spread": 64 words, S[b] = xor of a_k over the
+  // k with bit b of x_k & u_k set).
+  m.def("_lane_kernel", [](const std::string& op, py::array_t<uint64_t, py::array::c_style | py::array::forcecast> u,
+                           py::array_t<uint64_t, py::array::c_style | py::array::forcecast> x,
+                           py::array_t<uint64_t, py::array::c_style | py::array::forcecast> a) {
+    const size_t n = static_cast<size_t>(u.size());
+    if (static_cast<size_t>(x.size()) != n) throw ArgError("_lane_kernel: u and x differ in length");
+    if (op == "spread") {
+      py::array_t<uint64_t> out({n, size_t{gr::D}});
+      gr::spread(u.data(), x.data(), n, out.mutable_data());
+      return out;
+    }
+    if (op == "spread_acc") {
+      py::array_t<uint64_t> out(gr::D);
+      std::fill_n(out.mutable_data(), gr::D, 0);
+      gr::spread_acc(u.data(), x.data(), n, out.mutable_data());
+      return out;
+    }
+    if (op != "xor_spread") throw ArgError("_lane_kernel: op is spread, spread_acc or xor_spread");
+    if (static_cast<size_t>(a.size()) != n) throw ArgError("_lane_kernel: a differs in length");
+    py::array_t<uint64_t> out(64);
+    std::fill_n(out.mutable_data(), 64, 0);
+    gr::xor_spread(out.mutable_data(), x.data(), u.data(), a.data(), n);
+    return out;
+  });
   m.def("aes128_encrypt_block", [](py::bytes key, py::bytes block) {
     std::string k = key, b = block;
     if (k.size() != 16 || b.size() != 16) throw py::value_error("key and block must be 16 bytes");

@@ -251,6 +251,27 @@ def test_galois_ring_vector_kernels():
                 assert np.array_equal(got[k], a[k] + _native._gr_mul(rv, a[n + k] - a[k])), (n, r, k)
 
 
+def test_word_lane_kernels():
+    # the proofs' coefficient spreading: an element of A (48 bits) times a word, summed; bits of
+    # words selecting coefficients to XOR (the AND proof's bit-sliced sums)
+    rng = np.random.default_rng(7)
+    for n in (1, 5, 300):
+        u = rng.integers(0, 2**48, n, dtype=np.uint64)
+        x = rng.integers(0, 2**64, n, dtype=np.uint64)
+        y = rng.integers(0, 2**64, n, dtype=np.uint64)
+        bits = (u[:, None] >> np.arange(48, dtype=np.uint64)) & np.uint64(1)
+        assert np.array_equal(_native._lane_kernel("spread", u, x, x), bits * x[:, None])
+        want = [sum(int(b) * int(v) for b, v in zip(bits[:, j], x)) % 2**64 for j in range(48)]
+        assert [int(v) for v in _native._lane_kernel("spread_acc", u, x, x)] == want
+        v = x & y
+        want = [0] * 64
+        for k in range(n):
+            for b in range(64):
+                if (int(v[k]) >> b) & 1:
+                    want[b] ^= int(u[k])
+        assert [int(w) for w in _native._lane_kernel("xor_spread", y, x, u)] == want
+
+
 def test_and_proof_kernels_with_and_without_pclmul_agree():
     # dot products, folds and byte-table steps of the GF(2^64) proof: PCLMULQDQ and portable builds
     for seed, n in ((1, 1), (2, 7), (3, 1000)):

@@ -85,6 +85,44 @@ MPC_CLONES void fold(const u64* v0, const u64* v1, const u64* r, size_t n, u64* 
   }
 }
 
+namespace {
+inline v8u lane_bits(u64 u, int t) {  // bits 8t .. 8t + 7 of u, one per lane, as 0 / all-ones
+  const v8u idx = {0, 1, 2, 3, 4, 5, 6, 7};
+  const v8u sh = idx + static_cast<u64>(8 * t);
+  return v8u{} - ((v8u{} + u) >> sh & 1);
+}
+}  // namespace
+
+MPC_CLONES void spread(const u64* u, const u64* x, size_t n, u64* out) {
+  for (size_t k = 0; k < n; ++k)
+#pragma GCC unroll 6
+    for (int t = 0; t < kV; ++t) store8(out + k * D + 8 * t, lane_bits(u[k], t) & x[k]);
+}
+
+MPC_CLONES void spread_acc(const u64* u, const u64* z, size_t n, u64* acc) {
+  v8u a[kV];
+#pragma GCC unroll 6
+  for (int t = 0; t < kV; ++t) a[t] = load8(acc + 8 * t);
+  for (size_t k = 0; k < n; ++k)
+#pragma GCC unroll 6
+    for (int t = 0; t < kV; ++t) a[t] += lane_bits(u[k], t) & z[k];
+#pragma GCC unroll 6
+  for (int t = 0; t < kV; ++t) store8(acc + 8 * t, a[t]);
+}
+
+MPC_CLONES void xor_spread(u64* S, const u64* x, const u64* y, const u64* a, size_t n) {
+  v8u acc[8];
+#pragma GCC unroll 8
+  for (int t = 0; t < 8; ++t) acc[t] = load8(S + 8 * t);
+  for (size_t k = 0; k < n; ++k) {
+    const u64 v = y ? x[k] & y[k] : x[k];
+#pragma GCC unroll 8
+    for (int t = 0; t < 8; ++t) acc[t] ^= lane_bits(v, t) & a[k];
+  }
+#pragma GCC unroll 8
+  for (int t = 0; t < 8; ++t) store8(S + 8 * t, acc[t]);
+}
+
 MPC_CLONES void fold_a(u64* v, size_t h, u64 rbits) {
   // r d = sum over the set bits j = 8q + s of r of X^j d: accumulator vector q + t gains words
   // 8t - s .. 8t - s + 7 of d (read from a zero-padded copy), all in registers; then the

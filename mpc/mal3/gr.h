@@ -71,6 +71,14 @@ inline bool equal(const u64* a, const u64* b) { return std::memcmp(a, b, D * siz
 void inner(const u64* a, const u64* b, size_t n, u64* out);
 // sum_k (a1[k] - a0[k]) * (b1[k] - b0[k]) over n elements.
 void inner_diff(const u64* a0, const u64* a1, const u64* b0, const u64* b1, size_t n, u64* out);
+// out[k] = u_k x_k for u_k in A (its bits) and x_k in Z_2^64, k < n.
+void spread(const u64* u, const u64* x, size_t n, u64* out);
+// acc[0 .. D) += sum_k u_k z_k (u_k in A, z_k in Z_2^64; no reduction needed).
+void spread_acc(const u64* u, const u64* z, size_t n, u64* acc);
+// S[b] ^= a_k for every set bit b of v_k = x_k & y_k (y null: x_k), k < n; S has 64 words.
+// In time independent of the bits (they derive from shares). For GF(2^64) sums in mal3's
+// AND proof, kept here with the other word-lane kernels.
+void xor_spread(u64* S, const u64* x, const u64* y, const u64* a, size_t n);
 // v[k] += r * (v[k + h] - v[k]) for k < h, r in A given by its bits.
 void fold_a(u64* v, size_t h, u64 rbits);
 // out[k] = v0[k] + r * (v1[k] - v0[k]) for k < n (out may alias v0).

@@ -102,11 +102,7 @@ struct Item {
 
   // Fx: the compression of a left operand (K elements).
   void fx(const Vec& x, u64* out) const {
-    if (kind == Product::kElementwise) {
-      for (size_t k = 0; k < K; ++k)
-        for (int j = 0; j < D; ++j) out[k * D + j] = ((u[k] >> j) & 1) ? x[k] : 0;
-      return;
-    }
+    if (kind == Product::kElementwise) return gr::spread(u.data(), x.data(), K, out);
     const size_t cols_k = kind == Product::kMatmul ? K : static_cast<size_t>(g.kh * g.kw * g.c);
     Vec cols;
     const u64* X = x.data();
@@ -165,17 +161,7 @@ struct Item {
   }
   // sum(coeff * z) for outputs z (M * N words), added to acc (unreduced, kWide words).
   void zc(const u64* z, u64* acc) const {
-    if (kind == Product::kElementwise) {
-      for (size_t k = 0; k < M; ++k) {
-        u64 e = u[k];
-        while (e) {
-          const int j = __builtin_ctzll(e);
-          e &= e - 1;
-          acc[j] += z[k];
-        }
-      }
-      return;
-    }
+    if (kind == Product::kElementwise) return gr::spread_acc(u.data(), z, M, acc);
     Vec W = bit_cols(w.data(), N), t(M * D);
     gemm_u64(M, D, N, z, N, W.data(), D, t.data(), D, false);
     for (size_t m = 0; m < M; ++m) gr::mac_a(acc, u[m], t.data() + m * D);
@@ -372,11 +358,6 @@ inline u64 gf_inv(u64 a) {  // a^(2^64 - 2)
 // points 0..7, as values at the points 0..14 (the one at 7 follows from the claim); after the
 // challenge r the vectors become A_{q,t} = alpha_q sum_s L_s(r) beta_{8t+s} X_q[8t+s] and
 // B_{q,t} = sum_s L_s(r) Y_q[8t+s]: byte-table lookups, one field element per byte.
-// S[b] ^= a for every set bit b of v, in time independent of v (v derives from shares).
-inline void accumulate_bits(u64* S, u64 v, u64 a) {
-  for (int b = 0; b < 64; ++b) S[b] ^= (0 - ((v >> b) & 1)) & a;
-}
-
 struct BitFirst {
   static constexpr int kPts = 15;
   Vec px, py, lx, ry;  // prover's X and Y words, L's X (for its next party), R's Y (previous)
@@ -423,7 +404,7 @@ struct BitFirst {
   void prover_values(u64 vals[kPts]) const {
     u64 S[64] = {};
     const size_t Q = px.size();
-    for (size_t q = 0; q < Q; ++q) accumulate_bits(S, px[q] & py[q], alpha[q]);
+    gr::xor_spread(S, px.data(), py.data(), alpha.data(), Q);
     for (int s = 0; s < 8; ++s) {
       u64 v = 0;
       for (int t = 0; t < 8; ++t) v ^= gf_mul(beta[8 * t + s], S[8 * t + s]);
@@ -890,9 +871,10 @@ void Mal3::verify() {
         bf->ry.push_back(r.xa[w]);
         bf->alpha.push_back(al[w]);
         bf->alpha.push_back(al[w]);
-        accumulate_bits(SL, r.got[w] ^ (r.xb[w] & r.yb[w]) ^ r2[w], al[w]);
-        accumulate_bits(SR, r1[w], al[w]);
+        r2[w] ^= r.got[w] ^ (r.xb[w] & r.yb[w]);
       }
+      gr::xor_spread(SL, r2.data(), nullptr, al.data(), n);  // z_next ^ x_next y_next ^ r2
+      gr::xor_spread(SR, r1.data(), nullptr, al.data(), n);
     }
     for (int b = 0; b < 64; ++b) {
       g.cl[0] ^= gf_mul(bf->beta[b], SL[b]);
