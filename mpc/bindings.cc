@@ -280,7 +280,7 @@ PYBIND11_MODULE(_native, m) {
     const size_t rows = a.shape(0), h = rows / 2;
     if (op == "fold") {
       Vec v(a.data(), a.data() + rows * gr::D);
-      gr::fold_a(v.data(), h, r & gr::kAMask);
+      gr::fold_a(v.data(), h, r & gr::kAMask, 0, h);
       py::array_t<uint64_t> out({h, size_t{gr::D}});
       std::copy(v.begin(), v.begin() + h * gr::D, out.mutable_data());
       return out;

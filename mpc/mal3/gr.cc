@@ -123,7 +123,41 @@ MPC_CLONES void xor_spread(u64* S, const u64* x, const u64* y, const u64* a, siz
   for (int t = 0; t < 8; ++t) store8(S + 8 * t, acc[t]);
 }
 
-MPC_CLONES void fold_a(u64* v, size_t h, u64 rbits) {
+MPC_CLONES void inner_emb(const u64* a, const u64* b, size_t n, u64* out) {
+  v8u acc[kV];
+#pragma GCC unroll 6
+  for (int t = 0; t < kV; ++t) acc[t] = load8(out + 8 * t);
+  for (size_t k = 0; k < n; ++k) {
+    const u64 s = b[k * D];
+#pragma GCC unroll 6
+    for (int t = 0; t < kV; ++t) acc[t] += load8(a + k * D + 8 * t) * s;
+  }
+#pragma GCC unroll 6
+  for (int t = 0; t < kV; ++t) store8(out + 8 * t, acc[t]);
+}
+
+MPC_CLONES void inner_diff_emb(const u64* a0, const u64* a1, const u64* b0, const u64* b1, size_t n, u64* out) {
+  v8u acc[kV];
+#pragma GCC unroll 6
+  for (int t = 0; t < kV; ++t) acc[t] = load8(out + 8 * t);
+  for (size_t k = 0; k < n; ++k) {
+    const u64 s = b1[k * D] - b0[k * D];
+#pragma GCC unroll 6
+    for (int t = 0; t < kV; ++t) acc[t] += (load8(a1 + k * D + 8 * t) - load8(a0 + k * D + 8 * t)) * s;
+  }
+#pragma GCC unroll 6
+  for (int t = 0; t < kV; ++t) store8(out + 8 * t, acc[t]);
+}
+
+MPC_CLONES void fold_emb(u64* v, size_t h, size_t k0, size_t k1, u64 rbits) {
+  for (size_t k = k0; k < k1; ++k) {
+    const u64 delta = v[(k + h) * D] - v[k * D];
+#pragma GCC unroll 6
+    for (int t = 0; t < kV; ++t) store8(v + k * D + 8 * t, load8(v + k * D + 8 * t) + (lane_bits(rbits, t) & delta));
+  }
+}
+
+MPC_CLONES void fold_a(u64* v, size_t h, u64 rbits, size_t k0, size_t k1) {
   // r d = sum over the set bits j = 8q + s of r of X^j d: accumulator vector q + t gains words
   // 8t - s .. 8t - s + 7 of d (read from a zero-padded copy), all in registers; then the
   // reduction X^48 = -(X^11 + X^5 + X + 1) twice (degrees 48..94, then 48..57).
@@ -136,7 +170,7 @@ MPC_CLONES void fold_a(u64* v, size_t h, u64 rbits) {
     }
   alignas(64) u64 pad[8 + D + 16] = {};  // pad[8 .. 8 + D) = d
   alignas(64) u64 hp[16 + D + 16] = {};  // hp[16 .. 16 + D) = the high coefficients
-  for (size_t k = 0; k < h; ++k) {
+  for (size_t k = k0; k < k1; ++k) {
     u64* lo = v + k * D;
     const u64* hi = v + (k + h) * D;
 #pragma GCC unroll 6

@@ -79,8 +79,15 @@ void spread_acc(const u64* u, const u64* z, size_t n, u64* acc);
 // In time independent of the bits (they derive from shares). For GF(2^64) sums in mal3's
 // AND proof, kept here with the other word-lane kernels.
 void xor_spread(u64* S, const u64* x, const u64* y, const u64* a, size_t n);
-// v[k] += r * (v[k + h] - v[k]) for k < h, r in A given by its bits.
-void fold_a(u64* v, size_t h, u64 rbits);
+// v[k] += r * (v[k + h] - v[k]) for k0 <= k < k1 (<= h), r in A given by its bits.
+void fold_a(u64* v, size_t h, u64 rbits, size_t k0, size_t k1);
+// The same where v[k] and v[k + h] are embedded words (coefficient 0 only): r (v[k+h] - v[k])
+// is the bits of r times a word, no product of elements.
+void fold_emb(u64* v, size_t h, size_t k0, size_t k1, u64 rbits);
+// out += sum_k a_k b_k and out += sum_k (a1_k - a0_k)(b1_k - b0_k) for embedded b (coefficient
+// 0 of each element; the others zero): an element times a word, no reduction.
+void inner_emb(const u64* a, const u64* b, size_t n, u64* out);
+void inner_diff_emb(const u64* a0, const u64* a1, const u64* b0, const u64* b1, size_t n, u64* out);
 // out[k] = v0[k] + r * (v1[k] - v0[k]) for k < n (out may alias v0).
 void fold(const u64* v0, const u64* v1, const u64* r, size_t n, u64* out);
 

@@ -1,7 +1,7 @@
 #include "mal3.h"
 
 #include <openssl/evp.h>
-#include <wmmintrin.h>
+#include <immintrin.h>
 
 #include <algorithm>
 #include <numeric>
@@ -194,10 +194,42 @@ struct GRF {
   }
   static u64 mask(u64 r) { return r & gr::kAMask; }
   static void fold(Vec& v, size_t h, u64 rbits);
+  static void inner_first(const u64* a, const u64* b, size_t h, size_t e0, size_t e1, u64* p0, u64* p2);
+  static void fold_first(Vec& v, size_t h, u64 rbits, size_t e0, size_t e1);
 };
 
 void GRF::fold(Vec& v, size_t h, u64 rbits) {  // v[k] += r (v[k + h] - v[k])
-  gr::fold_a(v.data(), h, rbits);
+  gr::fold_a(v.data(), h, rbits, 0, h);
+  v.resize(h * D);
+}
+
+// The first step where the b vector holds embedded words at elements [e0, e1) (the elementwise
+// products' Gx, Gy): there its products with a and its fold need no product of elements.
+// The pairs (k, k + h) with both ends embedded:
+inline std::pair<size_t, size_t> embedded_pairs(size_t h, size_t e0, size_t e1) {
+  const size_t g0 = std::min(e0, h);
+  const size_t g1 = e1 > h ? std::min(e1 - h, h) : 0;
+  return {g0, std::max(g0, g1)};
+}
+void GRF::inner_first(const u64* a, const u64* b, size_t h, size_t e0, size_t e1, u64* p0, u64* p2) {
+  const size_t f0 = std::min(e0, h), f1 = std::min(std::max(e1, f0), h);
+  u64 t[D];
+  gr::inner(a, b, f0, p0);  // [0, f0) and [f1, h) general, [f0, f1) embedded
+  gr::inner(a + f1 * D, b + f1 * D, h - f1, t);
+  gr::add(p0, t);
+  gr::inner_emb(a + f0 * D, b + f0 * D, f1 - f0, p0);
+  const auto [g0, g1] = embedded_pairs(h, e0, e1);
+  const u64 *a1 = a + h * D, *b1 = b + h * D;
+  gr::inner_diff(a, a1, b, b1, g0, p2);
+  gr::inner_diff(a + g1 * D, a1 + g1 * D, b + g1 * D, b1 + g1 * D, h - g1, t);
+  gr::add(p2, t);
+  gr::inner_diff_emb(a + g0 * D, a1 + g0 * D, b + g0 * D, b1 + g0 * D, g1 - g0, p2);
+}
+void GRF::fold_first(Vec& v, size_t h, u64 rbits, size_t e0, size_t e1) {
+  const auto [g0, g1] = embedded_pairs(h, e0, e1);
+  gr::fold_a(v.data(), h, rbits, 0, g0);
+  gr::fold_emb(v.data(), h, g0, g1, rbits);
+  gr::fold_a(v.data(), h, rbits, g1, h);
   v.resize(h * D);
 }
 
@@ -296,12 +328,67 @@ MPC_GF_KERNELS(hw, clmul_hw)
 MPC_GF_KERNELS(sw, clmul_sw)
 #undef MPC_GF_KERNELS
 
-u64 gf_dot(const u64* a, const u64* b, size_t n) { return kHavePclmul ? dot_hw(a, b, n) : dot_sw(a, b, n); }
+// AVX-512 VPCLMULQDQ: eight products in two instructions (even words, odd words), the
+// reduction on vectors.
+const bool kHaveVpclmul = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("vpclmulqdq");
+
+__attribute__((target("avx512f,vpclmulqdq"))) inline void clmul8(__m512i a, __m512i b, __m512i& lo, __m512i& hi) {
+  const __m512i pe = _mm512_clmulepi64_epi128(a, b, 0x00), po = _mm512_clmulepi64_epi128(a, b, 0x11);
+  lo = _mm512_maskz_unpacklo_epi64(0xff, pe, po);  // (maskz: GCC 12 warns on the plain form)
+  hi = _mm512_maskz_unpackhi_epi64(0xff, pe, po);
+}
+typedef u64 u64x8 __attribute__((vector_size(64)));  // shifts and xors (GCC 12's intrinsics warn)
+__attribute__((target("avx512f,vpclmulqdq"))) inline __m512i reduce8(__m512i lo, __m512i hi) {
+  const u64x8 h = reinterpret_cast<u64x8>(hi), t = h ^ (h >> 63) ^ (h >> 61) ^ (h >> 60);
+  return reinterpret_cast<__m512i>(reinterpret_cast<u64x8>(lo) ^ t ^ (t << 1) ^ (t << 3) ^ (t << 4));
+}
+__attribute__((target("avx512f,vpclmulqdq"))) void fold_vx(u64* v, size_t h, u64 r) {
+  const __m512i rv = _mm512_set1_epi64(static_cast<long long>(r));
+  size_t k = 0;
+  for (; k + 8 <= h; k += 8) {
+    const __m512i lo = _mm512_loadu_si512(v + k), d = _mm512_xor_si512(lo, _mm512_loadu_si512(v + k + h));
+    __m512i pl, ph;
+    clmul8(d, rv, pl, ph);
+    _mm512_storeu_si512(v + k, _mm512_xor_si512(lo, reduce8(pl, ph)));
+  }
+  for (; k < h; ++k) v[k] ^= gf_mul(r, v[k] ^ v[k + h]);
+}
+__attribute__((target("avx512f,vpclmulqdq"))) u64 dot_vx(const u64* a0, const u64* a1, const u64* b0, const u64* b1,
+                                                         size_t n) {  // a0, b0 null: plain dot
+  __m512i L = _mm512_setzero_si512(), H = _mm512_setzero_si512();
+  size_t k = 0;
+  for (; k + 8 <= n; k += 8) {
+    __m512i x = _mm512_loadu_si512(a1 + k), y = _mm512_loadu_si512(b1 + k);
+    if (a0) {
+      x = _mm512_xor_si512(x, _mm512_loadu_si512(a0 + k));
+      y = _mm512_xor_si512(y, _mm512_loadu_si512(b0 + k));
+    }
+    __m512i pl, ph;
+    clmul8(x, y, pl, ph);
+    L = _mm512_xor_si512(L, pl);
+    H = _mm512_xor_si512(H, ph);
+  }
+  alignas(64) u64 l[8], hh[8];
+  _mm512_store_si512(l, L);
+  _mm512_store_si512(hh, H);
+  u64 lo = 0, hi = 0;
+  for (int i = 0; i < 8; ++i) {
+    lo ^= l[i];
+    hi ^= hh[i];
+  }
+  u64 out = gf_reduce(hi, lo);
+  for (; k < n; ++k) out ^= a0 ? gf_mul(a0[k] ^ a1[k], b0[k] ^ b1[k]) : gf_mul(a1[k], b1[k]);
+  return out;
+}
+
+u64 gf_dot(const u64* a, const u64* b, size_t n) {
+  return kHaveVpclmul ? dot_vx(nullptr, a, nullptr, b, n) : kHavePclmul ? dot_hw(a, b, n) : dot_sw(a, b, n);
+}
 
 }  // namespace
 
-// Test hook: both builds of every AND-proof kernel agree on pseudo-random inputs (true
-// without PCLMULQDQ: only the portable one runs there).
+// Test hook: every build of the AND-proof kernels (portable, PCLMULQDQ, AVX-512 VPCLMULQDQ)
+// agrees on pseudo-random inputs (those the CPU lacks are skipped).
 bool gf_kernels_agree(u64 seed, size_t n) {
   if (!kHavePclmul) return true;
   Key k{};
@@ -318,7 +405,15 @@ bool gf_kernels_agree(u64 seed, size_t n) {
   bytes_scale_sw(a.data(), al.data(), n, ta.data(), o2.data());
   fold_hw(v1.data(), n, b[0]);
   fold_sw(v2.data(), n, b[0]);
-  return ok && o1 == o2 && v1 == v2;
+  ok &= o1 == o2 && v1 == v2;
+  if (kHaveVpclmul) {
+    Vec v3 = a;
+    fold_vx(v3.data(), n, b[0]);
+    ok &= v3 == v2 && dot_vx(nullptr, a.data(), nullptr, b.data(), 2 * n) == dot_sw(a.data(), b.data(), 2 * n);
+    ok &= dot_vx(a.data(), a.data() + n, b.data(), b.data() + n, n) ==
+          dot_diff_sw(a.data(), a.data() + n, b.data(), b.data() + n, n);
+  }
+  return ok;
 }
 
 namespace {
@@ -327,7 +422,9 @@ struct GF {
   static constexpr int W = 1;
   static void inner(const u64* a, const u64* b, size_t n, u64* out) { *out = gf_dot(a, b, n); }
   static void inner_diff(const u64* a0, const u64* a1, const u64* b0, const u64* b1, size_t n, u64* out) {
-    *out = kHavePclmul ? dot_diff_hw(a0, a1, b0, b1, n) : dot_diff_sw(a0, a1, b0, b1, n);
+    *out = kHaveVpclmul  ? dot_vx(a0, a1, b0, b1, n)
+           : kHavePclmul ? dot_diff_hw(a0, a1, b0, b1, n)
+                         : dot_diff_sw(a0, a1, b0, b1, n);
   }
   static void add(u64* a, const u64* b) { *a ^= *b; }
   static void sub(u64* a, const u64* b) { *a ^= *b; }
@@ -335,10 +432,16 @@ struct GF {
   static void from_challenge(u64 r, u64* out) { *out = r; }
   static u64 mask(u64 r) { return r; }
   static void fold(Vec& v, size_t h, u64 r) {
-    if (kHavePclmul) fold_hw(v.data(), h, r);
+    if (kHaveVpclmul) fold_vx(v.data(), h, r);
+    else if (kHavePclmul) fold_hw(v.data(), h, r);
     else fold_sw(v.data(), h, r);
     v.resize(h);
   }
+  static void inner_first(const u64* a, const u64* b, size_t h, size_t, size_t, u64* p0, u64* p2) {
+    inner(a, b, h, p0);
+    inner_diff(a, a + h, b, b + h, h, p2);
+  }
+  static void fold_first(Vec& v, size_t h, u64 r, size_t, size_t) { fold(v, h, r); }
 };
 
 inline u64 gf_inv(u64 a) {  // a^(2^64 - 2)
@@ -494,6 +597,9 @@ struct Proof {
   Prg pl_p, pl_l, pr_p, pr_r, lr_r, lr_l;
   std::unique_ptr<BitFirst> bf;  // the AND proof's first step (GF only), until it is taken
   u64 r_prev = 0;  // the challenge sent to the previous party (as its R) this step
+  // Until the first halving step: elements [eb0, eb1) of pb (this party's proof) and
+  // [er0, er1) of rb (the previous party's) hold embedded words (F::inner_first, fold_first).
+  size_t eb0 = 0, eb1 = 0, er0 = 0, er1 = 0;
   u64 lp0[W], lp2[W];
 
   Proof(Prg& next_key, Prg& prev_key, int me) {
@@ -508,10 +614,18 @@ struct Proof {
     lr_l = Prg(kp[2]);
     for (Prg* g : {&pl_p, &pl_l, &pr_p, &pr_r, &lr_r, &lr_l}) g->set_owner(me);
   }
+  // m elements, uninitialised but the masks' (0 and 1, zero until mask()): the caller writes
+  // every other element of the four vectors (zero where a role has fewer, see zero_from).
   void resize(size_t m) {
     len = m;
-    for (Vec* v : {&pa, &pb, &la, &rb}) v->assign(m * W, 0);
+    for (Vec* v : {&pa, &pb, &la, &rb}) {
+      *v = Vec();
+      v->reserve((m + 1) * W);  // an odd length gains a zero element in place (step_send)
+      v->resize(m * W);
+      std::memset(v->data(), 0, std::min<size_t>(m, 2) * W * 8);
+    }
   }
+  static void zero_from(Vec& v, size_t k) { std::memset(v.data() + k * W, 0, (v.size() - k * W) * 8); }
   // Elements 0 and 1: the masks, a = (alpha, 0) with alpha from PL and b = (0, beta) with beta
   // from PR. Their inner product is zero, so the claim stays the verifiers' own (nothing in it
   // comes from the prover), while the last a and b, which L and R open to each other, carry
@@ -546,8 +660,7 @@ struct Proof {
     }
     const size_t h = len / 2;
     u64 p0[W], p2[W];
-    F::inner(pa.data(), pb.data(), h, p0);
-    F::inner_diff(pa.data(), pa.data() + h * W, pb.data(), pb.data() + h * W, h, p2);
+    F::inner_first(pa.data(), pb.data(), h, eb0, eb1, p0, p2);
     Vec l0 = pl_p.next(W), l2 = pl_p.next(W);
     F::sub(p0, l0.data());
     F::sub(p2, l2.data());
@@ -582,10 +695,11 @@ struct Proof {
     next_claim<F>(cl, lp0, lp2, r_next);
     F::fold(la, h, r_next);
     next_claim<F>(cr, rmsg, rmsg + W, r_prev);
-    F::fold(rb, h, r_prev);
+    F::fold_first(rb, h, r_prev, er0, er1);
     const u64 r = F::mask(r_from_next);  // out-of-set bits would only fail the check
     F::fold(pa, h, r);
-    F::fold(pb, h, r);
+    F::fold_first(pb, h, r, eb0, eb1);
+    eb0 = eb1 = er0 = er1 = 0;
     len = h;
   }
   // The last a * b: L sends (a, c_L) to R (its previous party), R sends (b, c_R) to L.
@@ -748,7 +862,9 @@ void Mal3::verify() {
       if (it.kind != Product::kElementwise) return std::pair<bool, bool>{true, true};
       return cross_terms(rec.zx, rec.zy, P);
     };
-    size_t len[3] = {2, 2, 2};
+    // Elementwise terms first (their b elements are embedded words: a cheaper first step),
+    // then the rank-one ones.
+    size_t len_e[3] = {0, 0, 0}, len[3] = {2, 2, 2};
     std::vector<std::vector<Item>> items(recs.size());
     for (size_t i = 0; i < recs.size(); ++i)
       for (auto& p : recs[i].items) {
@@ -756,11 +872,16 @@ void Mal3::verify() {
         for (int P = 0; P < 3; ++P) {
           auto [t1, t2] = present(recs[i], items[i].back(), P);
           len[P] += (t1 + t2) * items[i].back().K;
+          if (p.kind == Product::kElementwise) len_e[P] += (t1 + t2) * items[i].back().K;
         }
       }
     g.resize(std::max({len[0], len[1], len[2]}));
+    g.eb0 = g.er0 = 2;
+    g.eb1 = 2 + len_e[me_];
+    g.er1 = 2 + len_e[prev_];
     u64 cl_acc[gr::kWide] = {}, cr_acc[gr::kWide] = {};
-    size_t ap = 2, al = 2, ar = 2;  // cursors: as prover, as L of next, as R of previous
+    // cursors: as prover, as L of next, as R of previous; elementwise terms, rank-one terms
+    size_t ap = 2, al = 2, ar = 2, apr = 2 + len_e[me_], alr = 2 + len_e[next_], arr = 2 + len_e[prev_];
     for (size_t i = 0; i < recs.size(); ++i) {
       const Record& rec = recs[i];
       Vec r2(rec.total), r1(rec.total);  // the zero shares of next's and of previous' messages
@@ -808,13 +929,13 @@ void Mal3::verify() {
           for (size_t k = 0; k < n; ++k) zl[k] -= x.b[k] * y.b[k];
           it.zc(zl.data(), cl_acc);
         } else {
-          u64* pa1 = g.pa.data() + ap * D;  // Fx(x_me), then Fy(y_me)
+          u64* pa1 = g.pa.data() + apr * D;  // Fx(x_me), then Fy(y_me)
           u64* pa2 = pa1 + K * D;
-          u64* pb1 = g.pb.data() + ap * D;  // Gy(y_next), then Gx(x_next)
+          u64* pb1 = g.pb.data() + apr * D;  // Gy(y_next), then Gx(x_next)
           u64* pb2 = pb1 + K * D;
-          u64* la1 = g.la.data() + al * D;  // L of next: Fx(x_next), Fy(y_next)
+          u64* la1 = g.la.data() + alr * D;  // L of next: Fx(x_next), Fy(y_next)
           u64* la2 = la1 + K * D;
-          u64* rb1 = g.rb.data() + ar * D;  // R of previous: Gy(y_me), Gx(x_me)
+          u64* rb1 = g.rb.data() + arr * D;  // R of previous: Gy(y_me), Gx(x_me)
           u64* rb2 = rb1 + K * D;
           it.fx(x.a, pa1);
           it.fy(y.a, pa2);
@@ -824,9 +945,9 @@ void Mal3::verify() {
           it.gx(x.b, la1, pb2);
           it.gy(y.a, pa2, rb1);
           it.gx(x.a, pa1, rb2);
-          ap += 2 * K;
-          al += 2 * K;
-          ar += 2 * K;
+          apr += 2 * K;
+          alr += 2 * K;
+          arr += 2 * K;
           it.zc(zl.data(), cl_acc);
           u64 local[D];
           gr::inner(la1, la2, K, local);
@@ -837,6 +958,14 @@ void Mal3::verify() {
         it.zc(neg.data(), cr_acc);
       }
     }
+    if (ap != 2 + len_e[me_] || al != 2 + len_e[next_] || ar != 2 + len_e[prev_] || apr != len[me_] ||
+        alr != len[next_] || arr != len[prev_])
+      throw Error("internal: mal3 proof layout");
+    // the roles' vectors end where their prover's terms end: zeros up to the longest
+    Proof<GRF>::zero_from(g.pa, len[me_]);
+    Proof<GRF>::zero_from(g.pb, len[me_]);
+    Proof<GRF>::zero_from(g.la, len[next_]);
+    Proof<GRF>::zero_from(g.rb, len[prev_]);
     gr::reduce(cl_acc, g.cl);
     gr::reduce(cr_acc, g.cr);
     g.mask();
