@@ -8,10 +8,10 @@ namespace mpc {
 
 namespace {
 constexpr size_t kMinPooled = 64 * 1024;       // smaller blocks go straight to malloc
-// Cap on idle memory kept for reuse: never more than the process used at its peak; 6 GiB
+// Cap on idle memory kept for reuse: never more than the process used at its peak; 4 GiB
 // keeps mal3's proof vectors (up to ~0.7 GB per party, three parties in a local session)
 // from going back to the OS and faulting in again at every proof.
-constexpr size_t kMaxCached = size_t(6) << 30;
+constexpr size_t kMaxCached = size_t(4) << 30;
 constexpr int kClasses = 48;
 
 struct Pool {

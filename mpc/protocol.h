@@ -1,7 +1,10 @@
 // The primitive interface every protocol implements. Kernels and generic
 // compositions (ops.h) are written once against it. Every primitive works on
 // whole tensors; its round count never depends on the tensor size, and lists
-// of independent products share one round (products()).
+// of independent products share one round (products()). An actively secure
+// protocol adds its proofs' rounds; mal3 proves (and splits very large product
+// lists) whenever the pending statement reaches a memory bound, so its count
+// grows with the public sizes (mal3.h).
 #pragma once
 #include <functional>
 #include <memory>

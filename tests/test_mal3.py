@@ -195,6 +195,27 @@ def test_verification_cost_is_small_and_logarithmic():
     assert v["rounds"] == 1 + 2 * 14 + 2  # coin, 14 folding steps (8193 -> 16384), open, verdict
 
 
+def test_large_products_are_proven_in_bounded_pieces():
+    """An elementwise product larger than the proof's memory bound (2^18 cross terms) runs in
+    chunks, each proven when the bound is reached: exact, and a deviation in any chunk is still
+    caught; the proof count grows with the size (the price of bounded memory)."""
+    n = 300_000  # 2 cross terms per element: 3 chunks
+    x = np.arange(n, dtype=np.int64) - n // 2
+    e = tflite_mpc.Engine("mal3")
+    X = e.share(x, 0)
+    assert np.array_equal(e.reveal(e.mul(X, X)), x * x)
+    assert e.stats()[0]["verify"]["calls"] >= 3
+    e = tflite_mpc.Engine("mal3")
+    X = e.share(x, 0)
+    _native._fault_arm(2, "reshare", "add", seed=3, skip=2, count=1)  # in the third chunk
+    p = e.mul(X, X)
+    tampered = _native._fault_tampered()
+    _native._fault_disarm()
+    assert tampered
+    with pytest.raises(tflite_mpc.CheatingDetected):
+        e.reveal(p)
+
+
 def test_galois_ring_product_is_the_polynomial_product_mod_f():
     """GR(2^64, 48) = Z_2^64[X] / (X^48 + X^11 + X^5 + X + 1), checked against exact integer
     polynomial arithmetic; and X generates a field modulo 2 (f irreducible): X^(2^48) = X."""

@@ -769,6 +769,52 @@ Vec Mal3::reveal(const Share& x, int to) {
 std::vector<Share> Mal3::products(const std::vector<Product>& list) { return products_with(list, 0, 0); }
 
 std::vector<Share> Mal3::products_with(const std::vector<Product>& list, uint8_t zx, uint8_t zy) {
+  size_t per = 0;  // the most cross terms any prover has per element
+  for (int P = 0; P < 3; ++P) {
+    const auto [t1, t2] = cross_terms(zx, zy, P);
+    per = std::max<size_t>(per, t1 + t2);
+  }
+  size_t eterms = 0;
+  for (auto& p : list) eterms += p.kind == Product::kElementwise ? per * p.x->size() : 0;
+  if (eterms > kMaxPendingTerms) {
+    // One call this large would hold its whole proof in memory at once: its elementwise items
+    // run as chunks of elements (a resharing round each), proven as the bound is reached.
+    std::vector<Share> out(list.size());
+    std::vector<Product> rest;
+    std::vector<size_t> rest_at;
+    for (size_t t = 0; t < list.size(); ++t)
+      if (list[t].kind != Product::kElementwise) {
+        rest.push_back(list[t]);
+        rest_at.push_back(t);
+      }
+    if (!rest.empty()) {
+      std::vector<Share> r = products_with(rest, zx, zy);
+      for (size_t i = 0; i < rest.size(); ++i) out[rest_at[i]] = std::move(r[i]);
+    }
+    const size_t chunk = std::max<size_t>(1, kMaxPendingTerms / std::max<size_t>(per, 1));
+    auto part = [](const Share& v, size_t e0, size_t e1) {
+      Share c{{static_cast<int64_t>(e1 - e0)}, Vec(v.a.begin() + e0, v.a.begin() + e1),
+              Vec(v.b.begin() + e0, v.b.begin() + e1)};
+      c.a_zero = v.a_zero;
+      c.b_zero = v.b_zero;
+      return c;
+    };
+    for (size_t t = 0; t < list.size(); ++t) {
+      if (list[t].kind != Product::kElementwise) continue;
+      const Share &x = *list[t].x, &y = *list[t].y;
+      const size_t n = x.size();
+      out[t] = Share{x.shape, Vec(n), Vec(n)};
+      for (size_t e0 = 0; e0 < n; e0 += chunk) {
+        const size_t e1 = std::min(n, e0 + chunk);
+        const Share xc = part(x, e0, e1), yc = part(y, e0, e1);
+        Share z = std::move(products_with({{Product::kElementwise, &xc, &yc, {}}}, zx, zy)[0]);
+        std::copy(z.a.begin(), z.a.end(), out[t].a.begin() + e0);
+        std::copy(z.b.begin(), z.b.end(), out[t].b.begin() + e0);
+      }
+    }
+    return out;
+  }
+  if (pending_terms_ && pending_terms_ + eterms > kMaxPendingTerms) verify();  // before the PRG offsets
   Record r;
   r.zx = zx;
   r.zy = zy;
@@ -794,12 +840,7 @@ std::vector<Share> Mal3::products_with(const std::vector<Product>& list, uint8_t
     r.mine.insert(r.mine.end(), o.a.begin(), o.a.end());
     r.got.insert(r.got.end(), o.b.begin(), o.b.end());
   }
-  size_t terms = 0;  // the most cross terms any prover has
-  for (int P = 0; P < 3; ++P) {
-    const auto [t1, t2] = cross_terms(zx, zy, P);
-    terms = std::max<size_t>(terms, t1 + t2);
-  }
-  for (auto& p : r.items) pending_terms_ += p.kind == Product::kElementwise ? terms * p.x->size() : 0;
+  pending_terms_ += eterms;
   if (r.total) pending_.push_back(std::move(r));
   if (pending_terms_ >= kMaxPendingTerms) verify();  // bounds the proof's memory
   return out;
@@ -1155,6 +1196,7 @@ void copy_plane(BShare& dst, size_t p, const BShare& src, size_t q) {
 }  // namespace
 
 Rep3::BShare Mal3::band(const BShare& x, const BShare& y) {
+  if (pending_and_words_ && pending_and_words_ + x.a.size() > kMaxPendingAndWords) verify();
   AndRecord r;
   r.blk_next = prg_next_.blocks_used();
   r.blk_prev = prg_prev_.blocks_used();

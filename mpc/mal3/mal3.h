@@ -82,9 +82,11 @@ class Mal3 : public Rep3 {
     u64 blk_next = 0, blk_prev = 0;
   };
   std::vector<AndRecord> ands_;
-  // verify() also runs when the pending statement grows past these (about 10 bytes per AND and
-  // 1.5 kB per cross term of an elementwise product, per party): memory stays bounded (about
-  // 0.7 GB per party), at the cost of a proof's rounds per that much work.
+  // verify() also runs before the pending statement would grow past these (about 10 bytes
+  // per AND in the records and 0.5 kB per AND word in the proof; 1.5 kB per cross term of an
+  // elementwise product), and larger elementwise product calls run in chunks: the proofs'
+  // memory stays bounded (about 0.7 GB per party; one larger AND layer adds its own), at the
+  // cost of a proof's rounds per that much work.
   static constexpr size_t kMaxPendingAndWords = size_t{1} << 19;  // 2^25 ANDs
   static constexpr size_t kMaxPendingTerms = size_t{1} << 18;
   size_t pending_and_words_ = 0, pending_terms_ = 0;
