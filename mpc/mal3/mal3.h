@@ -114,8 +114,8 @@ class Mal3 : public Rep3 {
   void commit_next_seed(u64 out[4]);
 };
 
-// Test hook (tests/test_mal3.py): the AND proof's kernels built with PCLMULQDQ agree with the
-// portable ones.
+// Test hook (tests/test_mal3.py): the AND proof's kernels built with PCLMULQDQ and with AVX-512
+// VPCLMULQDQ (where the CPU has them) agree with the portable ones.
 bool gf_kernels_agree(u64 seed, size_t n);
 
 }  // namespace mpc
