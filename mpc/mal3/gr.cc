@@ -76,15 +76,6 @@ MPC_CLONES void inner_diff(const u64* a0, const u64* a1, const u64* b0, const u6
   diagonals(C, out);
 }
 
-MPC_CLONES void fold(const u64* v0, const u64* v1, const u64* r, size_t n, u64* out) {
-  u64 d[D], t[D];
-  for (size_t k = 0; k < n; ++k) {
-    for (int i = 0; i < D; ++i) d[i] = v1[k * D + i] - v0[k * D + i];
-    mul(r, d, t);
-    for (int i = 0; i < D; ++i) out[k * D + i] = v0[k * D + i] + t[i];
-  }
-}
-
 namespace {
 inline v8u lane_bits(u64 u, int t) {  // bits 8t .. 8t + 7 of u, one per lane, as 0 / all-ones
   const v8u idx = {0, 1, 2, 3, 4, 5, 6, 7};

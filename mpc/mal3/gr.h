@@ -88,7 +88,5 @@ void fold_emb(u64* v, size_t h, size_t k0, size_t k1, u64 rbits);
 // 0 of each element; the others zero): an element times a word, no reduction.
 void inner_emb(const u64* a, const u64* b, size_t n, u64* out);
 void inner_diff_emb(const u64* a0, const u64* a1, const u64* b0, const u64* b1, size_t n, u64* out);
-// out[k] = v0[k] + r * (v1[k] - v0[k]) for k < n (out may alias v0).
-void fold(const u64* v0, const u64* v1, const u64* r, size_t n, u64* out);
 
 }  // namespace mpc::gr

@@ -1179,13 +1179,20 @@ BShare shift_planes(const BShare& x, size_t s) {
 }
 
 void to_planes(const Vec& v, size_t k, size_t W, u64* out) {
-  for (size_t e = 0; e < v.size(); ++e) {
-    const u64 x = v[e], bit = u64{1} << (e & 63);
-    const size_t w = e >> 6;
-    for (size_t p = 0; p < k; ++p)
-      if ((x >> p) & 1) out[p * W + w] |= bit;
+  // per word of 64 elements: a 64 x k bit transpose in local words, without branching on the
+  // share bits
+  u64 acc[64];
+  for (size_t w = 0; w * 64 < v.size(); ++w) {
+    std::fill_n(acc, k, 0);
+    const size_t m = std::min<size_t>(64, v.size() - w * 64);
+    for (size_t l = 0; l < m; ++l) {
+      const u64 x = v[w * 64 + l];
+      for (size_t p = 0; p < k; ++p) acc[p] |= ((x >> p) & 1) << l;
+    }
+    for (size_t p = 0; p < k; ++p) out[p * W + w] |= acc[p];
   }
 }
+
 
 // Plane p of dst = plane q of src.
 void copy_plane(BShare& dst, size_t p, const BShare& src, size_t q) {
@@ -1391,11 +1398,9 @@ Share Mal3::msb(const Share& x, int bits) {
   // out of the low bits - 1 bits.
   Carry c = carry3(x, std::vector<int>(n, bits - 1));
   BShare top = bzero(1, W);
-  for (size_t e = 0; e < n; ++e) {
-    const u64 bit = u64{1} << (e & 63);
-    const size_t w = e >> 6;
-    if ((x.a[e] >> (bits - 1)) & 1) top.a[w] |= bit;
-    if ((x.b[e] >> (bits - 1)) & 1) top.b[w] |= bit;
+  for (size_t e = 0; e < n; ++e) {  // no branch on share bits
+    top.a[e >> 6] |= ((x.a[e] >> (bits - 1)) & 1) << (e & 63);
+    top.b[e >> 6] |= ((x.b[e] >> (bits - 1)) & 1) << (e & 63);
   }
   Share r = bit_to_arith(bxor(top, bxor(c.cy, c.g)), n);
   r.shape = x.shape;
