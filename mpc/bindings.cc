@@ -293,30 +293,44 @@ PYBIND11_MODULE(_native, m) {
     return out;
   });
   m.def("_gf_kernels_agree", &gf_kernels_agree, py::arg("seed"), py::arg("n"));
-  // Test hook: the word-lane kernels of the proofs ("spread": [n, 48] elements u_k x_k;
-  // "spread_acc": 48 words sum_k u_k x_k; "xor_spread": 64 words, S[b] = xor of a_k over the
-  // k with bit b of x_k & u_k set).
+  // Test hook: the word-lane kernels of the proofs. Elementwise products' first step (groups
+  // of 8 words, u: alpha per group): "spread_acc8" (x: z, 8G words) -> T [48 x 8];
+  // "moments8" (x: X, a: Y) -> N [48 x 64]; "combine8" (x: X, a: 8 elements of 48 words,
+  // u empty: no alpha) -> [G, 48]. "xor_spread": 64 words, S[b] = xor of a_k over the k with
+  // bit b of x_k & u_k set.
   m.def("_lane_kernel", [](const std::string& op, py::array_t<uint64_t, py::array::c_style | py::array::forcecast> u,
                            py::array_t<uint64_t, py::array::c_style | py::array::forcecast> x,
                            py::array_t<uint64_t, py::array::c_style | py::array::forcecast> a) {
     const size_t n = static_cast<size_t>(u.size());
-    if (static_cast<size_t>(x.size()) != n) throw ArgError("_lane_kernel: u and x differ in length");
-    if (op == "spread") {
-      py::array_t<uint64_t> out({n, size_t{gr::D}});
-      gr::spread(u.data(), x.data(), n, out.mutable_data());
+    if (op == "xor_spread") {
+      if (static_cast<size_t>(x.size()) != n || static_cast<size_t>(a.size()) != n)
+        throw ArgError("_lane_kernel: u, x and a differ in length");
+      py::array_t<uint64_t> out(64);
+      std::fill_n(out.mutable_data(), 64, 0);
+      gr::xor_spread(out.mutable_data(), x.data(), u.data(), a.data(), n);
       return out;
     }
-    if (op == "spread_acc") {
-      py::array_t<uint64_t> out(gr::D);
-      std::fill_n(out.mutable_data(), gr::D, 0);
-      gr::spread_acc(u.data(), x.data(), n, out.mutable_data());
+    if (x.size() % 8) throw ArgError("_lane_kernel: x must hold groups of 8 words");
+    const size_t G = static_cast<size_t>(x.size()) / 8;
+    if (op == "combine8") {
+      if (n && n != G) throw ArgError("_lane_kernel: one alpha per group (or none)");
+      if (a.size() != 8 * gr::D) throw ArgError("_lane_kernel: 8 coefficients of 48 words");
+      py::array_t<uint64_t> out({G, size_t{gr::D}});
+      gr::combine8(x.data(), G, a.data(), n ? u.data() : nullptr, out.mutable_data());
       return out;
     }
-    if (op != "xor_spread") throw ArgError("_lane_kernel: op is spread, spread_acc or xor_spread");
-    if (static_cast<size_t>(a.size()) != n) throw ArgError("_lane_kernel: a differs in length");
-    py::array_t<uint64_t> out(64);
-    std::fill_n(out.mutable_data(), 64, 0);
-    gr::xor_spread(out.mutable_data(), x.data(), u.data(), a.data(), n);
+    if (n != G) throw ArgError("_lane_kernel: one alpha per group");
+    if (op == "spread_acc8") {
+      py::array_t<uint64_t> out(8 * gr::D);
+      std::fill_n(out.mutable_data(), 8 * gr::D, 0);
+      gr::spread_acc8(u.data(), x.data(), G, out.mutable_data());
+      return out;
+    }
+    if (op != "moments8") throw ArgError("_lane_kernel: op is spread_acc8, moments8, combine8 or xor_spread");
+    if (a.size() != x.size()) throw ArgError("_lane_kernel: x and a differ in length");
+    py::array_t<uint64_t> out(64 * gr::D);
+    std::fill_n(out.mutable_data(), 64 * gr::D, 0);
+    gr::moments8(x.data(), a.data(), u.data(), G, out.mutable_data());
     return out;
   });
   m.def("aes128_encrypt_block", [](py::bytes key, py::bytes block) {

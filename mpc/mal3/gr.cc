@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include <immintrin.h>
+
 #include "../linalg.h"  // MPC_CLONES
 
 namespace mpc::gr {
@@ -84,23 +86,6 @@ inline v8u lane_bits(u64 u, int t) {  // bits 8t .. 8t + 7 of u, one per lane, a
 }
 }  // namespace
 
-MPC_CLONES void spread(const u64* u, const u64* x, size_t n, u64* out) {
-  for (size_t k = 0; k < n; ++k)
-#pragma GCC unroll 6
-    for (int t = 0; t < kV; ++t) store8(out + k * D + 8 * t, lane_bits(u[k], t) & x[k]);
-}
-
-MPC_CLONES void spread_acc(const u64* u, const u64* z, size_t n, u64* acc) {
-  v8u a[kV];
-#pragma GCC unroll 6
-  for (int t = 0; t < kV; ++t) a[t] = load8(acc + 8 * t);
-  for (size_t k = 0; k < n; ++k)
-#pragma GCC unroll 6
-    for (int t = 0; t < kV; ++t) a[t] += lane_bits(u[k], t) & z[k];
-#pragma GCC unroll 6
-  for (int t = 0; t < kV; ++t) store8(acc + 8 * t, a[t]);
-}
-
 MPC_CLONES void xor_spread(u64* S, const u64* x, const u64* y, const u64* a, size_t n) {
   v8u acc[8];
 #pragma GCC unroll 8
@@ -114,95 +99,211 @@ MPC_CLONES void xor_spread(u64* S, const u64* x, const u64* y, const u64* a, siz
   for (int t = 0; t < 8; ++t) store8(S + 8 * t, acc[t]);
 }
 
-MPC_CLONES void inner_emb(const u64* a, const u64* b, size_t n, u64* out) {
-  v8u acc[kV];
-#pragma GCC unroll 6
-  for (int t = 0; t < kV; ++t) acc[t] = load8(out + 8 * t);
-  for (size_t k = 0; k < n; ++k) {
-    const u64 s = b[k * D];
-#pragma GCC unroll 6
-    for (int t = 0; t < kV; ++t) acc[t] += load8(a + k * D + 8 * t) * s;
+namespace {
+// The set bits j = 8q + s of e (an element of A): qs, ss; returns their number.
+inline int a_bits(u64 e, int* qs, int* ss) {
+  int nb = 0;
+  while (e) {
+    const int j = __builtin_ctzll(e);
+    e &= e - 1;
+    qs[nb] = j / 8;
+    ss[nb] = j % 8;
+    ++nb;
   }
-#pragma GCC unroll 6
-  for (int t = 0; t < kV; ++t) store8(out + 8 * t, acc[t]);
+  return nb;
 }
 
-MPC_CLONES void inner_diff_emb(const u64* a0, const u64* a1, const u64* b0, const u64* b1, size_t n, u64* out) {
-  v8u acc[kV];
+// res = e d mod f for e in A (its set bits qs, ss) and d at pad[8 .. 8 + D) (pad[0 .. 8) and
+// pad[8 + D ..) zero): accumulator vector q + t gains words 8t - s .. 8t - s + 7 of d, all in
+// registers; then the reduction X^48 = -(X^11 + X^5 + X + 1) twice (degrees 48..94, then 48..57).
+// hp: scratch of 16 + D + 16 words whose first 16 are zero.
+__attribute__((always_inline)) inline void times_a(const u64* pad, const int* qs, const int* ss, int nb, u64* hp,
+                                                   v8u res[kV]) {
+  v8u acc[2 * kV] = {};
+  for (int b = 0; b < nb; ++b) {
+    const u64* src = pad + 8 - ss[b];
+    switch (qs[b]) {
+#define MPC_GR_ADD7(Q) \
+  case Q:              \
+    _Pragma("GCC unroll 7") for (int t = 0; t < 7; ++t) acc[Q + t] += load8(src + 8 * t); \
+    break;
+      MPC_GR_ADD7(0)
+      MPC_GR_ADD7(1)
+      MPC_GR_ADD7(2)
+      MPC_GR_ADD7(3)
+      MPC_GR_ADD7(4)
+      MPC_GR_ADD7(5)
+#undef MPC_GR_ADD7
+    }
+  }
+  // pass 1: coefficients 48..94 (acc[6..11]) fold into 0..57 (res[0..7])
 #pragma GCC unroll 6
-  for (int t = 0; t < kV; ++t) acc[t] = load8(out + 8 * t);
-  for (size_t k = 0; k < n; ++k) {
-    const u64 s = b1[k * D] - b0[k * D];
-#pragma GCC unroll 6
-    for (int t = 0; t < kV; ++t) acc[t] += (load8(a1 + k * D + 8 * t) - load8(a0 + k * D + 8 * t)) * s;
+  for (int t = 0; t < kV; ++t) store8(hp + 16 + 8 * t, acc[kV + t]);
+  v8u r8[8];
+#pragma GCC unroll 8
+  for (int u = 0; u < 8; ++u) {
+    const u64* p = hp + 16 + 8 * u;
+    r8[u] = (u < kV ? acc[u] : v8u{}) - load8(p) - load8(p - 1) - load8(p - 5) - load8(p - 11);
+  }
+  // pass 2: coefficients 48..57 (r8[6..7]) fold into 0..20 (r8[0..2])
+  store8(hp + 16, r8[6]);
+  store8(hp + 24, r8[7]);
+  std::memset(hp + 32, 0, 8 * sizeof(u64));  // (pass 1 rewrites hp[16 .. 64) for the next call)
+#pragma GCC unroll 3
+  for (int u = 0; u < 3; ++u) {
+    const u64* p = hp + 16 + 8 * u;
+    r8[u] -= load8(p) + load8(p - 1) + load8(p - 5) + load8(p - 11);
   }
 #pragma GCC unroll 6
-  for (int t = 0; t < kV; ++t) store8(out + 8 * t, acc[t]);
+  for (int t = 0; t < kV; ++t) res[t] = r8[t];
 }
-
-MPC_CLONES void fold_emb(u64* v, size_t h, size_t k0, size_t k1, u64 rbits) {
-  for (size_t k = k0; k < k1; ++k) {
-    const u64 delta = v[(k + h) * D] - v[k * D];
-#pragma GCC unroll 6
-    for (int t = 0; t < kV; ++t) store8(v + k * D + 8 * t, load8(v + k * D + 8 * t) + (lane_bits(rbits, t) & delta));
-  }
-}
+}  // namespace
 
 MPC_CLONES void fold_a(u64* v, size_t h, u64 rbits, size_t k0, size_t k1) {
-  // r d = sum over the set bits j = 8q + s of r of X^j d: accumulator vector q + t gains words
-  // 8t - s .. 8t - s + 7 of d (read from a zero-padded copy), all in registers; then the
-  // reduction X^48 = -(X^11 + X^5 + X + 1) twice (degrees 48..94, then 48..57).
-  int qs[D], ss[D], nb = 0;
-  for (int j = 0; j < D; ++j)
-    if ((rbits >> j) & 1) {
-      qs[nb] = j / 8;
-      ss[nb] = j % 8;
-      ++nb;
-    }
+  int qs[D], ss[D];
+  const int nb = a_bits(rbits & kAMask, qs, ss);
   alignas(64) u64 pad[8 + D + 16] = {};  // pad[8 .. 8 + D) = d
-  alignas(64) u64 hp[16 + D + 16] = {};  // hp[16 .. 16 + D) = the high coefficients
+  alignas(64) u64 hp[16 + D + 16] = {};
   for (size_t k = k0; k < k1; ++k) {
     u64* lo = v + k * D;
     const u64* hi = v + (k + h) * D;
 #pragma GCC unroll 6
     for (int t = 0; t < kV; ++t) store8(pad + 8 + 8 * t, load8(hi + 8 * t) - load8(lo + 8 * t));
-    v8u acc[2 * kV] = {};
-    for (int b = 0; b < nb; ++b) {
-      const u64* src = pad + 8 - ss[b];
-      switch (qs[b]) {
-#define MPC_GR_ADD7(Q) \
-  case Q:              \
-    _Pragma("GCC unroll 7") for (int t = 0; t < 7; ++t) acc[Q + t] += load8(src + 8 * t); \
-    break;
-        MPC_GR_ADD7(0)
-        MPC_GR_ADD7(1)
-        MPC_GR_ADD7(2)
-        MPC_GR_ADD7(3)
-        MPC_GR_ADD7(4)
-        MPC_GR_ADD7(5)
-#undef MPC_GR_ADD7
-      }
-    }
-    // pass 1: coefficients 48..94 (acc[6..11]) fold into 0..57 (acc[0..7])
-#pragma GCC unroll 6
-    for (int t = 0; t < kV; ++t) store8(hp + 16 + 8 * t, acc[kV + t]);
-    v8u res[8];
-#pragma GCC unroll 8
-    for (int u = 0; u < 8; ++u) {
-      const u64* p = hp + 16 + 8 * u;
-      res[u] = (u < kV ? acc[u] : v8u{}) - load8(p) - load8(p - 1) - load8(p - 5) - load8(p - 11);
-    }
-    // pass 2: coefficients 48..57 (res[6..7]) fold into 0..20 (res[0..2])
-    store8(hp + 16, res[6]);
-    store8(hp + 24, res[7]);
-    std::memset(hp + 32, 0, 8 * sizeof(u64));  // (pass 1 rewrites hp[16 .. 64) for the next element)
-#pragma GCC unroll 3
-    for (int u = 0; u < 3; ++u) {
-      const u64* p = hp + 16 + 8 * u;
-      res[u] -= load8(p) + load8(p - 1) + load8(p - 5) + load8(p - 11);
-    }
+    v8u res[kV];
+    times_a(pad, qs, ss, nb, hp, res);
 #pragma GCC unroll 6
     for (int t = 0; t < kV; ++t) store8(lo + 8 * t, load8(lo + 8 * t) + res[t]);
+  }
+}
+
+namespace {
+// Every byte of y rotated left by d (1 <= d <= 7): bit s of byte t becomes y's bit
+// (s - d) mod 8 of that byte.
+inline u64 rotbytes(u64 y, int d) {
+  constexpr u64 ones = 0x0101010101010101ull;
+  const u64 hi = ones * ((0xFFu << d) & 0xFFu), lo = ones * ((1u << d) - 1);
+  return ((y << d) & hi) | ((y >> (8 - d)) & lo);
+}
+}  // namespace
+
+MPC_CLONES void xor_spread_rot_generic(u64* S, const u64* x, const u64* y, const u64* a, size_t n) {
+  for (int d = 1; d < 8; ++d) {
+    u64* Sd = S + (d - 1) * 64;
+    v8u acc[8];
+#pragma GCC unroll 8
+    for (int t = 0; t < 8; ++t) acc[t] = load8(Sd + 8 * t);
+    for (size_t k = 0; k < n; ++k) {
+      const u64 v = x[k] & rotbytes(y[k], d);
+#pragma GCC unroll 8
+      for (int t = 0; t < 8; ++t) acc[t] ^= lane_bits(v, t) & a[k];
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < 8; ++t) store8(Sd + 8 * t, acc[t]);
+  }
+}
+
+// The same with AVX-512 mask registers: byte t of v selects the lanes of vector t.
+__attribute__((target("avx512f"))) void xor_spread_rot_avx512(u64* S, const u64* x, const u64* y,
+                                                                      const u64* a, size_t n) {
+  for (int d = 1; d < 8; ++d) {
+    u64* Sd = S + (d - 1) * 64;
+    __m512i acc[8];
+#pragma GCC unroll 8
+    for (int t = 0; t < 8; ++t) acc[t] = _mm512_loadu_si512(Sd + 8 * t);
+    for (size_t k = 0; k < n; ++k) {
+      const u64 v = x[k] & rotbytes(y[k], d);
+      const __m512i av = _mm512_set1_epi64(static_cast<long long>(a[k]));
+#pragma GCC unroll 8
+      for (int t = 0; t < 8; ++t) acc[t] = _mm512_mask_xor_epi64(acc[t], static_cast<__mmask8>(v >> (8 * t)), acc[t], av);
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < 8; ++t) _mm512_storeu_si512(Sd + 8 * t, acc[t]);
+  }
+}
+
+void xor_spread_rot(u64* S, const u64* x, const u64* y, const u64* a, size_t n) {
+  static const bool avx512 = __builtin_cpu_supports("avx512f");
+  if (avx512) xor_spread_rot_avx512(S, x, y, a, n);
+  else xor_spread_rot_generic(S, x, y, a, n);
+}
+
+MPC_CLONES void moments8(const u64* X, const u64* Y, const u64* alpha, size_t G, u64* N) {
+  // Four groups at a time: the 16 subset sums of their product matrices, then per coefficient
+  // c one table row selected by the four groups' bits c (the coins are public: indexing by
+  // them leaks nothing).
+  alignas(64) u64 T[16 * 64];
+  std::memset(T, 0, 64 * sizeof(u64));
+  for (size_t g0 = 0; g0 < G; g0 += 4) {
+    const size_t m = std::min<size_t>(4, G - g0);
+    u64 al[4] = {0, 0, 0, 0};
+    for (size_t j = 0; j < m; ++j) {
+      al[j] = alpha[g0 + j] & kAMask;
+      const u64* x = X + 8 * (g0 + j);
+      const v8u y = load8(Y + 8 * (g0 + j));
+      u64* Tj = T + (size_t{1} << j) * 64;  // the singleton {j}
+#pragma GCC unroll 8
+      for (int s = 0; s < 8; ++s) store8(Tj + 8 * s, y * x[s]);
+    }
+    for (int v = 3; v < 16; ++v) {
+      if (!(v & (v - 1)) || (v >> m)) continue;  // singletons are set; groups beyond m absent
+      const int lowbit = v & -v;
+      const u64* A = T + (v & (v - 1)) * 64;
+      const u64* B = T + lowbit * 64;
+#pragma GCC unroll 8
+      for (int s = 0; s < 8; ++s) store8(T + v * 64 + 8 * s, load8(A + 8 * s) + load8(B + 8 * s));
+    }
+    for (int c = 0; c < D; ++c) {
+      const int idx = static_cast<int>(((al[0] >> c) & 1) | (((al[1] >> c) & 1) << 1) | (((al[2] >> c) & 1) << 2) |
+                                       (((al[3] >> c) & 1) << 3));
+      if (!idx) continue;
+      const u64* row = T + idx * 64;
+      u64* n = N + c * 64;
+#pragma GCC unroll 8
+      for (int s = 0; s < 8; ++s) store8(n + 8 * s, load8(n + 8 * s) + load8(row + 8 * s));
+    }
+  }
+}
+
+MPC_CLONES void spread_acc8(const u64* alpha, const u64* z, size_t G, u64* T) {
+  for (int half = 0; half < 2; ++half) {
+    const int c0 = half * (D / 2);
+    v8u acc[D / 2];
+#pragma GCC unroll 24
+    for (int c = 0; c < D / 2; ++c) acc[c] = load8(T + (c0 + c) * 8);
+    for (size_t g = 0; g < G; ++g) {
+      const v8u zv = load8(z + 8 * g);
+      const u64 a = alpha[g] >> c0;
+#pragma GCC unroll 24
+      for (int c = 0; c < D / 2; ++c) acc[c] += zv & (0 - ((a >> c) & 1));
+    }
+#pragma GCC unroll 24
+    for (int c = 0; c < D / 2; ++c) store8(T + (c0 + c) * 8, acc[c]);
+  }
+}
+
+MPC_CLONES void combine8(const u64* X, size_t G, const u64* coef, const u64* alpha, u64* out) {
+  alignas(64) u64 pad[8 + D + 16] = {};
+  alignas(64) u64 hp[16 + D + 16] = {};
+  int qs[D], ss[D];
+  for (size_t g = 0; g < G; ++g) {
+    v8u w[kV] = {};
+    const u64* x = X + 8 * g;
+#pragma GCC unroll 8
+    for (int s = 0; s < 8; ++s)
+#pragma GCC unroll 6
+      for (int t = 0; t < kV; ++t) w[t] += load8(coef + s * D + 8 * t) * x[s];
+    if (!alpha) {
+#pragma GCC unroll 6
+      for (int t = 0; t < kV; ++t) store8(out + g * D + 8 * t, w[t]);
+      continue;
+    }
+#pragma GCC unroll 6
+    for (int t = 0; t < kV; ++t) store8(pad + 8 + 8 * t, w[t]);
+    const int nb = a_bits(alpha[g] & kAMask, qs, ss);
+    v8u res[kV];
+    times_a(pad, qs, ss, nb, hp, res);
+#pragma GCC unroll 6
+    for (int t = 0; t < kV; ++t) store8(out + g * D + 8 * t, res[t]);
   }
 }
 

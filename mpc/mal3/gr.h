@@ -71,22 +71,26 @@ inline bool equal(const u64* a, const u64* b) { return std::memcmp(a, b, D * siz
 void inner(const u64* a, const u64* b, size_t n, u64* out);
 // sum_k (a1[k] - a0[k]) * (b1[k] - b0[k]) over n elements.
 void inner_diff(const u64* a0, const u64* a1, const u64* b0, const u64* b1, size_t n, u64* out);
-// out[k] = u_k x_k for u_k in A (its bits) and x_k in Z_2^64, k < n.
-void spread(const u64* u, const u64* x, size_t n, u64* out);
-// acc[0 .. D) += sum_k u_k z_k (u_k in A, z_k in Z_2^64; no reduction needed).
-void spread_acc(const u64* u, const u64* z, size_t n, u64* acc);
 // S[b] ^= a_k for every set bit b of v_k = x_k & y_k (y null: x_k), k < n; S has 64 words.
 // In time independent of the bits (they derive from shares). For GF(2^64) sums in mal3's
 // AND proof, kept here with the other word-lane kernels.
 void xor_spread(u64* S, const u64* x, const u64* y, const u64* a, size_t n);
+// S[64 (d - 1) + b] ^= a_k for every set bit b of x_k & rotbytes(y_k, d), d = 1..7 (S: 7 x 64
+// words), rotbytes(y, d) rotating every byte of y left by d bits (bit s of a byte takes bit
+// (s - d) mod 8): the AND proof's first step, one pass per d; also independent of the bits.
+void xor_spread_rot(u64* S, const u64* x, const u64* y, const u64* a, size_t n);
+void xor_spread_rot_generic(u64* S, const u64* x, const u64* y, const u64* a, size_t n);  // (test hook)
 // v[k] += r * (v[k + h] - v[k]) for k0 <= k < k1 (<= h), r in A given by its bits.
 void fold_a(u64* v, size_t h, u64 rbits, size_t k0, size_t k1);
-// The same where v[k] and v[k + h] are embedded words (coefficient 0 only): r (v[k+h] - v[k])
-// is the bits of r times a word, no product of elements.
-void fold_emb(u64* v, size_t h, size_t k0, size_t k1, u64 rbits);
-// out += sum_k a_k b_k and out += sum_k (a1_k - a0_k)(b1_k - b0_k) for embedded b (coefficient
-// 0 of each element; the others zero): an element times a word, no reduction.
-void inner_emb(const u64* a, const u64* b, size_t n, u64* out);
-void inner_diff_emb(const u64* a0, const u64* a1, const u64* b0, const u64* b1, size_t n, u64* out);
+// The elementwise products' 8-ary first step (mal3.cc, EwFirst): words in groups of 8, X[8g + s],
+// one element alpha_g of A per group (the coins are public: these branch on their bits).
+// N[c][8s + t] += sum_g [bit c of alpha_g] X[8g + s] Y[8g + t]  (N: D x 64 words; as elements,
+// N_{s,t} = sum_g alpha_g X[8g + s] Y[8g + t], coefficient c at N[64c + 8s + t]).
+void moments8(const u64* X, const u64* Y, const u64* alpha, size_t G, u64* N);
+// T[c][s] += sum_g [bit c of alpha_g] z[8g + s]  (T: D x 8 words; sum_g alpha_g z[8g + s] as
+// element s, coefficient c at T[8c + s]).
+void spread_acc8(const u64* alpha, const u64* z, size_t G, u64* T);
+// out_g = alpha_g sum_s coef_s X[8g + s] for G groups (coef: 8 elements; alpha null: 1).
+void combine8(const u64* X, size_t G, const u64* coef, const u64* alpha, u64* out);
 
 }  // namespace mpc::gr

@@ -40,8 +40,10 @@ Key key_from(Prg& g) {
 // ------------------------------------------------------------------ compressions
 // Every recorded product item is compressed with coins from the common coin to
 //   sum(coeff * z) = <Fx(x), Gy(y)>  (+ the other cross term, see verify()),
-// rank one (coeff = u_m w_n) for matmul, conv and depthwise, one element of A per output for
-// elementwise products. Vectors of GR elements are D words per element.
+// rank one (coeff = u_m w_n) for matmul, conv and depthwise; elementwise products get
+// coeff = alpha_g beta_s for output 8g + s (alpha: one element of A per group of 8 outputs, u
+// below; beta: 8 elements of A per verification) and their own proof (EwFirst). Vectors of GR
+// elements are D words per element.
 
 // [D, M] 0/1 matrix of the bits of e.
 Vec bit_rows(const u64* e, size_t M) {
@@ -68,7 +70,7 @@ struct Item {
   Product::Kind kind;
   ConvGeom g;
   size_t M = 0, K = 0, N = 0;  // rank one: Z [M, N], claim length K; elementwise: n = M = K
-  Vec u, w;                    // coins
+  Vec u, w;                    // coins (elementwise: alpha per group of 8 outputs)
 
   Item(const Product& p, Prg& coin) : kind(p.kind), g(p.geom) {
     switch (kind) {
@@ -92,7 +94,7 @@ struct Item {
         N = g.oc;
         break;
     }
-    u = coin.next(M);
+    u = coin.next(kind == Product::kElementwise ? groups() : M);
     for (auto& e : u) e &= gr::kAMask;
     if (kind != Product::kElementwise) {
       w = coin.next(N);
@@ -100,9 +102,9 @@ struct Item {
     }
   }
 
-  // Fx: the compression of a left operand (K elements).
+  size_t groups() const { return (M + 7) / 8; }  // elementwise: groups of 8 outputs
+  // Fx: the compression of a left operand (K elements; rank one).
   void fx(const Vec& x, u64* out) const {
-    if (kind == Product::kElementwise) return gr::spread(u.data(), x.data(), K, out);
     const size_t cols_k = kind == Product::kMatmul ? K : static_cast<size_t>(g.kh * g.kw * g.c);
     Vec cols;
     const u64* X = x.data();
@@ -123,15 +125,12 @@ struct Item {
         for (int j = 0; j < D; ++j) out[(q * OC + oc) * D + j] = t[j * cols_k + q * C + oc / dm];
   }
   // Gx: the compression of a left operand against a right one's Fy (the other cross term).
-  void gx(const Vec& x, const u64* fx_of_x, u64* out) const {
-    if (kind == Product::kElementwise) return embed(x, out);
-    std::memcpy(out, fx_of_x, K * D * sizeof(u64));
-  }
+  void gx(const Vec&, const u64* fx_of_x, u64* out) const { std::memcpy(out, fx_of_x, K * D * sizeof(u64)); }
   // Fy: the compression of a right operand (K elements).
   void fy(const Vec& y, u64* out) const {
     switch (kind) {
       case Product::kElementwise:
-        return fx(y, out);
+        throw Error("internal: mal3 elementwise items have no Fy");
       case Product::kMatmul: {  // Y [K, N] x W [N, D]
         Vec W = bit_cols(w.data(), N);
         gemm_u64(K, D, N, y.data(), N, W.data(), D, out, D, false);
@@ -149,19 +148,9 @@ struct Item {
         return;
     }
   }
-  void gy(const Vec& y, const u64* fy_of_y, u64* out) const {
-    if (kind == Product::kElementwise) return embed(y, out);
-    std::memcpy(out, fy_of_y, K * D * sizeof(u64));
-  }
-  static void embed(const Vec& v, u64* out) {
-    for (size_t k = 0; k < v.size(); ++k) {
-      out[k * D] = v[k];
-      std::memset(out + k * D + 1, 0, (D - 1) * sizeof(u64));
-    }
-  }
-  // sum(coeff * z) for outputs z (M * N words), added to acc (unreduced, kWide words).
+  void gy(const Vec&, const u64* fy_of_y, u64* out) const { std::memcpy(out, fy_of_y, K * D * sizeof(u64)); }
+  // sum(coeff * z) for outputs z (M * N words), added to acc (unreduced, kWide words; rank one).
   void zc(const u64* z, u64* acc) const {
-    if (kind == Product::kElementwise) return gr::spread_acc(u.data(), z, M, acc);
     Vec W = bit_cols(w.data(), N), t(M * D);
     gemm_u64(M, D, N, z, N, W.data(), D, t.data(), D, false);
     for (size_t m = 0; m < M; ++m) gr::mac_a(acc, u[m], t.data() + m * D);
@@ -180,8 +169,10 @@ std::pair<bool, bool> cross_terms(uint8_t zx, uint8_t zy, int P) {
 // products) or GF (GF(2^64) = GF(2)[X] / (X^64 + X^4 + X^3 + X + 1), for the ANDs of the
 // Boolean layer). Elements are F::W words; challenges are F elements drawn from a set whose
 // differences are units (GR: A; GF: the field), excluding 0 and 1.
+struct EwFirst;
 struct GRF {
   static constexpr int W = D;
+  using First = EwFirst;  // the elementwise products' proof's first step
   static void inner(const u64* a, const u64* b, size_t n, u64* out) { gr::inner(a, b, n, out); }
   static void inner_diff(const u64* a0, const u64* a1, const u64* b0, const u64* b1, size_t n, u64* out) {
     gr::inner_diff(a0, a1, b0, b1, n, out);
@@ -193,45 +184,11 @@ struct GRF {
     for (int j = 0; j < W; ++j) out[j] = (r >> j) & 1;
   }
   static u64 mask(u64 r) { return r & gr::kAMask; }
-  static void fold(Vec& v, size_t h, u64 rbits);
-  static void inner_first(const u64* a, const u64* b, size_t h, size_t e0, size_t e1, u64* p0, u64* p2);
-  static void fold_first(Vec& v, size_t h, u64 rbits, size_t e0, size_t e1);
+  static void fold(Vec& v, size_t h, u64 rbits) {  // v[k] += r (v[k + h] - v[k])
+    gr::fold_a(v.data(), h, rbits, 0, h);
+    v.resize(h * D);
+  }
 };
-
-void GRF::fold(Vec& v, size_t h, u64 rbits) {  // v[k] += r (v[k + h] - v[k])
-  gr::fold_a(v.data(), h, rbits, 0, h);
-  v.resize(h * D);
-}
-
-// The first step where the b vector holds embedded words at elements [e0, e1) (the elementwise
-// products' Gx, Gy): there its products with a and its fold need no product of elements.
-// The pairs (k, k + h) with both ends embedded:
-inline std::pair<size_t, size_t> embedded_pairs(size_t h, size_t e0, size_t e1) {
-  const size_t g0 = std::min(e0, h);
-  const size_t g1 = e1 > h ? std::min(e1 - h, h) : 0;
-  return {g0, std::max(g0, g1)};
-}
-void GRF::inner_first(const u64* a, const u64* b, size_t h, size_t e0, size_t e1, u64* p0, u64* p2) {
-  const size_t f0 = std::min(e0, h), f1 = std::min(std::max(e1, f0), h);
-  u64 t[D];
-  gr::inner(a, b, f0, p0);  // [0, f0) and [f1, h) general, [f0, f1) embedded
-  gr::inner(a + f1 * D, b + f1 * D, h - f1, t);
-  gr::add(p0, t);
-  gr::inner_emb(a + f0 * D, b + f0 * D, f1 - f0, p0);
-  const auto [g0, g1] = embedded_pairs(h, e0, e1);
-  const u64 *a1 = a + h * D, *b1 = b + h * D;
-  gr::inner_diff(a, a1, b, b1, g0, p2);
-  gr::inner_diff(a + g1 * D, a1 + g1 * D, b + g1 * D, b1 + g1 * D, h - g1, t);
-  gr::add(p2, t);
-  gr::inner_diff_emb(a + g0 * D, a1 + g0 * D, b + g0 * D, b1 + g0 * D, g1 - g0, p2);
-}
-void GRF::fold_first(Vec& v, size_t h, u64 rbits, size_t e0, size_t e1) {
-  const auto [g0, g1] = embedded_pairs(h, e0, e1);
-  gr::fold_a(v.data(), h, rbits, 0, g0);
-  gr::fold_emb(v.data(), h, g0, g1, rbits);
-  gr::fold_a(v.data(), h, rbits, g1, h);
-  v.resize(h * D);
-}
 
 // GF(2^64): carry-less products (PCLMULQDQ where the CPU has it).
 inline u64 gf_reduce(u64 hi, u64 lo) {  // X^64 = X^4 + X^3 + X + 1
@@ -265,7 +222,6 @@ inline u64 gf_mul(u64 a, u64 b) {
 // (reduction is linear).
 //   dot:    sum_k a_k b_k             dot_diff: sum_k (a0_k ^ a1_k)(b0_k ^ b1_k)
 //   fold:   v_k ^= r (v_k ^ v_{k+h})  (k < h)
-//   bytes_point: sum_q alpha_q sum_t ta[t][byte t of x_q] tb[t][byte t of y_q]
 //   bytes_scale: out[8q + t] = alpha_q ta[t][byte t of x_q]
 #define MPC_GF_KERNELS(S, CLMUL)                                                                          \
   u64 dot_##S(const u64* a, const u64* b, size_t n) {                                                     \
@@ -294,23 +250,6 @@ inline u64 gf_mul(u64 a, u64 b) {
       CLMUL(r, v[k] ^ v[k + h], ph, pl);                                                                  \
       v[k] ^= gf_reduce(ph, pl);                                                                          \
     }                                                                                                     \
-  }                                                                                                       \
-  u64 bytes_point_##S(const u64* x, const u64* y, const u64* alpha, size_t Q, const u64* ta, const u64* tb) { \
-    u64 h = 0, l = 0;                                                                                     \
-    for (size_t q = 0; q < Q; ++q) {                                                                      \
-      u64 ih = 0, il = 0;                                                                                 \
-      for (int t = 0; t < 8; ++t) {                                                                       \
-        u64 ph, pl;                                                                                       \
-        CLMUL(ta[t * 256 + ((x[q] >> (8 * t)) & 255)], tb[t * 256 + ((y[q] >> (8 * t)) & 255)], ph, pl); \
-        ih ^= ph;                                                                                         \
-        il ^= pl;                                                                                         \
-      }                                                                                                   \
-      u64 ph, pl;                                                                                         \
-      CLMUL(alpha[q], gf_reduce(ih, il), ph, pl);                                                         \
-      h ^= ph;                                                                                            \
-      l ^= pl;                                                                                            \
-    }                                                                                                     \
-    return gf_reduce(h, l);                                                                               \
   }                                                                                                       \
   void bytes_scale_##S(const u64* x, const u64* alpha, size_t Q, const u64* ta, u64* out) {               \
     for (size_t q = 0; q < Q; ++q)                                                                        \
@@ -381,6 +320,22 @@ __attribute__((target("avx512f,vpclmulqdq"))) u64 dot_vx(const u64* a0, const u6
   return out;
 }
 
+// out[8q + t] = alpha_q ta[t][byte t of x_q]: the eight lookups of a word in one vector.
+__attribute__((target("avx512f,vpclmulqdq"))) void bytes_scale_vx(const u64* x, const u64* alpha, size_t Q,
+                                                                 const u64* ta, u64* out) {
+  for (size_t q = 0; q < Q; ++q) {
+    const u64 w = x[q];
+    const __m512i v = _mm512_set_epi64(
+        static_cast<long long>(ta[7 * 256 + ((w >> 56) & 255)]), static_cast<long long>(ta[6 * 256 + ((w >> 48) & 255)]),
+        static_cast<long long>(ta[5 * 256 + ((w >> 40) & 255)]), static_cast<long long>(ta[4 * 256 + ((w >> 32) & 255)]),
+        static_cast<long long>(ta[3 * 256 + ((w >> 24) & 255)]), static_cast<long long>(ta[2 * 256 + ((w >> 16) & 255)]),
+        static_cast<long long>(ta[1 * 256 + ((w >> 8) & 255)]), static_cast<long long>(ta[w & 255]));
+    __m512i pl, ph;
+    clmul8(v, _mm512_set1_epi64(static_cast<long long>(alpha[q])), pl, ph);
+    _mm512_storeu_si512(out + 8 * q, reduce8(pl, ph));
+  }
+}
+
 u64 gf_dot(const u64* a, const u64* b, size_t n) {
   return kHaveVpclmul ? dot_vx(nullptr, a, nullptr, b, n) : kHavePclmul ? dot_hw(a, b, n) : dot_sw(a, b, n);
 }
@@ -398,8 +353,23 @@ bool gf_kernels_agree(u64 seed, size_t n) {
   bool ok = dot_hw(a.data(), b.data(), 2 * n) == dot_sw(a.data(), b.data(), 2 * n);
   ok &= dot_diff_hw(a.data(), a.data() + n, b.data(), b.data() + n, n) ==
         dot_diff_sw(a.data(), a.data() + n, b.data(), b.data() + n, n);
-  ok &= bytes_point_hw(a.data(), b.data(), al.data(), n, ta.data(), tb.data()) ==
-        bytes_point_sw(a.data(), b.data(), al.data(), n, ta.data(), tb.data());
+  {  // the first step's rotated sums (AVX-512 mask registers where the CPU has them)
+    std::vector<u64> s1(7 * 64, 0), s2(7 * 64, 0);
+    gr::xor_spread_rot(s1.data(), a.data(), b.data(), al.data(), n);
+    gr::xor_spread_rot_generic(s2.data(), a.data(), b.data(), al.data(), n);
+    ok &= s1 == s2;
+    for (int d = 1; d < 8 && ok; ++d) {  // against xor_spread on rotated words
+      Vec yr(n, 0);
+      for (size_t k = 0; k < n; ++k)
+        for (int t = 0; t < 8; ++t) {
+          const u64 byte = (b[k] >> (8 * t)) & 255, rot = ((byte << d) | (byte >> (8 - d))) & 255;
+          yr[k] |= rot << (8 * t);
+        }
+      u64 s3[64] = {};
+      gr::xor_spread(s3, a.data(), yr.data(), al.data(), n);
+      ok &= std::memcmp(s3, s1.data() + (d - 1) * 64, sizeof s3) == 0;
+    }
+  }
   Vec o1(8 * n), o2(8 * n), v1 = a, v2 = a;
   bytes_scale_hw(a.data(), al.data(), n, ta.data(), o1.data());
   bytes_scale_sw(a.data(), al.data(), n, ta.data(), o2.data());
@@ -407,6 +377,9 @@ bool gf_kernels_agree(u64 seed, size_t n) {
   fold_sw(v2.data(), n, b[0]);
   ok &= o1 == o2 && v1 == v2;
   if (kHaveVpclmul) {
+    Vec o3(8 * n);
+    bytes_scale_vx(a.data(), al.data(), n, ta.data(), o3.data());
+    ok &= o3 == o2;
     Vec v3 = a;
     fold_vx(v3.data(), n, b[0]);
     ok &= v3 == v2 && dot_vx(nullptr, a.data(), nullptr, b.data(), 2 * n) == dot_sw(a.data(), b.data(), 2 * n);
@@ -418,8 +391,10 @@ bool gf_kernels_agree(u64 seed, size_t n) {
 
 namespace {
 
+struct BitFirst;
 struct GF {
   static constexpr int W = 1;
+  using First = BitFirst;  // the AND proof's first step
   static void inner(const u64* a, const u64* b, size_t n, u64* out) { *out = gf_dot(a, b, n); }
   static void inner_diff(const u64* a0, const u64* a1, const u64* b0, const u64* b1, size_t n, u64* out) {
     *out = kHaveVpclmul  ? dot_vx(a0, a1, b0, b1, n)
@@ -437,64 +412,27 @@ struct GF {
     else fold_sw(v.data(), h, r);
     v.resize(h);
   }
-  static void inner_first(const u64* a, const u64* b, size_t h, size_t, size_t, u64* p0, u64* p2) {
-    inner(a, b, h, p0);
-    inner_diff(a, a + h, b, b + h, h, p2);
-  }
-  static void fold_first(Vec& v, size_t h, u64 r, size_t, size_t) { fold(v, h, r); }
 };
-
-inline u64 gf_inv(u64 a) {  // a^(2^64 - 2)
-  u64 r = 1, x = a;
-  for (int i = 1; i < 64; ++i) {  // exponent bits 1..63 set
-    x = gf_mul(x, x);
-    r = gf_mul(r, x);
-  }
-  return r;
-}
 
 // The first step of the AND proof, on bit-sliced words. The statement is
 //   sum_q alpha_q sum_b beta_b X_q[b] Y_q[b] = c        (X_q at L, Y_q at R, 64-bit words)
 // (coefficient alpha_w beta_b per bit: a non-zero error survives with probability <= 2^-63).
-// One 8-ary step folds the 8 bits s of every byte t (b = 8t + s): the prover sends its
-// degree-14 polynomial p(X) = sum_{q,t} f_A(X) f_B(X), f interpolating the byte's bits at the
-// points 0..7, as values at the points 0..14 (the one at 7 follows from the claim); after the
-// challenge r the vectors become A_{q,t} = alpha_q sum_s L_s(r) beta_{8t+s} X_q[8t+s] and
-// B_{q,t} = sum_s L_s(r) Y_q[8t+s]: byte-table lookups, one field element per byte.
+// One 8-ary step folds the 8 bits s of every byte t (b = 8t + s): with
+//   f_{q,t}(Z) = alpha_q sum_s beta_{8t+s} X_q[8t+s] Z^s,   h_{q,t}(Z) = sum_s Y_q[8t+s] Z^(7-s),
+// c is the coefficient of Z^7 of p = sum_{q,t} f h (degree 14), and the prover sends the other
+// 14 coefficients: P_{7+d} = sum_b beta_b S_d[b], S_d[8t+s] = sum_q alpha_q X_q[8t+s] Y_q[8t+s-d]
+// for -7 <= d <= 7, d != 0 (d and d - 8 together: X_q & Y_q with every byte rotated by d, one
+// bit-selected sum per word and rotation). After the challenge r the vectors become
+// A_{q,t} = f_{q,t}(r) = alpha_q sum_s beta_{8t+s} r^s X_q[8t+s] and B_{q,t} = h_{q,t}(r):
+// byte-table lookups, one field element per byte; a wrong p survives with probability
+// <= 14 / 2^64.
 struct BitFirst {
-  static constexpr int kPts = 15;
+  static constexpr int kVals = 14;  // the coefficients of Z^0..Z^14 but Z^7
   Vec px, py, lx, ry;  // prover's X and Y words, L's X (for its next party), R's Y (previous)
   Vec alpha;           // per word pair q
   u64 beta[64] = {};
-  u64 lshare[kPts - 1] = {};  // as L of next: its shares of the 14 values sent (order of the message)
-  u64 inv8[8], inv15[kPts];
+  u64 lshare[kVals] = {};  // as L of next: its shares of the 14 values sent (order of the message)
 
-  BitFirst() {
-    for (int s = 0; s < 8; ++s) {
-      u64 d = 1;
-      for (int i = 0; i < 8; ++i)
-        if (i != s) d = gf_mul(d, static_cast<u64>(s ^ i));
-      inv8[s] = gf_inv(d);
-    }
-    for (int j = 0; j < kPts; ++j) {
-      u64 d = 1;
-      for (int i = 0; i < kPts; ++i)
-        if (i != j) d = gf_mul(d, static_cast<u64>(j ^ i));
-      inv15[j] = gf_inv(d);
-    }
-  }
-  u64 lag8(int s, u64 x) const {
-    u64 v = inv8[s];
-    for (int i = 0; i < 8; ++i)
-      if (i != s) v = gf_mul(v, x ^ static_cast<u64>(i));
-    return v;
-  }
-  u64 lag15(int j, u64 x) const {
-    u64 v = inv15[j];
-    for (int i = 0; i < kPts; ++i)
-      if (i != j) v = gf_mul(v, x ^ static_cast<u64>(i));
-    return v;
-  }
   // tables[t][v] = XOR over the set bits s of v of coef[8t + s] (8 x 256); coef has 64 entries
   static void byte_tables(const u64* coef, std::vector<u64>& tab) {
     tab.assign(8 * 256, 0);
@@ -504,57 +442,141 @@ struct BitFirst {
         tab[t * 256 + v] = tab[t * 256 + (v & (v - 1))] ^ coef[8 * t + s];
       }
   }
-  void prover_values(u64 vals[kPts]) const {
-    u64 S[64] = {};
-    const size_t Q = px.size();
-    gr::xor_spread(S, px.data(), py.data(), alpha.data(), Q);
-    for (int s = 0; s < 8; ++s) {
-      u64 v = 0;
-      for (int t = 0; t < 8; ++t) v ^= gf_mul(beta[8 * t + s], S[8 * t + s]);
-      vals[s] = v;
-    }
-    for (int j = 8; j < kPts; ++j) {
-      u64 ca[64], cb[64];
-      for (int b = 0; b < 64; ++b) {
-        const u64 l = lag8(b & 7, static_cast<u64>(j));
-        ca[b] = gf_mul(l, beta[b]);
-        cb[b] = l;
-      }
-      std::vector<u64> ta, tb;
-      byte_tables(ca, ta);
-      byte_tables(cb, tb);
-      vals[j] = kHavePclmul ? bytes_point_hw(px.data(), py.data(), alpha.data(), Q, ta.data(), tb.data())
-                            : bytes_point_sw(px.data(), py.data(), alpha.data(), Q, ta.data(), tb.data());
-    }
+  void prover_values(u64* sent) const {
+    std::vector<u64> S(7 * 64, 0);
+    gr::xor_spread_rot(S.data(), px.data(), py.data(), alpha.data(), px.size());
+    u64 P[15] = {};
+    for (int d = 1; d < 8; ++d)
+      for (int b = 0; b < 64; ++b) P[(b & 7) >= d ? 7 + d : d - 1] ^= gf_mul(beta[b], S[(d - 1) * 64 + b]);
+    for (int m = 0, k = 0; m < 15; ++m)
+      if (m != 7) sent[k++] = P[m];
   }
-  // A verifier's next claim share from its shares of the values (index 7 derived from c).
-  u64 next_claim(u64 c, const u64* v14, u64 r) const {
-    u64 v[kPts];
-    for (int j = 0, k = 0; j < kPts; ++j)
-      if (j != 7) v[j] = v14[k++];
-    u64 e7 = c;
-    for (int s = 0; s < 7; ++s) e7 ^= v[s];
-    v[7] = e7;
-    u64 out = 0;
-    for (int j = 0; j < kPts; ++j) out ^= gf_mul(lag15(j, r), v[j]);
-    return out;
+  // A verifier's next claim share: p(r) from its shares of the 14 coefficients and of c.
+  void next_claim(u64* c, const u64* v14, u64 r) const {
+    u64 acc = v14[13];  // Z^14
+    for (int m = 13; m >= 0; --m) acc = gf_mul(acc, r) ^ (m == 7 ? *c : v14[m < 7 ? m : m - 1]);
+    *c = acc;
+  }
+  static void powers(u64 r, u64 pw[8]) {
+    pw[0] = 1;
+    for (int j = 1; j < 8; ++j) pw[j] = gf_mul(pw[j - 1], r);
   }
   // The folded vectors: A from X words (with alpha), B from Y words, at element 2 + 8q + t.
   void fold_a(const Vec& X, u64 r, u64* out) const {
-    u64 ca[64];
-    for (int b = 0; b < 64; ++b) ca[b] = gf_mul(lag8(b & 7, r), beta[b]);
+    u64 ca[64], pw[8];
+    powers(r, pw);
+    for (int b = 0; b < 64; ++b) ca[b] = gf_mul(pw[b & 7], beta[b]);
     std::vector<u64> ta;
     byte_tables(ca, ta);
-    if (kHavePclmul) bytes_scale_hw(X.data(), alpha.data(), X.size(), ta.data(), out);
+    if (kHaveVpclmul) bytes_scale_vx(X.data(), alpha.data(), X.size(), ta.data(), out);
+    else if (kHavePclmul) bytes_scale_hw(X.data(), alpha.data(), X.size(), ta.data(), out);
     else bytes_scale_sw(X.data(), alpha.data(), X.size(), ta.data(), out);
   }
   void fold_b(const Vec& Y, u64 r, u64* out) const {
-    u64 cb[64];
-    for (int b = 0; b < 64; ++b) cb[b] = lag8(b & 7, r);
+    u64 cb[64], pw[8];
+    powers(r, pw);
+    for (int b = 0; b < 64; ++b) cb[b] = pw[7 - (b & 7)];
     std::vector<u64> tb;
     byte_tables(cb, tb);
     for (size_t q = 0; q < Y.size(); ++q)
       for (int t = 0; t < 8; ++t) out[8 * q + t] = tb[t * 256 + ((Y[q] >> (8 * t)) & 255)];
+  }
+  size_t out_len() const { return 8 * px.size(); }  // every role has as many words
+  // The folded vectors of the four roles (from element 2 on): as prover with r, as L of next
+  // with r_next, as R of previous with r_prev.
+  void fold_all(u64 r, u64 r_next, u64 r_prev, u64* pa, u64* pb, u64* la, u64* rb) const {
+    fold_a(px, r, pa);
+    fold_b(py, r, pb);
+    fold_a(lx, r_next, la);
+    fold_b(ry, r_prev, rb);
+  }
+};
+
+// The first step of the elementwise products' proof (GR): an 8-ary step on words, the
+// counterpart of BitFirst. Prover P's cross terms lie in groups of 8 (each item's block of terms
+// padded with zeros to whole groups); term 8g + s of a block has the coefficient alpha_g beta_s
+// (alpha per group, beta per slot, from the coin), so P's statement is
+//   sum_g alpha_g sum_s beta_s X_g[s] Y_g[s] = c        (X at P and L, Y at P and R: words)
+// (a non-zero error in P's messages survives this compression with probability <= 2 / 2^48: it
+// is a polynomial of degree 2 in the coins). With f_g(Z) = alpha_g sum_s beta_s X_g[s] Z^s and
+// h_g(Z) = sum_t Y_g[t] Z^(7-t), c is the coefficient of Z^7 of p = sum_g f_g h_g (degree 14).
+// The prover sends its other 14 coefficients
+//   P_m = sum_{s - t = m - 7} beta_s N_{s,t},   N_{s,t} = sum_g alpha_g X_g[s] Y_g[t]
+// (word products added up by the coins' bits: no product of ring elements per term), the
+// verifiers take p(r) as the next claim (a wrong p survives with probability <= 14 / (2^48 - 2))
+// and the vectors become f_g(r) and h_g(r): one element per group, 8 times shorter.
+struct EwFirst {
+  static constexpr int kK = 8, kVals = 2 * kK - 2;
+  Vec px, py, lx, ry;  // words in groups of 8: prover's X and Y, L's X (next's), R's Y (previous')
+  Vec pal, lal;        // alpha per group of px (and py), of lx
+  u64 beta[kK] = {};
+  u64 lshare[kVals * D] = {};  // as L of next: its shares of the values sent
+
+  size_t out_len() const { return std::max({px.size(), lx.size(), ry.size()}) / kK; }
+  // Appends a block of n words, padded with zeros to whole groups.
+  static void append(Vec& v, const Vec& w) {
+    v.insert(v.end(), w.begin(), w.end());
+    v.resize(v.size() + (kK - w.size() % kK) % kK, 0);
+  }
+  void prover_values(u64* vals) const {
+    Vec N(D * 64);
+    std::fill(N.begin(), N.end(), 0);
+    gr::moments8(px.data(), py.data(), pal.data(), px.size() / kK, N.data());
+    for (int m = 0, k = 0; m < 2 * kK - 1; ++m) {
+      if (m == kK - 1) continue;
+      u64 acc[gr::kWide] = {};
+      for (int s = 0; s < kK; ++s) {
+        const int t = s - m + kK - 1;
+        if (t < 0 || t >= kK) continue;
+        u64 e[D];
+        for (int c = 0; c < D; ++c) e[c] = N[c * 64 + s * 8 + t];
+        gr::mac_a(acc, beta[s], e);
+      }
+      gr::reduce(acc, vals + k * D);
+      ++k;
+    }
+  }
+  // c <- p(r) = sum_{m != 7} v_m r^m + c r^7 (v: the shares of the values sent, in order).
+  void next_claim(u64* c, const u64* v, u64 rbits) const {
+    u64 r[D], acc[D], t[D];
+    GRF::from_challenge(rbits, r);
+    std::memcpy(acc, v + (kVals - 1) * D, sizeof acc);  // m = 14
+    for (int m = 2 * kK - 3; m >= 0; --m) {
+      gr::mul(acc, r, t);
+      gr::add(t, m == kK - 1 ? c : v + (m < kK - 1 ? m : m - 1) * D);
+      std::memcpy(acc, t, sizeof acc);
+    }
+    std::memcpy(c, acc, sizeof acc);
+  }
+  // ca_s = beta_s r^s (the X side), cb_t = r^(7 - t) (the Y side).
+  void coefs(u64 rbits, u64* ca, u64* cb) const {
+    u64 r[D], pw[kK][D];
+    GRF::from_challenge(rbits, r);
+    std::memset(pw[0], 0, sizeof pw[0]);
+    pw[0][0] = 1;
+    for (int j = 1; j < kK; ++j) gr::mul(pw[j - 1], r, pw[j]);
+    for (int s = 0; s < kK; ++s) {
+      u64 acc[gr::kWide] = {};
+      gr::mac_a(acc, beta[s], pw[s]);
+      gr::reduce(acc, ca + s * D);
+      std::memcpy(cb + s * D, pw[kK - 1 - s], D * sizeof(u64));
+    }
+  }
+  void fold_all(u64 r, u64 r_next, u64 r_prev, u64* pa, u64* pb, u64* la, u64* rb) const {
+    const size_t L = out_len();
+    auto put = [&](const Vec& w, const Vec* al, const u64* coef, u64* out) {
+      const size_t G = w.size() / kK;
+      gr::combine8(w.data(), G, coef, al ? al->data() : nullptr, out);
+      std::memset(out + G * D, 0, (L - G) * D * sizeof(u64));
+    };
+    u64 ca[kK * D], cb[kK * D];
+    coefs(r, ca, cb);
+    put(px, &pal, ca, pa);
+    put(py, nullptr, cb, pb);
+    coefs(r_next, ca, cb);
+    put(lx, &lal, ca, la);
+    coefs(r_prev, ca, cb);
+    put(ry, nullptr, cb, rb);
   }
 };
 
@@ -595,11 +617,9 @@ struct Proof {
   u64 cl[W] = {}, cr[W] = {};
   size_t len = 0;
   Prg pl_p, pl_l, pr_p, pr_r, lr_r, lr_l;
-  std::unique_ptr<BitFirst> bf;  // the AND proof's first step (GF only), until it is taken
+  using First = typename F::First;
+  std::unique_ptr<First> bf;  // a k-ary first step on words (BitFirst, EwFirst), until it is taken
   u64 r_prev = 0;  // the challenge sent to the previous party (as its R) this step
-  // Until the first halving step: elements [eb0, eb1) of pb (this party's proof) and
-  // [er0, er1) of rb (the previous party's) hold embedded words (F::inner_first, fold_first).
-  size_t eb0 = 0, eb1 = 0, er0 = 0, er1 = 0;
   u64 lp0[W], lp2[W];
 
   Proof(Prg& next_key, Prg& prev_key, int me) {
@@ -639,19 +659,17 @@ struct Proof {
     std::memcpy(rb.data() + W, b_r.data(), W * 8);
   }
   bool active() const { return bf || len > 1; }
-  size_t step_words() const { return bf ? BitFirst::kPts - 1 : 2 * W; }
+  size_t step_words() const { return bf ? First::kVals * W : 2 * W; }
   // The prover's message of this step (R's shares of p0, p2).
   void step_send(Vec& msg) {
-    if (bf) {  // R's shares of p at the points 0..14 but 7
-      u64 vals[BitFirst::kPts];
-      bf->prover_values(vals);
-      Vec lp = pl_p.next(BitFirst::kPts - 1), ll = pl_l.next(BitFirst::kPts - 1);
-      for (int j = 0, k = 0; j < BitFirst::kPts; ++j)
-        if (j != 7) {
-          msg.push_back(vals[j] ^ lp[k]);
-          bf->lshare[k] = ll[k];
-          ++k;
-        }
+    if (bf) {  // R's shares of the first step's values (L's come from the stream PL)
+      constexpr size_t n = First::kVals * W;
+      Vec vals(n);
+      bf->prover_values(vals.data());
+      Vec lp = pl_p.next(n), ll = pl_l.next(n);
+      for (int i = 0; i < First::kVals; ++i) F::sub(vals.data() + i * W, lp.data() + i * W);
+      msg.insert(msg.end(), vals.begin(), vals.end());
+      std::memcpy(bf->lshare, ll.data(), n * sizeof(u64));
       return;
     }
     if (len % 2) {  // an odd length gets a zero element (the same at every party: len is public)
@@ -660,7 +678,8 @@ struct Proof {
     }
     const size_t h = len / 2;
     u64 p0[W], p2[W];
-    F::inner_first(pa.data(), pb.data(), h, eb0, eb1, p0, p2);
+    F::inner(pa.data(), pb.data(), h, p0);
+    F::inner_diff(pa.data(), pa.data() + h * W, pb.data(), pb.data() + h * W, h, p2);
     Vec l0 = pl_p.next(W), l2 = pl_p.next(W);
     F::sub(p0, l0.data());
     F::sub(p2, l2.data());
@@ -678,14 +697,11 @@ struct Proof {
   }
   void step_finish(u64 r_from_next, const u64* rmsg) {
     if (bf) {
-      const u64 r_next = draw_challenge<F>(lr_l), r = r_from_next;
-      cl[0] = bf->next_claim(cl[0], bf->lshare, r_next);
-      cr[0] = bf->next_claim(cr[0], rmsg, r_prev);
-      resize(2 + 8 * bf->px.size());
-      bf->fold_a(bf->px, r, pa.data() + 2);
-      bf->fold_b(bf->py, r, pb.data() + 2);
-      bf->fold_a(bf->lx, r_next, la.data() + 2);
-      bf->fold_b(bf->ry, r_prev, rb.data() + 2);
+      const u64 r_next = draw_challenge<F>(lr_l), r = F::mask(r_from_next);
+      bf->next_claim(cl, bf->lshare, r_next);
+      bf->next_claim(cr, rmsg, r_prev);
+      resize(2 + bf->out_len());
+      bf->fold_all(r, r_next, r_prev, pa.data() + 2 * W, pb.data() + 2 * W, la.data() + 2 * W, rb.data() + 2 * W);
       mask();
       bf.reset();
       return;
@@ -695,11 +711,10 @@ struct Proof {
     next_claim<F>(cl, lp0, lp2, r_next);
     F::fold(la, h, r_next);
     next_claim<F>(cr, rmsg, rmsg + W, r_prev);
-    F::fold_first(rb, h, r_prev, er0, er1);
+    F::fold(rb, h, r_prev);
     const u64 r = F::mask(r_from_next);  // out-of-set bits would only fail the check
     F::fold(pa, h, r);
-    F::fold_first(pb, h, r, eb0, eb1);
-    eb0 = eb1 = er0 = er1 = 0;
+    F::fold(pb, h, r);
     len = h;
   }
   // The last a * b: L sends (a, c_L) to R (its previous party), R sends (b, c_R) to L.
@@ -886,43 +901,47 @@ void Mal3::verify() {
   // from it in the same order). For prover P with previous party L and next party R:
   // PL (P and L: L's shares of the proof, the mask a), PR (P and R: the mask b) and LR (L and
   // R: the challenges, unknown to P). One set per proof (products in GR, ANDs in GF).
-  std::unique_ptr<Proof<GRF>> gp;
+  // The coins of every product item (in the order of the records: the same at every party),
+  // then beta for the elementwise ones.
+  std::vector<std::vector<Item>> items(recs.size());
+  bool any_ew = false, any_r1 = false;
+  for (size_t i = 0; i < recs.size(); ++i)
+    for (auto& p : recs[i].items) {
+      items[i].emplace_back(p, coin);
+      (p.kind == Product::kElementwise ? any_ew : any_r1) = true;
+    }
+  std::unique_ptr<Proof<GRF>> gp, ep;  // rank-one products; elementwise products
   std::unique_ptr<Proof<GF>> bp;
-  if (!recs.empty()) gp = std::make_unique<Proof<GRF>>(prg_next_, prg_prev_, me_);
+  if (any_r1) gp = std::make_unique<Proof<GRF>>(prg_next_, prg_prev_, me_);
+  if (any_ew) {
+    ep = std::make_unique<Proof<GRF>>(prg_next_, prg_prev_, me_);
+    ep->bf = std::make_unique<EwFirst>();
+    Vec beta = coin.next(EwFirst::kK);
+    for (int s = 0; s < EwFirst::kK; ++s) ep->bf->beta[s] = beta[s] & gr::kAMask;
+  }
   if (!ands.empty()) bp = std::make_unique<Proof<GF>>(prg_next_, prg_prev_, me_);
 
   // 2a. Products. This party is the prover of its own messages (pa at L, pb at R), L of its
   // next party's (la: its b components; claim share cl) and R of its previous party's (rb: its
-  // a components; claim share cr). Elements 0 and 1 are the masks.
-  if (gp) {
-    Proof<GRF>& g = *gp;
+  // a components; claim share cr). Rank-one items: elements 0 and 1 are the masks, then each
+  // item's two cross terms; elementwise items: words in groups (EwFirst), each present cross
+  // term a block.
+  if (!recs.empty()) {
     // The cross terms of prover P's messages: (1) Fx(x_P) . Gy(y_{P+1}), (2) Fy(y_P) . Gx(x_{P+1}),
-    // each left out when a factor is publicly zero; every role lays out P's terms in the same
-    // order, the vectors padded with zeros to the longest prover's.
-    auto present = [](const Record& rec, const Item& it, int P) {
-      if (it.kind != Product::kElementwise) return std::pair<bool, bool>{true, true};
-      return cross_terms(rec.zx, rec.zy, P);
-    };
-    // Elementwise terms first (their b elements are embedded words: a cheaper first step),
-    // then the rank-one ones.
-    size_t len_e[3] = {0, 0, 0}, len[3] = {2, 2, 2};
-    std::vector<std::vector<Item>> items(recs.size());
+    // elementwise ones left out when a factor is publicly zero; every role lays out P's terms in
+    // the same order, the vectors padded with zeros to the longest prover's.
+    size_t len[3] = {2, 2, 2};
     for (size_t i = 0; i < recs.size(); ++i)
-      for (auto& p : recs[i].items) {
-        items[i].emplace_back(p, coin);
-        for (int P = 0; P < 3; ++P) {
-          auto [t1, t2] = present(recs[i], items[i].back(), P);
-          len[P] += (t1 + t2) * items[i].back().K;
-          if (p.kind == Product::kElementwise) len_e[P] += (t1 + t2) * items[i].back().K;
-        }
-      }
-    g.resize(std::max({len[0], len[1], len[2]}));
-    g.eb0 = g.er0 = 2;
-    g.eb1 = 2 + len_e[me_];
-    g.er1 = 2 + len_e[prev_];
+      for (auto& it : items[i])
+        if (it.kind != Product::kElementwise)
+          for (int P = 0; P < 3; ++P) len[P] += 2 * it.K;
+    if (gp) gp->resize(std::max({len[0], len[1], len[2]}));
+    EwFirst* ef = ep ? ep->bf.get() : nullptr;
     u64 cl_acc[gr::kWide] = {}, cr_acc[gr::kWide] = {};
-    // cursors: as prover, as L of next, as R of previous; elementwise terms, rank-one terms
-    size_t ap = 2, al = 2, ar = 2, apr = 2 + len_e[me_], alr = 2 + len_e[next_], arr = 2 + len_e[prev_];
+    Vec TL(D * 8), TR(D * 8);  // elementwise claims: sum_g alpha_g z_g[s], element s (before beta)
+    std::fill(TL.begin(), TL.end(), 0);
+    std::fill(TR.begin(), TR.end(), 0);
+    size_t apr = 2, alr = 2, arr = 2;  // rank-one cursors: as prover, as L of next, as R of previous
     for (size_t i = 0; i < recs.size(); ++i) {
       const Record& rec = recs[i];
       Vec r2(rec.total), r1(rec.total);  // the zero shares of next's and of previous' messages
@@ -932,84 +951,95 @@ void Mal3::verify() {
         const Item& it = items[i][t];
         const Share &x = rec.xs[t], &y = rec.ys[t];
         const size_t K = it.K, o = rec.offset[t], n = rec.size[t];
-        const auto [p1, p2] = present(rec, it, me_);
-        const auto [l1, l2] = present(rec, it, next_);
-        const auto [q1, q2] = present(rec, it, prev_);
         Vec zl(n);
         for (size_t k = 0; k < n; ++k) zl[k] = rec.got[o + k] + r2[o + k];
         if (it.kind == Product::kElementwise) {
-          // prover: (Fx(x_me), Gy(y_next)), (Fy(y_me), Gx(x_next)); L of next: Fx(x_next),
-          // Fy(y_next); R of previous: Gy(y_me), Gx(x_me)
+          const auto [p1, p2] = cross_terms(rec.zx, rec.zy, me_);
+          const auto [l1, l2] = cross_terms(rec.zx, rec.zy, next_);
+          const auto [q1, q2] = cross_terms(rec.zx, rec.zy, prev_);
+          // prover: (x_me, y_next), (y_me, x_next); L of next: x_next, y_next; R of previous:
+          // y_me, x_me
+          const size_t G = it.groups();
+          auto alphas = [&](Vec& v) { v.insert(v.end(), it.u.begin(), it.u.end()); };
           if (p1) {
-            it.fx(x.a, g.pa.data() + ap * D);
-            Item::embed(y.b, g.pb.data() + ap * D);
-            ap += K;
+            EwFirst::append(ef->px, x.a);
+            EwFirst::append(ef->py, y.b);
+            alphas(ef->pal);
           }
           if (p2) {
-            it.fy(y.a, g.pa.data() + ap * D);
-            Item::embed(x.b, g.pb.data() + ap * D);
-            ap += K;
+            EwFirst::append(ef->px, y.a);
+            EwFirst::append(ef->py, x.b);
+            alphas(ef->pal);
           }
           if (l1) {
-            it.fx(x.b, g.la.data() + al * D);
-            al += K;
+            EwFirst::append(ef->lx, x.b);
+            alphas(ef->lal);
           }
           if (l2) {
-            it.fy(y.b, g.la.data() + al * D);
-            al += K;
+            EwFirst::append(ef->lx, y.b);
+            alphas(ef->lal);
           }
-          if (q1) {
-            Item::embed(y.a, g.rb.data() + ar * D);
-            ar += K;
-          }
-          if (q2) {
-            Item::embed(x.a, g.rb.data() + ar * D);
-            ar += K;
-          }
+          if (q1) EwFirst::append(ef->ry, y.a);
+          if (q2) EwFirst::append(ef->ry, x.a);
           // c_L = sum(coeff * (z_next + r2 - x_next y_next)) - <terms>, c_R = -sum(coeff * r1)
           for (size_t k = 0; k < n; ++k) zl[k] -= x.b[k] * y.b[k];
-          it.zc(zl.data(), cl_acc);
-        } else {
-          u64* pa1 = g.pa.data() + apr * D;  // Fx(x_me), then Fy(y_me)
-          u64* pa2 = pa1 + K * D;
-          u64* pb1 = g.pb.data() + apr * D;  // Gy(y_next), then Gx(x_next)
-          u64* pb2 = pb1 + K * D;
-          u64* la1 = g.la.data() + alr * D;  // L of next: Fx(x_next), Fy(y_next)
-          u64* la2 = la1 + K * D;
-          u64* rb1 = g.rb.data() + arr * D;  // R of previous: Gy(y_me), Gx(x_me)
-          u64* rb2 = rb1 + K * D;
-          it.fx(x.a, pa1);
-          it.fy(y.a, pa2);
-          it.fx(x.b, la1);
-          it.fy(y.b, la2);
-          it.gy(y.b, la2, pb1);
-          it.gx(x.b, la1, pb2);
-          it.gy(y.a, pa2, rb1);
-          it.gx(x.a, pa1, rb2);
-          apr += 2 * K;
-          alr += 2 * K;
-          arr += 2 * K;
-          it.zc(zl.data(), cl_acc);
-          u64 local[D];
-          gr::inner(la1, la2, K, local);
-          for (int j = 0; j < D; ++j) cl_acc[j] -= local[j];
+          Vec neg(8 * G);
+          for (size_t k = 0; k < n; ++k) neg[k] = 0 - r1[o + k];
+          std::fill(neg.begin() + n, neg.end(), 0);
+          zl.resize(8 * G, 0);
+          gr::spread_acc8(it.u.data(), zl.data(), G, TL.data());
+          gr::spread_acc8(it.u.data(), neg.data(), G, TR.data());
+          continue;
         }
+        Proof<GRF>& g = *gp;
+        u64* pa1 = g.pa.data() + apr * D;  // Fx(x_me), then Fy(y_me)
+        u64* pa2 = pa1 + K * D;
+        u64* pb1 = g.pb.data() + apr * D;  // Gy(y_next), then Gx(x_next)
+        u64* pb2 = pb1 + K * D;
+        u64* la1 = g.la.data() + alr * D;  // L of next: Fx(x_next), Fy(y_next)
+        u64* la2 = la1 + K * D;
+        u64* rb1 = g.rb.data() + arr * D;  // R of previous: Gy(y_me), Gx(x_me)
+        u64* rb2 = rb1 + K * D;
+        it.fx(x.a, pa1);
+        it.fy(y.a, pa2);
+        it.fx(x.b, la1);
+        it.fy(y.b, la2);
+        it.gy(y.b, la2, pb1);
+        it.gx(x.b, la1, pb2);
+        it.gy(y.a, pa2, rb1);
+        it.gx(x.a, pa1, rb2);
+        apr += 2 * K;
+        alr += 2 * K;
+        arr += 2 * K;
+        it.zc(zl.data(), cl_acc);
+        u64 local[D];
+        gr::inner(la1, la2, K, local);
+        for (int j = 0; j < D; ++j) cl_acc[j] -= local[j];
         Vec neg(n);
         for (size_t k = 0; k < n; ++k) neg[k] = 0 - r1[o + k];
         it.zc(neg.data(), cr_acc);
       }
     }
-    if (ap != 2 + len_e[me_] || al != 2 + len_e[next_] || ar != 2 + len_e[prev_] || apr != len[me_] ||
-        alr != len[next_] || arr != len[prev_])
-      throw Error("internal: mal3 proof layout");
-    // the roles' vectors end where their prover's terms end: zeros up to the longest
-    Proof<GRF>::zero_from(g.pa, len[me_]);
-    Proof<GRF>::zero_from(g.pb, len[me_]);
-    Proof<GRF>::zero_from(g.la, len[next_]);
-    Proof<GRF>::zero_from(g.rb, len[prev_]);
-    gr::reduce(cl_acc, g.cl);
-    gr::reduce(cr_acc, g.cr);
-    g.mask();
+    if (apr != len[me_] || alr != len[next_] || arr != len[prev_]) throw Error("internal: mal3 proof layout");
+    if (gp) {
+      gr::reduce(cl_acc, gp->cl);
+      gr::reduce(cr_acc, gp->cr);
+      gp->mask();
+    }
+    if (ep) {  // the claims: sum_s beta_s T_s
+      u64 al[gr::kWide] = {}, ar[gr::kWide] = {};
+      for (int s = 0; s < EwFirst::kK; ++s) {
+        u64 el[D], er[D];
+        for (int c = 0; c < D; ++c) {
+          el[c] = TL[8 * c + s];
+          er[c] = TR[8 * c + s];
+        }
+        gr::mac_a(al, ef->beta[s], el);
+        gr::mac_a(ar, ef->beta[s], er);
+      }
+      gr::reduce(al, ep->cl);
+      gr::reduce(ar, ep->cr);
+    }
   }
   recs.clear();
 
@@ -1054,36 +1084,43 @@ void Mal3::verify() {
   }
   ands.clear();
 
-  // 3. Folding: per step each prover sends R its shares of p0 = <a0, b0>, p2 = <a1 - a0, b1 - b0>;
-  // R answers with the challenge; everybody folds. The two proofs share the rounds.
-  while ((gp && gp->active()) || (bp && bp->active())) {
-    const bool g_on = gp && gp->active(), b_on = bp && bp->active();
+  // 3. Folding: per step each prover sends R its shares of p0 = <a0, b0>, p2 = <a1 - a0, b1 - b0>
+  // (a first step: of its polynomial's values or coefficients); R answers with the challenge;
+  // everybody folds. The proofs share the rounds.
+  auto on = [](const auto& p) { return p && p->active(); };
+  while (on(gp) || on(ep) || on(bp)) {
+    const bool g_on = on(gp), e_on = on(ep), b_on = on(bp);
+    const size_t gw = g_on ? gp->step_words() : 0, ew = e_on ? ep->step_words() : 0,
+                 bw = b_on ? bp->step_words() : 0;
     Vec in;
     {
       MsgKind kind(comm_, "proof");
       Vec msg;
       if (g_on) gp->step_send(msg);
+      if (e_on) ep->step_send(msg);
       if (b_on) bp->step_send(msg);
       comm_.send(next_, std::move(msg));
       comm_.round();
-      in = comm_.recv(prev_, (g_on ? gp->step_words() : 0) + (b_on ? bp->step_words() : 0));
+      in = comm_.recv(prev_, gw + ew + bw);
     }
-    const u64* gin = in.data();
-    const u64* bin = gin + (g_on ? gp->step_words() : 0);
-    if (g_on) gp->step_recv(gin);
-    if (b_on) bp->step_recv(bin);
-    u64 rs[2];
+    if (g_on) gp->step_recv(in.data());
+    if (e_on) ep->step_recv(in.data() + gw);
+    if (b_on) bp->step_recv(in.data() + gw + ew);
+    u64 rs[3];
     {
       MsgKind kind(comm_, "challenge");
       size_t nr = 0;
       if (g_on) rs[nr++] = gp->r_prev;
+      if (e_on) rs[nr++] = ep->r_prev;
       if (b_on) rs[nr++] = bp->r_prev;
       comm_.send(prev_, rs, nr);
       comm_.round();
       comm_.recv(next_, rs, nr);
     }
-    if (g_on) gp->step_finish(rs[0], gp->rp);
-    if (b_on) bp->step_finish(rs[g_on ? 1 : 0], bp->rp);
+    size_t k = 0;
+    if (g_on) gp->step_finish(rs[k++], gp->rp);
+    if (e_on) ep->step_finish(rs[k++], ep->rp);
+    if (b_on) bp->step_finish(rs[k++], bp->rp);
   }
 
   // 4. L and R open the last a, b and their claim shares to each other and check a * b.
@@ -1091,6 +1128,7 @@ void Mal3::verify() {
     MsgKind kind(comm_, "open");
     Vec to_prev, to_next;
     if (gp) gp->open_msgs(to_prev, to_next);
+    if (ep) ep->open_msgs(to_prev, to_next);
     if (bp) bp->open_msgs(to_prev, to_next);
     const size_t words = to_prev.size();
     comm_.send(prev_, to_prev);
@@ -1105,6 +1143,11 @@ void Mal3::verify() {
     if (gp) {
       note(gp->next_holds(from_prev.data() + off), "products", next_);
       note(gp->prev_holds(from_next.data() + off), "products", prev_);
+      off += 2 * GRF::W;
+    }
+    if (ep) {
+      note(ep->next_holds(from_prev.data() + off), "elementwise products", next_);
+      note(ep->prev_holds(from_next.data() + off), "elementwise products", prev_);
       off += 2 * GRF::W;
     }
     if (bp) {
