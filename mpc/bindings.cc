@@ -294,8 +294,8 @@ PYBIND11_MODULE(_native, m) {
   });
   m.def("_gf_kernels_agree", &gf_kernels_agree, py::arg("seed"), py::arg("n"));
   // Test hook: the word-lane kernels of the proofs. Elementwise products' first step (groups
-  // of 8 words, u: alpha per group): "spread_acc8" (x: z, 8G words) -> T [48 x 8];
-  // "moments8" (x: X, a: Y) -> N [48 x 64]; "combine8" (x: X, a: 8 elements of 48 words,
+  // of K = 8, 16 or 32 words, u: alpha per group): "spread_acc" (x: z, KG words) -> T [48 x K];
+  // "moments" (x: X, a: Y) -> N [48 x K^2]; "combine" (x: X, a: K elements of 48 words,
   // u empty: no alpha) -> [G, 48]. "xor_spread": 64 words, S[b] = xor of a_k over the k with
   // bit b of x_k & u_k set.
   m.def("_lane_kernel", [](const std::string& op, py::array_t<uint64_t, py::array::c_style | py::array::forcecast> u,
@@ -310,27 +310,35 @@ PYBIND11_MODULE(_native, m) {
       gr::xor_spread(out.mutable_data(), x.data(), u.data(), a.data(), n);
       return out;
     }
-    if (x.size() % 8) throw ArgError("_lane_kernel: x must hold groups of 8 words");
-    const size_t G = static_cast<size_t>(x.size()) / 8;
-    if (op == "combine8") {
+    // groups of K words: K from the alphas (one per group) or, for combine8 without them, from coef
+    const size_t K = op == "combine" ? static_cast<size_t>(a.size()) / gr::D : n ? static_cast<size_t>(x.size()) / n : 0;
+    if ((K != 8 && K != 16 && K != 32) || static_cast<size_t>(x.size()) % K)
+      throw ArgError("_lane_kernel: groups of 8, 16 or 32 words");
+    const size_t G = static_cast<size_t>(x.size()) / K;
+    auto by_k = [&](auto f) {
+      if (K == 8) f(std::integral_constant<int, 8>{});
+      else if (K == 16) f(std::integral_constant<int, 16>{});
+      else f(std::integral_constant<int, 32>{});
+    };
+    if (op == "combine") {
       if (n && n != G) throw ArgError("_lane_kernel: one alpha per group (or none)");
-      if (a.size() != 8 * gr::D) throw ArgError("_lane_kernel: 8 coefficients of 48 words");
+      if (static_cast<size_t>(a.size()) != K * gr::D) throw ArgError("_lane_kernel: K coefficients of 48 words");
       py::array_t<uint64_t> out({G, size_t{gr::D}});
-      gr::combine8(x.data(), G, a.data(), n ? u.data() : nullptr, out.mutable_data());
+      by_k([&](auto k) { gr::combine<k()>(x.data(), G, a.data(), n ? u.data() : nullptr, out.mutable_data()); });
       return out;
     }
     if (n != G) throw ArgError("_lane_kernel: one alpha per group");
-    if (op == "spread_acc8") {
-      py::array_t<uint64_t> out(8 * gr::D);
-      std::fill_n(out.mutable_data(), 8 * gr::D, 0);
-      gr::spread_acc8(u.data(), x.data(), G, out.mutable_data());
+    if (op == "spread_acc") {
+      py::array_t<uint64_t> out(K * gr::D);
+      std::fill_n(out.mutable_data(), K * gr::D, 0);
+      by_k([&](auto k) { gr::spread_acc<k()>(u.data(), x.data(), G, out.mutable_data()); });
       return out;
     }
-    if (op != "moments8") throw ArgError("_lane_kernel: op is spread_acc8, moments8, combine8 or xor_spread");
+    if (op != "moments") throw ArgError("_lane_kernel: op is spread_acc, moments, combine or xor_spread");
     if (a.size() != x.size()) throw ArgError("_lane_kernel: x and a differ in length");
-    py::array_t<uint64_t> out(64 * gr::D);
-    std::fill_n(out.mutable_data(), 64 * gr::D, 0);
-    gr::moments8(x.data(), a.data(), u.data(), G, out.mutable_data());
+    py::array_t<uint64_t> out(K * K * gr::D);
+    std::fill_n(out.mutable_data(), K * K * gr::D, 0);
+    by_k([&](auto k) { gr::moments<k()>(x.data(), a.data(), u.data(), G, out.mutable_data()); });
     return out;
   });
   m.def("aes128_encrypt_block", [](py::bytes key, py::bytes block) {

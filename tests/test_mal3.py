@@ -192,16 +192,16 @@ def test_verification_cost_is_small_and_logarithmic():
     x = e.share(np.arange(4096), 0)
     e.reveal(e.mul(x, x), to=0)
     v = e.stats()[0]["verify"]
-    # coin, the 8-ary first step (8192 cross terms -> 1024 groups), 11 halving steps (1026 -> 1:
+    # coin, the 16-ary first step (8192 cross terms -> 512 groups), 10 halving steps (514 -> 1:
     # odd lengths gain a zero), open, verdict
-    assert v["rounds"] == 1 + 2 * (1 + 11) + 2
+    assert v["rounds"] == 1 + 2 * (1 + 10) + 2
 
 
 def test_large_products_are_proven_in_bounded_pieces():
-    """An elementwise product larger than the proof's memory bound (2^18 cross terms) runs in
+    """An elementwise product larger than the proof's memory bound (2^20 cross terms) runs in
     chunks, each proven when the bound is reached: exact, and a deviation in any chunk is still
     caught; the proof count grows with the size (the price of bounded memory)."""
-    n = 300_000  # 2 cross terms per element: 3 chunks
+    n = 1_100_000  # 2 cross terms per element: 3 chunks
     x = np.arange(n, dtype=np.int64) - n // 2
     e = tflite_mpc.Engine("mal3")
     X = e.share(x, 0)
@@ -275,36 +275,36 @@ def test_galois_ring_vector_kernels():
 
 
 def test_word_lane_kernels():
-    # the elementwise proof's first step on words in groups of 8 (alpha_g in A per group: its
+    # the elementwise proof's first step on words in groups of K (alpha_g in A per group: its
     # bits select coefficients), against GR arithmetic in Python; bits of words selecting
     # coefficients to XOR (the AND proof's bit-sliced sums)
     rng = np.random.default_rng(7)
     M = 2**64
-    for G in (1, 3, 5, 37):
+    for K, G in ((8, 1), (8, 5), (16, 3), (16, 37), (32, 6)):
         al = rng.integers(0, 2**48, G, dtype=np.uint64)
-        X = rng.integers(0, 2**64, 8 * G, dtype=np.uint64)
-        Y = rng.integers(0, 2**64, 8 * G, dtype=np.uint64)
+        X = rng.integers(0, 2**64, K * G, dtype=np.uint64)
+        Y = rng.integers(0, 2**64, K * G, dtype=np.uint64)
         bits = [[(int(al[g]) >> c) & 1 for c in range(48)] for g in range(G)]
-        T = _native._lane_kernel("spread_acc8", al, X, X)
+        T = _native._lane_kernel("spread_acc", al, X, X)
         for c in range(48):
-            for s in range(8):
-                assert int(T[8 * c + s]) == sum(bits[g][c] * int(X[8 * g + s]) for g in range(G)) % M
-        N = _native._lane_kernel("moments8", al, X, Y)
+            for s in range(K):
+                assert int(T[K * c + s]) == sum(bits[g][c] * int(X[K * g + s]) for g in range(G)) % M
+        N = _native._lane_kernel("moments", al, X, Y)
         for c in (0, 1, 17, 47):
-            for s in range(8):
-                for t in range(8):
-                    want = sum(bits[g][c] * int(X[8 * g + s]) * int(Y[8 * g + t]) for g in range(G)) % M
-                    assert int(N[64 * c + 8 * s + t]) == want, (G, c, s, t)
-        coef = rng.integers(0, 2**64, (8, 48), dtype=np.uint64)
+            for s in range(K):
+                for t in range(K):
+                    want = sum(bits[g][c] * int(X[K * g + s]) * int(Y[K * g + t]) for g in range(G)) % M
+                    assert int(N[(c * K + s) * K + t]) == want, (K, G, c, s, t)
+        coef = rng.integers(0, 2**64, (K, 48), dtype=np.uint64)
         for with_alpha in (True, False):
-            got = _native._lane_kernel("combine8", al if with_alpha else np.zeros(0, np.uint64), X, coef)
+            got = _native._lane_kernel("combine", al if with_alpha else np.zeros(0, np.uint64), X, coef)
             for g in range(G):
                 w = np.zeros(48, dtype=np.uint64)
-                for s in range(8):
-                    w += coef[s] * X[8 * g + s]
+                for s in range(K):
+                    w += coef[s] * X[K * g + s]
                 if with_alpha:
                     w = _native._gr_mul(np.array(bits[g], dtype=np.uint64), w)
-                assert np.array_equal(got[g], w), (G, g, with_alpha)
+                assert np.array_equal(got[g], w), (K, G, g, with_alpha)
     for n in (1, 5, 300):
         u = rng.integers(0, 2**48, n, dtype=np.uint64)
         x = rng.integers(0, 2**64, n, dtype=np.uint64)

@@ -227,69 +227,77 @@ void xor_spread_rot(u64* S, const u64* x, const u64* y, const u64* a, size_t n) 
   else xor_spread_rot_generic(S, x, y, a, n);
 }
 
-MPC_CLONES void moments8(const u64* X, const u64* Y, const u64* alpha, size_t G, u64* N) {
-  // Four groups at a time: the 16 subset sums of their product matrices, then per coefficient
-  // c one table row selected by the four groups' bits c (the coins are public: indexing by
-  // them leaks nothing).
-  alignas(64) u64 T[16 * 64];
-  std::memset(T, 0, 64 * sizeof(u64));
+namespace {
+template <int K>
+__attribute__((always_inline)) inline void moments_body(const u64* X, const u64* Y, const u64* alpha, size_t G,
+                                                        u64* N) {
+  // Four groups at a time: the 16 subset sums of their K x K product matrices, then per
+  // coefficient c one table row selected by the four groups' bits c (the coins are public:
+  // indexing by them leaks nothing).
+  constexpr int KK = K * K, V = K / 8;
+  std::vector<u64, PoolAlloc<u64>> tab(16 * KK);
+  u64* T = tab.data();
   for (size_t g0 = 0; g0 < G; g0 += 4) {
     const size_t m = std::min<size_t>(4, G - g0);
     u64 al[4] = {0, 0, 0, 0};
     for (size_t j = 0; j < m; ++j) {
       al[j] = alpha[g0 + j] & kAMask;
-      const u64* x = X + 8 * (g0 + j);
-      const v8u y = load8(Y + 8 * (g0 + j));
-      u64* Tj = T + (size_t{1} << j) * 64;  // the singleton {j}
-#pragma GCC unroll 8
-      for (int s = 0; s < 8; ++s) store8(Tj + 8 * s, y * x[s]);
+      const u64* x = X + K * (g0 + j);
+      const u64* y = Y + K * (g0 + j);
+      u64* Tj = T + (size_t{1} << j) * KK;  // the singleton {j}
+      for (int s = 0; s < K; ++s)
+#pragma GCC unroll 4
+        for (int v = 0; v < V; ++v) store8(Tj + s * K + 8 * v, load8(y + 8 * v) * x[s]);
     }
     for (int v = 3; v < 16; ++v) {
       if (!(v & (v - 1)) || (v >> m)) continue;  // singletons are set; groups beyond m absent
-      const int lowbit = v & -v;
-      const u64* A = T + (v & (v - 1)) * 64;
-      const u64* B = T + lowbit * 64;
-#pragma GCC unroll 8
-      for (int s = 0; s < 8; ++s) store8(T + v * 64 + 8 * s, load8(A + 8 * s) + load8(B + 8 * s));
+      const u64* A = T + (v & (v - 1)) * KK;
+      const u64* B = T + (v & -v) * KK;
+      u64* O = T + v * KK;
+      for (int w = 0; w < KK; w += 8) store8(O + w, load8(A + w) + load8(B + w));
     }
     for (int c = 0; c < D; ++c) {
       const int idx = static_cast<int>(((al[0] >> c) & 1) | (((al[1] >> c) & 1) << 1) | (((al[2] >> c) & 1) << 2) |
                                        (((al[3] >> c) & 1) << 3));
       if (!idx) continue;
-      const u64* row = T + idx * 64;
-      u64* n = N + c * 64;
-#pragma GCC unroll 8
-      for (int s = 0; s < 8; ++s) store8(n + 8 * s, load8(n + 8 * s) + load8(row + 8 * s));
+      const u64* row = T + idx * KK;
+      u64* n = N + c * KK;
+      for (int w = 0; w < KK; w += 8) store8(n + w, load8(n + w) + load8(row + w));
     }
   }
 }
 
-MPC_CLONES void spread_acc8(const u64* alpha, const u64* z, size_t G, u64* T) {
-  for (int half = 0; half < 2; ++half) {
-    const int c0 = half * (D / 2);
-    v8u acc[D / 2];
-#pragma GCC unroll 24
-    for (int c = 0; c < D / 2; ++c) acc[c] = load8(T + (c0 + c) * 8);
+template <int K>
+__attribute__((always_inline)) inline void spread_acc_body(const u64* alpha, const u64* z, size_t G, u64* T) {
+  constexpr int V = K / 8, C = 24 / V;  // accumulators: C coefficients x V vectors in registers
+  for (int c0 = 0; c0 < D; c0 += C) {
+    v8u acc[C][V];
+    for (int c = 0; c < C; ++c)
+      for (int v = 0; v < V; ++v) acc[c][v] = load8(T + (c0 + c) * K + 8 * v);
     for (size_t g = 0; g < G; ++g) {
-      const v8u zv = load8(z + 8 * g);
+      v8u zv[V];
+      for (int v = 0; v < V; ++v) zv[v] = load8(z + K * g + 8 * v);
       const u64 a = alpha[g] >> c0;
 #pragma GCC unroll 24
-      for (int c = 0; c < D / 2; ++c) acc[c] += zv & (0 - ((a >> c) & 1));
+      for (int c = 0; c < C; ++c)
+        for (int v = 0; v < V; ++v) acc[c][v] += zv[v] & (0 - ((a >> c) & 1));
     }
-#pragma GCC unroll 24
-    for (int c = 0; c < D / 2; ++c) store8(T + (c0 + c) * 8, acc[c]);
+    for (int c = 0; c < C; ++c)
+      for (int v = 0; v < V; ++v) store8(T + (c0 + c) * K + 8 * v, acc[c][v]);
   }
 }
 
-MPC_CLONES void combine8(const u64* X, size_t G, const u64* coef, const u64* alpha, u64* out) {
+template <int K>
+__attribute__((always_inline)) inline void combine_body(const u64* X, size_t G, const u64* coef, const u64* alpha,
+                                                        u64* out) {
   alignas(64) u64 pad[8 + D + 16] = {};
   alignas(64) u64 hp[16 + D + 16] = {};
   int qs[D], ss[D];
   for (size_t g = 0; g < G; ++g) {
     v8u w[kV] = {};
-    const u64* x = X + 8 * g;
+    const u64* x = X + K * g;
 #pragma GCC unroll 8
-    for (int s = 0; s < 8; ++s)
+    for (int s = 0; s < K; ++s)
 #pragma GCC unroll 6
       for (int t = 0; t < kV; ++t) w[t] += load8(coef + s * D + 8 * t) * x[s];
     if (!alpha) {
@@ -306,5 +314,24 @@ MPC_CLONES void combine8(const u64* X, size_t G, const u64* coef, const u64* alp
     for (int t = 0; t < kV; ++t) store8(out + g * D + 8 * t, res[t]);
   }
 }
+}  // namespace
+
+#define MPC_GR_GROUP_KERNELS(K)                                                                         \
+  template <>                                                                                           \
+  MPC_CLONES void moments<K>(const u64* X, const u64* Y, const u64* alpha, size_t G, u64* N) {          \
+    moments_body<K>(X, Y, alpha, G, N);                                                                 \
+  }                                                                                                     \
+  template <>                                                                                           \
+  MPC_CLONES void spread_acc<K>(const u64* alpha, const u64* z, size_t G, u64* T) {                     \
+    spread_acc_body<K>(alpha, z, G, T);                                                                 \
+  }                                                                                                     \
+  template <>                                                                                           \
+  MPC_CLONES void combine<K>(const u64* X, size_t G, const u64* coef, const u64* alpha, u64* out) {     \
+    combine_body<K>(X, G, coef, alpha, out);                                                            \
+  }
+MPC_GR_GROUP_KERNELS(8)
+MPC_GR_GROUP_KERNELS(16)
+MPC_GR_GROUP_KERNELS(32)
+#undef MPC_GR_GROUP_KERNELS
 
 }  // namespace mpc::gr

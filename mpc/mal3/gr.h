@@ -82,15 +82,18 @@ void xor_spread_rot(u64* S, const u64* x, const u64* y, const u64* a, size_t n);
 void xor_spread_rot_generic(u64* S, const u64* x, const u64* y, const u64* a, size_t n);  // (test hook)
 // v[k] += r * (v[k + h] - v[k]) for k0 <= k < k1 (<= h), r in A given by its bits.
 void fold_a(u64* v, size_t h, u64 rbits, size_t k0, size_t k1);
-// The elementwise products' 8-ary first step (mal3.cc, EwFirst): words in groups of 8, X[8g + s],
-// one element alpha_g of A per group (the coins are public: these branch on their bits).
-// N[c][8s + t] += sum_g [bit c of alpha_g] X[8g + s] Y[8g + t]  (N: D x 64 words; as elements,
-// N_{s,t} = sum_g alpha_g X[8g + s] Y[8g + t], coefficient c at N[64c + 8s + t]).
-void moments8(const u64* X, const u64* Y, const u64* alpha, size_t G, u64* N);
-// T[c][s] += sum_g [bit c of alpha_g] z[8g + s]  (T: D x 8 words; sum_g alpha_g z[8g + s] as
-// element s, coefficient c at T[8c + s]).
-void spread_acc8(const u64* alpha, const u64* z, size_t G, u64* T);
-// out_g = alpha_g sum_s coef_s X[8g + s] for G groups (coef: 8 elements; alpha null: 1).
-void combine8(const u64* X, size_t G, const u64* coef, const u64* alpha, u64* out);
+// The elementwise products' K-ary first step (mal3.cc, EwFirst): words in groups of K (8, 16
+// or 32), one element alpha_g of A per group (the coins are public: these branch on its bits).
+// N[c][K s + t] += sum_g [bit c of alpha_g] X[K g + s] Y[K g + t]  (N: D x K^2 words; as
+// elements, N_{s,t} = sum_g alpha_g X[K g + s] Y[K g + t], coefficient c at N[K^2 c + K s + t]).
+template <int K>
+void moments(const u64* X, const u64* Y, const u64* alpha, size_t G, u64* N);
+// T[c][s] += sum_g [bit c of alpha_g] z[K g + s]  (T: D x K words; sum_g alpha_g z[K g + s] as
+// element s, coefficient c at T[K c + s]).
+template <int K>
+void spread_acc(const u64* alpha, const u64* z, size_t G, u64* T);
+// out_g = alpha_g sum_s coef_s X[K g + s] for G groups (coef: K elements; alpha null: 1).
+template <int K>
+void combine(const u64* X, size_t G, const u64* coef, const u64* alpha, u64* out);
 
 }  // namespace mpc::gr

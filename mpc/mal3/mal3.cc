@@ -41,8 +41,8 @@ Key key_from(Prg& g) {
 // Every recorded product item is compressed with coins from the common coin to
 //   sum(coeff * z) = <Fx(x), Gy(y)>  (+ the other cross term, see verify()),
 // rank one (coeff = u_m w_n) for matmul, conv and depthwise; elementwise products get
-// coeff = alpha_g beta_s for output 8g + s (alpha: one element of A per group of 8 outputs, u
-// below; beta: 8 elements of A per verification) and their own proof (EwFirst). Vectors of GR
+// coeff = alpha_g beta_s for output Kg + s (K = kEwGroup; alpha: one element of A per group of
+// K outputs, u below; beta: K elements of A per verification) and their own proof (EwFirst). Vectors of GR
 // elements are D words per element.
 
 // [D, M] 0/1 matrix of the bits of e.
@@ -66,11 +66,14 @@ void transpose_into(const Vec& t, size_t K, u64* out) {  // [D, K] -> [K, D]
     for (size_t k = 0; k < K; ++k) out[k * D + j] = t[j * K + k];
 }
 
+// The elementwise proof's first step folds groups of this many words (EwFirst).
+constexpr int kEwGroup = 16;
+
 struct Item {
   Product::Kind kind;
   ConvGeom g;
   size_t M = 0, K = 0, N = 0;  // rank one: Z [M, N], claim length K; elementwise: n = M = K
-  Vec u, w;                    // coins (elementwise: alpha per group of 8 outputs)
+  Vec u, w;                    // coins (elementwise: alpha per group of kEwGroup outputs)
 
   Item(const Product& p, Prg& coin) : kind(p.kind), g(p.geom) {
     switch (kind) {
@@ -102,7 +105,7 @@ struct Item {
     }
   }
 
-  size_t groups() const { return (M + 7) / 8; }  // elementwise: groups of 8 outputs
+  size_t groups() const { return (M + kEwGroup - 1) / kEwGroup; }  // elementwise: groups of outputs
   // Fx: the compression of a left operand (K elements; rank one).
   void fx(const Vec& x, u64* out) const {
     const size_t cols_k = kind == Product::kMatmul ? K : static_cast<size_t>(g.kh * g.kw * g.c);
@@ -492,22 +495,23 @@ struct BitFirst {
   }
 };
 
-// The first step of the elementwise products' proof (GR): an 8-ary step on words, the
-// counterpart of BitFirst. Prover P's cross terms lie in groups of 8 (each item's block of terms
-// padded with zeros to whole groups); term 8g + s of a block has the coefficient alpha_g beta_s
-// (alpha per group, beta per slot, from the coin), so P's statement is
+// The first step of the elementwise products' proof (GR): a K-ary step on words (K = kEwGroup),
+// the counterpart of BitFirst. Prover P's cross terms lie in groups of K (each item's block of
+// terms padded with zeros to whole groups); term Kg + s of a block has the coefficient
+// alpha_g beta_s (alpha per group, beta per slot, from the coin), so P's statement is
 //   sum_g alpha_g sum_s beta_s X_g[s] Y_g[s] = c        (X at P and L, Y at P and R: words)
 // (a non-zero error in P's messages survives this compression with probability <= 2 / 2^48: it
 // is a polynomial of degree 2 in the coins). With f_g(Z) = alpha_g sum_s beta_s X_g[s] Z^s and
-// h_g(Z) = sum_t Y_g[t] Z^(7-t), c is the coefficient of Z^7 of p = sum_g f_g h_g (degree 14).
-// The prover sends its other 14 coefficients
-//   P_m = sum_{s - t = m - 7} beta_s N_{s,t},   N_{s,t} = sum_g alpha_g X_g[s] Y_g[t]
+// h_g(Z) = sum_t Y_g[t] Z^(K-1-t), c is the coefficient of Z^(K-1) of p = sum_g f_g h_g (degree
+// 2K - 2). The prover sends its other 2K - 2 coefficients
+//   P_m = sum_{s - t = m - K + 1} beta_s N_{s,t},   N_{s,t} = sum_g alpha_g X_g[s] Y_g[t]
 // (word products added up by the coins' bits: no product of ring elements per term), the
-// verifiers take p(r) as the next claim (a wrong p survives with probability <= 14 / (2^48 - 2))
-// and the vectors become f_g(r) and h_g(r): one element per group, 8 times shorter.
+// verifiers take p(r) as the next claim (a wrong p survives with probability
+// <= (2K - 2) / (2^48 - 2)) and the vectors become f_g(r) and h_g(r): one element per group,
+// K times shorter.
 struct EwFirst {
-  static constexpr int kK = 8, kVals = 2 * kK - 2;
-  Vec px, py, lx, ry;  // words in groups of 8: prover's X and Y, L's X (next's), R's Y (previous')
+  static constexpr int kK = kEwGroup, kVals = 2 * kK - 2;
+  Vec px, py, lx, ry;  // words in groups of K: prover's X and Y, L's X (next's), R's Y (previous')
   Vec pal, lal;        // alpha per group of px (and py), of lx
   u64 beta[kK] = {};
   u64 lshare[kVals * D] = {};  // as L of next: its shares of the values sent
@@ -519,9 +523,9 @@ struct EwFirst {
     v.resize(v.size() + (kK - w.size() % kK) % kK, 0);
   }
   void prover_values(u64* vals) const {
-    Vec N(D * 64);
+    Vec N(D * kK * kK);
     std::fill(N.begin(), N.end(), 0);
-    gr::moments8(px.data(), py.data(), pal.data(), px.size() / kK, N.data());
+    gr::moments<kK>(px.data(), py.data(), pal.data(), px.size() / kK, N.data());
     for (int m = 0, k = 0; m < 2 * kK - 1; ++m) {
       if (m == kK - 1) continue;
       u64 acc[gr::kWide] = {};
@@ -529,7 +533,7 @@ struct EwFirst {
         const int t = s - m + kK - 1;
         if (t < 0 || t >= kK) continue;
         u64 e[D];
-        for (int c = 0; c < D; ++c) e[c] = N[c * 64 + s * 8 + t];
+        for (int c = 0; c < D; ++c) e[c] = N[(c * kK + s) * kK + t];
         gr::mac_a(acc, beta[s], e);
       }
       gr::reduce(acc, vals + k * D);
@@ -566,7 +570,7 @@ struct EwFirst {
     const size_t L = out_len();
     auto put = [&](const Vec& w, const Vec* al, const u64* coef, u64* out) {
       const size_t G = w.size() / kK;
-      gr::combine8(w.data(), G, coef, al ? al->data() : nullptr, out);
+      gr::combine<kK>(w.data(), G, coef, al ? al->data() : nullptr, out);
       std::memset(out + G * D, 0, (L - G) * D * sizeof(u64));
     };
     u64 ca[kK * D], cb[kK * D];
@@ -938,7 +942,8 @@ void Mal3::verify() {
     if (gp) gp->resize(std::max({len[0], len[1], len[2]}));
     EwFirst* ef = ep ? ep->bf.get() : nullptr;
     u64 cl_acc[gr::kWide] = {}, cr_acc[gr::kWide] = {};
-    Vec TL(D * 8), TR(D * 8);  // elementwise claims: sum_g alpha_g z_g[s], element s (before beta)
+    constexpr int KE = EwFirst::kK;
+    Vec TL(D * KE), TR(D * KE);  // elementwise claims: sum_g alpha_g z_g[s], element s (before beta)
     std::fill(TL.begin(), TL.end(), 0);
     std::fill(TR.begin(), TR.end(), 0);
     size_t apr = 2, alr = 2, arr = 2;  // rank-one cursors: as prover, as L of next, as R of previous
@@ -983,12 +988,12 @@ void Mal3::verify() {
           if (q2) EwFirst::append(ef->ry, x.a);
           // c_L = sum(coeff * (z_next + r2 - x_next y_next)) - <terms>, c_R = -sum(coeff * r1)
           for (size_t k = 0; k < n; ++k) zl[k] -= x.b[k] * y.b[k];
-          Vec neg(8 * G);
+          Vec neg(KE * G);
           for (size_t k = 0; k < n; ++k) neg[k] = 0 - r1[o + k];
           std::fill(neg.begin() + n, neg.end(), 0);
-          zl.resize(8 * G, 0);
-          gr::spread_acc8(it.u.data(), zl.data(), G, TL.data());
-          gr::spread_acc8(it.u.data(), neg.data(), G, TR.data());
+          zl.resize(KE * G, 0);
+          gr::spread_acc<KE>(it.u.data(), zl.data(), G, TL.data());
+          gr::spread_acc<KE>(it.u.data(), neg.data(), G, TR.data());
           continue;
         }
         Proof<GRF>& g = *gp;
@@ -1031,8 +1036,8 @@ void Mal3::verify() {
       for (int s = 0; s < EwFirst::kK; ++s) {
         u64 el[D], er[D];
         for (int c = 0; c < D; ++c) {
-          el[c] = TL[8 * c + s];
-          er[c] = TR[8 * c + s];
+          el[c] = TL[KE * c + s];
+          er[c] = TR[KE * c + s];
         }
         gr::mac_a(al, ef->beta[s], el);
         gr::mac_a(ar, ef->beta[s], er);

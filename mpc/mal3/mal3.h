@@ -11,17 +11,23 @@
 // function of what its previous party L (x_i, y_i, r2) and its next party R (x_{i+1},
 // y_{i+1}, r1) hold between them. verify():
 //  1. a common coin (seeds committed one verification ahead, opened now: nobody can bias it)
-//     compresses every recorded product to one inner-product claim: random coefficients of A
-//     per element (elementwise), or rank-one u^T Z w (matmul, conv, depthwise: Freivalds), so a
-//     matmul [M,K]x[K,N] becomes an inner product of length 2K. The claims of one prover add up
-//     to <a, b> = c_L + c_R with a at L, b at R (the prover knows all);
-//  2. the prover proves it by folding (length halves per step; L's shares of the proof come
-//     from the PRG it shares with the prover, R's are sent; R sends a challenge drawn from the
-//     key L and R share), two random mask elements first (inner product zero, so the claim
-//     holds nothing the prover chose) so that what L and R finally open reveals
+//     compresses every recorded product to one inner-product claim per prover and proof:
+//     rank-one u^T Z w for matmul, conv and depthwise (Freivalds: a matmul [M,K]x[K,N] becomes
+//     an inner product of length 2K), and for elementwise products (bit injections, selections:
+//     most of the terms) the coefficient alpha_g beta_s of output 16g + s (alpha, beta in A),
+//     proven separately. The claims add up to <a, b> = c_L + c_R with a at L, b at R (the
+//     prover knows all);
+//  2. the prover proves it by folding (L's shares of the proof come from the PRG it shares
+//     with the prover, R's are sent; R sends a challenge drawn from the key L and R share).
+//     The elementwise proof's first step is 16-ary on words (mal3.cc, EwFirst: the prover
+//     sends 30 coefficients of a degree-30 polynomial, computed from word products, and the
+//     vectors shrink 16-fold before any product of ring elements); then, as in the rank-one
+//     proof, each step halves the length. Two random mask elements (inner product zero, so
+//     the claim holds nothing the prover chose) make what L and R finally open reveal
 //     nothing; L and R check the last product and every party says whether its checks held.
-// Soundness: a false claim survives the compression with probability <= 2 / 2^48 and each
-// halving step with <= 2 / (2^48 - 2); with fewer than 2^40 elements that is below 2^-41 per
+// Soundness: a false claim survives the compression with probability <= 2 / 2^48 (a degree-2
+// polynomial in the coins), the 16-ary step with <= 30 / (2^48 - 2) and each halving step with
+// <= 2 / (2^48 - 2); with fewer than 2^40 elements that is below 2^-41 per
 // prover and verification (statistical security parameter 41). A deviating prover is caught by
 // both honest parties (they are its L and R), before anything is revealed: reveal() verifies
 // first, and every party receives the missing component of an opened value from both parties
@@ -32,8 +38,8 @@
 // Non-linear steps (truncation, comparison, bit decomposition, the fused requantization) are
 // Boolean circuits on the parties' own components (no three-party OT: that is not actively
 // secure, its selective failure leaks a choice bit); their ANDs are rep3's one-round ANDs,
-// proven in GF(2^64) at the same verify() (a bit-sliced 8-ary first step, 14 / 2^64, then
-// halving steps, 2 / (2^64 - 2) each); bits return to arithmetic sharings through two products
+// proven in GF(2^64) at the same verify() (a bit-sliced 8-ary first step on bytes, 14 / 2^64,
+// then halving steps, 2 / (2^64 - 2) each); bits return to arithmetic sharings through two products
 // whose operands are publicly zero in all but one component (one cross term per bit and
 // prover in the proof), proven with the others. The requantization compares the narrow
 // accumulator with public thresholds (the clamp, the tie correction) and truncates only the
@@ -83,12 +89,13 @@ class Mal3 : public Rep3 {
   };
   std::vector<AndRecord> ands_;
   // verify() also runs before the pending statement would grow past these (about 10 bytes
-  // per AND in the records and 0.5 kB per AND word in the proof; 1.5 kB per cross term of an
-  // elementwise product), and larger elementwise product calls run in chunks: the proofs'
-  // memory stays bounded (about 0.7 GB per party; one larger AND layer adds its own), at the
-  // cost of a proof's rounds per that much work.
+  // per AND in the records and 0.5 kB per AND word in the proof; about 0.2 kB per cross term
+  // of an elementwise product: its records, its words, 1/16 of a ring element in each of four
+  // vectors), and larger elementwise product calls run in chunks: the proofs' memory stays
+  // bounded (about 0.5 GB per party; one larger AND layer adds its own), at the cost of a
+  // proof's rounds per that much work.
   static constexpr size_t kMaxPendingAndWords = size_t{1} << 19;  // 2^25 ANDs
-  static constexpr size_t kMaxPendingTerms = size_t{1} << 18;
+  static constexpr size_t kMaxPendingTerms = size_t{1} << 20;
   size_t pending_and_words_ = 0, pending_terms_ = 0;
   std::vector<Share> products_with(const std::vector<Product>& list, uint8_t zx, uint8_t zy);
   BShare band(const BShare& x, const BShare& y);  // bool_and + its round, recorded
