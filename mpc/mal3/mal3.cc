@@ -225,7 +225,9 @@ inline u64 gf_mul(u64 a, u64 b) {
 // (reduction is linear).
 //   dot:    sum_k a_k b_k             dot_diff: sum_k (a0_k ^ a1_k)(b0_k ^ b1_k)
 //   fold:   v_k ^= r (v_k ^ v_{k+h})  (k < h)
-//   bytes_scale: out[8q + t] = alpha_q ta[t][byte t of x_q]
+//   bytes_moments: P[7 + j] ^= sum_q sum_{t >= j} A_t B_{t-j}, P[j - 1] ^= sum_q sum_{t < j} A_t B_{t-j+8}
+//                  (1 <= j <= 7) with A_t = alpha_q ta[t][byte t of x_q], B_t = tb[t][byte t of y_q]
+//   bytes_fold: out[q] = alpha_q xor_t tab[t][byte t of x_q]  (alpha null: 1)
 #define MPC_GF_KERNELS(S, CLMUL)                                                                          \
   u64 dot_##S(const u64* a, const u64* b, size_t n) {                                                     \
     u64 h = 0, l = 0;                                                                                     \
@@ -254,13 +256,37 @@ inline u64 gf_mul(u64 a, u64 b) {
       v[k] ^= gf_reduce(ph, pl);                                                                          \
     }                                                                                                     \
   }                                                                                                       \
-  void bytes_scale_##S(const u64* x, const u64* alpha, size_t Q, const u64* ta, u64* out) {               \
-    for (size_t q = 0; q < Q; ++q)                                                                        \
+  void bytes_moments_##S(const u64* x, const u64* y, const u64* alpha, size_t Q, const u64* ta, const u64* tb, \
+                         u64* P) {                                                                        \
+    u64 hs[15] = {}, ls[15] = {};                                                                         \
+    for (size_t q = 0; q < Q; ++q) {                                                                      \
+      u64 A[8], B[8], ph, pl;                                                                             \
       for (int t = 0; t < 8; ++t) {                                                                       \
-        u64 ph, pl;                                                                                       \
         CLMUL(alpha[q], ta[t * 256 + ((x[q] >> (8 * t)) & 255)], ph, pl);                                 \
-        out[8 * q + t] = gf_reduce(ph, pl);                                                               \
+        A[t] = gf_reduce(ph, pl);                                                                         \
+        B[t] = tb[t * 256 + ((y[q] >> (8 * t)) & 255)];                                                   \
       }                                                                                                   \
+      for (int j = 1; j < 8; ++j)                                                                         \
+        for (int t = 0; t < 8; ++t) {                                                                     \
+          CLMUL(A[t], B[(t - j) & 7], ph, pl);                                                            \
+          const int m = t >= j ? 7 + j : j - 1;                                                           \
+          hs[m] ^= ph;                                                                                    \
+          ls[m] ^= pl;                                                                                    \
+        }                                                                                                 \
+    }                                                                                                     \
+    for (int m = 0; m < 15; ++m) P[m] ^= gf_reduce(hs[m], ls[m]);                                         \
+  }                                                                                                       \
+  void bytes_fold_##S(const u64* x, const u64* alpha, size_t Q, const u64* tab, u64* out) {               \
+    for (size_t q = 0; q < Q; ++q) {                                                                      \
+      u64 v = 0;                                                                                          \
+      for (int t = 0; t < 8; ++t) v ^= tab[t * 256 + ((x[q] >> (8 * t)) & 255)];                         \
+      if (alpha) {                                                                                        \
+        u64 ph, pl;                                                                                       \
+        CLMUL(alpha[q], v, ph, pl);                                                                       \
+        v = gf_reduce(ph, pl);                                                                            \
+      }                                                                                                   \
+      out[q] = v;                                                                                         \
+    }                                                                                                     \
   }
 
 #pragma GCC push_options
@@ -323,19 +349,36 @@ __attribute__((target("avx512f,vpclmulqdq"))) u64 dot_vx(const u64* a0, const u6
   return out;
 }
 
-// out[8q + t] = alpha_q ta[t][byte t of x_q]: the eight lookups of a word in one vector.
-__attribute__((target("avx512f,vpclmulqdq"))) void bytes_scale_vx(const u64* x, const u64* alpha, size_t Q,
-                                                                 const u64* ta, u64* out) {
+// The eight byte lookups of a word, one per lane.
+__attribute__((target("avx512f"))) inline __m512i gather8(const u64* tab, u64 w) {
+  return _mm512_set_epi64(
+      static_cast<long long>(tab[7 * 256 + ((w >> 56) & 255)]), static_cast<long long>(tab[6 * 256 + ((w >> 48) & 255)]),
+      static_cast<long long>(tab[5 * 256 + ((w >> 40) & 255)]), static_cast<long long>(tab[4 * 256 + ((w >> 32) & 255)]),
+      static_cast<long long>(tab[3 * 256 + ((w >> 24) & 255)]), static_cast<long long>(tab[2 * 256 + ((w >> 16) & 255)]),
+      static_cast<long long>(tab[1 * 256 + ((w >> 8) & 255)]), static_cast<long long>(tab[w & 255]));
+}
+// bytes_moments with the word's eight A_t and B_t in one vector each: rotating B by j lanes
+// pairs A_t with B_{t-j mod 8}, eight products in two instructions.
+__attribute__((target("avx512f,vpclmulqdq"))) void bytes_moments_vx(const u64* x, const u64* y, const u64* alpha,
+                                                                   size_t Q, const u64* ta, const u64* tb, u64* P) {
+  __m512i lo[8], hi[8];
+  for (int j = 0; j < 8; ++j) lo[j] = hi[j] = _mm512_setzero_si512();
   for (size_t q = 0; q < Q; ++q) {
-    const u64 w = x[q];
-    const __m512i v = _mm512_set_epi64(
-        static_cast<long long>(ta[7 * 256 + ((w >> 56) & 255)]), static_cast<long long>(ta[6 * 256 + ((w >> 48) & 255)]),
-        static_cast<long long>(ta[5 * 256 + ((w >> 40) & 255)]), static_cast<long long>(ta[4 * 256 + ((w >> 32) & 255)]),
-        static_cast<long long>(ta[3 * 256 + ((w >> 24) & 255)]), static_cast<long long>(ta[2 * 256 + ((w >> 16) & 255)]),
-        static_cast<long long>(ta[1 * 256 + ((w >> 8) & 255)]), static_cast<long long>(ta[w & 255]));
     __m512i pl, ph;
-    clmul8(v, _mm512_set1_epi64(static_cast<long long>(alpha[q])), pl, ph);
-    _mm512_storeu_si512(out + 8 * q, reduce8(pl, ph));
+    clmul8(gather8(ta, x[q]), _mm512_set1_epi64(static_cast<long long>(alpha[q])), pl, ph);
+    const __m512i A = reduce8(pl, ph), B = gather8(tb, y[q]);
+#define MPC_GF_ROT(J)                                            \
+  clmul8(A, _mm512_maskz_alignr_epi64(0xff, B, B, 8 - J), pl, ph);\
+  lo[J] = _mm512_xor_si512(lo[J], pl);                          \
+  hi[J] = _mm512_xor_si512(hi[J], ph);
+    MPC_GF_ROT(1) MPC_GF_ROT(2) MPC_GF_ROT(3) MPC_GF_ROT(4) MPC_GF_ROT(5) MPC_GF_ROT(6) MPC_GF_ROT(7)
+#undef MPC_GF_ROT
+  }
+  for (int j = 1; j < 8; ++j) {
+    alignas(64) u64 l[8], h[8];
+    _mm512_store_si512(l, lo[j]);
+    _mm512_store_si512(h, hi[j]);
+    for (int t = 0; t < 8; ++t) P[t >= j ? 7 + j : j - 1] ^= gf_reduce(h[t], l[t]);
   }
 }
 
@@ -373,16 +416,22 @@ bool gf_kernels_agree(u64 seed, size_t n) {
       ok &= std::memcmp(s3, s1.data() + (d - 1) * 64, sizeof s3) == 0;
     }
   }
-  Vec o1(8 * n), o2(8 * n), v1 = a, v2 = a;
-  bytes_scale_hw(a.data(), al.data(), n, ta.data(), o1.data());
-  bytes_scale_sw(a.data(), al.data(), n, ta.data(), o2.data());
+  Vec o1(n), o2(n), o4(n), o5(n), v1 = a, v2 = a;
+  bytes_fold_hw(a.data(), al.data(), n, ta.data(), o1.data());
+  bytes_fold_sw(a.data(), al.data(), n, ta.data(), o2.data());
+  bytes_fold_hw(a.data(), nullptr, n, ta.data(), o4.data());
+  bytes_fold_sw(a.data(), nullptr, n, ta.data(), o5.data());
+  ok &= o4 == o5;
+  u64 m1[15] = {}, m2[15] = {}, m3[15] = {};
+  bytes_moments_hw(a.data(), b.data(), al.data(), n, ta.data(), tb.data(), m1);
+  bytes_moments_sw(a.data(), b.data(), al.data(), n, ta.data(), tb.data(), m2);
+  ok &= std::memcmp(m1, m2, sizeof m1) == 0;
   fold_hw(v1.data(), n, b[0]);
   fold_sw(v2.data(), n, b[0]);
   ok &= o1 == o2 && v1 == v2;
   if (kHaveVpclmul) {
-    Vec o3(8 * n);
-    bytes_scale_vx(a.data(), al.data(), n, ta.data(), o3.data());
-    ok &= o3 == o2;
+    bytes_moments_vx(a.data(), b.data(), al.data(), n, ta.data(), tb.data(), m3);
+    ok &= std::memcmp(m3, m2, sizeof m3) == 0;
     Vec v3 = a;
     fold_vx(v3.data(), n, b[0]);
     ok &= v3 == v2 && dot_vx(nullptr, a.data(), nullptr, b.data(), 2 * n) == dot_sw(a.data(), b.data(), 2 * n);
@@ -417,24 +466,32 @@ struct GF {
   }
 };
 
-// The first step of the AND proof, on bit-sliced words. The statement is
+// The first steps of the AND proof, on bit-sliced words. The statement is
 //   sum_q alpha_q sum_b beta_b X_q[b] Y_q[b] = c        (X_q at L, Y_q at R, 64-bit words)
 // (coefficient alpha_w beta_b per bit: a non-zero error survives with probability <= 2^-63).
-// One 8-ary step folds the 8 bits s of every byte t (b = 8t + s): with
+// Two 8-ary steps take every word to one field element. The first folds the 8 bits s of every
+// byte t (b = 8t + s): with
 //   f_{q,t}(Z) = alpha_q sum_s beta_{8t+s} X_q[8t+s] Z^s,   h_{q,t}(Z) = sum_s Y_q[8t+s] Z^(7-s),
 // c is the coefficient of Z^7 of p = sum_{q,t} f h (degree 14), and the prover sends the other
 // 14 coefficients: P_{7+d} = sum_b beta_b S_d[b], S_d[8t+s] = sum_q alpha_q X_q[8t+s] Y_q[8t+s-d]
 // for -7 <= d <= 7, d != 0 (d and d - 8 together: X_q & Y_q with every byte rotated by d, one
-// bit-selected sum per word and rotation). After the challenge r the vectors become
-// A_{q,t} = f_{q,t}(r) = alpha_q sum_s beta_{8t+s} r^s X_q[8t+s] and B_{q,t} = h_{q,t}(r):
-// byte-table lookups, one field element per byte; a wrong p survives with probability
-// <= 14 / 2^64.
+// bit-selected sum per word and rotation). After the challenge r1 the claim is about
+// A_{q,t} = f_{q,t}(r1) = alpha_q ta[t][byte t of X_q] and B_{q,t} = h_{q,t}(r1) = tb[t][byte t
+// of Y_q] (byte tables of the coefficients beta_{8t+s} r1^s and r1^(7-s)), which are never
+// stored: the second step folds the 8 bytes of a word the same way (f'_q(Z) = sum_t A_{q,t} Z^t,
+// h'_q(Z) = sum_t B_{q,t} Z^(7-t); the prover's 14 coefficients are sums of the word's
+// products A_t B_t', computed from the tables), and after r2 the vectors are
+// A'_q = alpha_q xor_t ta2[t][byte t of X_q], B'_q = xor_t tb2[t][byte t of Y_q] (coefficients
+// beta_b r1^s r2^t and r1^(7-s) r2^(7-t)): one element per word. A wrong p survives each step
+// with probability <= 14 / 2^64.
 struct BitFirst {
   static constexpr int kVals = 14;  // the coefficients of Z^0..Z^14 but Z^7
   Vec px, py, lx, ry;  // prover's X and Y words, L's X (for its next party), R's Y (previous)
   Vec alpha;           // per word pair q
   u64 beta[64] = {};
   u64 lshare[kVals] = {};  // as L of next: its shares of the 14 values sent (order of the message)
+  int stage = 0;
+  u64 r1 = 0, r1_next = 0, r1_prev = 0;  // the first step's challenges: as prover, L, R
 
   // tables[t][v] = XOR over the set bits s of v of coef[8t + s] (8 x 256); coef has 64 entries
   static void byte_tables(const u64* coef, std::vector<u64>& tab) {
@@ -445,12 +502,39 @@ struct BitFirst {
         tab[t * 256 + v] = tab[t * 256 + (v & (v - 1))] ^ coef[8 * t + s];
       }
   }
+  static void powers(u64 r, u64 pw[8]) {
+    pw[0] = 1;
+    for (int j = 1; j < 8; ++j) pw[j] = gf_mul(pw[j - 1], r);
+  }
+  // The X side's table (with beta) and the Y side's after the first step's challenge r and,
+  // if r2 is given, the second's.
+  void tables(u64 r, const u64* r2, std::vector<u64>& ta, std::vector<u64>& tb) const {
+    u64 p[8], p2[8] = {1, 1, 1, 1, 1, 1, 1, 1}, ca[64], cb[64];
+    powers(r, p);
+    if (r2) powers(*r2, p2);
+    for (int b = 0; b < 64; ++b) {
+      const int s = b & 7, t = b >> 3;
+      ca[b] = gf_mul(gf_mul(beta[b], p[s]), p2[t]);
+      cb[b] = gf_mul(p[7 - s], p2[7 - t]);
+    }
+    byte_tables(ca, ta);
+    byte_tables(cb, tb);
+  }
   void prover_values(u64* sent) const {
-    std::vector<u64> S(7 * 64, 0);
-    gr::xor_spread_rot(S.data(), px.data(), py.data(), alpha.data(), px.size());
     u64 P[15] = {};
-    for (int d = 1; d < 8; ++d)
-      for (int b = 0; b < 64; ++b) P[(b & 7) >= d ? 7 + d : d - 1] ^= gf_mul(beta[b], S[(d - 1) * 64 + b]);
+    if (stage == 0) {
+      std::vector<u64> S(7 * 64, 0);
+      gr::xor_spread_rot(S.data(), px.data(), py.data(), alpha.data(), px.size());
+      for (int d = 1; d < 8; ++d)
+        for (int b = 0; b < 64; ++b) P[(b & 7) >= d ? 7 + d : d - 1] ^= gf_mul(beta[b], S[(d - 1) * 64 + b]);
+    } else {
+      std::vector<u64> ta, tb;
+      tables(r1, nullptr, ta, tb);
+      const size_t Q = px.size();
+      if (kHaveVpclmul) bytes_moments_vx(px.data(), py.data(), alpha.data(), Q, ta.data(), tb.data(), P);
+      else if (kHavePclmul) bytes_moments_hw(px.data(), py.data(), alpha.data(), Q, ta.data(), tb.data(), P);
+      else bytes_moments_sw(px.data(), py.data(), alpha.data(), Q, ta.data(), tb.data(), P);
+    }
     for (int m = 0, k = 0; m < 15; ++m)
       if (m != 7) sent[k++] = P[m];
   }
@@ -460,38 +544,32 @@ struct BitFirst {
     for (int m = 13; m >= 0; --m) acc = gf_mul(acc, r) ^ (m == 7 ? *c : v14[m < 7 ? m : m - 1]);
     *c = acc;
   }
-  static void powers(u64 r, u64 pw[8]) {
-    pw[0] = 1;
-    for (int j = 1; j < 8; ++j) pw[j] = gf_mul(pw[j - 1], r);
+  // After the first step: keeps its challenges, one more step to go.
+  bool more(u64 r, u64 r_next, u64 r_prev) {
+    if (stage) return false;
+    stage = 1;
+    r1 = r;
+    r1_next = r_next;
+    r1_prev = r_prev;
+    return true;
   }
-  // The folded vectors: A from X words (with alpha), B from Y words, at element 2 + 8q + t.
-  void fold_a(const Vec& X, u64 r, u64* out) const {
-    u64 ca[64], pw[8];
-    powers(r, pw);
-    for (int b = 0; b < 64; ++b) ca[b] = gf_mul(pw[b & 7], beta[b]);
-    std::vector<u64> ta;
-    byte_tables(ca, ta);
-    if (kHaveVpclmul) bytes_scale_vx(X.data(), alpha.data(), X.size(), ta.data(), out);
-    else if (kHavePclmul) bytes_scale_hw(X.data(), alpha.data(), X.size(), ta.data(), out);
-    else bytes_scale_sw(X.data(), alpha.data(), X.size(), ta.data(), out);
+  size_t out_len() const { return px.size(); }  // one element per word; every role has as many
+  static void fold(const Vec& W, const Vec* alpha, const std::vector<u64>& tab, u64* out) {
+    const u64* al = alpha ? alpha->data() : nullptr;
+    if (kHavePclmul) bytes_fold_hw(W.data(), al, W.size(), tab.data(), out);
+    else bytes_fold_sw(W.data(), al, W.size(), tab.data(), out);
   }
-  void fold_b(const Vec& Y, u64 r, u64* out) const {
-    u64 cb[64], pw[8];
-    powers(r, pw);
-    for (int b = 0; b < 64; ++b) cb[b] = pw[7 - (b & 7)];
-    std::vector<u64> tb;
-    byte_tables(cb, tb);
-    for (size_t q = 0; q < Y.size(); ++q)
-      for (int t = 0; t < 8; ++t) out[8 * q + t] = tb[t * 256 + ((Y[q] >> (8 * t)) & 255)];
-  }
-  size_t out_len() const { return 8 * px.size(); }  // every role has as many words
   // The folded vectors of the four roles (from element 2 on): as prover with r, as L of next
-  // with r_next, as R of previous with r_prev.
+  // with r_next, as R of previous with r_prev (the second step's challenges).
   void fold_all(u64 r, u64 r_next, u64 r_prev, u64* pa, u64* pb, u64* la, u64* rb) const {
-    fold_a(px, r, pa);
-    fold_b(py, r, pb);
-    fold_a(lx, r_next, la);
-    fold_b(ry, r_prev, rb);
+    std::vector<u64> ta, tb;
+    tables(r1, &r, ta, tb);
+    fold(px, &alpha, ta, pa);
+    fold(py, nullptr, tb, pb);
+    tables(r1_next, &r_next, ta, tb);
+    fold(lx, &alpha, ta, la);
+    tables(r1_prev, &r_prev, ta, tb);
+    fold(ry, nullptr, tb, rb);
   }
 };
 
@@ -517,6 +595,7 @@ struct EwFirst {
   u64 lshare[kVals * D] = {};  // as L of next: its shares of the values sent
 
   size_t out_len() const { return std::max({px.size(), lx.size(), ry.size()}) / kK; }
+  bool more(u64, u64, u64) { return false; }  // one step
   // Appends a block of n words, padded with zeros to whole groups.
   static void append(Vec& v, const Vec& w) {
     v.insert(v.end(), w.begin(), w.end());
@@ -704,6 +783,7 @@ struct Proof {
       const u64 r_next = draw_challenge<F>(lr_l), r = F::mask(r_from_next);
       bf->next_claim(cl, bf->lshare, r_next);
       bf->next_claim(cr, rmsg, r_prev);
+      if (bf->more(r, r_next, r_prev)) return;
       resize(2 + bf->out_len());
       bf->fold_all(r, r_next, r_prev, pa.data() + 2 * W, pb.data() + 2 * W, la.data() + 2 * W, rb.data() + 2 * W);
       mask();

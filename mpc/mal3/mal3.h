@@ -38,8 +38,8 @@
 // Non-linear steps (truncation, comparison, bit decomposition, the fused requantization) are
 // Boolean circuits on the parties' own components (no three-party OT: that is not actively
 // secure, its selective failure leaks a choice bit); their ANDs are rep3's one-round ANDs,
-// proven in GF(2^64) at the same verify() (a bit-sliced 8-ary first step on bytes, 14 / 2^64,
-// then halving steps, 2 / (2^64 - 2) each); bits return to arithmetic sharings through two products
+// proven in GF(2^64) at the same verify() (two 8-ary first steps, bits of a byte, then bytes
+// of a word, 14 / 2^64 each, then halving steps, 2 / (2^64 - 2) each); bits return to arithmetic sharings through two products
 // whose operands are publicly zero in all but one component (one cross term per bit and
 // prover in the proof), proven with the others. The requantization compares the narrow
 // accumulator with public thresholds (the clamp, the tie correction) and truncates only the
@@ -88,13 +88,13 @@ class Mal3 : public Rep3 {
     u64 blk_next = 0, blk_prev = 0;
   };
   std::vector<AndRecord> ands_;
-  // verify() also runs before the pending statement would grow past these (about 10 bytes
-  // per AND in the records and 0.5 kB per AND word in the proof; about 0.2 kB per cross term
-  // of an elementwise product: its records, its words, 1/16 of a ring element in each of four
-  // vectors), and larger elementwise product calls run in chunks: the proofs' memory stays
-  // bounded (about 0.5 GB per party; one larger AND layer adds its own), at the cost of a
-  // proof's rounds per that much work.
-  static constexpr size_t kMaxPendingAndWords = size_t{1} << 19;  // 2^25 ANDs
+  // verify() also runs before the pending statement would grow past these (about 0.2 kB per
+  // AND word: its records, the first steps' words, one field element in each of four vectors;
+  // about 0.2 kB per cross term of an elementwise product: its records, its words, 1/16 of a
+  // ring element in each of four vectors), and larger elementwise product calls run in chunks:
+  // the proofs' memory stays bounded (about 0.4 GB per party; one larger AND layer adds its
+  // own), at the cost of a proof's rounds per that much work.
+  static constexpr size_t kMaxPendingAndWords = size_t{1} << 20;  // 2^26 ANDs
   static constexpr size_t kMaxPendingTerms = size_t{1} << 20;
   size_t pending_and_words_ = 0, pending_terms_ = 0;
   std::vector<Share> products_with(const std::vector<Product>& list, uint8_t zx, uint8_t zy);
