@@ -226,8 +226,15 @@ inline u64 gf_mul(u64 a, u64 b) {
 //   dot:    sum_k a_k b_k             dot_diff: sum_k (a0_k ^ a1_k)(b0_k ^ b1_k)
 //   fold:   v_k ^= r (v_k ^ v_{k+h})  (k < h)
 //   bytes_moments: P[7 + j] ^= sum_q sum_{t >= j} A_t B_{t-j}, P[j - 1] ^= sum_q sum_{t < j} A_t B_{t-j+8}
-//                  (1 <= j <= 7) with A_t = alpha_q ta[t][byte t of x_q], B_t = tb[t][byte t of y_q]
-//   bytes_fold: out[q] = alpha_q xor_t tab[t][byte t of x_q]  (alpha null: 1)
+//                  (1 <= j <= 7) with A_t = alpha_q sum_s x_q[8t+s] ca[8t+s], B_t = sum_s y_q[8t+s] cb[8t+s]
+//   bytes_fold: out[q] = alpha_q sum_b x_q[b] c[b]  (alpha null: 1)
+// The bits of x and y (share components) only mask coefficients: no branch, no index.
+// xor of c[b0 + i] over the set bits b0 + i of w, i < n, in time independent of w.
+inline u64 bitsel(u64 w, const u64* c, int b0, int n) {
+  u64 v = 0;
+  for (int i = 0; i < n; ++i) v ^= c[b0 + i] & (0 - ((w >> (b0 + i)) & 1));
+  return v;
+}
 #define MPC_GF_KERNELS(S, CLMUL)                                                                          \
   u64 dot_##S(const u64* a, const u64* b, size_t n) {                                                     \
     u64 h = 0, l = 0;                                                                                     \
@@ -256,15 +263,15 @@ inline u64 gf_mul(u64 a, u64 b) {
       v[k] ^= gf_reduce(ph, pl);                                                                          \
     }                                                                                                     \
   }                                                                                                       \
-  void bytes_moments_##S(const u64* x, const u64* y, const u64* alpha, size_t Q, const u64* ta, const u64* tb, \
+  void bytes_moments_##S(const u64* x, const u64* y, const u64* alpha, size_t Q, const u64* ca, const u64* cb, \
                          u64* P) {                                                                        \
     u64 hs[15] = {}, ls[15] = {};                                                                         \
     for (size_t q = 0; q < Q; ++q) {                                                                      \
       u64 A[8], B[8], ph, pl;                                                                             \
       for (int t = 0; t < 8; ++t) {                                                                       \
-        CLMUL(alpha[q], ta[t * 256 + ((x[q] >> (8 * t)) & 255)], ph, pl);                                 \
+        CLMUL(alpha[q], bitsel(x[q], ca, 8 * t, 8), ph, pl);                                              \
         A[t] = gf_reduce(ph, pl);                                                                         \
-        B[t] = tb[t * 256 + ((y[q] >> (8 * t)) & 255)];                                                   \
+        B[t] = bitsel(y[q], cb, 8 * t, 8);                                                                \
       }                                                                                                   \
       for (int j = 1; j < 8; ++j)                                                                         \
         for (int t = 0; t < 8; ++t) {                                                                     \
@@ -276,10 +283,9 @@ inline u64 gf_mul(u64 a, u64 b) {
     }                                                                                                     \
     for (int m = 0; m < 15; ++m) P[m] ^= gf_reduce(hs[m], ls[m]);                                         \
   }                                                                                                       \
-  void bytes_fold_##S(const u64* x, const u64* alpha, size_t Q, const u64* tab, u64* out) {               \
+  void bytes_fold_##S(const u64* x, const u64* alpha, size_t Q, const u64* c, u64* out) {                 \
     for (size_t q = 0; q < Q; ++q) {                                                                      \
-      u64 v = 0;                                                                                          \
-      for (int t = 0; t < 8; ++t) v ^= tab[t * 256 + ((x[q] >> (8 * t)) & 255)];                         \
+      u64 v = bitsel(x[q], c, 0, 64);                                                                     \
       if (alpha) {                                                                                        \
         u64 ph, pl;                                                                                       \
         CLMUL(alpha[q], v, ph, pl);                                                                       \
@@ -349,27 +355,42 @@ __attribute__((target("avx512f,vpclmulqdq"))) u64 dot_vx(const u64* a0, const u6
   return out;
 }
 
-// The eight byte lookups of a word, one per lane.
-__attribute__((target("avx512f"))) inline __m512i gather8(const u64* tab, u64 w) {
-  return _mm512_set_epi64(
-      static_cast<long long>(tab[7 * 256 + ((w >> 56) & 255)]), static_cast<long long>(tab[6 * 256 + ((w >> 48) & 255)]),
-      static_cast<long long>(tab[5 * 256 + ((w >> 40) & 255)]), static_cast<long long>(tab[4 * 256 + ((w >> 32) & 255)]),
-      static_cast<long long>(tab[3 * 256 + ((w >> 24) & 255)]), static_cast<long long>(tab[2 * 256 + ((w >> 16) & 255)]),
-      static_cast<long long>(tab[1 * 256 + ((w >> 8) & 255)]), static_cast<long long>(tab[w & 255]));
+// Lane t = sum_s w[8t + s] cs[s][t] (cs[s] lane t = c[8t + s]): a byte-wise bit test gives,
+// for every bit s, the mask of the bytes that have it; eight masked XORs. No branch, no index.
+__attribute__((target("avx512f,avx512bw"))) inline __m512i bytes_sel(u64 w, const __m512i* cs) {
+  const __m512i sel = _mm512_set_epi64(
+      static_cast<long long>(0x8080808080808080ull), 0x4040404040404040ll, 0x2020202020202020ll, 0x1010101010101010ll,
+      0x0808080808080808ll, 0x0404040404040404ll, 0x0202020202020202ll, 0x0101010101010101ll);
+  const __mmask64 m = _mm512_test_epi8_mask(_mm512_set1_epi64(static_cast<long long>(w)), sel);  // bit 8s + t
+  __m512i acc = _mm512_setzero_si512();
+#pragma GCC unroll 8
+  for (int s = 0; s < 8; ++s) acc = _mm512_mask_xor_epi64(acc, static_cast<__mmask8>(m >> (8 * s)), acc, cs[s]);
+  return acc;
+}
+inline void lanes_of(const u64* c, __m512i* cs) {  // cs[s] lane t = c[8t + s]
+  for (int s = 0; s < 8; ++s) {
+    alignas(64) u64 v[8];
+    for (int t = 0; t < 8; ++t) v[t] = c[8 * t + s];
+    std::memcpy(&cs[s], v, sizeof v);
+  }
 }
 // bytes_moments with the word's eight A_t and B_t in one vector each: rotating B by j lanes
 // pairs A_t with B_{t-j mod 8}, eight products in two instructions.
-__attribute__((target("avx512f,vpclmulqdq"))) void bytes_moments_vx(const u64* x, const u64* y, const u64* alpha,
-                                                                   size_t Q, const u64* ta, const u64* tb, u64* P) {
+__attribute__((target("avx512f,avx512bw,vpclmulqdq"))) void bytes_moments_vx(const u64* x, const u64* y,
+                                                                            const u64* alpha, size_t Q,
+                                                                            const u64* ca, const u64* cb, u64* P) {
+  __m512i cas[8], cbs[8];
+  lanes_of(ca, cas);
+  lanes_of(cb, cbs);
   __m512i lo[8], hi[8];
   for (int j = 0; j < 8; ++j) lo[j] = hi[j] = _mm512_setzero_si512();
   for (size_t q = 0; q < Q; ++q) {
     __m512i pl, ph;
-    clmul8(gather8(ta, x[q]), _mm512_set1_epi64(static_cast<long long>(alpha[q])), pl, ph);
-    const __m512i A = reduce8(pl, ph), B = gather8(tb, y[q]);
-#define MPC_GF_ROT(J)                                            \
-  clmul8(A, _mm512_maskz_alignr_epi64(0xff, B, B, 8 - J), pl, ph);\
-  lo[J] = _mm512_xor_si512(lo[J], pl);                          \
+    clmul8(bytes_sel(x[q], cas), _mm512_set1_epi64(static_cast<long long>(alpha[q])), pl, ph);
+    const __m512i A = reduce8(pl, ph), B = bytes_sel(y[q], cbs);
+#define MPC_GF_ROT(J)                                                 \
+  clmul8(A, _mm512_maskz_alignr_epi64(0xff, B, B, 8 - J), pl, ph);    \
+  lo[J] = _mm512_xor_si512(lo[J], pl);                                \
   hi[J] = _mm512_xor_si512(hi[J], ph);
     MPC_GF_ROT(1) MPC_GF_ROT(2) MPC_GF_ROT(3) MPC_GF_ROT(4) MPC_GF_ROT(5) MPC_GF_ROT(6) MPC_GF_ROT(7)
 #undef MPC_GF_ROT
@@ -380,6 +401,33 @@ __attribute__((target("avx512f,vpclmulqdq"))) void bytes_moments_vx(const u64* x
     _mm512_store_si512(h, hi[j]);
     for (int t = 0; t < 8; ++t) P[t >= j ? 7 + j : j - 1] ^= gf_reduce(h[t], l[t]);
   }
+}
+// 128-bit lanes (a0 ^ a1, a2 ^ a3, b0 ^ b1, b2 ^ b3).
+__attribute__((target("avx512f"))) inline __m512i pairs(__m512i a, __m512i b) {
+  return _mm512_xor_si512(_mm512_maskz_shuffle_i64x2(0xff, a, b, 0x88), _mm512_maskz_shuffle_i64x2(0xff, a, b, 0xDD));
+}
+// bytes_fold for eight words at a time: each word's eight byte sums (bytes_sel), then the
+// lanes of the eight vectors added up by a transposing tree (lane q of the result: word q).
+__attribute__((target("avx512f,avx512bw,vpclmulqdq"))) void bytes_fold_vx(const u64* x, const u64* alpha, size_t Q,
+                                                                          const u64* c, u64* out) {
+  __m512i cs[8];
+  lanes_of(c, cs);
+  size_t q = 0;
+  for (; q + 8 <= Q; q += 8) {
+    __m512i W[4];
+    for (int j = 0; j < 4; ++j) {  // within each 128-bit lane i: (V_2j[2i] ^ V_2j[2i+1], V_2j+1[...])
+      const __m512i a = bytes_sel(x[q + 2 * j], cs), b = bytes_sel(x[q + 2 * j + 1], cs);
+      W[j] = _mm512_xor_si512(_mm512_maskz_unpacklo_epi64(0xff, a, b), _mm512_maskz_unpackhi_epi64(0xff, a, b));
+    }
+    __m512i acc = pairs(pairs(W[0], W[1]), pairs(W[2], W[3]));
+    if (alpha) {
+      __m512i pl, ph;
+      clmul8(acc, _mm512_loadu_si512(alpha + q), pl, ph);
+      acc = reduce8(pl, ph);
+    }
+    _mm512_storeu_si512(out + q, acc);
+  }
+  if (q < Q) bytes_fold_hw(x + q, alpha ? alpha + q : nullptr, Q - q, c, out + q);
 }
 
 u64 gf_dot(const u64* a, const u64* b, size_t n) {
@@ -417,21 +465,32 @@ bool gf_kernels_agree(u64 seed, size_t n) {
     }
   }
   Vec o1(n), o2(n), o4(n), o5(n), v1 = a, v2 = a;
-  bytes_fold_hw(a.data(), al.data(), n, ta.data(), o1.data());
-  bytes_fold_sw(a.data(), al.data(), n, ta.data(), o2.data());
-  bytes_fold_hw(a.data(), nullptr, n, ta.data(), o4.data());
-  bytes_fold_sw(a.data(), nullptr, n, ta.data(), o5.data());
+  const u64 *ca = ta.data(), *cb = tb.data();  // 64 coefficients each
+  bytes_fold_hw(a.data(), al.data(), n, ca, o1.data());
+  bytes_fold_sw(a.data(), al.data(), n, ca, o2.data());
+  bytes_fold_hw(a.data(), nullptr, n, ca, o4.data());
+  bytes_fold_sw(a.data(), nullptr, n, ca, o5.data());
   ok &= o4 == o5;
+  for (size_t q = 0; q < n && ok; ++q) {  // against the definition
+    u64 v = 0;
+    for (int bit = 0; bit < 64; ++bit)
+      if ((a[q] >> bit) & 1) v ^= ca[bit];
+    ok &= o5[q] == v;
+  }
   u64 m1[15] = {}, m2[15] = {}, m3[15] = {};
-  bytes_moments_hw(a.data(), b.data(), al.data(), n, ta.data(), tb.data(), m1);
-  bytes_moments_sw(a.data(), b.data(), al.data(), n, ta.data(), tb.data(), m2);
+  bytes_moments_hw(a.data(), b.data(), al.data(), n, ca, cb, m1);
+  bytes_moments_sw(a.data(), b.data(), al.data(), n, ca, cb, m2);
   ok &= std::memcmp(m1, m2, sizeof m1) == 0;
   fold_hw(v1.data(), n, b[0]);
   fold_sw(v2.data(), n, b[0]);
   ok &= o1 == o2 && v1 == v2;
   if (kHaveVpclmul) {
-    bytes_moments_vx(a.data(), b.data(), al.data(), n, ta.data(), tb.data(), m3);
+    bytes_moments_vx(a.data(), b.data(), al.data(), n, ca, cb, m3);
     ok &= std::memcmp(m3, m2, sizeof m3) == 0;
+    Vec o3(n), o6(n);
+    bytes_fold_vx(a.data(), al.data(), n, ca, o3.data());
+    bytes_fold_vx(a.data(), nullptr, n, ca, o6.data());
+    ok &= o3 == o2 && o6 == o5;
     Vec v3 = a;
     fold_vx(v3.data(), n, b[0]);
     ok &= v3 == v2 && dot_vx(nullptr, a.data(), nullptr, b.data(), 2 * n) == dot_sw(a.data(), b.data(), 2 * n);
@@ -476,13 +535,13 @@ struct GF {
 // 14 coefficients: P_{7+d} = sum_b beta_b S_d[b], S_d[8t+s] = sum_q alpha_q X_q[8t+s] Y_q[8t+s-d]
 // for -7 <= d <= 7, d != 0 (d and d - 8 together: X_q & Y_q with every byte rotated by d, one
 // bit-selected sum per word and rotation). After the challenge r1 the claim is about
-// A_{q,t} = f_{q,t}(r1) = alpha_q ta[t][byte t of X_q] and B_{q,t} = h_{q,t}(r1) = tb[t][byte t
-// of Y_q] (byte tables of the coefficients beta_{8t+s} r1^s and r1^(7-s)), which are never
-// stored: the second step folds the 8 bytes of a word the same way (f'_q(Z) = sum_t A_{q,t} Z^t,
-// h'_q(Z) = sum_t B_{q,t} Z^(7-t); the prover's 14 coefficients are sums of the word's
-// products A_t B_t', computed from the tables), and after r2 the vectors are
-// A'_q = alpha_q xor_t ta2[t][byte t of X_q], B'_q = xor_t tb2[t][byte t of Y_q] (coefficients
-// beta_b r1^s r2^t and r1^(7-s) r2^(7-t)): one element per word. A wrong p survives each step
+// A_{q,t} = f_{q,t}(r1) = alpha_q sum_s X_q[8t+s] beta_{8t+s} r1^s and B_{q,t} = h_{q,t}(r1) =
+// sum_s Y_q[8t+s] r1^(7-s), which are never stored: the second step folds the 8 bytes of a word
+// the same way (f'_q(Z) = sum_t A_{q,t} Z^t, h'_q(Z) = sum_t B_{q,t} Z^(7-t); the prover's 14
+// coefficients are sums of the word's products A_t B_t'), and after r2 the vectors are
+// A'_q = alpha_q sum_b X_q[b] beta_b r1^s r2^t and B'_q = sum_b Y_q[b] r1^(7-s) r2^(7-t): one
+// element per word. The bits of X and Y (share components) only mask coefficients (no table
+// indexed by them, no branch on them). A wrong p survives each step
 // with probability <= 14 / 2^64.
 struct BitFirst {
   static constexpr int kVals = 14;  // the coefficients of Z^0..Z^14 but Z^7
@@ -493,23 +552,14 @@ struct BitFirst {
   int stage = 0;
   u64 r1 = 0, r1_next = 0, r1_prev = 0;  // the first step's challenges: as prover, L, R
 
-  // tables[t][v] = XOR over the set bits s of v of coef[8t + s] (8 x 256); coef has 64 entries
-  static void byte_tables(const u64* coef, std::vector<u64>& tab) {
-    tab.assign(8 * 256, 0);
-    for (int t = 0; t < 8; ++t)
-      for (int v = 1; v < 256; ++v) {
-        const int s = __builtin_ctz(v);
-        tab[t * 256 + v] = tab[t * 256 + (v & (v - 1))] ^ coef[8 * t + s];
-      }
-  }
   static void powers(u64 r, u64 pw[8]) {
     pw[0] = 1;
     for (int j = 1; j < 8; ++j) pw[j] = gf_mul(pw[j - 1], r);
   }
-  // The X side's table (with beta) and the Y side's after the first step's challenge r and,
-  // if r2 is given, the second's.
-  void tables(u64 r, const u64* r2, std::vector<u64>& ta, std::vector<u64>& tb) const {
-    u64 p[8], p2[8] = {1, 1, 1, 1, 1, 1, 1, 1}, ca[64], cb[64];
+  // The X side's coefficients (with beta) and the Y side's, per bit b = 8t + s, after the first
+  // step's challenge r and, if r2 is given, the second's.
+  void coefs(u64 r, const u64* r2, u64* ca, u64* cb) const {
+    u64 p[8], p2[8] = {1, 1, 1, 1, 1, 1, 1, 1};
     powers(r, p);
     if (r2) powers(*r2, p2);
     for (int b = 0; b < 64; ++b) {
@@ -517,8 +567,6 @@ struct BitFirst {
       ca[b] = gf_mul(gf_mul(beta[b], p[s]), p2[t]);
       cb[b] = gf_mul(p[7 - s], p2[7 - t]);
     }
-    byte_tables(ca, ta);
-    byte_tables(cb, tb);
   }
   void prover_values(u64* sent) const {
     u64 P[15] = {};
@@ -528,12 +576,12 @@ struct BitFirst {
       for (int d = 1; d < 8; ++d)
         for (int b = 0; b < 64; ++b) P[(b & 7) >= d ? 7 + d : d - 1] ^= gf_mul(beta[b], S[(d - 1) * 64 + b]);
     } else {
-      std::vector<u64> ta, tb;
-      tables(r1, nullptr, ta, tb);
+      u64 ca[64], cb[64];
+      coefs(r1, nullptr, ca, cb);
       const size_t Q = px.size();
-      if (kHaveVpclmul) bytes_moments_vx(px.data(), py.data(), alpha.data(), Q, ta.data(), tb.data(), P);
-      else if (kHavePclmul) bytes_moments_hw(px.data(), py.data(), alpha.data(), Q, ta.data(), tb.data(), P);
-      else bytes_moments_sw(px.data(), py.data(), alpha.data(), Q, ta.data(), tb.data(), P);
+      if (kHaveVpclmul) bytes_moments_vx(px.data(), py.data(), alpha.data(), Q, ca, cb, P);
+      else if (kHavePclmul) bytes_moments_hw(px.data(), py.data(), alpha.data(), Q, ca, cb, P);
+      else bytes_moments_sw(px.data(), py.data(), alpha.data(), Q, ca, cb, P);
     }
     for (int m = 0, k = 0; m < 15; ++m)
       if (m != 7) sent[k++] = P[m];
@@ -554,22 +602,23 @@ struct BitFirst {
     return true;
   }
   size_t out_len() const { return px.size(); }  // one element per word; every role has as many
-  static void fold(const Vec& W, const Vec* alpha, const std::vector<u64>& tab, u64* out) {
+  static void fold(const Vec& W, const Vec* alpha, const u64* c, u64* out) {
     const u64* al = alpha ? alpha->data() : nullptr;
-    if (kHavePclmul) bytes_fold_hw(W.data(), al, W.size(), tab.data(), out);
-    else bytes_fold_sw(W.data(), al, W.size(), tab.data(), out);
+    if (kHaveVpclmul) bytes_fold_vx(W.data(), al, W.size(), c, out);
+    else if (kHavePclmul) bytes_fold_hw(W.data(), al, W.size(), c, out);
+    else bytes_fold_sw(W.data(), al, W.size(), c, out);
   }
   // The folded vectors of the four roles (from element 2 on): as prover with r, as L of next
   // with r_next, as R of previous with r_prev (the second step's challenges).
   void fold_all(u64 r, u64 r_next, u64 r_prev, u64* pa, u64* pb, u64* la, u64* rb) const {
-    std::vector<u64> ta, tb;
-    tables(r1, &r, ta, tb);
-    fold(px, &alpha, ta, pa);
-    fold(py, nullptr, tb, pb);
-    tables(r1_next, &r_next, ta, tb);
-    fold(lx, &alpha, ta, la);
-    tables(r1_prev, &r_prev, ta, tb);
-    fold(ry, nullptr, tb, rb);
+    u64 ca[64], cb[64];
+    coefs(r1, &r, ca, cb);
+    fold(px, &alpha, ca, pa);
+    fold(py, nullptr, cb, pb);
+    coefs(r1_next, &r_next, ca, cb);
+    fold(lx, &alpha, ca, la);
+    coefs(r1_prev, &r_prev, ca, cb);
+    fold(ry, nullptr, cb, rb);
   }
 };
 
