@@ -319,8 +319,9 @@ def test_word_lane_kernels():
 
 
 def test_and_proof_kernels_with_and_without_pclmul_agree():
-    # dot products, folds and byte-table steps of the GF(2^64) proof: PCLMULQDQ and portable builds
-    for seed, n in ((1, 1), (2, 7), (3, 1000)):
+    # dot products, folds and first steps of the GF(2^64) proof: PCLMULQDQ, AVX-512 and portable
+    # builds (lengths below, at and off multiples of the 8-word vectors)
+    for seed, n in ((1, 1), (2, 7), (3, 1000), (4, 13)):
         assert _native._gf_kernels_agree(seed, n)
 
 

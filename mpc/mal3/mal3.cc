@@ -388,17 +388,21 @@ __attribute__((target("avx512f,avx512bw,vpclmulqdq"))) void bytes_moments_vx(con
     __m512i pl, ph;
     clmul8(bytes_sel(x[q], cas), _mm512_set1_epi64(static_cast<long long>(alpha[q])), pl, ph);
     const __m512i A = reduce8(pl, ph), B = bytes_sel(y[q], cbs);
-#define MPC_GF_ROT(J)                                                 \
-  clmul8(A, _mm512_maskz_alignr_epi64(0xff, B, B, 8 - J), pl, ph);    \
-  lo[J] = _mm512_xor_si512(lo[J], pl);                                \
-  hi[J] = _mm512_xor_si512(hi[J], ph);
+    // the even and odd words' products are added up as they come (lo[j], hi[j]: clmul8's
+    // halves before its unpacking, which is linear and done once at the end)
+#define MPC_GF_ROT(J)                                                                  \
+  {                                                                                    \
+    const __m512i bj = _mm512_maskz_alignr_epi64(0xff, B, B, 8 - J);                   \
+    lo[J] = _mm512_xor_si512(lo[J], _mm512_clmulepi64_epi128(A, bj, 0x00));            \
+    hi[J] = _mm512_xor_si512(hi[J], _mm512_clmulepi64_epi128(A, bj, 0x11));            \
+  }
     MPC_GF_ROT(1) MPC_GF_ROT(2) MPC_GF_ROT(3) MPC_GF_ROT(4) MPC_GF_ROT(5) MPC_GF_ROT(6) MPC_GF_ROT(7)
 #undef MPC_GF_ROT
   }
   for (int j = 1; j < 8; ++j) {
     alignas(64) u64 l[8], h[8];
-    _mm512_store_si512(l, lo[j]);
-    _mm512_store_si512(h, hi[j]);
+    _mm512_store_si512(l, _mm512_maskz_unpacklo_epi64(0xff, lo[j], hi[j]));
+    _mm512_store_si512(h, _mm512_maskz_unpackhi_epi64(0xff, lo[j], hi[j]));
     for (int t = 0; t < 8; ++t) P[t >= j ? 7 + j : j - 1] ^= gf_reduce(h[t], l[t]);
   }
 }
