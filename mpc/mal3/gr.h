@@ -42,8 +42,7 @@ inline void mac_a(u64* __restrict acc, u64 e, const u64* __restrict t) {
 // out = acc mod f (acc is destroyed). X^48 = -(X^11 + X^5 + X + 1).
 inline void reduce(u64* acc, u64* out) {
   for (int k = kWide - 1; k >= D; --k) {
-    const u64 c = acc[k];
-    if (!c) continue;
+    const u64 c = acc[k];  // (no branch on c: it derives from shares)
     const int b = k - D;
     acc[b] -= c;
     acc[b + 1] -= c;

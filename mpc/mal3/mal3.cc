@@ -305,6 +305,8 @@ MPC_GF_KERNELS(sw, clmul_sw)
 // AVX-512 VPCLMULQDQ: eight products in two instructions (even words, odd words), the
 // reduction on vectors.
 const bool kHaveVpclmul = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("vpclmulqdq");
+// The byte-selection kernels (bytes_sel: byte-wise bit tests) also need AVX-512BW.
+const bool kHaveVxBytes = kHaveVpclmul && __builtin_cpu_supports("avx512bw");
 
 __attribute__((target("avx512f,vpclmulqdq"))) inline void clmul8(__m512i a, __m512i b, __m512i& lo, __m512i& hi) {
   const __m512i pe = _mm512_clmulepi64_epi128(a, b, 0x00), po = _mm512_clmulepi64_epi128(a, b, 0x11);
@@ -488,13 +490,15 @@ bool gf_kernels_agree(u64 seed, size_t n) {
   fold_hw(v1.data(), n, b[0]);
   fold_sw(v2.data(), n, b[0]);
   ok &= o1 == o2 && v1 == v2;
-  if (kHaveVpclmul) {
+  if (kHaveVxBytes) {
     bytes_moments_vx(a.data(), b.data(), al.data(), n, ca, cb, m3);
     ok &= std::memcmp(m3, m2, sizeof m3) == 0;
     Vec o3(n), o6(n);
     bytes_fold_vx(a.data(), al.data(), n, ca, o3.data());
     bytes_fold_vx(a.data(), nullptr, n, ca, o6.data());
     ok &= o3 == o2 && o6 == o5;
+  }
+  if (kHaveVpclmul) {
     Vec v3 = a;
     fold_vx(v3.data(), n, b[0]);
     ok &= v3 == v2 && dot_vx(nullptr, a.data(), nullptr, b.data(), 2 * n) == dot_sw(a.data(), b.data(), 2 * n);
@@ -546,7 +550,7 @@ struct GF {
 // A'_q = alpha_q sum_b X_q[b] beta_b r1^s r2^t and B'_q = sum_b Y_q[b] r1^(7-s) r2^(7-t): one
 // element per word. The bits of X and Y (share components) only mask coefficients (no table
 // indexed by them, no branch on them). A wrong p survives each step
-// with probability <= 14 / 2^64.
+// with probability <= 14 / (2^64 - 2).
 struct BitFirst {
   static constexpr int kVals = 14;  // the coefficients of Z^0..Z^14 but Z^7
   Vec px, py, lx, ry;  // prover's X and Y words, L's X (for its next party), R's Y (previous)
@@ -583,7 +587,7 @@ struct BitFirst {
       u64 ca[64], cb[64];
       coefs(r1, nullptr, ca, cb);
       const size_t Q = px.size();
-      if (kHaveVpclmul) bytes_moments_vx(px.data(), py.data(), alpha.data(), Q, ca, cb, P);
+      if (kHaveVxBytes) bytes_moments_vx(px.data(), py.data(), alpha.data(), Q, ca, cb, P);
       else if (kHavePclmul) bytes_moments_hw(px.data(), py.data(), alpha.data(), Q, ca, cb, P);
       else bytes_moments_sw(px.data(), py.data(), alpha.data(), Q, ca, cb, P);
     }
@@ -608,7 +612,7 @@ struct BitFirst {
   size_t out_len() const { return px.size(); }  // one element per word; every role has as many
   static void fold(const Vec& W, const Vec* alpha, const u64* c, u64* out) {
     const u64* al = alpha ? alpha->data() : nullptr;
-    if (kHaveVpclmul) bytes_fold_vx(W.data(), al, W.size(), c, out);
+    if (kHaveVxBytes) bytes_fold_vx(W.data(), al, W.size(), c, out);
     else if (kHavePclmul) bytes_fold_hw(W.data(), al, W.size(), c, out);
     else bytes_fold_sw(W.data(), al, W.size(), c, out);
   }
@@ -672,11 +676,11 @@ struct EwFirst {
       ++k;
     }
   }
-  // c <- p(r) = sum_{m != 7} v_m r^m + c r^7 (v: the shares of the values sent, in order).
+  // c <- p(r) = sum_{m != K-1} v_m r^m + c r^(K-1) (v: the shares of the values sent, in order).
   void next_claim(u64* c, const u64* v, u64 rbits) const {
     u64 r[D], acc[D], t[D];
     GRF::from_challenge(rbits, r);
-    std::memcpy(acc, v + (kVals - 1) * D, sizeof acc);  // m = 14
+    std::memcpy(acc, v + (kVals - 1) * D, sizeof acc);  // m = 2K - 2
     for (int m = 2 * kK - 3; m >= 0; --m) {
       gr::mul(acc, r, t);
       gr::add(t, m == kK - 1 ? c : v + (m < kK - 1 ? m : m - 1) * D);
@@ -684,7 +688,7 @@ struct EwFirst {
     }
     std::memcpy(c, acc, sizeof acc);
   }
-  // ca_s = beta_s r^s (the X side), cb_t = r^(7 - t) (the Y side).
+  // ca_s = beta_s r^s (the X side), cb_t = r^(K-1-t) (the Y side).
   void coefs(u64 rbits, u64* ca, u64* cb) const {
     u64 r[D], pw[kK][D];
     GRF::from_challenge(rbits, r);

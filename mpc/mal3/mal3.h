@@ -39,7 +39,7 @@
 // Boolean circuits on the parties' own components (no three-party OT: that is not actively
 // secure, its selective failure leaks a choice bit); their ANDs are rep3's one-round ANDs,
 // proven in GF(2^64) at the same verify() (two 8-ary first steps, bits of a byte, then bytes
-// of a word, 14 / 2^64 each, then halving steps, 2 / (2^64 - 2) each); bits return to arithmetic sharings through two products
+// of a word, 14 / (2^64 - 2) each, then halving steps, 2 / (2^64 - 2) each); bits return to arithmetic sharings through two products
 // whose operands are publicly zero in all but one component (one cross term per bit and
 // prover in the proof), proven with the others. The requantization compares the narrow
 // accumulator with public thresholds (the clamp, the tie correction) and truncates only the
