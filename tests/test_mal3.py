@@ -155,6 +155,33 @@ def test_session_is_unusable_after_cheating_is_detected():
         e.reveal(a)
 
 
+@pytest.mark.parametrize("level", ["scalar", "avx2", "native"])
+def test_proofs_at_every_simd_level(level):
+    """The proofs' kernels at a forced SIMD level (scalar, avx2: the non-AVX-512 dispatch, with
+    PCLMULQDQ where the CPU has it; native: AVX-512 and VPCLMULQDQ here): honest runs verify (the prover's first-step values and the verifiers' claims come from
+    different kernels, so a wrong one fails the check) and a deviation is still caught."""
+    rng_ = np.random.default_rng(9)
+    x = rng_.integers(-(2**30), 2**30, 700)
+    try:
+        if level != "native":
+            _native.force_simd_level(level)
+        e = tflite_mpc.Engine("mal3")
+        X = e.share(x, 0)
+        assert np.array_equal(e.reveal(e.msb(X, 32)), (x < 0).astype(np.int64))
+        assert np.array_equal(e.reveal(e.mul(X, X)), x * x)
+        e = tflite_mpc.Engine("mal3")
+        X = e.share(x, 0)
+        _native._fault_arm(1, "and", "add", seed=5, count=1)
+        m = e.msb(X, 32)
+        assert _native._fault_tampered()
+        _native._fault_disarm()
+        with pytest.raises(tflite_mpc.CheatingDetected):
+            e.reveal(m)
+    finally:
+        _native._fault_disarm()
+        _native.force_simd_level("")
+
+
 def test_nonlinear_primitives(rng_=np.random.default_rng(4)):
     """Comparison, exact truncation at every shift, bit decomposition, probabilistic truncation
     (mal3 rounds to nearest: within its contract), ReLU, at the edges of their ranges."""

@@ -5,6 +5,7 @@
 
 #include <immintrin.h>
 
+#include "../cpu.h"
 #include "../linalg.h"  // MPC_CLONES
 
 namespace mpc::gr {
@@ -223,7 +224,7 @@ __attribute__((target("avx512f"))) void xor_spread_rot_avx512(u64* S, const u64*
 
 void xor_spread_rot(u64* S, const u64* x, const u64* y, const u64* a, size_t n) {
   static const bool avx512 = __builtin_cpu_supports("avx512f");
-  if (avx512) xor_spread_rot_avx512(S, x, y, a, n);
+  if (avx512 && simd_rank() >= 2) xor_spread_rot_avx512(S, x, y, a, n);  // unless forced lower
   else xor_spread_rot_generic(S, x, y, a, n);
 }
 

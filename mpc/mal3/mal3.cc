@@ -8,6 +8,7 @@
 #include <cstring>
 #include <memory>
 
+#include "../cpu.h"
 #include "../linalg.h"
 #include "../ops.h"
 #include "gr.h"
@@ -304,9 +305,12 @@ MPC_GF_KERNELS(sw, clmul_sw)
 
 // AVX-512 VPCLMULQDQ: eight products in two instructions (even words, odd words), the
 // reduction on vectors.
-const bool kHaveVpclmul = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("vpclmulqdq");
-// The byte-selection kernels (bytes_sel: byte-wise bit tests) also need AVX-512BW.
-const bool kHaveVxBytes = kHaveVpclmul && __builtin_cpu_supports("avx512bw");
+// Where the CPU has them and the SIMD level is not forced below AVX-512 (force_simd_level):
+// the AVX-512 kernels; the byte-selection ones (bytes_sel: byte-wise bit tests) also need BW.
+const bool kCpuVpclmul = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("vpclmulqdq");
+const bool kCpuVxBytes = kCpuVpclmul && __builtin_cpu_supports("avx512bw");
+inline bool have_vpclmul() { return kCpuVpclmul && simd_rank() >= 2; }
+inline bool have_vx_bytes() { return kCpuVxBytes && simd_rank() >= 2; }
 
 __attribute__((target("avx512f,vpclmulqdq"))) inline void clmul8(__m512i a, __m512i b, __m512i& lo, __m512i& hi) {
   const __m512i pe = _mm512_clmulepi64_epi128(a, b, 0x00), po = _mm512_clmulepi64_epi128(a, b, 0x11);
@@ -437,7 +441,7 @@ __attribute__((target("avx512f,avx512bw,vpclmulqdq"))) void bytes_fold_vx(const 
 }
 
 u64 gf_dot(const u64* a, const u64* b, size_t n) {
-  return kHaveVpclmul ? dot_vx(nullptr, a, nullptr, b, n) : kHavePclmul ? dot_hw(a, b, n) : dot_sw(a, b, n);
+  return have_vpclmul() ? dot_vx(nullptr, a, nullptr, b, n) : kHavePclmul ? dot_hw(a, b, n) : dot_sw(a, b, n);
 }
 
 }  // namespace
@@ -490,7 +494,7 @@ bool gf_kernels_agree(u64 seed, size_t n) {
   fold_hw(v1.data(), n, b[0]);
   fold_sw(v2.data(), n, b[0]);
   ok &= o1 == o2 && v1 == v2;
-  if (kHaveVxBytes) {
+  if (have_vx_bytes()) {
     bytes_moments_vx(a.data(), b.data(), al.data(), n, ca, cb, m3);
     ok &= std::memcmp(m3, m2, sizeof m3) == 0;
     Vec o3(n), o6(n);
@@ -498,7 +502,7 @@ bool gf_kernels_agree(u64 seed, size_t n) {
     bytes_fold_vx(a.data(), nullptr, n, ca, o6.data());
     ok &= o3 == o2 && o6 == o5;
   }
-  if (kHaveVpclmul) {
+  if (have_vpclmul()) {
     Vec v3 = a;
     fold_vx(v3.data(), n, b[0]);
     ok &= v3 == v2 && dot_vx(nullptr, a.data(), nullptr, b.data(), 2 * n) == dot_sw(a.data(), b.data(), 2 * n);
@@ -516,7 +520,7 @@ struct GF {
   using First = BitFirst;  // the AND proof's first step
   static void inner(const u64* a, const u64* b, size_t n, u64* out) { *out = gf_dot(a, b, n); }
   static void inner_diff(const u64* a0, const u64* a1, const u64* b0, const u64* b1, size_t n, u64* out) {
-    *out = kHaveVpclmul  ? dot_vx(a0, a1, b0, b1, n)
+    *out = have_vpclmul()  ? dot_vx(a0, a1, b0, b1, n)
            : kHavePclmul ? dot_diff_hw(a0, a1, b0, b1, n)
                          : dot_diff_sw(a0, a1, b0, b1, n);
   }
@@ -526,7 +530,7 @@ struct GF {
   static void from_challenge(u64 r, u64* out) { *out = r; }
   static u64 mask(u64 r) { return r; }
   static void fold(Vec& v, size_t h, u64 r) {
-    if (kHaveVpclmul) fold_vx(v.data(), h, r);
+    if (have_vpclmul()) fold_vx(v.data(), h, r);
     else if (kHavePclmul) fold_hw(v.data(), h, r);
     else fold_sw(v.data(), h, r);
     v.resize(h);
@@ -587,7 +591,7 @@ struct BitFirst {
       u64 ca[64], cb[64];
       coefs(r1, nullptr, ca, cb);
       const size_t Q = px.size();
-      if (kHaveVxBytes) bytes_moments_vx(px.data(), py.data(), alpha.data(), Q, ca, cb, P);
+      if (have_vx_bytes()) bytes_moments_vx(px.data(), py.data(), alpha.data(), Q, ca, cb, P);
       else if (kHavePclmul) bytes_moments_hw(px.data(), py.data(), alpha.data(), Q, ca, cb, P);
       else bytes_moments_sw(px.data(), py.data(), alpha.data(), Q, ca, cb, P);
     }
@@ -612,7 +616,7 @@ struct BitFirst {
   size_t out_len() const { return px.size(); }  // one element per word; every role has as many
   static void fold(const Vec& W, const Vec* alpha, const u64* c, u64* out) {
     const u64* al = alpha ? alpha->data() : nullptr;
-    if (kHaveVxBytes) bytes_fold_vx(W.data(), al, W.size(), c, out);
+    if (have_vx_bytes()) bytes_fold_vx(W.data(), al, W.size(), c, out);
     else if (kHavePclmul) bytes_fold_hw(W.data(), al, W.size(), c, out);
     else bytes_fold_sw(W.data(), al, W.size(), c, out);
   }
