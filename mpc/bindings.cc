@@ -310,7 +310,7 @@ PYBIND11_MODULE(_native, m) {
       gr::xor_spread(out.mutable_data(), x.data(), u.data(), a.data(), n);
       return out;
     }
-    // groups of K words: K from the alphas (one per group) or, for combine8 without them, from coef
+    // groups of K words: K from the alphas (one per group) or, for combine without them, from coef
     const size_t K = op == "combine" ? static_cast<size_t>(a.size()) / gr::D : n ? static_cast<size_t>(x.size()) / n : 0;
     if ((K != 8 && K != 16 && K != 32) || static_cast<size_t>(x.size()) % K)
       throw ArgError("_lane_kernel: groups of 8, 16 or 32 words");

@@ -43,8 +43,8 @@ Key key_from(Prg& g) {
 //   sum(coeff * z) = <Fx(x), Gy(y)>  (+ the other cross term, see verify()),
 // rank one (coeff = u_m w_n) for matmul, conv and depthwise; elementwise products get
 // coeff = alpha_g beta_s for output Kg + s (K = kEwGroup; alpha: one element of A per group of
-// K outputs, u below; beta: K elements of A per verification) and their own proof (EwFirst). Vectors of GR
-// elements are D words per element.
+// K outputs, u below; beta: K elements of A per verification) and their own proof (EwFirst).
+// Vectors of GR elements are D words per element.
 
 // [D, M] 0/1 matrix of the bits of e.
 Vec bit_rows(const u64* e, size_t M) {
