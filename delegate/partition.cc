@@ -351,14 +351,19 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
           Step& st = P.steps.at(n);
           if (st.kind != Step::kKernel) continue;
           for (int c : st.kernel->secret_constants) {
-            if (env.vals.count(c)) continue;
+            // A kernel with a narrow accumulator plan reads, instead of its bias, the shifted and
+            // saturated b' (kernels/kernel.h, NarrowAcc), which the model owner derives from it.
+            const bool derived = c == st.kernel->acc_bias && st.kernel->narrow.on();
+            const int key = derived ? st.kernel->narrow_slot() : c;
+            if (env.vals.count(key)) continue;
             TensorInfo info = tensor_info(ctx, c);
             Vec v;
             if (i == opt.model_owner) {
               v = encode_constant(info);
               st.kernel->check_owner_constant(c, v);
+              if (derived) v = st.kernel->narrow.derive(v);
             }
-            env.set(c, p.input(opt.model_owner, info.shape, i == opt.model_owner ? v.data() : nullptr));
+            env.set(key, p.input(opt.model_owner, info.shape, i == opt.model_owner ? v.data() : nullptr));
           }
           st.kernel->prepare(env);
           for (int c : st.kernel->prepare_only)

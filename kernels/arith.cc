@@ -176,7 +176,8 @@ class Mul : public Binary {
     Share x = expand(p, p.add_public(env.get(a), pub_int(-zp_a)), out_shape, a_index);
     Share y = expand(p, p.add_public(env.get(b), pub_int(-zp_b)), out_shape, b_index);
     // |x|, |y| <= 255: the product fits 17 signed bits
-    Share o = requantize_output(env, p.mul(x, y), {mult}, {shift}, zp_out, lo, hi);
+    const NarrowAcc bound = NarrowAcc::bounded(255 * 255);
+    Share o = requantize_output(env, p.mul(x, y), {mult}, {shift}, zp_out, lo, hi, false, &bound);
     o.shape = out_shape;
     env.set(out(), std::move(o));
   }

@@ -143,7 +143,7 @@ Vec encode_constant(const TensorInfo& t) {
 }
 
 Share requantize_output(Env& env, const Share& acc, const std::vector<int32_t>& mult, const std::vector<int>& shift,
-                        int32_t zp_out, int32_t lo, int32_t hi, bool single_rounding) {
+                        int32_t zp_out, int32_t lo, int32_t hi, bool single_rounding, const NarrowAcc* narrow) {
   // One fused primitive (mpc::Protocol::requant): clamp(MultiplyByQuantizedMultiplier(acc) + zp)
   // as clamp(R(acc * mult' + add), lo - zp, hi - zp) + zp, R a floor (exact modes, with
   // RoundingDivideByPOT's tie correction for TFLite's double rounding) or a stochastic rounding.
@@ -181,12 +181,96 @@ Share requantize_output(Env& env, const Share& acc, const std::vector<int32_t>& 
   }
   s.lo = Pub(static_cast<uint64_t>(static_cast<int64_t>(lo) - zp_out));
   s.hi = Pub(static_cast<uint64_t>(static_cast<int64_t>(hi) - zp_out));
+  if (narrow && narrow->on()) {
+    // acc = s + b' = (s + b) - A where b' is unsaturated: v = (acc + A) * mult + add
+    require(narrow->anchor.empty() || narrow->anchor.size() == C,
+            "internal: narrow accumulator plan does not match the multipliers");
+    for (size_t c = 0; c < narrow->anchor.size(); ++c) s.add.v[c] += static_cast<uint64_t>(narrow->anchor[c]) * s.mult.v[c];
+    s.acc_bits = narrow->acc_bits;
+  }
   Share y = env.p.requant(acc, s);
   return env.p.add_public(y, Pub(static_cast<uint64_t>(static_cast<int64_t>(zp_out))));
 }
 
 Share requantize_output(Env& env, const Share& acc, const OutputQuant& q) {
   return requantize_output(env, acc, q.mult, q.shift, q.zp_out, q.act_lo, q.act_hi, q.single_rounding);
+}
+
+Share requantize_output(Env& env, const Share& acc, const OutputQuant& q, const NarrowAcc& n) {
+  return requantize_output(env, acc, q.mult, q.shift, q.zp_out, q.act_lo, q.act_hi, q.single_rounding, &n);
+}
+
+NarrowAcc narrow_acc(const OutputQuant& q, int64_t terms, int64_t max_product) {
+  using i128 = __int128;
+  NarrowAcc n;
+  if (q.mult.empty() || terms <= 0 || max_product <= 0) return n;
+  const size_t C = std::max(q.mult.size(), q.shift.size());
+  const i128 lo = i128(q.act_lo) - q.zp_out, hi = i128(q.act_hi) - q.zp_out;
+  const i128 amax = i128(1) << 31, bound = i128(terms) * max_product;
+  if (lo > hi || bound >= amax) return n;
+  i128 dmax = 0;
+  for (size_t c = 0; c < C; ++c) {
+    const i128 M = q.mult[q.mult.size() == 1 ? 0 : c];
+    const int sh = q.shift[q.shift.size() == 1 ? 0 : c];
+    if (M <= 0 || sh < -31 || sh > 30) return NarrowAcc{};
+    // Every mode's R(acc) lies in [f - 1, f + 1], f = floor(acc M 2^sh / 2^31) (stochastic:
+    // f or f + 1; one rounding: f or f + 1; two roundings: within a half of acc M 2^sh / 2^31
+    // + 1/2): acc < A (f <= lo - 1) gives lo, acc >= A + D (f >= hi + 1) gives hi.
+    const int e = 31 - sh;  // 1..62; |acc M| < 2^62
+    auto f = [&](i128 a) { return (a * M) >> e; };
+    auto least = [&](i128 L) {  // least acc in [-2^31, 2^31] with f(acc) >= L (2^31 if none)
+      i128 l = -amax, h = amax;
+      while (l < h) {
+        const i128 mid = l + ((h - l) >> 1);
+        if (f(mid) >= L) h = mid;
+        else l = mid + 1;
+      }
+      return l;
+    };
+    const i128 A = least(lo), E = least(hi + 1);
+    // The requantization's constant gains A * (M << max(sh, 0)); keep it far inside 64 bits.
+    const i128 big = A < 0 ? -A : A;
+    if (big * (M << std::max(sh, 0)) >= (i128(1) << 61)) return NarrowAcc{};
+    n.anchor.push_back(static_cast<int64_t>(A));
+    n.span.push_back(static_cast<int64_t>(E - A));
+    dmax = std::max(dmax, E - A);
+  }
+  int bits = 1;
+  while ((i128(1) << (bits - 1)) < dmax + 2 * bound + 1) ++bits;
+  if (bits > 30) return NarrowAcc{};
+  n.acc_bits = bits;
+  n.bound = static_cast<int64_t>(bound);
+  return n;
+}
+
+NarrowAcc NarrowAcc::bounded(int64_t bound) {
+  NarrowAcc n;
+  int bits = 2;
+  while (bits < 32 && (int64_t(1) << (bits - 1)) <= bound) ++bits;
+  if (bound >= 0 && bits < 32) {
+    n.acc_bits = bits;
+    n.bound = bound;
+  }
+  return n;
+}
+
+Vec NarrowAcc::derive(const Vec& bias) const {
+  Vec out(bias.size());
+  for (size_t c = 0; c < bias.size(); ++c) {
+    const size_t k = anchor.size() == 1 ? 0 : c % anchor.size();
+    const int64_t b = static_cast<int64_t>(bias[c]) - anchor[k];  // |bias|, |anchor| <= 2^31
+    out[c] = static_cast<uint64_t>(std::max<int64_t>(-(bound + 1), std::min<int64_t>(span[k] + bound, b)));
+  }
+  return out;
+}
+
+Share layer_accumulator(Env& env, const Kernel& k, const Share& s, int bias) {
+  if (!k.narrow.on()) return bias >= 0 ? add_channel_bias(env.p, s, env.get(bias)) : s;
+  if (bias >= 0) return add_channel_bias(env.p, s, env.get(k.narrow_slot()));
+  // no bias tensor: b' = clamp(-A, ...) is public, per requantization channel
+  const size_t C = k.narrow.anchor.size();
+  const Vec b = k.narrow.derive(Vec(C, 0));
+  return env.p.add_public(s, Pub(std::vector<uint64_t>(b.begin(), b.end())));
 }
 
 Share add_channel_bias(mpc::Protocol& p, const Share& acc, const Share& bias) {

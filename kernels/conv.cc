@@ -42,8 +42,8 @@ class Conv : public Kernel {
     Share x = p.add_public(env.get(in()), Pub(static_cast<uint64_t>(static_cast<int64_t>(q.input_offset))));
     const Share& w = env.get(q.filter_offset != 0 || grouped ? slot : filter);
     Share acc = depthwise || grouped ? p.depthwise(x, w, g) : p.conv2d(x, w, g);
-    if (bias >= 0) acc = add_channel_bias(p, acc, env.get(bias));
-    Share y = requantize_output(env, acc, q);
+    acc = layer_accumulator(env, *this, acc, bias);
+    Share y = requantize_output(env, acc, q, narrow);
     y.shape = out_shape;
     env.set(out(), std::move(y));
   }
@@ -91,6 +91,7 @@ std::unique_ptr<Kernel> make(bool depthwise, const ConvParams& p, const TensorIn
   k->q = output_quant(op, in, filter, out, oc, p.act, false);
   k->filter = filter.index;
   k->bias = secret_weights(*k, op, filter, bias, oc);
+  k->narrow = narrow_acc(k->q, oc > 0 ? static_cast<int64_t>(filter.size()) / oc : 0, k->acc_max_product);
   if (k->q.filter_offset != 0 || k->grouped) k->prepare_only = {filter.index};
   k->out_shape = out.shape;
   k->inputs = {in.index};

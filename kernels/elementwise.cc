@@ -133,8 +133,9 @@ class Prelu : public Kernel {
     });
     a = p.add_public(a, Pub(static_cast<mpc::u64>(-static_cast<int64_t>(zp_alpha))));
     const Share x = p.add_public(q, Pub(static_cast<mpc::u64>(-static_cast<int64_t>(zp_in))));
-    // |x| <= 255, |alpha - zp| <= 255: the product fits int32
-    Share neg = requantize_output(env, p.mul(x, a), {mult}, {shift}, zp_out, -128, 127);
+    // |x| <= 255, |alpha - zp| <= 255: the product fits 17 signed bits
+    const NarrowAcc bound = NarrowAcc::bounded(255 * 255);
+    Share neg = requantize_output(env, p.mul(x, a), {mult}, {shift}, zp_out, -128, 127, false, &bound);
     Share y = p.add(t[0], p.mul(t[1], p.sub(neg, t[0])));
     y.shape = q.shape;
     env.set(out(), std::move(y));

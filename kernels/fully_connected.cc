@@ -43,8 +43,8 @@ class FullyConnected : public Kernel {
     Share x = p.add_public(env.get(in()), Pub(static_cast<uint64_t>(static_cast<int64_t>(q.input_offset))));
     x.shape = {batch, in_features};
     Share acc = p.matmul(x, env.get(slot));
-    if (bias >= 0) acc = add_channel_bias(p, acc, env.get(bias));
-    Share y = requantize_output(env, acc, q);
+    acc = layer_accumulator(env, *this, acc, bias);
+    Share y = requantize_output(env, acc, q, narrow);
     y.shape = out_shape;
     env.set(out(), std::move(y));
   }
@@ -71,6 +71,7 @@ std::unique_ptr<Kernel> make_fully_connected(const FullyConnectedParams& p, cons
   k->q.single_rounding = p.single_rounding;
   k->filter = filter.index;
   k->bias = secret_weights(*k, "FULLY_CONNECTED", filter, bias, k->out_features);
+  k->narrow = narrow_acc(k->q, k->in_features, k->acc_max_product);
   k->prepare_only = {filter.index};
   k->out_shape = out.shape;
   k->inputs = {in.index};

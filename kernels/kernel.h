@@ -54,6 +54,33 @@ struct Env {
   void set(int index, Share s) { vals[index] = std::move(s); }
 };
 
+// Narrow accumulators for the requantization of CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED
+// (the clamp compares the accumulator with thresholds, on acc_bits + 1 bits: the narrower the
+// accumulator, the fewer bits every comparison costs). The products' sum s has a public bound
+// |s| <= bound (terms x max |product|) far below 2^31, but the bias b is the model owner's
+// secret and may take any int32 value. With public per-channel A (every accumulator below A
+// requantizes to the clamp's lo) and D (every one at or above A + D to its hi), found from
+// the multiplier alone, the model owner shares b' = clamp(b - A, -(bound + 1), D + bound) once
+// instead, and the requantization runs on s + b' (a public offset A adds A * mult to its
+// constant): where b' = b - A this is s + b - A exactly; where b' was saturated, s + b' and
+// s + b both lie below A (lo) or both at or above A + D (hi). s + b' lies in
+// [-(2 bound + 1), D + 2 bound]: acc_bits = 1 + ceil(log2(D + 2 bound + 1)).
+// A model owner deviating in b' only chooses another (clamped) function of the data, as a
+// deviating bias would: the outputs stay a function of the inputs.
+struct NarrowAcc {
+  int acc_bits = 0;             // 0: off (the accumulator keeps its 32 bits)
+  int64_t bound = 0;            // |sum of products| <= bound
+  std::vector<int64_t> anchor;  // A per requantization channel (1: per tensor)
+  std::vector<int64_t> span;    // D per requantization channel
+  bool on() const { return acc_bits > 0; }
+  // No anchor, no derived bias: an accumulator known to satisfy |acc| <= bound (e.g. MUL's
+  // product of two 8-bit values minus their zero points); off where that needs 32 bits or more.
+  static NarrowAcc bounded(int64_t bound);
+  // b -> b' per output channel (bias.size() channels; anchor and span broadcast): the model owner.
+  // Only for a plan from narrow_acc (anchor non-empty).
+  Vec derive(const Vec& bias) const;
+};
+
 class Kernel {
  public:
   virtual ~Kernel() = default;
@@ -78,6 +105,11 @@ class Kernel {
   int acc_bias = -1;
   int64_t acc_terms = 0;
   int64_t acc_max_product = 255 * 128;  // max |(input + offset) * (weight + offset)|: 255 * 255 for uint8
+  // CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED: the narrow accumulator plan (NarrowAcc; off
+  // if it does not pay). With a bias tensor, the model owner shares its derived b' once, beside
+  // the constants, under narrow_slot() (never a tensor index or another kernel's slot).
+  NarrowAcc narrow;
+  int narrow_slot() const { return slot - (1 << 28); }
   void check_owner_constant(int index, const Vec& values) const;
   int in() const { return inputs.at(0); }
   int out() const { return outputs.at(0); }
@@ -96,6 +128,9 @@ struct OutputQuant {
   // LiteRT) instead of gemmlowp's two (CONV_2D, and FULLY_CONNECTED in TF <= 2.14).
   bool single_rounding = false;
 };
+// The plan for one layer (off when it would not narrow the accumulator below 31 bits, or a
+// multiplier is zero or too large for the shifted constant to stay below 2^61).
+NarrowAcc narrow_acc(const OutputQuant& q, int64_t terms, int64_t max_product);
 // `per_tensor_float_product`: FULLY_CONNECTED with one weight scale forms
 // in_scale * w_scale in float before dividing in double (uint8 models always do:
 // GetQuantizedConvolutionMultipler). uint8: weights per tensor with any zero point.
@@ -130,8 +165,13 @@ void activation_range(Act act, const TensorInfo& out, int32_t* lo, int32_t* hi);
 // conv / fc / add.
 Share requantize_output(Env& env, const Share& acc, const std::vector<int32_t>& mult,
                         const std::vector<int>& shift, int32_t zp_out, int32_t lo, int32_t hi,
-                        bool single_rounding = false);
+                        bool single_rounding = false, const NarrowAcc* narrow = nullptr);
 Share requantize_output(Env& env, const Share& acc, const OutputQuant& q);
+// The same for a layer with a narrow accumulator plan (off: as above): acc is s + b'.
+Share requantize_output(Env& env, const Share& acc, const OutputQuant& q, const NarrowAcc& n);
+// s -> the accumulator the layer's requantization reads: s + bias (bias < 0: none), or with a
+// narrow plan s + b' (the owner's share under narrow_slot(); without a bias tensor b' is public).
+Share layer_accumulator(Env& env, const Kernel& k, const Share& s, int bias);
 // acc + bias broadcast along the innermost (channel) axis: a conv / fc bias.
 Share add_channel_bias(mpc::Protocol& p, const Share& acc, const Share& bias);
 

@@ -65,7 +65,8 @@ class Mean : public Kernel {
       }
     } else {
       total = p.add_public(total, Pub(static_cast<uint64_t>(-static_cast<int64_t>(zp_in) * count)));
-      y = requantize_output(env, total, {mult}, {shift}, zp_out, lo, hi);
+      const NarrowAcc bound = NarrowAcc::bounded(255 * count);  // |x - zp_in| <= 255 per term
+      y = requantize_output(env, total, {mult}, {shift}, zp_out, lo, hi, false, &bound);
     }
     y.shape = out_shape;
     env.set(out(), std::move(y));

@@ -304,3 +304,44 @@ def test_a_node_reading_only_model_constants_is_refused(op):
     data = np.zeros([int(d) for d in t.shape], np.int8)
     e.ops[n].inputs[0] = e.tensor([int(d) for d in t.shape], t.type, "const_a", data=data, like=x)
     assert_refused(e.bytes(), n, modelgen.op_names(b)[n], "every operand is a model constant")
+
+
+def _with_bias(model_bytes, code, values):
+    e = Edit(model_bytes)
+    t = e.sg.tensors[int(e.ops[e.find(code)].inputs[2])]
+    v = np.frombuffer(bytes(e.m.buffers[t.buffer].data), np.int32).copy()
+    v[:] = values[: v.size]
+    e.m.buffers[t.buffer].data = np.frombuffer(v.astype(np.int32).tobytes(), np.uint8).copy()
+    return e.bytes()
+
+
+def _bias_sweep(n, top):
+    """n biases: 0, then +-2^(8 + j/2) for j = 0, 1, ... (alternating signs), capped at +-top."""
+    out = [0]
+    j = 0
+    while len(out) < n:
+        m = min(int(round(2 ** (8 + j / 2))), top)
+        out += [m, -m]
+        j += 1
+    return np.asarray(out[:n], np.int64)
+
+
+NARROW = [
+    ("conv", OP.CONV_2D, lambda: modelgen.conv2d(h=5, w=5, cin=3, cout=96, k=3, activation="relu6"), 27),
+    ("depthwise", OP.DEPTHWISE_CONV_2D, lambda: modelgen.depthwise_conv2d(h=5, w=5, c=96, k=3), 9),
+    ("fc", OP.FULLY_CONNECTED, lambda: modelgen.fully_connected(batch=3, in_features=40, out_features=96), 40),
+]
+
+
+@pytest.mark.parametrize("protocol", ["rep3", "mal3"])
+@pytest.mark.parametrize("name,code,build,terms", NARROW, ids=[n[0] for n in NARROW])
+def test_biases_far_outside_the_accumulator_range(name, code, build, terms, protocol):
+    # The requantization runs on s + b', b' the bias shifted by a public anchor and saturated by
+    # the model owner (kernels/kernel.h, NarrowAcc): biases from 0 to the largest TFLite allows,
+    # both signs, put some channels in range, some always clamped and some at the saturation
+    # bounds. Exact mode bit-identical; debug_checks also opens every requantization's
+    # accumulator and checks that it fits the narrow width.
+    top = 2**31 - 1 - terms * 255 * 128
+    b = _with_bias(build(), code, _bias_sweep(96, top))
+    check_model(b, seeds=(0, 1), pr_bound=1, protocol=protocol)
+    check_model(b, seeds=(2,), pr=False, protocol=protocol, debug_checks=True)
