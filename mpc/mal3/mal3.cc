@@ -1464,10 +1464,8 @@ Mal3::Sum Mal3::add3(const Share& x, int k) {
   return s;
 }
 
-Mal3::Carry Mal3::carry3(const Share& x, const std::vector<int>& w) {
+Mal3::CarrySave Mal3::carry_save(const Share& x, const std::vector<int>& w, int k) {
   const size_t n = x.size(), W = words_for(n);
-  int k = 1;
-  for (int we : w) k = std::max(k, we);
   // Component j's planes, every element aligned to the top: (x_j mod 2^w) << (k - w).
   auto aligned = [&](int j) {
     BShare out = bzero(k, W);
@@ -1481,16 +1479,34 @@ Mal3::Carry Mal3::carry3(const Share& x, const std::vector<int>& w) {
     to_planes(v, k, W, (j == me_ ? out.a : out.b).data());
     return out;
   };
-  BShare c0 = aligned(0), c1 = aligned(1), c2 = aligned(2);
-  BShare cy = bxor(band(bxor(c0, c2), bxor(c1, c2)), c2);  // carry-save: majority
-  BShare sum = bxor(bxor(c0, c1), c2), B = shift_planes(cy, 1);
-  Carry out{planes_of(cy, k - 1, 1), bzero(1, W)};
-  if (k == 1) return out;  // B_0 = 0: sum_0 + B_0 never carries
-  // (G, P) per position of sum + B (G_0 = 0), then pairs merge upwards:
-  //   (G, P)[2i+1 : 2i] = (G_{2i+1} ^ P_{2i+1} G_{2i}, P_{2i+1} P_{2i}),
+  CarrySave cs;
+  {
+    BShare c0 = aligned(0), c1 = aligned(1), c2 = aligned(2);
+    cs.cy = bxor(band(bxor(c0, c2), bxor(c1, c2)), c2);  // carry-save: majority
+    cs.p = bxor(bxor(c0, c1), c2);                        // the sum, for now
+  }
+  if (k == 1) {  // B_0 = 0: sum_0 + B_0 never carries
+    cs.g = bzero(1, W);
+    return cs;
+  }
+  // (G, P) per position of sum + B, B = cy << 1 (G_0 = 0)
+  const BShare B = shift_planes(cs.cy, 1);
+  cs.g = cat(bzero(1, W), band(planes_of(cs.p, 1, k - 1), planes_of(B, 1, k - 1)));
+  cs.p = bxor(cs.p, B);
+  return cs;
+}
+
+Mal3::Carry Mal3::carry3(const Share& x, const std::vector<int>& w) {
+  const size_t W = words_for(x.size());
+  int k = 1;
+  for (int we : w) k = std::max(k, we);
+  CarrySave cs = carry_save(x, w, k);
+  Carry out{planes_of(cs.cy, k - 1, 1), bzero(1, W)};
+  if (k == 1) return out;
+  BShare G = std::move(cs.g), P = std::move(cs.p);
+  cs.cy = BShare();
+  // Pairs merge upwards: (G, P)[2i+1 : 2i] = (G_{2i+1} ^ P_{2i+1} G_{2i}, P_{2i+1} P_{2i}),
   // the lowest group's P never needed.
-  BShare G = cat(bzero(1, W), band(planes_of(sum, 1, k - 1), planes_of(B, 1, k - 1)));
-  BShare P = bxor(sum, B);
   for (size_t m = k; m > 1;) {
     const size_t pairs = m / 2, np = 2 * pairs - 1;
     BShare X = bzero(np, W), Y = bzero(np, W);
@@ -1523,19 +1539,151 @@ Mal3::Carry Mal3::carry3(const Share& x, const std::vector<int>& w) {
   return out;
 }
 
+Mal3::Carry2 Mal3::carry3_pair(const Share& x, const std::vector<int>& w, int r) {
+  const size_t W = words_for(x.size());
+  int k = r + 1;
+  for (int we : w) k = std::max(k, we);
+  const int p1 = k - r;  // the low boundary's plane, the same for every element
+  CarrySave cs = carry_save(x, w, k);
+  Carry2 out;
+  out.low.cy = planes_of(cs.cy, p1 - 1, 1);
+  out.all.cy = planes_of(cs.cy, k - 1, 1);
+  cs.cy = BShare();
+  BShare G = std::move(cs.g), P = std::move(cs.p);
+  // Segments reduced in lockstep, each by merging pairs upwards:
+  //   (G, P)[2i+1 : 2i] = (G_{2i+1} ^ P_{2i+1} G_{2i}, P_{2i+1} P_{2i});
+  // base [0, 2^a) (2^a the largest power of two <= p1; its P is never needed), mid [2^a, p1),
+  // top [p1, k). Then midtop = top o mid, and G_low = mid o base, G_all = midtop o base (one
+  // AND each), every merge in the first level where its operands are ready.
+  struct Seg {
+    BShare g, p;
+    bool need_p;
+    size_t m() const { return g.planes; }
+  };
+  size_t base_n = 1;
+  while (2 * base_n <= static_cast<size_t>(p1)) base_n *= 2;
+  Seg seg[3] = {{planes_of(G, 0, base_n), planes_of(P, 0, base_n), false},
+                {planes_of(G, base_n, p1 - base_n), planes_of(P, base_n, p1 - base_n), true},
+                {planes_of(G, p1, r), planes_of(P, p1, r), true}};
+  G = P = BShare();
+  const bool has_mid = seg[1].m() > 0;
+  BShare mt_g, mt_p;  // midtop, once merged
+  bool have_mt = false, done = false;
+  if (!has_mid && seg[2].m() == 1) {
+    mt_g = seg[2].g;
+    mt_p = seg[2].p;
+    have_mt = true;
+  }
+  while (!done) {
+    // This level's ANDs: X and Y plane sources, and where each product goes.
+    std::vector<std::pair<const BShare*, size_t>> xs, ys;
+    auto want = [&](const BShare& a, size_t pa, const BShare& b, size_t pb) {
+      xs.push_back({&a, pa});
+      ys.push_back({&b, pb});
+      return xs.size() - 1;
+    };
+    struct Job {
+      int seg;
+      size_t pairs, gz, pz;  // first product slots of the G and P merges
+    };
+    std::vector<Job> jobs;
+    for (int q = 0; q < 3; ++q) {
+      const Seg& sg = seg[q];
+      if (sg.m() <= 1) continue;
+      Job j{q, sg.m() / 2, xs.size(), 0};
+      for (size_t i = 0; i < j.pairs; ++i) want(sg.p, 2 * i + 1, sg.g, 2 * i);
+      j.pz = xs.size();
+      for (size_t i = (sg.need_p ? 0 : 1); i < j.pairs; ++i) want(sg.p, 2 * i + 1, sg.p, 2 * i);
+      jobs.push_back(j);
+    }
+    const bool mt_now = !have_mt && has_mid && seg[1].m() == 1 && seg[2].m() == 1;
+    size_t mt_slot = 0;
+    if (mt_now) {
+      mt_slot = want(seg[2].p, 0, seg[1].g, 0);
+      want(seg[2].p, 0, seg[1].p, 0);
+    }
+    const bool fin_now = have_mt && seg[0].m() == 1;
+    size_t fin_slot = 0;
+    if (fin_now) {
+      fin_slot = want(mt_p, 0, seg[0].g, 0);
+      if (has_mid) want(seg[1].p, 0, seg[0].g, 0);
+    }
+    if (xs.empty()) throw Error("internal: carry3_pair made no progress");
+    BShare X = bzero(xs.size(), W), Y = bzero(xs.size(), W);
+    for (size_t t = 0; t < xs.size(); ++t) {
+      copy_plane(X, t, *xs[t].first, xs[t].second);
+      copy_plane(Y, t, *ys[t].first, ys[t].second);
+    }
+    const BShare Z = band(X, Y);
+    auto zx = [&](BShare& dst, size_t p, const BShare& src, size_t q, size_t slot) {  // dst[p] = src[q] ^ Z[slot]
+      copy_plane(dst, p, src, q);
+      vxor(dst.a.data() + p * W, dst.a.data() + p * W, Z.a.data() + slot * W, W);
+      vxor(dst.b.data() + p * W, dst.b.data() + p * W, Z.b.data() + slot * W, W);
+    };
+    if (fin_now) {  // before the segments change: the operands were this level's
+      BShare gl = bzero(1, W), ga = bzero(1, W);
+      zx(ga, 0, mt_g, 0, fin_slot);
+      if (has_mid) zx(gl, 0, seg[1].g, 0, fin_slot + 1);
+      else gl = seg[0].g;
+      out.low.g = std::move(gl);
+      out.all.g = std::move(ga);
+      done = true;
+    }
+    if (mt_now) {
+      mt_g = bzero(1, W);
+      zx(mt_g, 0, seg[2].g, 0, mt_slot);
+      mt_p = planes_of(Z, mt_slot + 1, 1);
+      have_mt = true;
+    }
+    for (const Job& j : jobs) {
+      Seg& sg = seg[j.seg];
+      const size_t m = sg.m(), nm = j.pairs + (m & 1);
+      Seg nx{bzero(nm, W), bzero(nm, W), sg.need_p};
+      for (size_t i = 0; i < j.pairs; ++i) {
+        zx(nx.g, i, sg.g, 2 * i + 1, j.gz + i);
+        if (sg.need_p) copy_plane(nx.p, i, Z, j.pz + i);
+        else if (i) copy_plane(nx.p, i, Z, j.pz + i - 1);
+      }
+      if (m & 1) {
+        copy_plane(nx.g, j.pairs, sg.g, m - 1);
+        copy_plane(nx.p, j.pairs, sg.p, m - 1);
+      }
+      sg = std::move(nx);
+    }
+    if (!have_mt && !has_mid && seg[2].m() == 1) {
+      mt_g = seg[2].g;
+      mt_p = seg[2].p;
+      have_mt = true;
+    }
+  }
+  return out;
+}
+
 Share Mal3::trunc_low(const Share& y, const std::vector<int>& d, const std::vector<int>& B) {
   // y mod 2^B = sum_j (y_j mod 2^B) - 2^B wraps and floor(y / 2^d) = sum_j floor((y_j mod 2^B)
   // / 2^d) + c_low - 2^(B-d) wraps for y in [0, 2^B): c_low and wraps are the carry counts out
   // of the low d and B bits, found together (one carry3 over both).
+  // With B - d the same for every element (the requantization's span), one carry-save layer
+  // and one tree give both (carry3_pair); otherwise two elements per value (carry3).
   const size_t n = y.size();
-  Share both = concat({&y, &y});
-  std::vector<int> w(2 * n);
-  for (size_t e = 0; e < n; ++e) {
-    w[e] = d[e];
-    w[n + e] = B[e];
+  const int span = n ? B[0] - d[0] : 1;
+  bool pair = span >= 1;
+  for (size_t e = 0; e < n && pair; ++e) pair = B[e] - d[e] == span;
+  BShare counts;  // planes of n bits: cy (low, wrap), g (low, wrap)
+  if (pair) {
+    Carry2 c = carry3_pair(y, B, span);
+    counts = cat(cat(c.low.cy, c.all.cy), cat(c.low.g, c.all.g));
+  } else {
+    Share both = concat({&y, &y});
+    std::vector<int> w(2 * n);
+    for (size_t e = 0; e < n; ++e) {
+      w[e] = d[e];
+      w[n + e] = B[e];
+    }
+    Carry c = carry3(both, w);
+    counts = cat(c.cy, c.g);  // 2n bits each: (low, wrap)
   }
-  Carry c = carry3(both, w);
-  Share cnt = bit_to_arith(cat(c.cy, c.g), 2 * n);  // cy (low, wrap), g (low, wrap)
+  Share cnt = bit_to_arith(counts, n * 4 / counts.planes);  // planes x n values, plane-major
   std::vector<Share> v = split(cnt, {y.shape, y.shape, y.shape, y.shape});
   Share r = y;
   std::vector<u64> scale(n);

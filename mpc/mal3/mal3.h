@@ -43,7 +43,8 @@
 // whose operands are publicly zero in all but one component (one cross term per bit and
 // prover in the proof), proven with the others. The requantization compares the narrow
 // accumulator with public thresholds (the clamp, the tie correction) and truncates only the
-// low d + span bits of the in-range value. Probabilistic truncation rounds to nearest
+// low d + span bits of the in-range value (the carries out of its low d and all d + span bits
+// from one carry-save layer and one tree, carry3_pair). Probabilistic truncation rounds to nearest
 // (deterministic, within its contract; requantization likewise).
 #pragma once
 #include "../rep3/rep3.h"
@@ -113,6 +114,22 @@ class Mal3 : public Rep3 {
     BShare cy, g;
   };
   Carry carry3(const Share& x, const std::vector<int>& w);
+  // The carry-save layer of x0 + x1 + x2 = sum + 2 cy on the low w[e] bits of every element,
+  // aligned to the top of k planes, and (G, P) per plane of sum + (cy << 1) (G_0 = 0).
+  struct CarrySave {
+    BShare cy, g, p;
+  };
+  CarrySave carry_save(const Share& x, const std::vector<int>& w, int k);
+  // The carry counts out of the low w[e] - r bits and out of all w[e] bits of x0 + x1 + x2
+  // (r the same for every element, 1 <= r < w[e]) from one carry-save layer: both boundaries
+  // are common planes once the w bits are aligned to the top, so the tree's plane ranges below
+  // and above the low boundary reduce side by side (mal3.cc). About 4 max(w) ANDs, the rounds of
+  // one tree over max(w) planes when the parts above the largest power of two below the low
+  // boundary fit half of it (requantization), one more otherwise.
+  struct Carry2 {
+    Carry low, all;
+  };
+  Carry2 carry3_pair(const Share& x, const std::vector<int>& w, int r);
   // sum_j floor((y_j mod 2^B) / 2^d) + carries: floor(y / 2^d) whenever y lies in [0, 2^B).
   Share trunc_low(const Share& y, const std::vector<int>& d, const std::vector<int>& B);
   Share bit_to_arith(const BShare& c, size_t n);  // every plane, plane-major: planes * n values
