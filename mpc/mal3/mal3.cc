@@ -1668,7 +1668,23 @@ Share Mal3::trunc_low(const Share& y, const std::vector<int>& d, const std::vect
   const size_t n = y.size();
   const int span = n ? B[0] - d[0] : 1;
   bool pair = span >= 1;
-  for (size_t e = 0; e < n && pair; ++e) pair = B[e] - d[e] == span;
+  int k = span + 1;
+  for (size_t e = 0; e < n && pair; ++e) {
+    pair = B[e] - d[e] == span;
+    k = std::max(k, B[e]);
+  }
+  if (pair) {  // only where it takes no more AND rounds than one tree over k planes (carry3_pair)
+    auto lv = [](size_t m) {
+      int l = 0;
+      while ((size_t{1} << l) < m) ++l;
+      return l;
+    };
+    const size_t p1 = k - span;
+    size_t base = 1;
+    while (2 * base <= p1) base *= 2;
+    const int mt = p1 > base ? std::max(lv(p1 - base), lv(span)) + 1 : lv(span);
+    pair = std::max(lv(base), mt) + 1 <= lv(k);
+  }
   BShare counts;  // planes of n bits: cy (low, wrap), g (low, wrap)
   if (pair) {
     Carry2 c = carry3_pair(y, B, span);
