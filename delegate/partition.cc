@@ -45,6 +45,12 @@ mpc::OpCost cost_since(mpc::Stats& stats, const mpc::OpCost& before, double t0) 
 
 namespace {
 
+// A shared value's type range [type_lo, type_lo + 2^type_bits) (encode_constant's types).
+int64_t type_lo(DType t) {
+  return t == DType::kInt8 ? -128 : t == DType::kUInt8 ? 0 : t == DType::kInt32 ? -(int64_t(1) << 31) : 0;
+}
+int type_bits(DType t) { return t == DType::kInt8 || t == DType::kUInt8 ? 8 : t == DType::kInt32 ? 32 : 63; }
+
 Vec encode_q8_tensor(const TfLiteTensor& t, size_t n) {
   Vec v(n);
   if (t.type == kTfLiteInt8) {
@@ -269,6 +275,7 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
     // Plaintext the data owner contributes: int8 graph inputs, or float inputs it quantizes.
     std::vector<std::pair<int, Vec>> owner_inputs;
     std::vector<Shape> owner_shapes;
+    std::vector<DType> owner_types;
     std::set<int> needed;
     for (int n : part->nodes) {
       const Step& st = P.steps.at(n);
@@ -284,6 +291,7 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
         }
         owner_inputs.emplace_back(st.out.index, std::move(v));
         owner_shapes.push_back(st.out.shape);
+        owner_types.push_back(st.out.type);
       } else if (st.kind == Step::kKernel) {
         for (int t : st.kernel->inputs)
           if (std::find(P.graph_inputs.begin(), P.graph_inputs.end(), t) != P.graph_inputs.end() && !needed.count(t)) {
@@ -291,6 +299,7 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
             TensorInfo info = tensor_info(ctx, t);
             owner_inputs.emplace_back(t, owner_here ? encode_q8_tensor(ctx->tensors[t], info.size()) : Vec());
             owner_shapes.push_back(info.shape);
+            owner_types.push_back(info.type);
           }
       }
     }
@@ -339,6 +348,8 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
         // the last kernel reading them is prepared, unless a kernel reads them in eval.
         std::set<int> eval_reads;
         std::map<int, int> prepare_reads;  // constant -> kernels still to prepare from it
+        std::vector<mpc::Protocol::RangeCheck> ranges;  // pointers into env.vals: stable (node-based map)
+        std::vector<int> freed;
         for (int n : P.order) {
           const Step& st = P.steps.at(n);
           if (st.kind != Step::kKernel) continue;
@@ -364,16 +375,25 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
               if (derived) v = st.kernel->narrow.derive(v);
             }
             env.set(key, p.input(opt.model_owner, info.shape, i == opt.model_owner ? v.data() : nullptr));
+            // the type's range (b': its clamp's), checked by actively secure protocols
+            if (derived) ranges.push_back({&env.get(key), st.kernel->narrow.derived_lo(), st.kernel->narrow.derived_bits()});
+            else ranges.push_back({&env.get(key), type_lo(info.type), type_bits(info.type)});
           }
           st.kernel->prepare(env);
           for (int c : st.kernel->prepare_only)
-            if (--prepare_reads[c] == 0 && !eval_reads.count(c)) env.vals.erase(c);
+            if (--prepare_reads[c] == 0 && !eval_reads.count(c)) freed.push_back(c);
         }
+        p.check_ranges(ranges);  // one pass for every constant (its shares stay until then)
+        for (int c : freed) env.vals.erase(c);
         setup.party[i] = cost_since(p.stats(), before, t0);
       }
-      for (size_t k = 0; k < owner_inputs.size(); ++k)
+      std::vector<mpc::Protocol::RangeCheck> in_ranges;
+      for (size_t k = 0; k < owner_inputs.size(); ++k) {
         env.set(owner_inputs[k].first, p.input(opt.data_owner, owner_shapes[k],
                                                i == opt.data_owner ? owner_inputs[k].second.data() : nullptr));
+        in_ranges.push_back({&env.get(owner_inputs[k].first), type_lo(owner_types[k]), type_bits(owner_types[k])});
+      }
+      p.check_ranges(in_ranges);
       for (size_t s = 0; s < part->nodes.size(); ++s) {
         const Step& st = P.steps.at(part->nodes[s]);
         const mpc::OpCost before = p.stats().total();

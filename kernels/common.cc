@@ -236,7 +236,7 @@ NarrowAcc narrow_acc(const OutputQuant& q, int64_t terms, int64_t max_product) {
     dmax = std::max(dmax, E - A);
   }
   int bits = 1;
-  while ((i128(1) << (bits - 1)) < dmax + 2 * bound + 1) ++bits;
+  while ((i128(1) << (bits - 1)) < dmax + 2 * bound + 2) ++bits;  // b' range: NarrowAcc::derived_bits
   if (bits > 30) return NarrowAcc{};
   n.acc_bits = bits;
   n.bound = static_cast<int64_t>(bound);

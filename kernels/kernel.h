@@ -64,15 +64,20 @@ struct Env {
 // instead, and the requantization runs on s + b' (a public offset A adds A * mult to its
 // constant): where b' = b - A this is s + b - A exactly; where b' was saturated, s + b' and
 // s + b both lie below A (lo) or both at or above A + D (hi). s + b' lies in
-// [-(2 bound + 1), D + 2 bound]: acc_bits = 1 + ceil(log2(D + 2 bound + 1)).
-// A model owner deviating in b' only chooses another (clamped) function of the data, as a
-// deviating bias would: the outputs stay a function of the inputs.
+// [-(2 bound + 1), D + 2 bound]: acc_bits = 1 + ceil(log2(D + 2 bound + 2)), so that b' also
+// fits the power-of-two range [-(bound + 1), -(bound + 1) + 2^(acc_bits - 1)), which an
+// actively secure protocol checks like every shared input's type range (check_ranges): with
+// any b' in it, s + b' fits acc_bits; a model owner choosing b' there only chooses another
+// bias.
 struct NarrowAcc {
   int acc_bits = 0;             // 0: off (the accumulator keeps its 32 bits)
   int64_t bound = 0;            // |sum of products| <= bound
   std::vector<int64_t> anchor;  // A per requantization channel (1: per tensor)
   std::vector<int64_t> span;    // D per requantization channel
   bool on() const { return acc_bits > 0; }
+  // b' lies in [derived_lo, derived_lo + 2^derived_bits): every s + b' then fits acc_bits.
+  int64_t derived_lo() const { return -(bound + 1); }
+  int derived_bits() const { return acc_bits - 1; }
   // No anchor, no derived bias: an accumulator known to satisfy |acc| <= bound (e.g. MUL's
   // product of two 8-bit values minus their zero points); off where that needs 32 bits or more.
   static NarrowAcc bounded(int64_t bound);

@@ -490,6 +490,14 @@ PYBIND11_MODULE(_native, m) {
       .def("view", &Engine::view, py::arg("x"), py::arg("party"))
       .def("stats", &Engine::stats)
       .def("reset_stats", &Engine::reset_stats)
+      .def("check_range", [](Engine& e, S x, int64_t lo, int bits) {
+        // Protocol::check_ranges on x (x in [lo, lo + 2^bits)); the check ends at the next
+        // verification (a reveal). Returns x.
+        return e.run1([&](int i, Protocol& p) {
+          p.check_ranges({{&x->parts[i], lo, bits}});
+          return x->parts[i];
+        });
+      }, py::arg("x"), py::arg("lo"), py::arg("bits"))
       .def("add", [](Engine& e, S x, S y) { return e.run1([&](int i, Protocol& p) { return p.add(x->parts[i], y->parts[i]); }); })
       .def("sub", [](Engine& e, S x, S y) { return e.run1([&](int i, Protocol& p) { return p.sub(x->parts[i], y->parts[i]); }); })
       .def("neg", [](Engine& e, S x) { return e.run1([&](int i, Protocol& p) { return p.neg(x->parts[i]); }); })

@@ -108,6 +108,19 @@ class Protocol {
   Share conv2d(const Share& x, const Share& w, const ConvGeom& g);
   Share depthwise(const Share& x, const Share& w, const ConvGeom& g);
 
+  // Inputs shared by one party (the data, the weights) must lie in their tensor's type range,
+  // x in [lo, lo + 2^bits) elementwise: an actively secure protocol checks it (a deviating owner
+  // could otherwise share values no valid input has, and the circuits, which rely on the
+  // types' bounds, would compute a function outside the model class); the check ends at the
+  // next verify(), which raises CheatingDetected if a value is out of range. Protocols whose
+  // parties all follow the protocol (rep3: the owner shares what it read) do nothing.
+  struct RangeCheck {
+    const Share* x;
+    int64_t lo;
+    int bits;  // 1..63
+  };
+  virtual void check_ranges(const std::vector<RangeCheck>&) {}
+
   // Checks everything sent so far (actively secure protocols; raises CheatingDetected naming
   // the failed check). Protocols call it themselves before they open any value; rep3 has
   // nothing to check.

@@ -443,3 +443,24 @@ def test_options():
         tflite_mpc.validate_options({"protocol": "mal3", "estimate": "true"})
     with pytest.raises(ValueError, match="valid protocols are rep3, mal3"):
         tflite_mpc.validate_options({"protocol": "mal4"})
+
+
+RANGES = [(-128, 8, -129), (-128, 8, 128), (-128, 8, 2**40), (0, 8, 256), (0, 8, -1),
+          (-(2**31), 32, 2**31), (-(2**31), 32, -(2**31) - 1), (-5, 3, 3)]
+
+
+@pytest.mark.parametrize("lo, bits, bad", RANGES, ids=[f"{lo}+2^{b}:{v}" for lo, b, v in RANGES])
+def test_input_outside_its_type_range_is_caught(lo, bits, bad):
+    """Protocol::check_ranges (the delegate runs it on the data owner's inputs every inference
+    and on the model owner's weights once): values at both ends of [lo, lo + 2^bits) pass and
+    open correctly; one value just outside (or far outside) makes the next verification raise.
+    rep3 does not check (every party follows the protocol there)."""
+    good = np.array([lo, lo + 2**bits - 1, lo + 1, lo + 2**(bits - 1)] * 50, dtype=np.int64)
+    eng = tflite_mpc.Engine("mal3")
+    x = eng.check_range(eng.share(good, 1), lo, bits)
+    assert np.array_equal(eng.reveal(x), good)
+    y = eng.check_range(eng.share(np.append(good, bad), 2), lo, bits)
+    with pytest.raises(tflite_mpc.CheatingDetected, match="outside its tensor's type range"):
+        eng.reveal(y)
+    r = tflite_mpc.Engine("rep3")
+    assert eng is not r and r.reveal(r.check_range(r.share(np.append(good, bad), 2), lo, bits))[-1] == bad

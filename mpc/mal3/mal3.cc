@@ -1008,6 +1008,29 @@ std::vector<Share> Mal3::products_with(const std::vector<Product>& list, uint8_t
 
 // ------------------------------------------------------------------ verification
 void Mal3::verify() {
+  if (pending_.empty() && ands_.empty() && zeros_.empty()) return;
+  prove();
+  if (zeros_.empty()) return;
+  // Input ranges: every pending z (computed from what was just proven) opens to zero. Each
+  // party gets the component it lacks from both parties holding it, as in reveal().
+  std::vector<const Share*> zs;
+  for (const Share& z : zeros_) zs.push_back(&z);
+  const Share z = concat(zs);
+  zeros_.clear();
+  MsgKind kind(comm_, "reveal");
+  comm_.send(prev_, z.b);
+  comm_.send(next_, z.a);
+  comm_.round();
+  const size_t n = z.size();
+  Vec out = comm_.recv(next_, n), other = comm_.recv(prev_, n);
+  if (out != other)
+    throw CheatingDetected("input range check: the two parties holding a share component sent different values");
+  for (size_t i = 0; i < n; ++i)
+    if (out[i] + z.a[i] + z.b[i] != 0)
+      throw CheatingDetected("input range check: a party shared an input outside its tensor's type range");
+}
+
+void Mal3::prove() {
   if (pending_.empty() && ands_.empty()) return;
   OpScope scope(stats(), "verify");
   std::vector<Record> recs = std::move(pending_);
@@ -1740,6 +1763,40 @@ Share Mal3::bit_to_arith(const BShare& c, size_t n) {
   Share t = sub(add(s0, s1), mul_public(products_with({{Product::kElementwise, &s0, &s1, {}}}, only(0), only(1))[0], 2));
   Share t2 = products_with({{Product::kElementwise, &t, &s2, {}}}, 0, only(2))[0];
   return sub(add(t, s2), mul_public(t2, 2));
+}
+
+void Mal3::check_ranges(const std::vector<RangeCheck>& list) {
+  OpScope scope(stats(), "input range");
+  std::vector<const Share*> xs;
+  size_t n = 0;
+  for (const RangeCheck& c : list) {
+    if (c.bits < 1 || c.bits > 63) throw ArgError("check_ranges: bits must be in [1, 63]");
+    xs.push_back(c.x);
+    n += c.x->size();
+  }
+  if (n == 0) return;
+  std::vector<u64> neg_lo(n);
+  std::vector<int> w(n);
+  for (size_t k = 0, e = 0; k < list.size(); ++k)
+    for (size_t i = 0; i < list[k].x->size(); ++i, ++e) {
+      neg_lo[e] = 0 - static_cast<u64>(list[k].lo);
+      w[e] = list[k].bits;
+    }
+  const Share y = add_public(concat(xs), Pub(std::move(neg_lo)));
+  // y mod 2^bits = sum_j (y_j mod 2^bits) - 2^bits (cy + g), the carries out of the low bits
+  Carry c = carry3(y, w);
+  std::vector<Share> cnt = split(bit_to_arith(cat(c.cy, c.g), n), {y.shape, y.shape});
+  Share low = y;
+  std::vector<u64> scale(n);
+  for (size_t e = 0; e < n; ++e) {
+    const u64 m = (u64{1} << w[e]) - 1;
+    low.a[e] &= m;
+    low.b[e] &= m;
+    scale[e] = u64{1} << w[e];
+  }
+  low.a_zero = low.b_zero = false;
+  low = sub(low, mul_public(add(cnt[0], cnt[1]), Pub(std::move(scale))));
+  zeros_.push_back(sub(y, low));
 }
 
 Share Mal3::msb(const Share& x, int bits) {

@@ -44,7 +44,9 @@
 // prover in the proof), proven with the others. The requantization compares the narrow
 // accumulator with public thresholds (the clamp, the tie correction) and truncates only the
 // low d + span bits of the in-range value (the carries out of its low d and all d + span bits
-// from one carry-save layer and one tree, carry3_pair). Probabilistic truncation rounds to nearest
+// from one carry-save layer and one tree, carry3_pair). Shared inputs are range-checked
+// (check_ranges: y mod 2^bits from the carries out of y's low bits; y - that opens to zero at
+// the next verify(), after the proofs). Probabilistic truncation rounds to nearest
 // (deterministic, within its contract; requantization likewise).
 #pragma once
 #include "../rep3/rep3.h"
@@ -64,6 +66,9 @@ class Mal3 : public Rep3 {
   Share msb(const Share& x, int bits) override;
   std::vector<Share> bits(const Share& x, int k) override;
   Share requant(const Share& acc, const RequantSpec& s) override;
+  // y = x - lo, z = y - (y mod 2^bits) (the carries out of the low bits bits, as in trunc_low):
+  // zero exactly when x is in range; every verify() opens the pending z after the proofs.
+  void check_ranges(const std::vector<RangeCheck>& list) override;
   void verify() override;
 
  private:
@@ -89,6 +94,8 @@ class Mal3 : public Rep3 {
     u64 blk_next = 0, blk_prev = 0;
   };
   std::vector<AndRecord> ands_;
+  std::vector<Share> zeros_;  // check_ranges: values that must open to zero
+  void prove();               // verify()'s proofs of the pending products and ANDs
   // verify() also runs before the pending statement would grow past these (about 0.2 kB per
   // AND word: its records, the first steps' words, one field element in each of four vectors;
   // about 0.2 kB per cross term of an elementwise product: its records, its words, 1/16 of a
