@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <deque>
 #include <set>
 
 #include "delegate/delegate.h"
@@ -350,6 +351,7 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
         std::map<int, int> prepare_reads;  // constant -> kernels still to prepare from it
         std::vector<mpc::Protocol::RangeCheck> ranges;  // pointers into env.vals: stable (node-based map)
         std::vector<int> freed;
+        std::deque<Share> negated;  // -bias, for the upper side of a bias's range check
         for (int n : P.order) {
           const Step& st = P.steps.at(n);
           if (st.kind != Step::kKernel) continue;
@@ -376,8 +378,18 @@ TfLiteStatus PartitionInvoke(TfLiteContext* ctx, TfLiteNode* node) {
             }
             env.set(key, p.input(opt.model_owner, info.shape, i == opt.model_owner ? v.data() : nullptr));
             // the type's range (b': its clamp's), checked by actively secure protocols
-            if (derived) ranges.push_back({&env.get(key), st.kernel->narrow.derived_lo(), st.kernel->narrow.derived_bits()});
-            else ranges.push_back({&env.get(key), type_lo(info.type), type_bits(info.type)});
+            if (derived) {
+              ranges.push_back({&env.get(key), st.kernel->narrow.derived_lo(), st.kernel->narrow.derived_bits()});
+            } else if (c == st.kernel->acc_bias) {
+              // the owner's own bound, both sides: b + bb + 1 and bb - b in [0, 2^32), so that
+              // the accumulator stays within int32 as the requantization assumes
+              const int64_t bb = st.kernel->bias_bound();
+              negated.push_back(p.neg(env.get(key)));
+              ranges.push_back({&env.get(key), -(bb + 1), 32});
+              ranges.push_back({&negated.back(), -bb, 32});
+            } else {
+              ranges.push_back({&env.get(key), type_lo(info.type), type_bits(info.type)});
+            }
           }
           st.kernel->prepare(env);
           for (int c : st.kernel->prepare_only)

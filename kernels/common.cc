@@ -332,7 +332,7 @@ void Kernel::check_owner_constant(int index, const Vec& values) const {
   if (index != acc_bias) return;
   // |sum of acc_terms products (input + offset) * (weight + offset)| <= acc_terms * 255 * 128
   // (int8: symmetric weights), acc_terms * 255 * 255 (uint8)
-  const int64_t bound = (int64_t(1) << 31) - 1 - acc_terms * acc_max_product;
+  const int64_t bound = bias_bound();
   for (size_t c = 0; c < values.size(); ++c) {
     const int64_t b = static_cast<int64_t>(values[c]);
     require(b <= bound && -b <= bound + 1,

@@ -116,6 +116,10 @@ class Kernel {
   NarrowAcc narrow;
   int narrow_slot() const { return slot - (1 << 28); }
   void check_owner_constant(int index, const Vec& values) const;
+  // The bias range the model owner accepts: [-(bias_bound + 1), bias_bound], so that TFLite's
+  // int32 accumulator cannot overflow (check_owner_constant; an actively secure protocol checks
+  // the shared bias against it too, check_ranges).
+  int64_t bias_bound() const { return (int64_t(1) << 31) - 1 - acc_terms * acc_max_product; }
   int in() const { return inputs.at(0); }
   int out() const { return outputs.at(0); }
 };
