@@ -1903,9 +1903,10 @@ Share Mal3::requant(const Share& acc, const RequantSpec& spec) {
     if (h.mult >= (i128{1} << 62)) throw ArgError("requant: multiplier must be below 2^62");
     if (h.adj > (i128{1} << (h.d - 1))) throw ArgError("requant: adj must be at most 2^(d-1)");
     while ((i128{1} << rbits) < h.hi - h.lo + 1) ++rbits;
-    // The tie correction can only move f from 0 to -1 (v < 2^(d-1) gives floor(v / 2^d) <= 0
-    // and f >= floor(v / 2^d) - 1): with lo >= min(0, hi) the clamped result is the same
-    // without it (ReLU and ReLU6 layers), so such channels need no third comparison.
+    // The tie correction only lowers a value f0 = floor(v / 2^d) <= 0 by at most one (it
+    // applies where v < 2^(d-1), and adj <= 2^(d-1)): with lo >= min(0, hi) both clamp to lo
+    // (or lo = hi), so the clamped result is the same without it (ReLU and ReLU6 layers), and
+    // such channels need no third comparison.
     if (h.lo >= std::min<i128>(0, h.hi)) h.adj = 0;
     any_adj |= h.adj != 0;
   }
