@@ -1767,36 +1767,38 @@ Share Mal3::bit_to_arith(const BShare& c, size_t n) {
 
 void Mal3::check_ranges(const std::vector<RangeCheck>& list) {
   OpScope scope(stats(), "input range");
-  std::vector<const Share*> xs;
-  size_t n = 0;
-  for (const RangeCheck& c : list) {
+  for (const RangeCheck& c : list)
     if (c.bits < 1 || c.bits > 63) throw ArgError("check_ranges: bits must be in [1, 63]");
-    xs.push_back(c.x);
-    n += c.x->size();
-  }
-  if (n == 0) return;
-  std::vector<u64> neg_lo(n);
-  std::vector<int> w(n);
-  for (size_t k = 0, e = 0; k < list.size(); ++k)
-    for (size_t i = 0; i < list[k].x->size(); ++i, ++e) {
-      neg_lo[e] = 0 - static_cast<u64>(list[k].lo);
-      w[e] = list[k].bits;
+  // Two passes, 8-bit types and the wider ones: a carry circuit spans its widest element's
+  // planes, so the weights (8 bits, most of the elements) do not pay for the biases' 32.
+  for (const bool narrow : {true, false}) {
+    std::vector<const Share*> xs;
+    std::vector<u64> neg_lo;
+    std::vector<int> w;
+    for (const RangeCheck& c : list) {
+      if ((c.bits <= 8) != narrow) continue;
+      xs.push_back(c.x);
+      neg_lo.insert(neg_lo.end(), c.x->size(), 0 - static_cast<u64>(c.lo));
+      w.insert(w.end(), c.x->size(), c.bits);
     }
-  const Share y = add_public(concat(xs), Pub(std::move(neg_lo)));
-  // y mod 2^bits = sum_j (y_j mod 2^bits) - 2^bits (cy + g), the carries out of the low bits
-  Carry c = carry3(y, w);
-  std::vector<Share> cnt = split(bit_to_arith(cat(c.cy, c.g), n), {y.shape, y.shape});
-  Share low = y;
-  std::vector<u64> scale(n);
-  for (size_t e = 0; e < n; ++e) {
-    const u64 m = (u64{1} << w[e]) - 1;
-    low.a[e] &= m;
-    low.b[e] &= m;
-    scale[e] = u64{1} << w[e];
+    const size_t n = w.size();
+    if (n == 0) continue;
+    const Share y = add_public(concat(xs), Pub(std::move(neg_lo)));
+    // y mod 2^bits = sum_j (y_j mod 2^bits) - 2^bits (cy + g), the carries out of the low bits
+    Carry c = carry3(y, w);
+    std::vector<Share> cnt = split(bit_to_arith(cat(c.cy, c.g), n), {y.shape, y.shape});
+    Share low = y;
+    std::vector<u64> scale(n);
+    for (size_t e = 0; e < n; ++e) {
+      const u64 m = (u64{1} << w[e]) - 1;
+      low.a[e] &= m;
+      low.b[e] &= m;
+      scale[e] = u64{1} << w[e];
+    }
+    low.a_zero = low.b_zero = false;
+    low = sub(low, mul_public(add(cnt[0], cnt[1]), Pub(std::move(scale))));
+    zeros_.push_back(sub(y, low));
   }
-  low.a_zero = low.b_zero = false;
-  low = sub(low, mul_public(add(cnt[0], cnt[1]), Pub(std::move(scale))));
-  zeros_.push_back(sub(y, low));
 }
 
 Share Mal3::msb(const Share& x, int bits) {
