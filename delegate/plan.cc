@@ -385,6 +385,25 @@ std::shared_ptr<Plan> build_plan(TfLiteContext* ctx, const Options& opt, std::ve
     plan->argmax_rows = info.shape[0];
     plan->argmax_len = info.shape[1];
   }
+  // Narrow rings (mpc::RequantSpec::out_bits): a kernel's output whose every reader is a layer
+  // reading it as its input x reads it only as far as that layer's requantization reads the
+  // accumulator (its products are needed mod 2^b, and so is x): the producing requantization
+  // then sends its last messages in b bits. Graph outputs and anything else: the whole ring.
+  for (auto& [n, st] : plan->steps) {
+    if (st.kind != Step::kKernel || !st.kernel || st.kernel->outputs.size() != 1) continue;
+    const int t = st.kernel->out();
+    int bits = plan->graph_outputs.count(t) || readers[t].empty() ? 64 : 1;
+    for (int r : readers[t]) {
+      auto it = plan->steps.find(r);
+      const Kernel* k = it == plan->steps.end() || it->second.kind != Step::kKernel ? nullptr : it->second.kernel.get();
+      if (!k || k->inputs.empty() || k->in() != t || std::count(k->inputs.begin(), k->inputs.end(), t) != 1) {
+        bits = 64;
+        break;
+      }
+      bits = std::max(bits, k->input_bits(opt.protocol, opt.exact, opt.debug_checks));
+    }
+    st.kernel->out_bits = bits;
+  }
   set_last_check(checks);
   if (refusals.size() == 1)
     throw ArgError("tflite-mpc cannot run " + refusals[0] + ". The model is refused (no plaintext fallback).");

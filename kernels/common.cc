@@ -142,8 +142,8 @@ Vec encode_constant(const TensorInfo& t) {
   return v;
 }
 
-Share requantize_output(Env& env, const Share& acc, const std::vector<int32_t>& mult, const std::vector<int>& shift,
-                        int32_t zp_out, int32_t lo, int32_t hi, bool single_rounding, const NarrowAcc* narrow) {
+mpc::RequantSpec requant_spec(bool exact, const std::vector<int32_t>& mult, const std::vector<int>& shift,
+                              int32_t zp_out, int32_t lo, int32_t hi, bool single_rounding, const NarrowAcc* narrow) {
   // One fused primitive (mpc::Protocol::requant): clamp(MultiplyByQuantizedMultiplier(acc) + zp)
   // as clamp(R(acc * mult' + add), lo - zp, hi - zp) + zp, R a floor (exact modes, with
   // RoundingDivideByPOT's tie correction for TFLite's double rounding) or a stochastic rounding.
@@ -151,7 +151,7 @@ Share requantize_output(Env& env, const Share& acc, const std::vector<int32_t>& 
           "internal: multiplier and shift vectors differ in length");
   const size_t C = std::max(mult.size(), shift.size());
   mpc::RequantSpec s;
-  s.stochastic = !env.exact;
+  s.stochastic = !exact;
   s.mult.v.resize(C);
   s.add.v.resize(C);
   s.adj.v.resize(C);
@@ -161,7 +161,7 @@ Share requantize_output(Env& env, const Share& acc, const std::vector<int32_t>& 
     const int sh = shift[shift.size() == 1 ? 0 : c];
     require(sh >= -31 && sh <= 30, "internal: requantization shift outside [-31, 30]");
     const int ls = sh > 0 ? sh : 0, rs = sh > 0 ? 0 : -sh;
-    if (!env.exact) {  // x * 2^ls * M / 2^(31 + rs), stochastic rounding
+    if (!exact) {  // x * 2^ls * M / 2^(31 + rs), stochastic rounding
       s.mult.v[c] = M << ls;
       s.add.v[c] = 0;
       s.d.v[c] = 31 + rs;
@@ -188,6 +188,14 @@ Share requantize_output(Env& env, const Share& acc, const std::vector<int32_t>& 
     for (size_t c = 0; c < narrow->anchor.size(); ++c) s.add.v[c] += static_cast<uint64_t>(narrow->anchor[c]) * s.mult.v[c];
     s.acc_bits = narrow->acc_bits;
   }
+  return s;
+}
+
+Share requantize_output(Env& env, const Share& acc, const std::vector<int32_t>& mult, const std::vector<int>& shift,
+                        int32_t zp_out, int32_t lo, int32_t hi, bool single_rounding, const NarrowAcc* narrow,
+                        int out_bits) {
+  mpc::RequantSpec s = requant_spec(env.exact, mult, shift, zp_out, lo, hi, single_rounding, narrow);
+  s.out_bits = out_bits;
   Share y = env.p.requant(acc, s);
   return env.p.add_public(y, Pub(static_cast<uint64_t>(static_cast<int64_t>(zp_out))));
 }
@@ -196,8 +204,8 @@ Share requantize_output(Env& env, const Share& acc, const OutputQuant& q) {
   return requantize_output(env, acc, q.mult, q.shift, q.zp_out, q.act_lo, q.act_hi, q.single_rounding);
 }
 
-Share requantize_output(Env& env, const Share& acc, const OutputQuant& q, const NarrowAcc& n) {
-  return requantize_output(env, acc, q.mult, q.shift, q.zp_out, q.act_lo, q.act_hi, q.single_rounding, &n);
+Share requantize_output(Env& env, const Share& acc, const OutputQuant& q, const NarrowAcc& n, int out_bits) {
+  return requantize_output(env, acc, q.mult, q.shift, q.zp_out, q.act_lo, q.act_hi, q.single_rounding, &n, out_bits);
 }
 
 NarrowAcc narrow_acc(const OutputQuant& q, int64_t terms, int64_t max_product) {
@@ -262,6 +270,19 @@ Vec NarrowAcc::derive(const Vec& bias) const {
     out[c] = static_cast<uint64_t>(std::max<int64_t>(-(bound + 1), std::min<int64_t>(span[k] + bound, b)));
   }
   return out;
+}
+
+int layer_reads(const std::string& protocol, bool exact, bool debug, const OutputQuant& q, const NarrowAcc& n) {
+  if (debug) return 64;  // debug_checks open the accumulator whole
+  return mpc::requant_reads(protocol, requant_spec(exact, q.mult, q.shift, q.zp_out, q.act_lo, q.act_hi,
+                                                   q.single_rounding, &n));
+}
+
+Share layer_product(Env& env, const Kernel& k, mpc::Product::Kind kind, const Share& x, const Share& w,
+                    const mpc::ConvGeom& g, const OutputQuant& q) {
+  mpc::Product pr{kind, &x, &w, g};
+  pr.out_bits = layer_reads(env.p.name(), env.exact, env.p.debug_checks, q, k.narrow);
+  return std::move(env.p.products({pr})[0]);
 }
 
 Share layer_accumulator(Env& env, const Kernel& k, const Share& s, int bias) {

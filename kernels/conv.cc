@@ -24,6 +24,9 @@ class Conv : public Kernel {
   bool grouped = false;
 
   const char* name() const override { return depthwise ? "DEPTHWISE_CONV_2D" : "CONV_2D"; }
+  int input_bits(const std::string& protocol, bool exact, bool debug) const override {
+    return layer_reads(protocol, exact, debug, q, narrow);
+  }
 
   void prepare(Env& env) override {
     if (q.filter_offset != 0) env.set(slot, offset_weights(env, filter, q.filter_offset));
@@ -41,9 +44,10 @@ class Conv : public Kernel {
     auto& p = env.p;
     Share x = p.add_public(env.get(in()), Pub(static_cast<uint64_t>(static_cast<int64_t>(q.input_offset))));
     const Share& w = env.get(q.filter_offset != 0 || grouped ? slot : filter);
-    Share acc = depthwise || grouped ? p.depthwise(x, w, g) : p.conv2d(x, w, g);
+    Share acc = layer_product(env, *this, depthwise || grouped ? mpc::Product::kDepthwise : mpc::Product::kConv2d,
+                              x, w, g, q);
     acc = layer_accumulator(env, *this, acc, bias);
-    Share y = requantize_output(env, acc, q, narrow);
+    Share y = requantize_output(env, acc, q, narrow, out_bits);
     y.shape = out_shape;
     env.set(out(), std::move(y));
   }

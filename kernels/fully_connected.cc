@@ -21,6 +21,9 @@ class FullyConnected : public Kernel {
   Shape out_shape;
 
   const char* name() const override { return "FULLY_CONNECTED"; }
+  int input_bits(const std::string& protocol, bool exact, bool debug) const override {
+    return layer_reads(protocol, exact, debug, q, narrow);
+  }
 
   void prepare(Env& env) override {
     // Weights [out, in] -> [in, out] once, so every inference is one GEMM. The result
@@ -42,9 +45,9 @@ class FullyConnected : public Kernel {
     auto& p = env.p;
     Share x = p.add_public(env.get(in()), Pub(static_cast<uint64_t>(static_cast<int64_t>(q.input_offset))));
     x.shape = {batch, in_features};
-    Share acc = p.matmul(x, env.get(slot));
+    Share acc = layer_product(env, *this, mpc::Product::kMatmul, x, env.get(slot), {}, q);
     acc = layer_accumulator(env, *this, acc, bias);
-    Share y = requantize_output(env, acc, q, narrow);
+    Share y = requantize_output(env, acc, q, narrow, out_bits);
     y.shape = out_shape;
     env.set(out(), std::move(y));
   }

@@ -122,6 +122,12 @@ class Kernel {
   int64_t bias_bound() const { return (int64_t(1) << 31) - 1 - acc_terms * acc_max_product; }
   int in() const { return inputs.at(0); }
   int out() const { return outputs.at(0); }
+  // Narrow rings (mpc::RequantSpec::out_bits): how many low bits of in() this kernel reads
+  // under `protocol` (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED: what their requantization
+  // reads of the accumulator; 64: all), and how many of out() its readers read (set by the
+  // delegate's plan: the largest input_bits of the kernels reading it, 64 for anything else).
+  virtual int input_bits(const std::string& /*protocol*/, bool /*exact*/, bool /*debug*/) const { return 64; }
+  int out_bits = 64;
 };
 
 // Requantization of a conv / fully connected layer's int32 accumulators
@@ -174,10 +180,18 @@ void activation_range(Act act, const TensorInfo& out, int32_t* lo, int32_t* hi);
 // conv / fc / add.
 Share requantize_output(Env& env, const Share& acc, const std::vector<int32_t>& mult,
                         const std::vector<int>& shift, int32_t zp_out, int32_t lo, int32_t hi,
-                        bool single_rounding = false, const NarrowAcc* narrow = nullptr);
+                        bool single_rounding = false, const NarrowAcc* narrow = nullptr, int out_bits = 64);
+mpc::RequantSpec requant_spec(bool exact, const std::vector<int32_t>& mult, const std::vector<int>& shift,
+                              int32_t zp_out, int32_t lo, int32_t hi, bool single_rounding, const NarrowAcc* narrow);
 Share requantize_output(Env& env, const Share& acc, const OutputQuant& q);
-// The same for a layer with a narrow accumulator plan (off: as above): acc is s + b'.
-Share requantize_output(Env& env, const Share& acc, const OutputQuant& q, const NarrowAcc& n);
+// The same for a layer with a narrow accumulator plan (off: as above): acc is s + b'; its output
+// is needed mod 2^out_bits (Kernel::out_bits).
+Share requantize_output(Env& env, const Share& acc, const OutputQuant& q, const NarrowAcc& n, int out_bits = 64);
+// What a layer's requantization reads of its accumulator (mpc::requant_reads; 64 with debug
+// checks, which open it), and the layer's products needed only that far (Product::out_bits).
+int layer_reads(const std::string& protocol, bool exact, bool debug, const OutputQuant& q, const NarrowAcc& n);
+Share layer_product(Env& env, const Kernel& k, mpc::Product::Kind kind, const Share& x, const Share& w,
+                    const mpc::ConvGeom& g, const OutputQuant& q);
 // s -> the accumulator the layer's requantization reads: s + bias (bias < 0: none), or with a
 // narrow plan s + b' (the owner's share under narrow_slot(); without a bias tensor b' is public).
 Share layer_accumulator(Env& env, const Kernel& k, const Share& s, int bias);

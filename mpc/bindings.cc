@@ -93,6 +93,19 @@ Shifts to_shifts(const py::object& o) {
   return Shifts(v);
 }
 
+RequantSpec requant_spec(const py::object& mult, const py::object& add, const py::object& d, const py::object& lo,
+                         const py::object& hi, const py::object& adj, int acc_bits) {
+  RequantSpec rs;
+  rs.mult = to_pub(mult);
+  rs.add = to_pub(add);
+  rs.d = to_shifts(d);
+  rs.lo = to_pub(lo);
+  rs.hi = to_pub(hi);
+  rs.adj = to_pub(adj);
+  rs.acc_bits = acc_bits;
+  return rs;
+}
+
 class Engine {
  public:
   Engine(const std::string& protocol, bool debug_checks, double timeout)
@@ -143,14 +156,21 @@ class Engine {
     return run1([&](int i, Protocol& p) { return p.input(owner, shape, i == owner ? data.data() : nullptr); });
   }
 
-  py::object reveal(const SecretPtr& x, py::object to, bool is_signed) {
+  py::object reveal(const SecretPtr& x, py::object to, bool is_signed, int bits) {
     const int t = to.is_none() ? -1 : to.cast<int>();
     if (t < -1 || t >= s_->parties()) throw py::value_error("reveal: 'to' must be None, 0, 1 or 2");
+    if (bits < 1 || bits > 64) throw py::value_error("reveal: bits must be in [1, 64]");
     std::vector<Vec> res(s_->parties());
     {
       py::gil_scoped_release nogil;
       s_->run([&](int i, Protocol& p) { res[i] = p.reveal(x->parts[i], t); });
     }
+    if (bits < 64)  // a value needed mod 2^bits only (out_bits): its higher bits are not defined
+      for (auto& r : res)
+        for (auto& v : r) {
+          v &= mask_bits(bits);
+          if (is_signed && (v >> (bits - 1) & 1)) v |= ~mask_bits(bits);
+        }
     if (t >= 0) {
       for (int i = 0; i < s_->parties(); ++i)
         if (i != t && !res[i].empty()) throw std::logic_error("reveal leaked to a non-recipient");
@@ -243,6 +263,10 @@ PYBIND11_MODULE(_native, m) {
   m.def("_pool_cached_bytes", &pool_cached_bytes);
   m.def("prg_backend", [] { return std::string(Prg::backend()); });
   m.def("protocols", &protocol_names);
+  m.def("_requant_reads", [](const std::string& protocol, py::object mult, py::object add, py::object d, py::object lo,
+                             py::object hi, int acc_bits) {
+    return requant_reads(protocol, requant_spec(mult, add, d, lo, hi, py::int_(0), acc_bits));
+  }, "Low bits of the accumulator protocol's requant reads (mpc::requant_reads)");
   // Fault injection for tests of active security (mpc/fault.h); inert unless armed.
   m.def(
       "_fault_arm",
@@ -486,7 +510,8 @@ PYBIND11_MODULE(_native, m) {
       .def("share", &Engine::share, py::arg("array"), py::arg("owner") = 0)
       .def("_set_round_bits", [](Engine& e, int k) { e.set_round_bits(k); }, py::arg("k"),
            "Test hook: rep3's trunc_pr rounds the low min(d, k) bits with a secret offset.")
-      .def("reveal", &Engine::reveal, py::arg("x"), py::arg("to") = py::none(), py::arg("signed") = true)
+      .def("reveal", &Engine::reveal, py::arg("x"), py::arg("to") = py::none(), py::arg("signed") = true,
+           py::arg("bits") = 64)
       .def("view", &Engine::view, py::arg("x"), py::arg("party"))
       .def("stats", &Engine::stats)
       .def("reset_stats", &Engine::reset_stats)
@@ -509,7 +534,14 @@ PYBIND11_MODULE(_native, m) {
         Pub pc = to_pub(c);
         return e.run1([&](int i, Protocol& p) { return p.mul_public(x->parts[i], pc); });
       })
-      .def("mul", [](Engine& e, S x, S y) { return e.run1([&](int i, Protocol& p) { return p.mul(x->parts[i], y->parts[i]); }); })
+      .def("mul", [](Engine& e, S x, S y, int out_bits) {
+        return e.run1([&](int i, Protocol& p) {
+          Product pr{Product::kElementwise, &x->parts[i], &y->parts[i], {}};
+          pr.out_bits = out_bits;
+          return std::move(p.products({pr})[0]);
+        });
+      }, py::arg("x"), py::arg("y"), py::arg("out_bits") = 64,
+         "Elementwise product; out_bits < 64: needed mod 2^out_bits only (Product::out_bits)")
       .def("matmul", [](Engine& e, S x, S y) { return e.run1([&](int i, Protocol& p) { return p.matmul(x->parts[i], y->parts[i]); }); })
       .def("mul_many", [](Engine& e, const std::vector<std::pair<SecretPtr, SecretPtr>>& pairs, bool matmul) {
         return e.runN(pairs.size(), [&](int i, Protocol& p) {
@@ -561,21 +593,15 @@ PYBIND11_MODULE(_native, m) {
       }, py::arg("x"), py::arg("multiplier"), py::arg("shift"), py::arg("exact") = true,
          "TFLite MultiplyByQuantizedMultiplier on secret int32 values.")
       .def("requant", [](Engine& e, S x, py::object mult, py::object add, py::object d, py::object lo, py::object hi,
-                         py::object adj, int acc_bits, bool stochastic, bool composed) {
-        RequantSpec rs;
-        rs.mult = to_pub(mult);
-        rs.add = to_pub(add);
-        rs.d = to_shifts(d);
-        rs.lo = to_pub(lo);
-        rs.hi = to_pub(hi);
-        rs.adj = to_pub(adj);
-        rs.acc_bits = acc_bits;
+                         py::object adj, int acc_bits, bool stochastic, bool composed, int out_bits) {
+        RequantSpec rs = requant_spec(mult, add, d, lo, hi, adj, acc_bits);
         rs.stochastic = stochastic;
+        rs.out_bits = out_bits;
         return e.run1([&](int i, Protocol& p) { return composed ? p.requant_composed(x->parts[i], rs) : p.requant(x->parts[i], rs); });
       }, py::arg("x"), py::arg("mult"), py::arg("add"), py::arg("d"), py::arg("lo"), py::arg("hi"), py::arg("adj") = 0,
-         py::arg("acc_bits") = 32, py::arg("stochastic") = false, py::arg("composed") = false,
+         py::arg("acc_bits") = 32, py::arg("stochastic") = false, py::arg("composed") = false, py::arg("out_bits") = 64,
          "Fused requantization clamp(R(x * mult + add), lo, hi) (Protocol::requant); composed=True runs the "
-         "generic composition of trunc/msb/clamp instead.")
+         "generic composition of trunc/msb/clamp instead; out_bits < 64: the output is needed mod 2^out_bits only.")
       .def("concat", [](Engine& e, const std::vector<SecretPtr>& xs) {
         return e.run1([&](int i, Protocol&) {
           std::vector<const Share*> v;

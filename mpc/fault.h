@@ -9,8 +9,8 @@
 //                 to its previous party (rep3: reshare, and, reveal) is then never altered, and
 //                 tampered() stays 0: tests check it.
 // Kinds are labels protocols give their messages (MsgKind in transport.h); rep3's: setup,
-// input, reveal, reshare, and (the bitsliced AND of the carry tree), own (a value one party
-// shares inside a non-linear step), ot, help, radix4, b2a; plus "prg" (the party's PRG
+// input, reveal, reshare, and (the bitsliced AND of the carry tree), ot, help, radix4, b2a,
+// cross (the requantization's output stage: the sender's masked coefficients); plus "prg" (the party's PRG
 // output, tampered where the protocol draws it) and "share" (a layer output the party holds,
 // tampered right after the kernel wrote it; the delegate applies it).
 // A plan tampers with messages number skip, skip + 1, ..., skip + count - 1 of its kind sent

@@ -39,6 +39,12 @@ void RequantSpec::check(size_t n) const {
   hi.check(n, "requant(hi)");
   if (!adj.v.empty()) adj.check(n, "requant(adj)");
   if (acc_bits < 2 || acc_bits > 48) throw ArgError("requant: acc_bits must be in [2, 48], got " + std::to_string(acc_bits));
+  if (out_bits < 1 || out_bits > 64) throw ArgError("requant: out_bits must be in [1, 64], got " + std::to_string(out_bits));
+}
+
+int requant_reads(const std::string& protocol, const RequantSpec& s) {
+  if (protocol == "rep3") return Rep3::requant_reads(s);
+  return 64;
 }
 
 Share Protocol::requant(const Share& acc, const RequantSpec& s) { return requant_composed(acc, s); }

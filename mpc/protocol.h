@@ -37,6 +37,9 @@ struct Product {
   const Share* x = nullptr;  // elementwise: same shapes; matmul: [M,K]; conv: NHWC input
   const Share* y = nullptr;  // matmul: [K,N]; conv: [OC,KH,KW,C]; depthwise: [1,KH,KW,OC]
   ConvGeom geom;             // conv / depthwise
+  // The product is needed only mod 2^out_bits (what its readers read, e.g. requant_reads()):
+  // a protocol may send its resharing in that many bits. 64: the whole ring.
+  int out_bits = 64;
 };
 
 // TFLite's requantization output stage as one primitive (see Protocol::requant):
@@ -49,8 +52,19 @@ struct RequantSpec {
   Pub lo, hi;        // signed, lo <= hi, hi - lo < 2^16
   int acc_bits = 32;  // |acc| < 2^(acc_bits - 1), 2..48
   bool stochastic = false;
+  // The output is needed only mod 2^out_bits (every reader reads no more: the delegate's plan
+  // sets it from the next layers' requant_reads()): a protocol may send its last messages in
+  // that many bits. 64: the whole ring.
+  int out_bits = 64;
   void check(size_t n) const;  // every vector broadcasts over n elements; ranges
 };
+
+// How many low bits of the accumulator `protocol`'s requant(acc, s) reads (a property of the
+// protocol and the public spec: the same at every party). A product whose only reader is that
+// requant is needed mod 2^that, and so are the product's inputs. 64 unless the protocol knows
+// better (rep3's fused requantization: its comparisons' acc_bits + 1 and its truncation's
+// window).
+int requant_reads(const std::string& protocol, const RequantSpec& s);
 
 class Protocol {
  public:

@@ -605,6 +605,64 @@ def test_requant_wide_shift_and_span_falls_back_to_the_composition(engine, rng, 
 
 
 @pytest.mark.protocols("rep3", "mal3")
+@pytest.mark.parametrize("case", sorted(REQUANT_CASES))
+@pytest.mark.parametrize("stochastic", [False, True])
+def test_requant_narrow_ring_chain(engine, rng, case, stochastic, protocol):
+    """A product needed only as far as its requantization reads it (Product::out_bits =
+    requant_reads), then the requantization with its output needed mod 2^out_bits: the output
+    agrees with the reference mod 2^out_bits (and exactly at 64), at every bit-width edge of
+    the truncation window and the comparisons (negative accumulators: a requantization that
+    read above its declared bits would see zeros there)."""
+    c = REQUANT_CASES[case]
+    ab = 26
+    reads = _native._requant_reads(protocol, c["mult"], c["add"], c["d"], c["lo"], c["hi"], ab)
+    assert 1 <= reads <= 64
+    if protocol == "mal3":
+        assert reads == 64
+    x = rng.integers(-(2**12), 2**12, size=4000)
+    w = rng.integers(-(2**12), 2**12, size=4000)
+    acc = x * w
+    acc[:8] = [0, -1, 1, 2**24 - 1, -(2**24), -(2**24) + 1, 2**25 - 1, -(2**25) + 1]
+    w[:8] = 1
+    x[:8] = acc[:8]
+    prod = engine.mul(engine.share(x, 0), engine.share(w, 1), out_bits=reads)
+    if reads < 64:
+        got = engine.reveal(prod, bits=reads)
+        assert np.all(((got - acc) % (1 << reads)) == 0)
+    adj = [0] * 4 if stochastic else c["adj"]
+    want = _requant_ref(acc, c["mult"], c["add"], c["d"], c["lo"], c["hi"], adj)
+    for ob in (64, 40, 17, 8, 1):
+        y = engine.reveal(engine.requant(prod, c["mult"], c["add"], c["d"], c["lo"], c["hi"], adj, acc_bits=ab,
+                                         stochastic=stochastic, out_bits=ob), bits=ob)
+        diff = (y - want) % (1 << ob) if ob < 64 else y - want
+        if stochastic:
+            diff = np.minimum(diff, (-diff) % (1 << ob)) if ob < 64 else np.abs(diff)
+            assert np.all(diff <= 1), (ob, int(diff.max()))
+        else:
+            assert np.all(diff == 0), (ob, int(np.count_nonzero(diff)))
+
+
+def test_narrow_ring_messages_are_shorter(rng):
+    """rep3 sends the product's resharing and the requantization's last messages in out_bits."""
+    eng = tflite_mpc.Engine("rep3")
+    x = eng.share(rng.integers(-128, 128, 6000), 0)
+    y = eng.share(rng.integers(-128, 128, 6000), 1)
+
+    def sent(fn):
+        eng.reset_stats()
+        fn()
+        return max(p["total"]["bytes_sent"] for p in eng.stats())
+
+    full, narrow = sent(lambda: eng.mul(x, y)), sent(lambda: eng.mul(x, y, out_bits=20))
+    assert narrow <= full * 20 / 64 + 64, (full, narrow)
+    acc = eng.mul(x, y)
+    args = (acc, 1518500250, 1 << 36, 37, -128, 127)
+    r64 = sent(lambda: eng.requant(*args, acc_bits=17))
+    r40 = sent(lambda: eng.requant(*args, acc_bits=17, out_bits=40))
+    assert r40 < r64, (r64, r40)
+
+
+@pytest.mark.protocols("rep3", "mal3")
 def test_requant_extreme_clamp_bounds(engine, protocol):
     # hi = 2^63 - 1: the threshold of hi + 1 must not wrap; lo = -2^63, hi = 2^63 - 1 is a span
     # beyond 2^16 (refused), not an empty one

@@ -53,6 +53,43 @@ void place_ot_output(S& out, int me, Vec&& y0, Vec&& mine) {
   }
 }
 
+// n values' low `bits` bits, packed end to end (bits < 64), and back (high bits zero).
+Vec pack_low(const u64* v, size_t n, int bits) {
+  Vec out(words_for(n * static_cast<size_t>(bits)), 0);
+  const u64 m = mask_bits(bits);
+  size_t pos = 0;
+  for (size_t i = 0; i < n; ++i, pos += static_cast<size_t>(bits)) {
+    const u64 x = v[i] & m;
+    const size_t w = pos >> 6;
+    const int o = static_cast<int>(pos & 63);
+    out[w] |= x << o;
+    if (o + bits > 64) out[w + 1] |= x >> (64 - o);
+  }
+  return out;
+}
+Vec unpack_low(const Vec& in, size_t n, int bits) {
+  Vec out(n);
+  const u64 m = mask_bits(bits);
+  size_t pos = 0;
+  for (size_t i = 0; i < n; ++i, pos += static_cast<size_t>(bits)) {
+    const size_t w = pos >> 6;
+    const int o = static_cast<int>(pos & 63);
+    u64 x = in[w] >> o;
+    if (o + bits > 64) x |= in[w + 1] << (64 - o);
+    out[i] = x & m;
+  }
+  return out;
+}
+// Sends n words, or their low bits only; recv_low is its receiving side.
+void send_low(Comm& comm, int to, Vec&& v, int bits) {
+  if (bits >= 64) comm.send(to, std::move(v));
+  else comm.send(to, pack_low(v.data(), v.size(), bits));
+}
+Vec recv_low(Comm& comm, int from, size_t n, int bits) {
+  if (bits >= 64) return comm.recv(from, n);
+  return unpack_low(comm.recv(from, words_for(n * static_cast<size_t>(bits))), n, bits);
+}
+
 constexpr size_t kChunk = 2048;  // elements per fused step (even: whole PRG blocks)
 
 inline u64 bit_at(const u64* words, size_t i) { return (words[i >> 6] >> (i & 63)) & 1; }
@@ -82,24 +119,8 @@ Share Rep3::input(int owner, const Shape& shape, const u64* data) {
   MsgKind kind(comm_, "input");
   OpScope s(stats(), "input");
   if (owner < 0 || owner > 2) throw ArgError("input owner must be 0, 1 or 2");
-  Share x = share_own(owner, shape, data);
-  comm_.round();
-  return x;
-}
-
-Share Rep3::share_own(int owner, const Shape& shape, const u64* data) {
-  OwnPending p = share_own_send(owner, shape, data);
-  share_own_finish(p);
-  return std::move(p.x);
-}
-
-Rep3::OwnPending Rep3::share_own_send(int owner, const Shape& shape, const u64* data) {
-  // A value one party shares inside a non-linear step ("own"), or an input sharing (input()).
-  MsgKind kind(comm_, std::strcmp(comm_.kind(), "input") == 0 ? "input" : "own");
   const size_t n = shape_size(shape);
-  OwnPending p;
-  p.x = Share{shape, {}, {}};
-  Share& x = p.x;
+  Share x{shape, {}, {}};
   // Components: x_owner random (owner & its previous party), x_{owner+1} = v - x_owner
   // (sent to the next party), x_{owner+2} = 0.
   if (me_ == owner) {
@@ -108,8 +129,7 @@ Rep3::OwnPending Rep3::share_own_send(int owner, const Shape& shape, const u64* 
     vsub(x.b.data(), data, x.a.data(), n);
     comm_.send(next_, x.b);
   } else if (me_ == (owner + 1) % 3) {
-    p.recv = true;
-    p.n = n;
+    x.a = comm_.recv(prev_, n);
     x.b.assign(n, 0);
     x.b_zero = true;
   } else {
@@ -117,12 +137,8 @@ Rep3::OwnPending Rep3::share_own_send(int owner, const Shape& shape, const u64* 
     x.a_zero = true;
     x.b = prg_next_.next(n);
   }
-  return p;
-}
-
-void Rep3::share_own_finish(OwnPending& p) {
-  if (p.recv) p.x.a = comm_.recv(prev_, p.n);
-  p.recv = false;
+  comm_.round();
+  return x;
 }
 
 Vec Rep3::reveal(const Share& x, int to) {
@@ -194,7 +210,7 @@ Share Rep3::mul_public(const Share& x, const Pub& c) {
 }
 
 // ------------------------------------------------------------------ products
-Share Rep3::reshare(Vec&& z, const Shape& shape) {
+Share Rep3::reshare(Vec&& z, const Shape& shape, int bits) {
   MsgKind kind(comm_, "reshare");
   const size_t n = z.size();
   // Zero sharing: F(k_i,i+1) - F(k_i-1,i) sums to 0 over the parties and masks z.
@@ -207,8 +223,9 @@ Share Rep3::reshare(Vec&& z, const Shape& shape) {
     u64* zc = z.data() + c0;
     for (size_t j = 0; j < len; ++j) zc[j] += r1[j] - r2[j];
   }
-  comm_.send(prev_, z);
-  Share out{shape, std::move(z), comm_.recv(next_, n)};
+  if (bits >= 64) comm_.send(prev_, z);
+  else comm_.send(prev_, pack_low(z.data(), n, bits));
+  Share out{shape, std::move(z), recv_low(comm_, next_, n, bits)};
   return out;
 }
 
@@ -338,7 +355,9 @@ std::vector<Share> Rep3::products(const std::vector<Product>& list) {
     }
     off += sizes[t];
   }
-  Share all = reshare(std::move(z), {static_cast<int64_t>(total)});
+  int bits = 1;
+  for (auto& p : list) bits = std::max(bits, std::min(64, std::max(1, p.out_bits)));
+  Share all = reshare(std::move(z), {static_cast<int64_t>(total)}, bits);
   comm_.round();
   if (list.size() == 1) {
     all.shape = shapes[0];
@@ -1144,6 +1163,23 @@ size_t lcm_size(size_t a, size_t b) {
 }
 }  // namespace
 
+int Rep3::requant_reads(const RequantSpec& s) {
+  // as requant() below: the comparisons read acc mod 2^(acc_bits + 1), the truncation
+  // y = acc * mult + add mod 2^B, B = d + rbits + 1 (the composition, where B > 64: everything)
+  size_t per = 1;
+  for (size_t sz : {s.d.v.size(), s.lo.v.size(), s.hi.v.size()}) per = lcm_size(per, std::max<size_t>(sz, 1));
+  int rbits = 1, dmax = 0;
+  for (size_t c = 0; c < per; ++c) {
+    const i64 lo = static_cast<i64>(s.lo.at(c)), hi = static_cast<i64>(s.hi.at(c));
+    if (lo > hi || i128(hi) - lo >= (i128(1) << 16)) return 64;
+    while ((i64(1) << rbits) < hi - lo + 1) ++rbits;
+    dmax = std::max(dmax, s.d.at(c));
+  }
+  const int B = dmax + rbits + 1;
+  if (B > 64) return 64;
+  return std::max(B, s.acc_bits + 1);
+}
+
 Share Rep3::requant(const Share& acc, const RequantSpec& s) {
   OpScope scope(stats(), "requant");
   const size_t n = acc.size();
@@ -1332,122 +1368,178 @@ Share Rep3::requant(const Share& acc, const RequantSpec& s) {
   std::vector<std::vector<BShare>> cs = carries(senders, ns, groups);
   groups.clear();
   // cs[k]: comparisons (ncmp), then floor: c_d, wrap[, adj]; stochastic: c1, wrap, q.
-  // Bits to inject per chunk, each one row: secret part from cs, plus this side's known bit
-  // (P1-known at the sender, P0/P2-known at the others). All chunks' sends, then receives.
-  std::vector<B2APending> bp(K);
-  std::vector<OwnPending> op(K);
-  size_t nb = 0;
-  for (size_t k = 0; k < K; ++k) {
-    s_ = senders[k];
-    const bool sender = cks[k].role == 1;
-    const size_t nk = ns[k], Wn = words_for(nk);
-    std::vector<BShare> sec;
-    std::vector<Vec> known;
-    const Vec zeros(Wn, 0);
-    const BShare& cd = cs[k][ncmp];  // floor only
-    const BShare& wrap = cs[k][ncmp + 1];
-    // below = [acc < th0]; above = not [acc < th1]
-    sec.push_back(cs[k][0]);
-    known.push_back(cks[k].cmp_known[0]);
-    sec.push_back(cs[k][1]);
-    known.push_back(cks[k].cmp_known[1]);
-    if (!sender)
-      for (auto& x : known.back()) x = ~x;
-    sec.push_back(wrap);
-    known.push_back(zeros);
-    if (stoch) {
-      sec.push_back(cs[k][ncmp]);  // c1
-      known.push_back(zeros);
-      sec.push_back(cs[k][ncmp + 2]);  // q
-      known.push_back(zeros);
-    } else {
-      sec.push_back(cd);
-      known.push_back(zeros);
+  //
+  // The output stage, in two rounds: out - lo = in * F + above * span (- ls * m with the tie
+  // correction), F = hi_A + hi_B + sum_X kappa_X X over the carry bits X (floor: c_d -
+  // 2^(rbits+1) wrap; stochastic: c1 - q - 2^(rbits+1) wrap), and in = 1 ^ below ^ above
+  // (below and above exclude each other: th0 <= th1), one XOR-shared bit. Every bit is
+  // X = g_X ^ e_X with g_X known to the sender S and e_X to the two others, so
+  // X = g_X + s_X e_X with the sign s_X = 1 - 2 g_X; with hi_A at S and hi_B at the others the
+  // whole expression is a polynomial sum_mu c_mu(S) * mu(others) + p_S. For every monomial mu
+  // of the others' values (hi_B, e_in, e_in hi_B, e_above, and e_X, e_in e_X per carry bit;
+  // e_ls, e_m, e_ls e_m), S sends c_mu + r_mu to one of the others, r_mu from the PRG S
+  // shares with the other one: the receiver adds mu * (c_mu + r_mu), the other subtracts
+  // mu * r_mu, S keeps p_S. This additive sharing is reshared once (round two). One word per
+  // monomial (8 on ReLU layers) and three for the resharing, instead of four per injected
+  // bit, the sender's share of hi_A and a product (20).
+  const u64 Wt = u64(1) << (rbits + 1);
+  const int ob = s.out_bits;  // the output is needed mod 2^ob: the messages carry ob bits
+  std::vector<u64> kap;  // kappa per carry bit
+  std::vector<int> fidx;  // their positions in cs[k]
+  if (stoch) {
+    kap = {1, 0 - u64(1), 0 - Wt};
+    fidx = {ncmp, ncmp + 2, ncmp + 1};
+  } else {
+    kap = {1, 0 - Wt};
+    fidx = {ncmp, ncmp + 1};
+  }
+  const size_t nF = kap.size(), nmon = 4 + 2 * nF + (any_corr ? 3 : 0);
+  // monomials alternate between the two receivers (roles 0 and 2): link loads stay even
+  size_t nto[2] = {(nmon + 1) / 2, nmon / 2};
+  std::vector<Vec> sendbuf(K), maskbuf(K);
+  std::vector<u64> spanv(per);
+  for (size_t c = 0; c < per; ++c) spanv[c] = static_cast<u64>(ch[c].hi - ch[c].lo);
+  Vec z(n, 0);
+  {
+    MsgKind kind(comm_, "cross");
+    for (size_t k = 0; k < K; ++k) {
+      s_ = senders[k];
+      const int r = cks[k].role;
+      const size_t i0 = cb[k], nk = ns[k];
+      const std::vector<BShare>& bs = cs[k];
+      // bit q of element j on this side: S: g (both components ^ S-known), others: e
+      auto side_bits = [&](const BShare& x, const Vec* known, bool invert_other) {
+        Vec w(x.a.size());
+        for (size_t i = 0; i < w.size(); ++i) {
+          u64 v = r == 1 ? x.a[i] ^ x.b[i] : (r == 0 ? x.a[i] : x.b[i]);
+          if (known) v ^= (*known)[i];
+          if (invert_other && r != 1) v = ~v;
+          w[i] = v;
+        }
+        return w;
+      };
+      const Vec bb = side_bits(bs[0], &cks[k].cmp_known[0], false);
+      const Vec ba = side_bits(bs[1], &cks[k].cmp_known[1], true);
+      std::vector<Vec> bF(nF);
+      for (size_t f = 0; f < nF; ++f) bF[f] = side_bits(bs[fidx[f]], nullptr, false);
+      Vec bl, bm;
+      if (any_corr) {
+        // m = [acc < th2] ^ [acc < th3] (the sender's top bits cancel); ls = not [y_low >= adj]
+        BShare mb = bs[2], lb = bs[ncmp + 2];
+        Vec km(mb.a.size(), 0), kl(mb.a.size(), 0);
+        for (size_t w = 0; w < km.size(); ++w) {
+          mb.a[w] ^= bs[3].a[w];
+          mb.b[w] ^= bs[3].b[w];
+          lb.a[w] ^= bs[ncmp].a[w];
+          lb.b[w] ^= bs[ncmp].b[w];
+          if (r != 1) {
+            km[w] = cks[k].cmp_known[2][w] ^ cks[k].cmp_known[3][w];
+            kl[w] = ~cks[k].adj_known[w];
+          }
+        }
+        bm = side_bits(mb, &km, false);
+        bl = side_bits(lb, &kl, false);
+      }
+      auto bit = [](const Vec& w, size_t j) -> u64 { return (w[j >> 6] >> (j & 63)) & 1; };
+      if (r == 1) {
+        // S: coefficients c_mu (monomial-major), masked for the receiver with the PRG it
+        // shares with the other one (role 0's masks come from the S-role 2 key, prg_next_).
+        Vec mk0 = prg_next_.next(nto[0] * nk), mk2 = prg_prev_.next(nto[1] * nk);
+        Vec to0(nto[0] * nk), to2(nto[1] * nk);
+        std::vector<u64> cf(nmon);
+        for (size_t j = 0, c = 0; j < nk; ++j, c = c + 1 == per ? 0 : c + 1) {
+          const u64 ga = bit(ba, j), gi = 1 ^ bit(bb, j) ^ ga, si = 1 - 2 * gi, sa = 1 - 2 * ga;
+          u64 F0 = cks[k].ylocal[j];
+          for (size_t f = 0; f < nF; ++f) F0 += kap[f] * bit(bF[f], j);
+          size_t q = 0;
+          cf[q++] = gi;                       // hi_B
+          cf[q++] = si * F0;                  // e_in
+          cf[q++] = si;                       // e_in hi_B
+          cf[q++] = spanv[c] * sa;            // e_a
+          for (size_t f = 0; f < nF; ++f) {
+            const u64 ks = kap[f] * (1 - 2 * bit(bF[f], j));
+            cf[q++] = gi * ks;                // e_X
+            cf[q++] = si * ks;                // e_in e_X
+          }
+          u64 pS = gi * F0 + spanv[c] * ga;
+          if (any_corr) {
+            const u64 gl = bit(bl, j), gm = bit(bm, j), sl = 1 - 2 * gl, sm = 1 - 2 * gm;
+            cf[q++] = 0 - sl * gm;            // e_ls
+            cf[q++] = 0 - gl * sm;            // e_m
+            cf[q++] = 0 - sl * sm;            // e_ls e_m
+            pS -= gl * gm;
+          }
+          for (size_t m = 0; m < nmon; ++m) {
+            const size_t at = (m >> 1) * nk + j;
+            if (m & 1) to2[at] = cf[m] + mk2[at];
+            else to0[at] = cf[m] + mk0[at];
+          }
+          z[i0 + j] = pS;
+        }
+        send_low(comm_, party_of(0), std::move(to0), ob);
+        send_low(comm_, party_of(2), std::move(to2), ob);
+      } else {
+        // the masks of the other receiver's monomials (shared with S)
+        const int side = r == 0 ? 0 : 1;
+        maskbuf[k] = (r == 0 ? prg_next_ : prg_prev_).next(nto[1 - side] * nk);
+        // the monomials' values, kept for the receive
+        Vec mon(nmon * nk);
+        const Vec& hiB = cks[k].ylocal;
+        for (size_t j = 0; j < nk; ++j) {
+          const u64 ea = bit(ba, j), ei = bit(bb, j) ^ ea;
+          size_t q = 0;
+          mon[q++ * nk + j] = hiB[j];
+          mon[q++ * nk + j] = ei;
+          mon[q++ * nk + j] = ei * hiB[j];
+          mon[q++ * nk + j] = ea;
+          for (size_t f = 0; f < nF; ++f) {
+            const u64 ex = bit(bF[f], j);
+            mon[q++ * nk + j] = ex;
+            mon[q++ * nk + j] = ei & ex;
+          }
+          if (any_corr) {
+            const u64 el = bit(bl, j), em = bit(bm, j);
+            mon[q++ * nk + j] = el;
+            mon[q++ * nk + j] = em;
+            mon[q++ * nk + j] = el & em;
+          }
+        }
+        sendbuf[k] = std::move(mon);
+      }
     }
-    if (any_corr) {
-      // m = [acc < th2] ^ [acc < th3] (the sender's top bits cancel); ls = not [y_low >= adj]
-      BShare mbit = cs[k][2], lsbit = cs[k][ncmp + 2];
-      Vec km(Wn, 0), kl(Wn, 0);
-      for (size_t w = 0; w < Wn; ++w) {
-        mbit.a[w] ^= cs[k][3].a[w];
-        mbit.b[w] ^= cs[k][3].b[w];
-        lsbit.a[w] ^= cd.a[w];
-        lsbit.b[w] ^= cd.b[w];
-        if (!sender) {
-          km[w] = cks[k].cmp_known[2][w] ^ cks[k].cmp_known[3][w];
-          kl[w] = ~cks[k].adj_known[w];
+    for (size_t k = 0; k < K; ++k) {
+      s_ = senders[k];
+      const int r = cks[k].role;
+      if (r == 1) continue;
+      const size_t i0 = cb[k], nk = ns[k];
+      const int side = r == 0 ? 0 : 1;
+      const Vec recv = recv_low(comm_, party_of(1), nto[side] * nk, ob);
+      const Vec& mon = sendbuf[k];
+      const Vec& mk = maskbuf[k];
+      for (size_t m = 0; m < nmon; ++m) {
+        const u64* mu = mon.data() + m * nk;
+        u64* zz = z.data() + i0;
+        const size_t at = (m >> 1) * nk;
+        if (static_cast<int>(m & 1) == side) {
+          const u64* cv = recv.data() + at;
+          for (size_t j = 0; j < nk; ++j) zz[j] += mu[j] * cv[j];
+        } else {
+          const u64* rv = mk.data() + at;
+          for (size_t j = 0; j < nk; ++j) zz[j] -= mu[j] * rv[j];
         }
       }
-      sec.push_back(std::move(mbit));
-      known.push_back(std::move(km));
-      sec.push_back(std::move(lsbit));
-      known.push_back(std::move(kl));
     }
-    nb = sec.size();
-    BShare all{1, nb * Wn, Vec(nb * Wn), Vec(nb * Wn)};
-    Vec kn(nb * Wn);
-    for (size_t q = 0; q < nb; ++q) {
-      std::copy(sec[q].a.begin(), sec[q].a.end(), all.a.begin() + q * Wn);
-      std::copy(sec[q].b.begin(), sec[q].b.end(), all.b.begin() + q * Wn);
-      std::copy(known[q].begin(), known[q].end(), kn.begin() + q * Wn);
-    }
-    bp[k] = b2a_send(all, nb * Wn * 64, sender ? &kn : nullptr, sender ? nullptr : &kn, Pub(1));
-    // the sender's part of the truncated value, shared in the same round
-    op[k] = share_own_send(party_of(1), {static_cast<int64_t>(nk)}, sender ? cks[k].ylocal.data() : nullptr);
-  }
-  cs.clear();
-  std::vector<std::vector<Share>> parts(K);
-  std::vector<Share> hiA(K);
-  for (size_t k = 0; k < K; ++k) {
-    s_ = senders[k];
-    Share bits = b2a_finish(bp[k]);
-    share_own_finish(op[k]);
-    hiA[k] = std::move(op[k].x);
-    const size_t nk = ns[k], n64 = words_for(nk) * 64;
-    for (size_t q = 0; q < nb; ++q)
-      parts[k].push_back(Share{{static_cast<int64_t>(nk)}, Vec(bits.a.begin() + q * n64, bits.a.begin() + q * n64 + nk),
-                               Vec(bits.b.begin() + q * n64, bits.b.begin() + q * n64 + nk)});
-    // F = hi_A + hi_B (+ c_d | + c1 - q) - wrap * 2^(rbits + 1)   (in range: R - lo)
-    Share& F = hiA[k];
-    if (cks[k].role == 0) vadd(F.a.data(), F.a.data(), cks[k].ylocal.data(), nk);
-    else if (cks[k].role == 2) vadd(F.b.data(), F.b.data(), cks[k].ylocal.data(), nk);
-    F.a_zero = F.b_zero = false;
   }
   s_ = s0;
+  cs.clear();
+  sendbuf.clear();
+  maskbuf.clear();
   comm_.round();
-  auto joined = [&](size_t q) {
-    std::vector<const Share*> ps;
-    for (size_t k = 0; k < K; ++k) ps.push_back(&parts[k][q]);
-    return concat(ps);
-  };
-  Share F;
-  {
-    std::vector<const Share*> ps;
-    for (size_t k = 0; k < K; ++k) ps.push_back(&hiA[k]);
-    F = concat(ps);
-  }
-  hiA.clear();
-  Share below = joined(0), above = joined(1);
-  F = sub(F, mul_public(joined(2), Pub(u64(1) << (rbits + 1))));
-  if (stoch) F = sub(add(F, joined(3)), joined(4));
-  else F = add(F, joined(3));
-  Share inr = add_public(neg(add(below, above)), Pub(1));
-  std::vector<Product> pl{{Product::kElementwise, &inr, &F, {}}};
-  Share mS, lsS;
-  if (any_corr) {
-    mS = joined(4);
-    lsS = joined(5);
-    pl.push_back({Product::kElementwise, &lsS, &mS, {}});
-  }
-  parts.clear();
-  std::vector<Share> pr = products(pl);
-  std::vector<u64> span(per), lov(per);
-  for (size_t c = 0; c < per; ++c) {
-    span[c] = static_cast<u64>(ch[c].hi - ch[c].lo);
-    lov[c] = static_cast<u64>(ch[c].lo);
-  }
-  Share out = add_public(add(pr[0], mul_public(above, Pub(span))), Pub(lov));
-  if (any_corr) out = sub(out, pr[1]);
+  Share out = reshare(std::move(z), acc.shape, ob);
+  comm_.round();
+  std::vector<u64> lov(per);
+  for (size_t c = 0; c < per; ++c) lov[c] = static_cast<u64>(ch[c].lo);
+  out = add_public(out, Pub(lov));
   out.shape = acc.shape;
   return out;
 }

@@ -39,6 +39,9 @@ class Rep3 : public Protocol {
   const char* name() const override { return "rep3"; }
   static constexpr int kDefaultRoundBits = 40;
   void set_round_bits(int k);  // benchmarks and tests: 1..62
+  // Low bits of acc that requant(acc, s) reads (mpc::requant_reads): acc_bits + 1 for the
+  // comparisons and d + rbits + 1 for the truncation; 64 where it falls back to the composition.
+  static int requant_reads(const RequantSpec& s);
 
   Share input(int owner, const Shape& shape, const u64* data) override;
   Vec reveal(const Share& x, int to) override;
@@ -76,7 +79,8 @@ class Rep3 : public Protocol {
   // of a TFLite model: d = 31 + right shift <= 40 for any multiplier >= 2^-9).
   int round_bits_ = kDefaultRoundBits;
 
-  Share reshare(Vec&& z, const Shape& shape);
+  // bits < 64: the value is needed mod 2^bits only; the messages carry that many bits.
+  Share reshare(Vec&& z, const Shape& shape, int bits = 64);
   BShare bool_and(const BShare& x, const BShare& y);  // one round, planes matched
   // OT with sender P1, choice known to P0 and P2; replicated output, one round.
   // msg(i, m0, m1) is evaluated at P1 only, choice(i) -> 0/1 at P0 and P2 only.
@@ -133,18 +137,8 @@ class Rep3 : public Protocol {
   };
   std::vector<std::vector<BShare>> carries(const std::vector<int>& senders, const std::vector<size_t>& ns,
                                            const std::vector<std::vector<CarryGroup>>& groups);
-  // Replicated sharing of a value known to `owner` only (the others pass nullptr),
-  // without a round of its own (it rides on the caller's round).
-  Share share_own(int owner, const Shape& shape, const u64* data);
   // One-round steps split into their sends and their receives, so that several of them,
   // with different senders, share one round (all sends first, then all receives).
-  struct OwnPending {
-    Share x;
-    bool recv = false;
-    size_t n = 0;
-  };
-  OwnPending share_own_send(int owner, const Shape& shape, const u64* data);
-  void share_own_finish(OwnPending& p);
   struct B2APending {
     Share out;
     Vec mine, ebits;
