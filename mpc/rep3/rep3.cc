@@ -1231,6 +1231,8 @@ Share Rep3::requant(const Share& acc, const RequantSpec& s) {
     h.th[1] = theta(stoch ? i128(h.hi) : i128(h.hi) + 1);
     h.th[2] = h.corr ? theta(h.lo + 1) : h.th[0];
     h.th[3] = h.corr ? theta(h0 + 1) : h.th[0];
+    // the output stage takes in = 1 ^ below ^ above: below and above must exclude each other
+    if (h.th[0] > h.th[1]) throw Error("internal: requant thresholds out of order");
   }
   bool any_corr = false;
   for (auto& h : ch) any_corr |= h.corr;
@@ -1396,7 +1398,7 @@ Share Rep3::requant(const Share& acc, const RequantSpec& s) {
   const size_t nF = kap.size(), nmon = 4 + 2 * nF + (any_corr ? 3 : 0);
   // monomials alternate between the two receivers (roles 0 and 2): link loads stay even
   size_t nto[2] = {(nmon + 1) / 2, nmon / 2};
-  std::vector<Vec> sendbuf(K), maskbuf(K);
+  std::vector<Vec> monos(K), maskbuf(K);
   std::vector<u64> spanv(per);
   for (size_t c = 0; c < per; ++c) spanv[c] = static_cast<u64>(ch[c].hi - ch[c].lo);
   Vec z(n, 0);
@@ -1504,7 +1506,7 @@ Share Rep3::requant(const Share& acc, const RequantSpec& s) {
             mon[q++ * nk + j] = el & em;
           }
         }
-        sendbuf[k] = std::move(mon);
+        monos[k] = std::move(mon);
       }
     }
     for (size_t k = 0; k < K; ++k) {
@@ -1514,7 +1516,7 @@ Share Rep3::requant(const Share& acc, const RequantSpec& s) {
       const size_t i0 = cb[k], nk = ns[k];
       const int side = r == 0 ? 0 : 1;
       const Vec recv = recv_low(comm_, party_of(1), nto[side] * nk, ob);
-      const Vec& mon = sendbuf[k];
+      const Vec& mon = monos[k];
       const Vec& mk = maskbuf[k];
       for (size_t m = 0; m < nmon; ++m) {
         const u64* mu = mon.data() + m * nk;
@@ -1532,7 +1534,7 @@ Share Rep3::requant(const Share& acc, const RequantSpec& s) {
   }
   s_ = s0;
   cs.clear();
-  sendbuf.clear();
+  monos.clear();
   maskbuf.clear();
   comm_.round();
   Share out = reshare(std::move(z), acc.shape, ob);
