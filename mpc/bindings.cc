@@ -8,6 +8,7 @@
 #include <cstring>
 #include <memory>
 
+#include "bitslice.h"
 #include "cpu.h"
 #include "delegate/delegate.h"
 #include "linalg.h"
@@ -398,6 +399,18 @@ PYBIND11_MODULE(_native, m) {
         return from_ring(C, {sa[0], sb[1]}, false);
       },
       "Plaintext C = A @ B mod 2^64 with the engine's GEMM.");
+  m.def(
+      "bit_planes",
+      [](py::array v, size_t planes) {
+        Shape sv;
+        auto V = to_ring(v, &sv);
+        if (planes > 128) throw py::value_error("bit_planes: at most 128 planes");
+        const size_t W = words_for(V.size());
+        Vec out(planes * W);
+        bit_planes(V.data(), V.size(), planes, W, out.data());
+        return from_ring(out, {static_cast<int64_t>(planes), static_cast<int64_t>(W)}, false);
+      },
+      "Bit planes of uint64 values (tests): out[j, w] bit i = bit j of v[64 w + i].");
   m.def(
       "time_gemm",
       [](size_t M, size_t K, size_t N, int repeat) {

@@ -36,6 +36,30 @@ def test_prg_stream_is_aes_ctr():
     assert not np.array_equal(_native.prg_stream(bytes(16), 8), _native.prg_stream(bytes([1] + [0] * 15), 8))
 
 
+@pytest.mark.parametrize("level", ["scalar", "avx512"])
+@pytest.mark.parametrize("n,planes", [(1, 1), (63, 7), (64, 64), (65, 47), (1000, 22), (4096, 9), (70, 65)])
+def test_bit_planes_every_simd_level(level, n, planes, rng):
+    """The bit slicer (rep3's and mal3's carry circuits) against its definition, portable and
+    AVX-512 (VBMI) paths, on lengths on and off the 64-value block."""
+    if level == "avx512" and tflite_mpc.simd_level() != "avx512":
+        pytest.skip("no AVX-512 here")
+    v = rng.integers(0, 2**64, size=n, dtype=U64)
+    try:
+        _native.force_simd_level(level)
+        got = _native.bit_planes(v, planes)
+    finally:
+        _native.force_simd_level("")
+    W = (n + 63) // 64
+    bits = np.zeros((n, planes), dtype=U64)  # [n, planes]; planes from 64 on are zero
+    low = min(planes, 64)
+    bits[:, :low] = (v[:, None] >> np.arange(low, dtype=U64)[None, :]) & U64(1)
+    pad = np.zeros((W * 64, planes), dtype=U64)
+    pad[:n] = bits
+    want = (pad.reshape(W, 64, planes) << np.arange(64, dtype=U64)[None, :, None]).sum(axis=1, dtype=U64).T
+    assert got.shape == (planes, W)
+    assert np.array_equal(got.astype(U64), want)
+
+
 @pytest.mark.parametrize("level", ["scalar", "avx2", "avx512"])
 def test_gemm_every_simd_level(level, rng):
     if level == "avx512" and tflite_mpc.simd_level() != "avx512":

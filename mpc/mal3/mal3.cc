@@ -8,6 +8,7 @@
 #include <cstring>
 #include <memory>
 
+#include "../bitslice.h"
 #include "../cpu.h"
 #include "../linalg.h"
 #include "../ops.h"
@@ -1391,18 +1392,10 @@ BShare shift_planes(const BShare& x, size_t s) {
 }
 
 void to_planes(const Vec& v, size_t k, size_t W, u64* out) {
-  // per word of 64 elements: a 64 x k bit transpose in local words, without branching on the
-  // share bits
-  u64 acc[64];
-  for (size_t w = 0; w * 64 < v.size(); ++w) {
-    std::fill_n(acc, k, 0);
-    const size_t m = std::min<size_t>(64, v.size() - w * 64);
-    for (size_t l = 0; l < m; ++l) {
-      const u64 x = v[w * 64 + l];
-      for (size_t p = 0; p < k; ++p) acc[p] |= ((x >> p) & 1) << l;
-    }
-    for (size_t p = 0; p < k; ++p) out[p * W + w] |= acc[p];
-  }
+  // out |= the k low bit planes of v (bit_planes: no branch on the share bits)
+  Vec t(k * W);
+  bit_planes(v.data(), v.size(), k, W, t.data());
+  vxor(out, out, t.data(), k * W);  // the callers' planes start zero: ^ is |
 }
 
 

@@ -5,6 +5,7 @@
 #include <thread>
 #include <tuple>
 
+#include "../bitslice.h"
 #include "../linalg.h"
 #include "../ops.h"
 
@@ -14,30 +15,10 @@ namespace {
 
 inline u64 shl(u64 x, int s) { return s >= 64 ? 0 : x << s; }
 
-// In-place 64x64 bit-matrix transpose: bit j of a[i] <-> bit i of a[j].
-void transpose64(u64* a) {
-  u64 m = 0x00000000FFFFFFFFULL;
-  for (int j = 32; j != 0; j >>= 1, m ^= (m << j)) {
-    for (int k = 0; k < 64; k = ((k | j) + 1) & ~j) {
-      u64 t = ((a[k] >> j) ^ a[k | j]) & m;
-      a[k] ^= t << j;
-      a[k | j] ^= t;
-    }
-  }
-}
-
 // Bit planes of the low `planes` bits of v[0..n): plane j bit i = bit j of v[i].
 Vec to_planes(const Vec& v, size_t planes, size_t W) {
   Vec out(planes * W);
-  u64 blk[64];
-  const size_t n = v.size();
-  for (size_t w = 0; w < W; ++w) {
-    const size_t base = w * 64, cnt = std::min<size_t>(64, n - base);
-    std::memcpy(blk, v.data() + base, cnt * 8);
-    std::memset(blk + cnt, 0, (64 - cnt) * 8);
-    transpose64(blk);
-    for (size_t j = 0; j < planes; ++j) out[j * W + w] = blk[j];
-  }
+  bit_planes(v.data(), v.size(), planes, W, out.data());
   return out;
 }
 
