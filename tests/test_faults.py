@@ -76,10 +76,16 @@ def test_plan_selects_the_messages_and_counts_them():
     _native._fault_arm(0, "input", "flip", seed=2, count=-1)
     pipeline()
     assert _native._fault_tampered() == 1
-    # inconsistent mode never alters what goes to the previous party only (rep3's resharing)
-    _native._fault_arm(0, "reshare", "inconsistent", seed=2, count=-1)
+    # inconsistent mode never alters what goes to the previous party only (party 1's part of
+    # the openings to party 0)...
+    _native._fault_arm(1, "reveal", "inconsistent", seed=2, count=-1)
     assert all(np.array_equal(g, w) for g, w in zip(pipeline(), WANT))
     assert _native._fault_tampered() == 0
+    # ... and alters the copy to the next party: rep3's resharings send half of their words
+    # each way (the product's and the requantization's: two messages to the next party)
+    _native._fault_arm(0, "reshare", "inconsistent", seed=2, count=-1)
+    pipeline()
+    assert _native._fault_tampered() == 2
     # party 1 shares W: one input message (to party 2); the first one is W's
     _native._fault_arm(1, "input", "add", seed=3, skip=0, count=1)
     got = pipeline()

@@ -887,6 +887,7 @@ struct Proof {
 
 // ------------------------------------------------------------------ setup
 Mal3::Mal3(Comm& comm) : Rep3(comm) {
+  balanced_ = false;  // the proofs take each product's sent word as component a (Rep3::reshare)
   MsgKind kind(comm_, "setup");
   OpScope s(stats(), "setup");
   u64 msg[4];

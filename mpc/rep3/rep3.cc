@@ -204,9 +204,35 @@ Share Rep3::reshare(Vec&& z, const Shape& shape, int bits) {
     u64* zc = z.data() + c0;
     for (size_t j = 0; j < len; ++j) zc[j] += r1[j] - r2[j];
   }
-  if (bits >= 64) comm_.send(prev_, z);
-  else comm_.send(prev_, pack_low(z.data(), n, bits));
-  Share out{shape, std::move(z), recv_low(comm_, next_, n, bits)};
+  // Party i's masked value v_i becomes component i (kept as a, sent to the previous party,
+  // which holds it as b) for the first h elements, component i + 1 (kept as b, sent to the
+  // next party, which holds it as a) for the rest: either way every component is one party's
+  // value, masked for its receiver by the PRG value the receiver lacks. Halving the tensor
+  // this way loads both directions of every link alike (one-way, each link carried all of
+  // it in one direction).
+  const size_t h = balanced_ ? n / 2 : n;
+  auto send_part = [&](int to, size_t from, size_t len) {
+    if (len == 0) return;
+    if (bits >= 64) comm_.send(to, z.data() + from, len);
+    else comm_.send(to, pack_low(z.data() + from, len, bits));
+  };
+  send_part(prev_, 0, h);
+  send_part(next_, h, n - h);
+  Share out{shape, Vec(), Vec()};
+  if (h == n) {
+    out.b = recv_low(comm_, next_, n, bits);
+    out.a = std::move(z);
+    return out;
+  }
+  out.a = std::move(z);
+  out.b = Vec(n);
+  if (h) {
+    const Vec got = recv_low(comm_, next_, h, bits);
+    std::copy(got.begin(), got.end(), out.b.begin());
+  }
+  const Vec got = recv_low(comm_, prev_, n - h, bits);
+  std::copy(out.a.begin() + h, out.a.end(), out.b.begin() + h);
+  std::copy(got.begin(), got.end(), out.a.begin() + h);
   return out;
 }
 
@@ -354,8 +380,23 @@ Rep3::BShare Rep3::bool_and(const BShare& x, const BShare& y) {
   Vec z(n), r1 = prg_next_.next(n), r2 = prg_prev_.next(n);
   for (size_t i = 0; i < n; ++i)
     z[i] = (x.a[i] & y.a[i]) ^ (x.a[i] & y.b[i]) ^ (x.b[i] & y.a[i]) ^ r1[i] ^ r2[i];
-  comm_.send(prev_, z);
-  BShare out{x.planes, x.W, std::move(z), comm_.recv(next_, n)};
+  // As reshare(): the first half of the words go to the previous party, the rest to the next.
+  const size_t h = balanced_ ? n / 2 : n;
+  if (h == n) {
+    comm_.send(prev_, z);
+    BShare out{x.planes, x.W, std::move(z), comm_.recv(next_, n)};
+    return out;
+  }
+  if (h) comm_.send(prev_, z.data(), h);
+  comm_.send(next_, z.data() + h, n - h);
+  BShare out{x.planes, x.W, std::move(z), Vec(n)};
+  if (h) {
+    const Vec got = comm_.recv(next_, h);
+    std::copy(got.begin(), got.end(), out.b.begin());
+  }
+  const Vec got = comm_.recv(prev_, n - h);
+  std::copy(out.a.begin() + h, out.a.end(), out.b.begin() + h);
+  std::copy(got.begin(), got.end(), out.a.begin() + h);
   return out;
 }
 
@@ -749,7 +790,7 @@ Share Rep3::trunc(const Share& x, const Shifts& d) {
 // ------------------------------------------------------------------ fused requantization
 namespace mpc {
 
-Rep3::R4Pending Rep3::radix4_send(size_t planes, size_t W, const Vec& mine) {
+Rep3::R4Pending Rep3::radix4_send(size_t planes, size_t W, const Vec& mine, const std::vector<uint8_t>* gonly) {
   MsgKind kind(comm_, "radix4");
   // First layer in radix 4: the (generate, propagate) pair of every 2-plane group of A + B
   // (A: 2 bits at the sender P1, B: 2 bits at P0 and P2), as replicated XOR shares, in ONE
@@ -757,12 +798,19 @@ Rep3::R4Pending Rep3::radix4_send(size_t planes, size_t W, const Vec& mine) {
   // table T[j] = f(A, j) ^ rho ^ sigma masked per entry (masks shared with the other
   // receiver), and each receiver sends the other the mask of its own entry B. Output
   // components as in ot_arith: y1 = rho (P0, P1), y2 = sigma (P1, P2), y0 = f ^ rho ^ sigma.
+  // Groups q with (*gonly)[q] set carry no propagate output (its P comes out zero): the lowest
+  // group of a circuit whose propagate nobody reads.
   if (planes & 1) throw ArgError("internal: radix-4 layer needs an even plane count");
   const size_t ng = planes / 2, n = ng * W;
   R4Pending p;
   p.n = n;
+  p.W = W;
   p.role = role();
   p.out = GP{{ng, W, {}, {}}, {ng, W, {}, {}}};
+  for (size_t q = 0; q < ng; ++q)
+    if (!gonly || !(*gonly)[q]) p.pgroups.push_back(q);
+  // Words per table entry: the generate of every group, then the propagate of the P groups.
+  const size_t m = n + p.pgroups.size() * W;
   // Operand planes regrouped: lo[i] / hi[i], i = q * W + w (word w of group q).
   p.lo.resize(n);
   p.hi.resize(n);
@@ -773,77 +821,82 @@ Rep3::R4Pending Rep3::radix4_send(size_t planes, size_t W, const Vec& mine) {
   const u64* __restrict a0 = p.lo.data();
   const u64* __restrict a1 = p.hi.data();
   if (p.role == 1) {
-    Vec rho = prg_prev_.next(2 * n), m2 = prg_prev_.next(8 * n);  // m2: masks of the words to P2
-    Vec sigma = prg_next_.next(2 * n), m0 = prg_next_.next(8 * n);  // m0: masks of the words to P0
-    Vec rr(2 * n);
-    vxor(rr.data(), rho.data(), sigma.data(), 2 * n);
-    Vec to0(8 * n), to2(8 * n);
-    // entry j = (b1 b0): generate a1 b1 ^ (a1 ^ b1) a0 b0, propagate (a1 ^ b1)(a0 ^ b0);
-    // plane 2j: generate, 2j + 1: propagate
+    Vec rho = prg_prev_.next(m), m2 = prg_prev_.next(4 * m);  // m2: masks of the words to P2
+    Vec sigma = prg_next_.next(m), m0 = prg_next_.next(4 * m);  // m0: masks of the words to P0
+    Vec rr(m);
+    vxor(rr.data(), rho.data(), sigma.data(), m);
+    Vec to0(4 * m), to2(4 * m);
+    // entry j = (b1 b0): generate a1 b1 ^ (a1 ^ b1) a0 b0, propagate (a1 ^ b1)(a0 ^ b0)
     for (int j = 0; j < 4; ++j) {
-      u64* __restrict t0g = to0.data() + (2 * j) * n;
-      u64* __restrict t0p = to0.data() + (2 * j + 1) * n;
-      u64* __restrict t2g = to2.data() + (2 * j) * n;
-      u64* __restrict t2p = to2.data() + (2 * j + 1) * n;
-      const u64* __restrict m0g = m0.data() + (2 * j) * n;
-      const u64* __restrict m0p = m0.data() + (2 * j + 1) * n;
-      const u64* __restrict m2g = m2.data() + (2 * j) * n;
-      const u64* __restrict m2p = m2.data() + (2 * j + 1) * n;
-      const u64* __restrict rg = rr.data();
-      const u64* __restrict rp = rr.data() + n;
+      u64* __restrict t0 = to0.data() + j * m;
+      u64* __restrict t2 = to2.data() + j * m;
+      const u64* __restrict k0 = m0.data() + j * m;
+      const u64* __restrict k2 = m2.data() + j * m;
       const u64 f1 = (j & 2) ? ~u64(0) : 0, f0 = (j & 1) ? ~u64(0) : 0;  // b1, b0 of entry j
       for (size_t i = 0; i < n; ++i) {
         const u64 x1 = a1[i], x0 = a0[i];
-        const u64 g = (x1 & f1) ^ ((x1 ^ f1) & x0 & f0) ^ rg[i];
-        const u64 pp = ((x1 ^ f1) & (x0 ^ f0)) ^ rp[i];
-        t0g[i] = g ^ m0g[i];
-        t2g[i] = g ^ m2g[i];
-        t0p[i] = pp ^ m0p[i];
-        t2p[i] = pp ^ m2p[i];
+        const u64 g = (x1 & f1) ^ ((x1 ^ f1) & x0 & f0) ^ rr[i];
+        t0[i] = g ^ k0[i];
+        t2[i] = g ^ k2[i];
       }
+      for (size_t t = 0, k = n; t < p.pgroups.size(); ++t)
+        for (size_t w = 0, i = p.pgroups[t] * W; w < W; ++w, ++i, ++k) {
+          const u64 pp = ((a1[i] ^ f1) & (a0[i] ^ f0)) ^ rr[k];
+          t0[k] = pp ^ k0[k];
+          t2[k] = pp ^ k2[k];
+        }
     }
     comm_.send(party_of(0), std::move(to0));
     comm_.send(party_of(2), std::move(to2));
     p.out.g.a.assign(rho.begin(), rho.begin() + n);
-    p.out.p.a.assign(rho.begin() + n, rho.end());
     p.out.g.b.assign(sigma.begin(), sigma.begin() + n);
-    p.out.p.b.assign(sigma.begin() + n, sigma.end());
+    p.out.p.a = radix4_scatter(p, rho);
+    p.out.p.b = radix4_scatter(p, sigma);
     p.lo = Vec();
     p.hi = Vec();
     return p;
   }
   Prg& with1 = p.role == 0 ? prg_next_ : prg_prev_;
-  p.mine1 = with1.next(2 * n);
-  Vec masks = with1.next(8 * n);  // role 0: rho, m2; role 2: sigma, m0
-  Vec help(2 * n, 0);
+  p.mine1 = with1.next(m);
+  Vec masks = with1.next(4 * m);  // role 0: rho, m2; role 2: sigma, m0
+  Vec help(m, 0);
   radix4_pick(p, masks, help);
   std::tie(p.from, p.other) = send_help(p.role, std::move(help));
   return p;
 }
 
+Vec Rep3::radix4_scatter(const R4Pending& p, const Vec& v) const {
+  // the propagate words of v (after the n generate words) at their groups; zero elsewhere
+  Vec out(p.n, 0);
+  for (size_t t = 0; t < p.pgroups.size(); ++t)
+    std::memcpy(out.data() + p.pgroups[t] * p.W, v.data() + p.n + t * p.W, p.W * 8);
+  return out;
+}
+
 void Rep3::radix4_pick(const R4Pending& p, const Vec& t, Vec& dst) const {
-  // dst ^= entry B of an 8-plane table (entry j, output o at plane 2j + o), both outputs
-  const size_t n = p.n;
+  // dst ^= entry B of a 4-entry table (entry j at [j m, (j + 1) m)), generate and propagate words
+  const size_t n = p.n, W = p.W, m = n + p.pgroups.size() * W;
   const u64* __restrict tp = t.data();
   const u64* __restrict bl = p.lo.data();
   const u64* __restrict bh = p.hi.data();
-  u64* __restrict dg = dst.data();
-  u64* __restrict dp = dst.data() + n;
-  for (size_t i = 0; i < n; ++i) {
+  u64* __restrict d = dst.data();
+  auto pick = [&](size_t k, size_t i) {
     const u64 b0 = bl[i], b1 = bh[i];
     const u64 s0 = ~b1 & ~b0, s1 = ~b1 & b0, s2 = b1 & ~b0, s3 = b1 & b0;
-    dg[i] ^= (tp[i] & s0) | (tp[2 * n + i] & s1) | (tp[4 * n + i] & s2) | (tp[6 * n + i] & s3);
-    dp[i] ^= (tp[n + i] & s0) | (tp[3 * n + i] & s1) | (tp[5 * n + i] & s2) | (tp[7 * n + i] & s3);
-  }
+    d[k] ^= (tp[k] & s0) | (tp[m + k] & s1) | (tp[2 * m + k] & s2) | (tp[3 * m + k] & s3);
+  };
+  for (size_t i = 0; i < n; ++i) pick(i, i);
+  for (size_t q = 0, k = n; q < p.pgroups.size(); ++q)
+    for (size_t w = 0, i = p.pgroups[q] * W; w < W; ++w, ++i, ++k) pick(k, i);
 }
 
 Rep3::GP Rep3::radix4_finish(R4Pending& p) {
   if (p.role == 1) return std::move(p.out);
-  const size_t n = p.n;
-  Vec table = comm_.recv(p.from, 8 * n), y0 = comm_.recv(p.other, 2 * n);
+  const size_t n = p.n, m = n + p.pgroups.size() * p.W;
+  Vec table = comm_.recv(p.from, 4 * m), y0 = comm_.recv(p.other, m);
   radix4_pick(p, table, y0);
-  Vec y0g(y0.begin(), y0.begin() + n), y0p(y0.begin() + n, y0.end());
-  Vec mg(p.mine1.begin(), p.mine1.begin() + n), mp(p.mine1.begin() + n, p.mine1.end());
+  Vec y0g(y0.begin(), y0.begin() + n), y0p = radix4_scatter(p, y0);
+  Vec mg(p.mine1.begin(), p.mine1.begin() + n), mp = radix4_scatter(p, p.mine1);
   place_ot_output(p.out.g, p.role, std::move(y0g), std::move(mg));
   place_ot_output(p.out.p, p.role, std::move(y0p), std::move(mp));
   return std::move(p.out);
@@ -851,7 +904,8 @@ Rep3::GP Rep3::radix4_finish(R4Pending& p) {
 
 std::vector<std::vector<Rep3::GP>> Rep3::carry_chunks(const std::vector<int>& senders,
                                                       const std::vector<std::vector<size_t>>& planes,
-                                                      const std::vector<size_t>& W, const std::vector<Vec>& mine) {
+                                                      const std::vector<size_t>& W, const std::vector<Vec>& mine,
+                                                      const std::vector<bool>* need_p) {
   // Independent carry circuits in the same rounds. Chunk k has its own OT sender senders[k]
   // and rectangles planes[k][j] (even plane counts, W[k] words per plane, laid out one after
   // the other in mine[k]). One radix-4 first layer round (all chunks' sends, then all their
@@ -861,16 +915,21 @@ std::vector<std::vector<Rep3::GP>> Rep3::carry_chunks(const std::vector<int>& se
   std::vector<R4Pending> pend(K);
   for (size_t k = 0; k < K; ++k) {
     size_t total = 0;
-    for (size_t p : planes[k]) {
+    std::vector<uint8_t> gonly;  // the lowest group of a rectangle whose P nobody reads
+    for (size_t j = 0; j < planes[k].size(); ++j) {
+      const size_t p = planes[k][j];
       if (p == 0 || (p & 1)) throw ArgError("internal: carry rectangles need an even, positive plane count");
+      gonly.push_back(need_p && !(*need_p)[j] ? 1 : 0);
+      gonly.resize(gonly.size() + p / 2 - 1, 0);
       total += p;
     }
     s_ = senders[k];
-    pend[k] = radix4_send(total, W[k], mine[k]);
+    pend[k] = radix4_send(total, W[k], mine[k], &gonly);
   }
   struct Rect {
     BShare g, p;
     size_t cnt, W;
+    size_t p0;  // first pair whose propagate AND is computed (1: the lowest group's P is not wanted)
   };
   std::vector<Rect> rects;
   for (size_t k = 0; k < K; ++k) {
@@ -880,7 +939,8 @@ std::vector<std::vector<Rep3::GP>> Rep3::carry_chunks(const std::vector<int>& se
     for (size_t j = 0, g0 = 0; j < planes[k].size(); ++j) {
       const size_t cnt = planes[k][j] / 2, w = W[k];
       auto slice = [&](const Vec& v) { return Vec(v.begin() + g0 * w, v.begin() + (g0 + cnt) * w); };
-      rects.push_back({BShare{cnt, w, slice(f.g.a), slice(f.g.b)}, BShare{cnt, w, slice(f.p.a), slice(f.p.b)}, cnt, w});
+      const size_t p0 = need_p && !(*need_p)[j] ? 1 : 0;
+      rects.push_back({BShare{cnt, w, slice(f.g.a), slice(f.g.b)}, BShare{cnt, w, slice(f.p.a), slice(f.p.b)}, cnt, w, p0});
       g0 += cnt;
     }
   }
@@ -888,7 +948,10 @@ std::vector<std::vector<Rep3::GP>> Rep3::carry_chunks(const std::vector<int>& se
   comm_.round();
   while (true) {
     size_t words = 0;
-    for (auto& r : rects) words += 2 * (r.cnt / 2) * r.W;
+    for (auto& r : rects) {
+      const size_t pairs = r.cnt / 2;
+      words += (pairs + (pairs > r.p0 ? pairs - r.p0 : 0)) * r.W;
+    }
     if (words == 0) break;
     BShare X{0, 0, Vec(words), Vec(words)}, Y{0, 0, Vec(words), Vec(words)};
     size_t off = 0;
@@ -902,7 +965,7 @@ std::vector<std::vector<Rep3::GP>> Rep3::carry_chunks(const std::vector<int>& se
         put(X, r.p, 2 * t + 1, r.W);
         put(Y, r.g, 2 * t, r.W);
       }
-      for (size_t t = 0; t < pairs; ++t, off += r.W) {  // P_hi & P_lo
+      for (size_t t = r.p0; t < pairs; ++t, off += r.W) {  // P_hi & P_lo
         put(X, r.p, 2 * t + 1, r.W);
         put(Y, r.p, 2 * t, r.W);
       }
@@ -922,11 +985,12 @@ std::vector<std::vector<Rep3::GP>> Rep3::carry_chunks(const std::vector<int>& se
           G2.b[t * W1 + w] = r.g.b[(2 * t + 1) * W1 + w] ^ Z.b[off + t * W1 + w];
         }
       off += pairs * W1;
-      for (size_t t = 0; t < pairs; ++t) {
-        std::memcpy(P2.a.data() + t * W1, Z.a.data() + off + t * W1, W1 * 8);
-        std::memcpy(P2.b.data() + t * W1, Z.b.data() + off + t * W1, W1 * 8);
+      const size_t p0 = std::min(r.p0, pairs);  // P2's first p0 groups stay zero (not wanted)
+      for (size_t t = p0; t < pairs; ++t) {
+        std::memcpy(P2.a.data() + t * W1, Z.a.data() + off + (t - p0) * W1, W1 * 8);
+        std::memcpy(P2.b.data() + t * W1, Z.b.data() + off + (t - p0) * W1, W1 * 8);
       }
-      off += pairs * W1;
+      off += (pairs - p0) * W1;
       if (r.cnt & 1) {
         std::memcpy(G2.a.data() + (ncnt - 1) * W1, r.g.a.data() + (r.cnt - 1) * W1, W1 * 8);
         std::memcpy(G2.b.data() + (ncnt - 1) * W1, r.g.b.data() + (r.cnt - 1) * W1, W1 * 8);
@@ -1038,11 +1102,13 @@ std::vector<std::vector<Rep3::BShare>> Rep3::carries(const std::vector<int>& sen
   // One rectangle per row of nonzero width (its own width rounded up to even planes), per
   // chunk; bits above an element's width propagate: (A, B) = (1, 0).
   std::vector<size_t> rect_planes;
+  std::vector<bool> rect_need_p;  // HIGH rows' P meets their LOW row's G; every other row: G only
   std::vector<int> row_rect(R, -1);
   for (size_t r = 0; r < R; ++r)
     if (rows[r].width_max > 0) {
       row_rect[r] = static_cast<int>(rect_planes.size());
       rect_planes.push_back(static_cast<size_t>((rows[r].width_max + 1) & ~1));
+      rect_need_p.push_back(rows[r].low_row >= 0);
     }
   size_t total_planes = 0;
   for (size_t p : rect_planes) total_planes += p;
@@ -1082,7 +1148,7 @@ std::vector<std::vector<Rep3::BShare>> Rep3::carries(const std::vector<int>& sen
     }
     s_ = s_saved;
     std::vector<std::vector<size_t>> pk(K, rect_planes);
-    gps = carry_chunks(senders, pk, Wk, mine);
+    gps = carry_chunks(senders, pk, Wk, mine, &rect_need_p);
   }
   std::vector<std::vector<BShare>> rowg(K, std::vector<BShare>(R));
   for (size_t k = 0; k < K; ++k)
@@ -1358,13 +1424,16 @@ Share Rep3::requant(const Share& acc, const RequantSpec& s) {
   // (below and above exclude each other: th0 <= th1), one XOR-shared bit. Every bit is
   // X = g_X ^ e_X with g_X known to the sender S and e_X to the two others, so
   // X = g_X + s_X e_X with the sign s_X = 1 - 2 g_X; with hi_A at S and hi_B at the others the
-  // whole expression is a polynomial sum_mu c_mu(S) * mu(others) + p_S. For every monomial mu
-  // of the others' values (hi_B, e_in, e_in hi_B, e_above, and e_X, e_in e_X per carry bit;
-  // e_ls, e_m, e_ls e_m), S sends c_mu + r_mu to one of the others, r_mu from the PRG S
-  // shares with the other one: the receiver adds mu * (c_mu + r_mu), the other subtracts
-  // mu * r_mu, S keeps p_S. This additive sharing is reshared once (round two). One word per
-  // monomial (8 on ReLU layers) and three for the resharing, instead of four per injected
-  // bit, the sender's share of hi_A and a product (20).
+  // whole expression is a polynomial sum_mu c_mu(S) * mu(others) + p_S + p_O, p_O a term the
+  // two others both know. For every monomial mu of the others' values (hi_B (1 - 2 e_in),
+  // e_in, e_above, and e_X, e_in e_X per carry bit; e_ls, e_m, e_ls e_m), S sends c_mu + r_mu
+  // to one of the others, r_mu from the PRG S shares with the other one: the receiver adds
+  // mu * (c_mu + r_mu), the other subtracts mu * r_mu, S keeps p_S, role 0 adds p_O. This
+  // additive sharing is reshared once (round two). in * hi_B = g_in hi_B (1 - 2 e_in) +
+  // e_in hi_B takes one word (p_O = e_in hi_B). One word per monomial (7 on ReLU layers) and
+  // three for the resharing, instead of four per injected bit, the sender's share of hi_A
+  // and a product (20). The monomials alternate between the two receivers (roles 0 and 2),
+  // an odd last one split by elements, so that every link carries the same load.
   const u64 Wt = u64(1) << (rbits + 1);
   const int ob = s.out_bits;  // the output is needed mod 2^ob: the messages carry ob bits
   std::vector<u64> kap;  // kappa per carry bit
@@ -1376,9 +1445,13 @@ Share Rep3::requant(const Share& acc, const RequantSpec& s) {
     kap = {1, 0 - Wt};
     fidx = {ncmp, ncmp + 1};
   }
-  const size_t nF = kap.size(), nmon = 4 + 2 * nF + (any_corr ? 3 : 0);
-  // monomials alternate between the two receivers (roles 0 and 2): link loads stay even
-  size_t nto[2] = {(nmon + 1) / 2, nmon / 2};
+  const size_t nF = kap.size(), nmon = 3 + 2 * nF + (any_corr ? 3 : 0), npair = nmon / 2;
+  const bool odd = nmon & 1;
+  // words to role 0 / role 2 for a chunk of nk elements; monomial m < 2 npair goes to role
+  // m & 1 at (m >> 1) * nk + j; an odd last one to role 0 for j < nk / 2, else to role 2
+  auto nto = [&](int side, size_t nk) {
+    return npair * nk + (odd ? (side == 0 ? nk / 2 : nk - nk / 2) : 0);
+  };
   std::vector<Vec> monos(K), maskbuf(K);
   std::vector<u64> spanv(per);
   for (size_t c = 0; c < per; ++c) spanv[c] = static_cast<u64>(ch[c].hi - ch[c].lo);
@@ -1427,17 +1500,17 @@ Share Rep3::requant(const Share& acc, const RequantSpec& s) {
       if (r == 1) {
         // S: coefficients c_mu (monomial-major), masked for the receiver with the PRG it
         // shares with the other one (role 0's masks come from the S-role 2 key, prg_next_).
-        Vec mk0 = prg_next_.next(nto[0] * nk), mk2 = prg_prev_.next(nto[1] * nk);
-        Vec to0(nto[0] * nk), to2(nto[1] * nk);
+        Vec mk0 = prg_next_.next(nto(0, nk)), mk2 = prg_prev_.next(nto(1, nk));
+        Vec to0(nto(0, nk)), to2(nto(1, nk));
+        const size_t half = nk / 2;
         std::vector<u64> cf(nmon);
         for (size_t j = 0, c = 0; j < nk; ++j, c = c + 1 == per ? 0 : c + 1) {
           const u64 ga = bit(ba, j), gi = 1 ^ bit(bb, j) ^ ga, si = 1 - 2 * gi, sa = 1 - 2 * ga;
           u64 F0 = cks[k].ylocal[j];
           for (size_t f = 0; f < nF; ++f) F0 += kap[f] * bit(bF[f], j);
           size_t q = 0;
-          cf[q++] = gi;                       // hi_B
+          cf[q++] = gi;                       // hi_B (1 - 2 e_in)
           cf[q++] = si * F0;                  // e_in
-          cf[q++] = si;                       // e_in hi_B
           cf[q++] = spanv[c] * sa;            // e_a
           for (size_t f = 0; f < nF; ++f) {
             const u64 ks = kap[f] * (1 - 2 * bit(bF[f], j));
@@ -1452,10 +1525,15 @@ Share Rep3::requant(const Share& acc, const RequantSpec& s) {
             cf[q++] = 0 - sl * sm;            // e_ls e_m
             pS -= gl * gm;
           }
-          for (size_t m = 0; m < nmon; ++m) {
+          for (size_t m = 0; m < 2 * npair; ++m) {
             const size_t at = (m >> 1) * nk + j;
             if (m & 1) to2[at] = cf[m] + mk2[at];
             else to0[at] = cf[m] + mk0[at];
+          }
+          if (odd) {
+            const size_t at = npair * nk + (j < half ? j : j - half);
+            if (j < half) to0[at] = cf[nmon - 1] + mk0[at];
+            else to2[at] = cf[nmon - 1] + mk2[at];
           }
           z[i0 + j] = pS;
         }
@@ -1464,17 +1542,17 @@ Share Rep3::requant(const Share& acc, const RequantSpec& s) {
       } else {
         // the masks of the other receiver's monomials (shared with S)
         const int side = r == 0 ? 0 : 1;
-        maskbuf[k] = (r == 0 ? prg_next_ : prg_prev_).next(nto[1 - side] * nk);
+        maskbuf[k] = (r == 0 ? prg_next_ : prg_prev_).next(nto(1 - side, nk));
         // the monomials' values, kept for the receive
         Vec mon(nmon * nk);
         const Vec& hiB = cks[k].ylocal;
         for (size_t j = 0; j < nk; ++j) {
           const u64 ea = bit(ba, j), ei = bit(bb, j) ^ ea;
           size_t q = 0;
-          mon[q++ * nk + j] = hiB[j];
+          mon[q++ * nk + j] = ei ? 0 - hiB[j] : hiB[j];
           mon[q++ * nk + j] = ei;
-          mon[q++ * nk + j] = ei * hiB[j];
           mon[q++ * nk + j] = ea;
+          if (r == 0) z[i0 + j] += ei * hiB[j];  // p_O
           for (size_t f = 0; f < nF; ++f) {
             const u64 ex = bit(bF[f], j);
             mon[q++ * nk + j] = ex;
@@ -1496,12 +1574,12 @@ Share Rep3::requant(const Share& acc, const RequantSpec& s) {
       if (r == 1) continue;
       const size_t i0 = cb[k], nk = ns[k];
       const int side = r == 0 ? 0 : 1;
-      const Vec recv = recv_low(comm_, party_of(1), nto[side] * nk, ob);
+      const Vec recv = recv_low(comm_, party_of(1), nto(side, nk), ob);
       const Vec& mon = monos[k];
       const Vec& mk = maskbuf[k];
-      for (size_t m = 0; m < nmon; ++m) {
+      u64* zz = z.data() + i0;
+      for (size_t m = 0; m < 2 * npair; ++m) {
         const u64* mu = mon.data() + m * nk;
-        u64* zz = z.data() + i0;
         const size_t at = (m >> 1) * nk;
         if (static_cast<int>(m & 1) == side) {
           const u64* cv = recv.data() + at;
@@ -1510,6 +1588,14 @@ Share Rep3::requant(const Share& acc, const RequantSpec& s) {
           const u64* rv = mk.data() + at;
           for (size_t j = 0; j < nk; ++j) zz[j] -= mu[j] * rv[j];
         }
+      }
+      if (odd) {  // role 0 received elements [0, half), role 2 the rest
+        const u64* mu = mon.data() + (nmon - 1) * nk;
+        const size_t half = nk / 2, at = npair * nk;
+        const u64* cv = recv.data() + at;  // this side's words
+        const u64* rv = mk.data() + at;    // the other side's masks
+        for (size_t j = 0; j < half; ++j) zz[j] += side == 0 ? mu[j] * cv[j] : 0 - mu[j] * rv[j];
+        for (size_t j = half; j < nk; ++j) zz[j] += side == 0 ? 0 - mu[j] * rv[j - half] : mu[j] * cv[j - half];
       }
     }
   }

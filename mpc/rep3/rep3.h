@@ -73,6 +73,10 @@ class Rep3 : public Protocol {
   void rotate_sender() { s_ = (s_ + 1) % 3; }
   Prg prg_next_, prg_prev_;  // keys shared with next / previous party
   Prg prg_own_;              // this party's private randomness (OS CSPRNG key)
+  // reshare() and bool_and() send half of their words to each neighbour (false: all to the
+  // previous party, whose value then is always this party's component a; mal3's proofs take
+  // the sent word as a and the received one as b).
+  bool balanced_ = true;
   // trunc_pr rounds the low min(d, round_bits_) bits with a secret offset that no
   // party knows; a party's view shifts a rounding probability by less than
   // 2^-round_bits_ (and not at all when d <= round_bits_, e.g. every requantization
@@ -113,17 +117,22 @@ class Rep3 : public Protocol {
   struct R4Pending {
     GP out;
     Vec mine1, lo, hi;
-    size_t n = 0;
+    size_t n = 0, W = 0;
+    std::vector<size_t> pgroups;  // groups whose propagate is computed
     int role = 0, from = -1, other = -1;
   };
-  R4Pending radix4_send(size_t planes, size_t W, const Vec& mine);
+  R4Pending radix4_send(size_t planes, size_t W, const Vec& mine, const std::vector<uint8_t>* gonly = nullptr);
+  Vec radix4_scatter(const R4Pending& p, const Vec& v) const;
   GP radix4_finish(R4Pending& p);
   void radix4_pick(const R4Pending& p, const Vec& table, Vec& dst) const;
   // Independent carry circuits of several chunks, each with its own OT sender, in one set of
-  // rounds; result[k][j]: (G, P) of rectangle j of chunk k.
+  // rounds; result[k][j]: (G, P) of rectangle j of chunk k. need_p[j] false (one flag per
+  // rectangle, the same in every chunk): only G is wanted (its P comes out as garbage), which
+  // spares the propagate AND of the lowest pair at every tree level.
   std::vector<std::vector<GP>> carry_chunks(const std::vector<int>& senders,
                                             const std::vector<std::vector<size_t>>& planes,
-                                            const std::vector<size_t>& W, const std::vector<Vec>& mine);
+                                            const std::vector<size_t>& W, const std::vector<Vec>& mine,
+                                            const std::vector<bool>* need_p = nullptr);
   // Carries of several additions in the same rounds. A group is one operand pair (A at the
   // sender, B at the others; `v` is this party's, n elements) with one or more requests,
   // each the carry out of the low w bits (w[i % w.size()] for element i). Requests of one
