@@ -142,7 +142,7 @@ std::vector<Share> rescale_operands(Env& env, const Share& x, const Share& y, in
   Share both = mpc::concat({&xs, &ys});
   Pub m = mpc::expand_pub({{x.size(), pub_int(m_x)}, {y.size(), pub_int(m_y)}});
   Shifts s = mpc::expand_shifts({{x.size(), Shifts(s_x)}, {y.size(), Shifts(s_y)}});
-  Share r = exact ? mpc::requantize_exact(p, both, m, s) : mpc::requantize_pr(p, both, m, s);
+  Share r = exact ? mpc::requantize_exact(p, both, m, s) : mpc::requantize_nearest(p, both, m, s, 9 + left_shift);
   return mpc::split(r, {x.shape, y.shape});
 }
 

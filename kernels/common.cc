@@ -145,13 +145,31 @@ Vec encode_constant(const TensorInfo& t) {
 mpc::RequantSpec requant_spec(bool exact, const std::vector<int32_t>& mult, const std::vector<int>& shift,
                               int32_t zp_out, int32_t lo, int32_t hi, bool single_rounding, const NarrowAcc* narrow) {
   // One fused primitive (mpc::Protocol::requant): clamp(MultiplyByQuantizedMultiplier(acc) + zp)
-  // as clamp(R(acc * mult' + add), lo - zp, hi - zp) + zp, R a floor (exact modes, with
-  // RoundingDivideByPOT's tie correction for TFLite's double rounding) or a stochastic rounding.
+  // as clamp(R(acc * mult' + add), lo - zp, hi - zp) + zp, R a floor: exact modes reproduce
+  // TFLite's rounding (with RoundingDivideByPOT's tie correction for its double rounding);
+  // probabilistic mode rounds (acc + A) M 2^shift / 2^31 to nearest (ties up) in one step, as
+  // mal3 always did, with the multiplier shortened to the accumulator's precision: for
+  // |acc| < 2^(ab-1), M' = round(M 2^ls / 2^(d - d')) with d' = min(d, ab) moves the product by
+  // at most |acc| 2^-(d'+1) <= 1/4 LSB, so the result stays within 1 LSB of TFLite's, while the
+  // truncation reads d' + span + 1 bits instead of d + span + 1 (fewer carry planes, narrower
+  // rings). Deterministic, and never costlier than exact (no tie correction). A stochastic
+  // rounding with an offset no party knows would cost a second carry circuit for no gain in
+  // fidelity.
+  using i128 = __int128;
   require(!mult.empty() && (shift.size() == mult.size() || shift.size() == 1 || mult.size() == 1),
           "internal: multiplier and shift vectors differ in length");
   const size_t C = std::max(mult.size(), shift.size());
+  const bool nar = narrow && narrow->on();
+  if (nar)
+    require(narrow->anchor.empty() || narrow->anchor.size() == C || narrow->anchor.size() == 1,
+            "internal: narrow accumulator plan does not match the multipliers");
+  auto anchor = [&](size_t c) -> i128 {  // acc = s + b' = (s + b) - A: v = (acc + A) * mult + add
+    if (!nar || narrow->anchor.empty()) return 0;
+    return narrow->anchor[narrow->anchor.size() == 1 ? 0 : c];
+  };
+  const int ab = nar ? narrow->acc_bits : 32;
   mpc::RequantSpec s;
-  s.stochastic = !exact;
+  s.stochastic = false;
   s.mult.v.resize(C);
   s.add.v.resize(C);
   s.adj.v.resize(C);
@@ -161,33 +179,34 @@ mpc::RequantSpec requant_spec(bool exact, const std::vector<int32_t>& mult, cons
     const int sh = shift[shift.size() == 1 ? 0 : c];
     require(sh >= -31 && sh <= 30, "internal: requantization shift outside [-31, 30]");
     const int ls = sh > 0 ? sh : 0, rs = sh > 0 ? 0 : -sh;
-    if (!exact) {  // x * 2^ls * M / 2^(31 + rs), stochastic rounding
-      s.mult.v[c] = M << ls;
-      s.add.v[c] = 0;
-      s.d.v[c] = 31 + rs;
+    uint64_t mul, add;
+    int d;
+    if (!exact) {  // round((acc + A) * M 2^ls / 2^(31 + rs)), the multiplier cut to d' bits
+      const int dfull = 31 + rs;
+      d = std::min(dfull, std::max(ab, 1));
+      const int cut = dfull - d;
+      const i128 Mf = i128(M) << ls, half = cut > 0 ? i128(1) << (cut - 1) : 0;
+      mul = static_cast<uint64_t>((Mf + half) >> cut);
+      add = static_cast<uint64_t>(((anchor(c) * Mf + half) >> cut) + (i128(1) << (d - 1)));
       s.adj.v[c] = 0;
     } else if (single_rounding) {  // floor((x * M + 2^(t-1)) / 2^t), t = 31 - shift
-      const int t = 31 - sh;
-      s.mult.v[c] = M;
-      s.add.v[c] = uint64_t(1) << (t - 1);
-      s.d.v[c] = t;
+      d = 31 - sh;
+      mul = M;
+      add = (uint64_t(1) << (d - 1)) + static_cast<uint64_t>(anchor(c) * i128(M));
       s.adj.v[c] = 0;
     } else {  // RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(x * 2^ls, M), rs)
-      s.mult.v[c] = M << ls;
-      s.add.v[c] = (uint64_t(1) << 30) + (rs > 0 ? uint64_t(1) << (30 + rs) : 0);
-      s.d.v[c] = 31 + rs;
+      mul = M << ls;
+      d = 31 + rs;
+      add = (uint64_t(1) << 30) + (rs > 0 ? uint64_t(1) << (30 + rs) : 0) + static_cast<uint64_t>(anchor(c) * i128(mul));
       s.adj.v[c] = rs > 0 ? uint64_t(1) << 31 : 0;
     }
+    s.mult.v[c] = mul;
+    s.add.v[c] = add;
+    s.d.v[c] = d;
   }
   s.lo = Pub(static_cast<uint64_t>(static_cast<int64_t>(lo) - zp_out));
   s.hi = Pub(static_cast<uint64_t>(static_cast<int64_t>(hi) - zp_out));
-  if (narrow && narrow->on()) {
-    // acc = s + b' = (s + b) - A where b' is unsaturated: v = (acc + A) * mult + add
-    require(narrow->anchor.empty() || narrow->anchor.size() == C,
-            "internal: narrow accumulator plan does not match the multipliers");
-    for (size_t c = 0; c < narrow->anchor.size(); ++c) s.add.v[c] += static_cast<uint64_t>(narrow->anchor[c]) * s.mult.v[c];
-    s.acc_bits = narrow->acc_bits;
-  }
+  if (nar) s.acc_bits = narrow->acc_bits;
   return s;
 }
 
@@ -221,7 +240,7 @@ NarrowAcc narrow_acc(const OutputQuant& q, int64_t terms, int64_t max_product) {
     const i128 M = q.mult[q.mult.size() == 1 ? 0 : c];
     const int sh = q.shift[q.shift.size() == 1 ? 0 : c];
     if (M <= 0 || sh < -31 || sh > 30) return NarrowAcc{};
-    // Every mode's R(acc) lies in [f - 1, f + 1], f = floor(acc M 2^sh / 2^31) (stochastic:
+    // Every mode's R(acc) lies in [f - 1, f + 1], f = floor(acc M 2^sh / 2^31) (nearest:
     // f or f + 1; one rounding: f or f + 1; two roundings: within a half of acc M 2^sh / 2^31
     // + 1/2): acc < A (f <= lo - 1) gives lo, acc >= A + D (f >= hi + 1) gives hi.
     const int e = 31 - sh;  // 1..62; |acc M| < 2^62

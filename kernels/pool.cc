@@ -96,7 +96,8 @@ class AveragePool : public Kernel {
     Share t = non_negative ? p.add_public(acc, Pub(off))
                            : p.add_public(p.add(acc, p.mul_public(p.msb(acc, acc_bits), Pub(k))), Pub(off));
     Share prod = p.mul_public(t, Pub(M));
-    Share q = env.exact ? p.trunc(prod, Shifts(S)) : p.trunc_pr(prod, Shifts(S));
+    // exact in both modes (the floor costs less than a stochastic rounding would)
+    Share q = p.trunc(prod, Shifts(S));
     if (B) q = p.add_public(q, Pub(static_cast<uint64_t>(-B)));
     if (lo > tmin || hi < tmax) q = mpc::clamp(p, q, Pub(static_cast<uint64_t>(int64_t(lo))),
                                                Pub(static_cast<uint64_t>(int64_t(hi))), 10);

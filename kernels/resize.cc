@@ -6,9 +6,9 @@
 //   out_20 = sum of the 4 taps x weights (10 + 10 fractional bits)
 //   out = (out_20 +- 2^19) / 2^20  (rounding half away from zero)
 // On shares the 4-tap sum is a public linear map; the division is
-// RoundingDivideByPOT (exact mode) or a probabilistic truncation (the result is
-// floor or ceil of out_20 / 2^20, a convex combination of int8 values, so it
-// stays in range without a clamp).
+// RoundingDivideByPOT (exact mode) or, in probabilistic mode, a rounding to nearest with
+// ties up, floor((out_20 + 2^19) / 2^20) (within 1; out_20 / 2^20 is a convex combination
+// of int8 values, so the result stays in range without a clamp).
 #include <algorithm>
 #include <cstring>
 
@@ -72,7 +72,9 @@ class ResizeBilinear : public Kernel {
         }
     });
     // |out_20| <= 2^7 * 2^20 (the weights of one output sum to 2^20)
-    Share o = env.exact ? mpc::round_div_pot(p, s, Shifts(20), 32) : p.trunc_pr(s, Shifts(20));
+    // probabilistic mode: floor((out_20 + 2^19) / 2^20), ties up (within 1; in [-128, 127])
+    Share o = env.exact ? mpc::round_div_pot(p, s, Shifts(20), 32)
+                        : p.trunc(p.add_public(s, Pub(uint64_t(1) << 19)), Shifts(20));
     o.shape = out_shape;
     env.set(out(), std::move(o));
   }

@@ -602,9 +602,9 @@ PYBIND11_MODULE(_native, m) {
       .def("requantize", [](Engine& e, S x, py::object mult, py::object shift, bool exact) {
         Pub m = to_pub(mult);
         Shifts s = to_shifts(shift);
-        return e.run1([&](int i, Protocol& p) { return exact ? requantize_exact(p, x->parts[i], m, s) : requantize_pr(p, x->parts[i], m, s); });
+        return e.run1([&](int i, Protocol& p) { return exact ? requantize_exact(p, x->parts[i], m, s) : requantize_nearest(p, x->parts[i], m, s); });
       }, py::arg("x"), py::arg("multiplier"), py::arg("shift"), py::arg("exact") = true,
-         "TFLite MultiplyByQuantizedMultiplier on secret int32 values.")
+         "TFLite MultiplyByQuantizedMultiplier on secret int32 values (exact=False: rounded to nearest in one step, within 1).")
       .def("requant", [](Engine& e, S x, py::object mult, py::object add, py::object d, py::object lo, py::object hi,
                          py::object adj, int acc_bits, bool stochastic, bool composed, int out_bits) {
         RequantSpec rs = requant_spec(mult, add, d, lo, hi, adj, acc_bits);

@@ -134,17 +134,31 @@ Share requantize_exact(Protocol& p, const Share& x, const Pub& mult, const Shift
   return round_div_pot(p, hi, Shifts(rs), 32);
 }
 
-Share requantize_pr(Protocol& p, const Share& x, const Pub& mult, const Shifts& shift) {
-  OpScope s(p.stats(), "requantize");
+Share requantize_nearest(Protocol& p, const Share& x, const Pub& mult, const Shifts& shift, int bits) {
+  if (bits < 1 || bits > 32) throw ArgError("requantize: bits must be in [1, 32]");
   const size_t n = x.size();
   mult.check(n, "requantize(mult)");
   shift.check(n, -31, 31, "requantize(shift)");
   std::vector<int> ls, rs;
   split_shift(shift, ls, rs);
+  {
+    using i128 = __int128;
+    const Pub f = scaled_mult(mult, ls, n);
+    const size_t period = std::max({f.v.size(), rs.size(), size_t(1)});
+    for (size_t i = 0; i < period; ++i) {
+      const i128 top = (i128(1) << (bits - 1)) * i128(f.at(i)) + (i128(1) << (30 + rs[i % rs.size()]));
+      if (top >= (i128(1) << 62)) return requantize_exact(p, x, mult, shift);
+    }
+  }
+  OpScope s(p.stats(), "requantize");
   std::vector<int> total(rs.size());
-  for (size_t i = 0; i < rs.size(); ++i) total[i] = 31 + rs[i];
-  // x*2^ls*M / 2^(31+rs) with stochastic rounding: within 1 of the exact result.
-  return p.trunc_pr(p.mul_public(x, scaled_mult(mult, ls, n)), Shifts(total));
+  std::vector<u64> half(rs.size());
+  for (size_t i = 0; i < rs.size(); ++i) {
+    total[i] = 31 + rs[i];
+    half[i] = u64(1) << (30 + rs[i]);
+  }
+  // x*2^ls*M / 2^(31+rs) rounded to nearest: within 1 of the exact (double-rounded) result.
+  return p.trunc(p.add_public(p.mul_public(x, scaled_mult(mult, ls, n)), Pub(half)), Shifts(total));
 }
 
 }  // namespace mpc

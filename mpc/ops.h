@@ -22,8 +22,11 @@ Share round_div_pot(Protocol& p, const Share& x, const Shifts& e, int bits);
 // TFLite MultiplyByQuantizedMultiplier(x, mult, shift), bit-exact (double rounding);
 // x must fit int32. mult/shift broadcast per element (per channel).
 Share requantize_exact(Protocol& p, const Share& x, const Pub& mult, const Shifts& shift);
-// Same quantity, one probabilistic truncation: within 1 of the exact result.
-Share requantize_pr(Protocol& p, const Share& x, const Pub& mult, const Shifts& shift);
+// Same quantity rounded to nearest (ties up) in one step, floor((x M 2^ls + 2^(d-1)) / 2^d),
+// d = 31 + right shift: within 1 of the exact result (the delegate's probabilistic mode;
+// deterministic, one exact truncation). x fits `bits` signed bits; where x M 2^ls + 2^(d-1)
+// could leave the truncation's range [-2^62, 2^62), the exact composition instead.
+Share requantize_nearest(Protocol& p, const Share& x, const Pub& mult, const Shifts& shift, int bits = 32);
 
 // Exact secure lookup of public 256-entry tables at index x mod 256 (for an int8
 // value x that is the entry uint8(x)): bit decomposition of the low 8 bits, two

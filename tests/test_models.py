@@ -20,10 +20,11 @@ def test_mobilenet_exact_and_probabilistic(builder, alpha):
     assert {"CONV_2D", "DEPTHWISE_CONV_2D", "MEAN"} <= ops
     got_pr, _ = run_secure(b, x, "probabilistic")
     g, w = got_pr[0].astype(np.float64).ravel(), want.astype(np.float64).ravel()
-    # Probabilistic truncation is within 1 LSB per op; through ~30 random-weight layers
-    # the error compounds (measured: correlation 0.97-0.98, mean drift ~0.17 std).
-    assert np.corrcoef(g, w)[0, 1] > 0.95, np.corrcoef(g, w)[0, 1]
-    assert np.mean(np.abs(g - w)) < 0.3 * np.std(w), (np.mean(np.abs(g - w)), np.std(w))
+    # Probabilistic mode is within 1 LSB per op (rounding to nearest in one step); through
+    # ~30 random-weight layers the error compounds (measured, seeds 1-3: correlation
+    # 0.993-0.995 for V1, 0.990 for V2; mean drift 0.08-0.11 std).
+    assert np.corrcoef(g, w)[0, 1] > 0.98, np.corrcoef(g, w)[0, 1]
+    assert np.mean(np.abs(g - w)) < 0.2 * np.std(w), (np.mean(np.abs(g - w)), np.std(w))
 
 
 def test_mobilenet_v1_with_softmax_exact():
