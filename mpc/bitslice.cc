@@ -85,10 +85,6 @@ __attribute__((target("avx512f,avx512bw,avx512vbmi"))) void planes_vbmi(const u6
   }
 }
 
-const bool kCpuVbmi = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                      __builtin_cpu_supports("avx512vbmi");
-#else
-const bool kCpuVbmi = false;
 #endif
 
 }  // namespace
@@ -100,7 +96,7 @@ void bit_planes(const u64* v, size_t n, size_t planes, size_t W, u64* out) {
     planes = 64;
   }
 #if defined(__x86_64__)
-  if (kCpuVbmi && simd_rank() >= 2) return planes_vbmi(v, n, planes, W, out);
+  if (cpu().vbmi512 && simd_rank() >= 2) return planes_vbmi(v, n, planes, W, out);
 #endif
   planes_portable(v, n, planes, W, out);
 }

@@ -13,6 +13,7 @@ static CpuFeatures detect() {
   f.avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
              __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
   f.vaes512 = f.avx512 && __builtin_cpu_supports("vaes");
+  f.vbmi512 = f.avx512 && __builtin_cpu_supports("avx512vbmi");
 #endif
   return f;
 }

@@ -7,6 +7,7 @@ namespace mpc {
 
 struct CpuFeatures {
   bool aesni = false, avx2 = false, avx512 = false /* F+DQ+BW+VL */, vaes512 = false;
+  bool vbmi512 = false;  // avx512 + VBMI (byte permutes)
 };
 
 const CpuFeatures& cpu();

@@ -127,7 +127,7 @@ class Rep3 : public Protocol {
   void radix4_pick(const R4Pending& p, const Vec& table, Vec& dst) const;
   // Independent carry circuits of several chunks, each with its own OT sender, in one set of
   // rounds; result[k][j]: (G, P) of rectangle j of chunk k. need_p[j] false (one flag per
-  // rectangle, the same in every chunk): only G is wanted (its P comes out as garbage), which
+  // rectangle, the same in every chunk): only G is wanted (its P comes out as a sharing of 0), which
   // spares the propagate AND of the lowest pair at every tree level.
   std::vector<std::vector<GP>> carry_chunks(const std::vector<int>& senders,
                                             const std::vector<std::vector<size_t>>& planes,
