@@ -11,6 +11,7 @@
 #include "bitslice.h"
 #include "cpu.h"
 #include "delegate/delegate.h"
+#include "kernels/kernel.h"
 #include "linalg.h"
 #include "local.h"
 #include "ops.h"
@@ -268,6 +269,18 @@ PYBIND11_MODULE(_native, m) {
                              py::object hi, int acc_bits) {
     return requant_reads(protocol, requant_spec(mult, add, d, lo, hi, py::int_(0), acc_bits));
   }, "Low bits of the accumulator protocol's requant reads (mpc::requant_reads)");
+  m.def("_layer_requant_spec", [](bool exact, int32_t mult, int shift, int32_t zp_out, int32_t lo, int32_t hi,
+                                   bool single_rounding, int acc_bits, int64_t anchor) {
+    // The fused requantization's parameters as a layer builds them (tests of their arithmetic)
+    tflite_mpc::NarrowAcc n;
+    if (acc_bits > 0) {
+      n.acc_bits = acc_bits;
+      n.anchor = {anchor};
+    }
+    const RequantSpec s = tflite_mpc::requant_spec(exact, {mult}, {shift}, zp_out, lo, hi, single_rounding,
+                                                   acc_bits > 0 ? &n : nullptr);
+    return py::make_tuple(s.mult.at(0), s.add.at(0), s.d.at(0), s.adj.at(0), s.lo.at(0), s.hi.at(0));
+  }, "mult, add, d, adj, lo, hi of a layer's fused requantization (kernels::requant_spec)");
   // Fault injection for tests of active security (mpc/fault.h); inert unless armed.
   m.def(
       "_fault_arm",

@@ -299,6 +299,52 @@ def test_requantize_exact_matches_tflite(engine, rng):
         assert np.max(np.abs(pr - want)) <= 1, real
 
 
+def _spec_out(spec, acc):
+    """A fused requantization's plaintext result R(acc) clamped (the protocols' definition):
+    R = floor((v - adj [v < 2^(d-1)]) / 2^d), v = acc * mult + add, as signed integers."""
+    mult, add, d, adj, lo, hi = (int(t) for t in spec)
+    signed = lambda u: u - (1 << 64) if u >= 1 << 63 else u  # noqa: E731
+    add, lo, hi = signed(add), signed(lo), signed(hi)
+    out = []
+    for a in acc:
+        v = int(a) * mult + add
+        r = (v - (adj if v < (1 << (d - 1)) else 0)) >> d
+        out.append(min(max(r, lo), hi))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("acc_bits", [12, 18, 22, 26, 0])
+def test_layer_requant_spec_arithmetic(acc_bits, rng):
+    """The parameters a layer hands the fused requantization: exact mode reproduces TFLite's
+    MultiplyByQuantizedMultiplier + zero point + clamp bit for bit; probabilistic mode (rounding
+    to nearest with the multiplier cut to acc_bits fractional bits) stays within 1 LSB, checked
+    at the accumulator's extremes where the shortened multiplier errs most."""
+    ab = acc_bits or 32
+    half = 1 << (ab - 1)
+    for real in [0.00031, 0.0042, 0.0123456, 0.0771, 0.25, 0.7, 0.99]:
+        mult, shift = ref.quantize_multiplier(real)
+        for zp, lo, hi in [(-128, -128, 127), (-5, -128, 127), (3, -128, 127), (-128, -128, -1)]:
+            anchor = int(rng.integers(-(1 << 20), 1 << 20)) if acc_bits else 0
+            acc = np.concatenate([np.array([-half, -half + 1, -1, 0, 1, half - 2, half - 1]),
+                                  rng.integers(-half, half, size=400),
+                                  rng.integers(-half, -half + 4000, size=200), rng.integers(half - 4000, half, size=200)])
+            x = acc + anchor
+            x = x[(x >= -(2**31)) & (x < 2**31)]
+            if real >= 0.5:  # keep x * 2^shift inside int32, as TFLite requires
+                x = x[(x >= -(2**30)) & (x < 2**30)]
+            acc = x - anchor
+            want = np.clip(ref.multiply_by_quantized_multiplier(x, mult, shift) + zp, lo, hi)
+            for exact in (True, False):
+                spec = _native._layer_requant_spec(exact, mult, shift, zp, lo, hi, False, acc_bits, anchor)
+                got = _spec_out(spec, acc) + zp
+                diff = np.max(np.abs(got - want))
+                if exact:
+                    assert diff == 0, (real, zp, acc_bits)
+                else:
+                    assert diff <= 1, (real, zp, acc_bits, diff)
+                    assert spec[2] == min(31 - min(shift, 0), ab)  # d' = min(d, acc_bits)
+
+
 @pytest.mark.protocols("rep3", "mal3")
 def test_requantize_per_channel(engine, rng):
     reals = [0.001, 0.02, 0.3, 0.0007]
