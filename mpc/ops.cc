@@ -141,14 +141,11 @@ Share requantize_nearest(Protocol& p, const Share& x, const Pub& mult, const Shi
   shift.check(n, -31, 31, "requantize(shift)");
   std::vector<int> ls, rs;
   split_shift(shift, ls, rs);
-  {
-    using i128 = __int128;
-    const Pub f = scaled_mult(mult, ls, n);
-    const size_t period = std::max({f.v.size(), rs.size(), size_t(1)});
-    for (size_t i = 0; i < period; ++i) {
-      const i128 top = (i128(1) << (bits - 1)) * i128(f.at(i)) + (i128(1) << (30 + rs[i % rs.size()]));
-      if (top >= (i128(1) << 62)) return requantize_exact(p, x, mult, shift);
-    }
+  const Pub f = scaled_mult(mult, ls, n);
+  using i128 = __int128;
+  for (size_t i = 0, period = std::max(f.v.size(), rs.size()); i < period; ++i) {
+    const i128 top = (i128(1) << (bits - 1)) * i128(f.at(i)) + (i128(1) << (30 + rs[i % rs.size()]));
+    if (top >= (i128(1) << 62)) return requantize_exact(p, x, mult, shift);
   }
   OpScope s(p.stats(), "requantize");
   std::vector<int> total(rs.size());
@@ -158,7 +155,7 @@ Share requantize_nearest(Protocol& p, const Share& x, const Pub& mult, const Shi
     half[i] = u64(1) << (30 + rs[i]);
   }
   // x*2^ls*M / 2^(31+rs) rounded to nearest: within 1 of the exact (double-rounded) result.
-  return p.trunc(p.add_public(p.mul_public(x, scaled_mult(mult, ls, n)), Pub(half)), Shifts(total));
+  return p.trunc(p.add_public(p.mul_public(x, f), Pub(half)), Shifts(total));
 }
 
 }  // namespace mpc
