@@ -276,7 +276,17 @@ def test_galois_ring_product_is_the_polynomial_product_mod_f():
         _native._gr_mul(np.zeros(3, dtype=np.uint64), x)
 
 
-def test_galois_ring_vector_kernels():
+@pytest.fixture(params=["avx2", "native"])
+def simd_level(request):
+    """A forced SIMD level for a kernel test (native: AVX-512, VPCLMULQDQ and GFNI where the CPU
+    has them; avx2: the portable vector clones)."""
+    if request.param != "native":
+        _native.force_simd_level(request.param)
+    yield request.param
+    _native.force_simd_level("")
+
+
+def test_galois_ring_vector_kernels(simd_level):
     """The proof's vector kernels (blocked matrix-product inner products, the register fold by
     an element of A) against element-by-element polynomial products (_gr_mul), at lengths
     around their blocks (4-row tiles, 256-element chunks), with words near 2^64."""
@@ -301,7 +311,7 @@ def test_galois_ring_vector_kernels():
                 assert np.array_equal(got[k], a[k] + _native._gr_mul(rv, a[n + k] - a[k])), (n, r, k)
 
 
-def test_word_lane_kernels():
+def test_word_lane_kernels(simd_level):
     # the elementwise proof's first step on words in groups of K (alpha_g in A per group: its
     # bits select coefficients), against GR arithmetic in Python; bits of words selecting
     # coefficients to XOR (the AND proof's bit-sliced sums)
@@ -347,9 +357,16 @@ def test_word_lane_kernels():
 
 def test_and_proof_kernels_with_and_without_pclmul_agree():
     # dot products, folds and first steps of the GF(2^64) proof: PCLMULQDQ, AVX-512 and portable
-    # builds (lengths below, at and off multiples of the 8-word vectors)
-    for seed, n in ((1, 1), (2, 7), (3, 1000), (4, 13)):
+    # builds, GFNI where the CPU has it (lengths below, at and off multiples of the 8-word
+    # vectors; the GFNI first step from 256 words on)
+    for seed, n in ((1, 1), (2, 7), (3, 1000), (4, 13), (5, 1003)):
         assert _native._gf_kernels_agree(seed, n)
+    # with the dispatch forced below AVX-512, the portable first step against the definition
+    try:
+        _native.force_simd_level("avx2")
+        assert _native._gf_kernels_agree(6, 1003)
+    finally:
+        _native.force_simd_level("")
 
 
 # ---------------------------------------------------------------- through the delegate

@@ -87,7 +87,7 @@ inline v8u lane_bits(u64 u, int t) {  // bits 8t .. 8t + 7 of u, one per lane, a
 }
 }  // namespace
 
-MPC_CLONES void xor_spread(u64* S, const u64* x, const u64* y, const u64* a, size_t n) {
+MPC_CLONES void xor_spread_generic(u64* S, const u64* x, const u64* y, const u64* a, size_t n) {
   v8u acc[8];
 #pragma GCC unroll 8
   for (int t = 0; t < 8; ++t) acc[t] = load8(S + 8 * t);
@@ -101,42 +101,20 @@ MPC_CLONES void xor_spread(u64* S, const u64* x, const u64* y, const u64* a, siz
 }
 
 namespace {
-// The set bits j = 8q + s of e (an element of A): qs, ss; returns their number.
-inline int a_bits(u64 e, int* qs, int* ss) {
-  int nb = 0;
-  while (e) {
-    const int j = __builtin_ctzll(e);
-    e &= e - 1;
-    qs[nb] = j / 8;
-    ss[nb] = j % 8;
-    ++nb;
+// The set bits of e (an element of A) by their position within a vector: m[s] bit q set when
+// bit 8q + s of e is (s < 8, q < 6).
+inline void a_masks(u64 e, unsigned m[8]) {
+  for (int s = 0; s < 8; ++s) {
+    unsigned v = 0;
+    for (int q = 0; q < kV; ++q) v |= static_cast<unsigned>((e >> (8 * q + s)) & 1) << q;
+    m[s] = v;
   }
-  return nb;
 }
 
-// res = e d mod f for e in A (its set bits qs, ss) and d at pad[8 .. 8 + D) (pad[0 .. 8) and
-// pad[8 + D ..) zero): accumulator vector q + t gains words 8t - s .. 8t - s + 7 of d, all in
-// registers; then the reduction X^48 = -(X^11 + X^5 + X + 1) twice (degrees 48..94, then 48..57).
-// hp: scratch of 16 + D + 16 words whose first 16 are zero.
-__attribute__((always_inline)) inline void times_a(const u64* pad, const int* qs, const int* ss, int nb, u64* hp,
-                                                   v8u res[kV]) {
-  v8u acc[2 * kV] = {};
-  for (int b = 0; b < nb; ++b) {
-    const u64* src = pad + 8 - ss[b];
-    switch (qs[b]) {
-#define MPC_GR_ADD7(Q) \
-  case Q:              \
-    _Pragma("GCC unroll 7") for (int t = 0; t < 7; ++t) acc[Q + t] += load8(src + 8 * t); \
-    break;
-      MPC_GR_ADD7(0)
-      MPC_GR_ADD7(1)
-      MPC_GR_ADD7(2)
-      MPC_GR_ADD7(3)
-      MPC_GR_ADD7(4)
-      MPC_GR_ADD7(5)
-#undef MPC_GR_ADD7
-    }
-  }
+// res = acc mod f for an unreduced product in 12 vectors (coefficients 0..95): X^48 =
+// -(X^11 + X^5 + X + 1) twice (degrees 48..94, then 48..57). hp: scratch of 16 + D + 16 words
+// whose first 16 are zero.
+__attribute__((always_inline)) inline void reduce_wide(const v8u acc[2 * kV], u64* hp, v8u res[kV]) {
   // pass 1: coefficients 48..94 (acc[6..11]) fold into 0..57 (res[0..7])
 #pragma GCC unroll 6
   for (int t = 0; t < kV; ++t) store8(hp + 16 + 8 * t, acc[kV + t]);
@@ -158,11 +136,37 @@ __attribute__((always_inline)) inline void times_a(const u64* pad, const int* qs
 #pragma GCC unroll 6
   for (int t = 0; t < kV; ++t) res[t] = r8[t];
 }
+
+// res = e d mod f for e in A (m: a_masks(e)) and d at pad[8 .. 8 + D) (pad[0 .. 8) and
+// pad[8 + D ..) zero): per shift s within a vector, the 7 vectors of d shifted by s words are
+// loaded once, and accumulator vector q + t gains vector t of them for every set bit 8q + s
+// (branches on the public bits of e, all unrolled); then the reduction
+// X^48 = -(X^11 + X^5 + X + 1) twice (degrees 48..94, then 48..57).
+// hp: scratch of 16 + D + 16 words whose first 16 are zero.
+__attribute__((always_inline)) inline void times_a(const u64* pad, const unsigned* m, u64* hp, v8u res[kV]) {
+  v8u acc[2 * kV] = {};
+#pragma GCC unroll 8
+  for (int s = 0; s < 8; ++s) {
+    const unsigned ms = m[s];
+    if (!ms) continue;
+    v8u sh[kV + 1];
+    const u64* src = pad + 8 - s;
+#pragma GCC unroll 7
+    for (int t = 0; t <= kV; ++t) sh[t] = load8(src + 8 * t);
+#pragma GCC unroll 6
+    for (int q = 0; q < kV; ++q)
+      if (ms >> q & 1) {
+#pragma GCC unroll 7
+        for (int t = 0; t <= kV; ++t) acc[q + t] += sh[t];
+      }
+  }
+  reduce_wide(acc, hp, res);
+}
 }  // namespace
 
 MPC_CLONES void fold_a(u64* v, size_t h, u64 rbits, size_t k0, size_t k1) {
-  int qs[D], ss[D];
-  const int nb = a_bits(rbits & kAMask, qs, ss);
+  unsigned m[8];
+  a_masks(rbits & kAMask, m);
   alignas(64) u64 pad[8 + D + 16] = {};  // pad[8 .. 8 + D) = d
   alignas(64) u64 hp[16 + D + 16] = {};
   for (size_t k = k0; k < k1; ++k) {
@@ -171,7 +175,7 @@ MPC_CLONES void fold_a(u64* v, size_t h, u64 rbits, size_t k0, size_t k1) {
 #pragma GCC unroll 6
     for (int t = 0; t < kV; ++t) store8(pad + 8 + 8 * t, load8(hi + 8 * t) - load8(lo + 8 * t));
     v8u res[kV];
-    times_a(pad, qs, ss, nb, hp, res);
+    times_a(pad, m, hp, res);
 #pragma GCC unroll 6
     for (int t = 0; t < kV; ++t) store8(lo + 8 * t, load8(lo + 8 * t) + res[t]);
   }
@@ -222,10 +226,84 @@ __attribute__((target("avx512f"))) void xor_spread_rot_avx512(u64* S, const u64*
   }
 }
 
+// The same as GF(2) matrix products with GFNI: per rotation d, S_d = V^T A over the words
+// (V: rows v_k = x_k & rotbytes(y_k, d), A: rows a_k), in 8 x 8 bit blocks, eight words at a
+// time. GF2P8AFFINEQB(data, M) computes, per 64-bit lane, byte j of the result as M times
+// byte j of the data (result bit r: parity of M's byte 7 - r and the data byte). With
+//   Mat_I (lane I):  byte 7 - r, bit m = bit r of byte I of v_m,
+//   X_J:             byte j, bit m     = bit j of byte J of a_m,
+// lane I of GF2P8AFFINEQB(X_J broadcast, Mat) holds, at byte j bit r, the sum over the eight
+// words m of [bit 8I + r of v_m] [bit 8J + j of a_m]: bit 8J + j of S_d[8I + r]. Both operand
+// forms come from one byte transpose (VPERMB: lane L, byte 7 - m = byte L of word m) and one
+// bit transpose per lane (GF2P8AFFINEQB with a constant identity). Data-independent: no
+// branch or index on the bits of x, y or a.
+namespace {
+// S[b] ^= sum over the first n8 words (a multiple of 8) of [bit b of v_k] a_k, with v_k = x_k
+// & rot_d(y_k) (d > 0), x_k & y_k (d = 0) or x_k (d = 0, y null), as described above.
+__attribute__((target("avx512f,avx512bw,avx512vbmi,gfni"))) void spread_gfni(u64* S, const u64* x, const u64* y,
+                                                                             const u64* a, size_t n8, int d) {
+  alignas(64) uint8_t idx[64];
+  for (int L = 0; L < 8; ++L)
+    for (int m = 0; m < 8; ++m) idx[8 * L + 7 - m] = static_cast<uint8_t>(8 * m + L);
+  const __m512i tr = _mm512_load_si512(idx);
+  const __m512i id = _mm512_set1_epi64(static_cast<long long>(0x8040201008040201ull));   // byte j: 1 << j
+  const __m512i rid = _mm512_set1_epi64(static_cast<long long>(0x0102040810204080ull));  // byte j: 1 << (7 - j)
+  u64 rot = 0;  // byte 7 - s: 1 << ((s - d) mod 8): bit s of a byte takes bit s - d
+  for (int s = 0; s < 8; ++s) rot |= u64{1} << ((s - d) & 7) << (8 * (7 - s));
+  const __m512i rm = _mm512_set1_epi64(static_cast<long long>(rot));
+  __m512i acc[8];
+  for (int J = 0; J < 8; ++J) acc[J] = _mm512_setzero_si512();
+  for (size_t k = 0; k < n8; k += 8) {
+    __m512i v = _mm512_loadu_si512(x + k);
+    if (y) {
+      const __m512i yv = _mm512_loadu_si512(y + k);
+      v = _mm512_and_si512(v, d ? _mm512_gf2p8affine_epi64_epi8(yv, rm, 0) : yv);
+    }
+    const __m512i mat = _mm512_gf2p8affine_epi64_epi8(rid, _mm512_permutexvar_epi8(tr, v), 0);
+    const __m512i xa = _mm512_gf2p8affine_epi64_epi8(id, _mm512_permutexvar_epi8(tr, _mm512_loadu_si512(a + k)), 0);
+#pragma GCC unroll 8
+    for (int J = 0; J < 8; ++J) {
+      const __m512i xj = _mm512_permutexvar_epi64(_mm512_set1_epi64(J), xa);
+      acc[J] = _mm512_xor_si512(acc[J], _mm512_gf2p8affine_epi64_epi8(xj, mat, 0));
+    }
+  }
+  alignas(64) u64 blk[8][8];  // [J][I]: byte j, bit r = bit 8J + j of S[8I + r]
+  for (int J = 0; J < 8; ++J) _mm512_store_si512(blk[J], acc[J]);
+  for (int I = 0; I < 8; ++I)
+    for (int r = 0; r < 8; ++r) {
+      u64 w = 0;
+      for (int J = 0; J < 8; ++J)
+        for (int j = 0; j < 8; ++j) w |= ((blk[J][I] >> (8 * j + r)) & 1) << (8 * J + j);
+      S[8 * I + r] ^= w;
+    }
+}
+const bool kCpuGfni = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                      __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("gfni");
+// From this many words on, the GFNI kernels (their fixed cost: the final bit transposes).
+constexpr size_t kGfniMin = 256;
+}  // namespace
+
+void xor_spread(u64* S, const u64* x, const u64* y, const u64* a, size_t n) {
+  if (kCpuGfni && simd_rank() >= 2 && n >= kGfniMin) {
+    const size_t n8 = n / 8 * 8;
+    spread_gfni(S, x, y, a, n8, 0);
+    if (n8 < n) xor_spread_generic(S, x + n8, y ? y + n8 : nullptr, a + n8, n - n8);
+  } else {
+    xor_spread_generic(S, x, y, a, n);
+  }
+}
+
 void xor_spread_rot(u64* S, const u64* x, const u64* y, const u64* a, size_t n) {
   static const bool avx512 = __builtin_cpu_supports("avx512f");
-  if (avx512 && simd_rank() >= 2) xor_spread_rot_avx512(S, x, y, a, n);  // unless forced lower
-  else xor_spread_rot_generic(S, x, y, a, n);
+  if (kCpuGfni && simd_rank() >= 2 && n >= kGfniMin) {  // unless forced lower
+    const size_t n8 = n / 8 * 8;
+    for (int d = 1; d < 8; ++d) spread_gfni(S + (d - 1) * 64, x, y, a, n8, d);
+    if (n8 < n) xor_spread_rot_avx512(S, x + n8, y + n8, a + n8, n - n8);
+  } else if (avx512 && simd_rank() >= 2) {
+    xor_spread_rot_avx512(S, x, y, a, n);
+  } else {
+    xor_spread_rot_generic(S, x, y, a, n);
+  }
 }
 
 namespace {
@@ -293,7 +371,7 @@ __attribute__((always_inline)) inline void combine_body(const u64* X, size_t G, 
                                                         u64* out) {
   alignas(64) u64 pad[8 + D + 16] = {};
   alignas(64) u64 hp[16 + D + 16] = {};
-  int qs[D], ss[D];
+  unsigned m[8];
   for (size_t g = 0; g < G; ++g) {
     v8u w[kV] = {};
     const u64* x = X + K * g;
@@ -308,13 +386,73 @@ __attribute__((always_inline)) inline void combine_body(const u64* X, size_t G, 
     }
 #pragma GCC unroll 6
     for (int t = 0; t < kV; ++t) store8(pad + 8 + 8 * t, w[t]);
-    const int nb = a_bits(alpha[g] & kAMask, qs, ss);
+    a_masks(alpha[g] & kAMask, m);
     v8u res[kV];
-    times_a(pad, qs, ss, nb, hp, res);
+    times_a(pad, m, hp, res);
 #pragma GCC unroll 6
     for (int t = 0; t < kV; ++t) store8(out + g * D + 8 * t, res[t]);
   }
 }
+// times_a for AVX-512: merge-masked additions (one instruction each; no branch, so coins whose
+// bits vary from call to call cost no mispredictions). res: kV vectors.
+__attribute__((target("avx512f"), always_inline)) inline void times_a_512(const u64* pad, u64 e, u64* hp,
+                                                                         __m512i* res) {
+  __m512i acc[2 * kV];
+#pragma GCC unroll 12
+  for (int t = 0; t < 2 * kV; ++t) acc[t] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+  for (int s = 0; s < 8; ++s) {
+    __m512i sh[kV + 1];
+#pragma GCC unroll 7
+    for (int t = 0; t <= kV; ++t) sh[t] = _mm512_loadu_si512(pad + 8 - s + 8 * t);
+#pragma GCC unroll 6
+    for (int q = 0; q < kV; ++q) {
+      const __mmask8 k = static_cast<__mmask8>(0 - ((e >> (8 * q + s)) & 1));
+#pragma GCC unroll 7
+      for (int t = 0; t <= kV; ++t) acc[q + t] = _mm512_mask_add_epi64(acc[q + t], k, acc[q + t], sh[t]);
+    }
+  }
+  v8u wide[2 * kV], r[kV];
+  std::memcpy(wide, acc, sizeof wide);
+  reduce_wide(wide, hp, r);
+  std::memcpy(res, r, sizeof r);
+}
+
+// combine_body with alpha for AVX-512: the coins' bits vary from group to group, so the
+// additions are merge-masked (one instruction each, no branch to mispredict).
+template <int K>
+__attribute__((target("avx512f,avx512dq"), always_inline)) inline void combine_alpha_avx512(
+    const u64* X, size_t G, const u64* coef, const u64* alpha, u64* out) {
+  alignas(64) u64 pad[8 + D + 16] = {};
+  alignas(64) u64 hp[16 + D + 16] = {};
+  __m512i cf[K][kV];
+  for (int s = 0; s < K; ++s)
+    for (int t = 0; t < kV; ++t) cf[s][t] = _mm512_loadu_si512(coef + s * D + 8 * t);
+  for (size_t g = 0; g < G; ++g) {
+    __m512i w[kV];
+#pragma GCC unroll 6
+    for (int t = 0; t < kV; ++t) w[t] = _mm512_setzero_si512();
+    const u64* x = X + K * g;
+#pragma GCC unroll 16
+    for (int s = 0; s < K; ++s) {
+      const __m512i xs = _mm512_set1_epi64(static_cast<long long>(x[s]));
+#pragma GCC unroll 6
+      for (int t = 0; t < kV; ++t) w[t] = _mm512_add_epi64(w[t], _mm512_mullo_epi64(cf[s][t], xs));
+    }
+#pragma GCC unroll 6
+    for (int t = 0; t < kV; ++t) _mm512_store_si512(pad + 8 + 8 * t, w[t]);
+    __m512i r8[kV];
+    times_a_512(pad, alpha[g] & kAMask, hp, r8);
+#pragma GCC unroll 6
+    for (int t = 0; t < kV; ++t) _mm512_storeu_si512(out + g * D + 8 * t, r8[t]);
+  }
+}
+template <int K>
+__attribute__((target("avx512f,avx512dq"))) void combine_alpha_512(const u64* X, size_t G, const u64* coef,
+                                                                   const u64* alpha, u64* out) {
+  combine_alpha_avx512<K>(X, G, coef, alpha, out);
+}
+const bool kCpuAvx512dq = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
 }  // namespace
 
 #define MPC_GR_GROUP_KERNELS(K)                                                                         \
@@ -326,9 +464,13 @@ __attribute__((always_inline)) inline void combine_body(const u64* X, size_t G, 
   MPC_CLONES void spread_acc<K>(const u64* alpha, const u64* z, size_t G, u64* T) {                     \
     spread_acc_body<K>(alpha, z, G, T);                                                                 \
   }                                                                                                     \
-  template <>                                                                                           \
-  MPC_CLONES void combine<K>(const u64* X, size_t G, const u64* coef, const u64* alpha, u64* out) {     \
+  MPC_CLONES void combine_generic_##K(const u64* X, size_t G, const u64* coef, const u64* alpha, u64* out) { \
     combine_body<K>(X, G, coef, alpha, out);                                                            \
+  }                                                                                                     \
+  template <>                                                                                           \
+  void combine<K>(const u64* X, size_t G, const u64* coef, const u64* alpha, u64* out) {                \
+    if (alpha && kCpuAvx512dq && simd_rank() >= 2) combine_alpha_512<K>(X, G, coef, alpha, out);        \
+    else combine_generic_##K(X, G, coef, alpha, out);                                                   \
   }
 MPC_GR_GROUP_KERNELS(8)
 MPC_GR_GROUP_KERNELS(16)

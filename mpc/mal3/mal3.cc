@@ -12,12 +12,18 @@
 #include "../cpu.h"
 #include "../linalg.h"
 #include "../ops.h"
+#include "../parallel.h"
 #include "gr.h"
 
 namespace mpc {
 namespace {
 
 using gr::D;
+// parallel_ranges: chunks per kernel call and the least work per chunk (in elements of the
+// kernel's loop), so that a chunk is worth a helper thread's wake-up.
+constexpr size_t kChunks = 8;
+constexpr size_t kGrainGR = 256;     // ring elements (48 words each)
+constexpr size_t kGrainWords = 8192;  // words
 constexpr u64 kVerdictOk = 0x6d616c334f4b2121ull;  // what a party sends when its checks held
 
 void sha256(const void* data, size_t n, uint8_t out[32]) {
@@ -178,9 +184,21 @@ struct EwFirst;
 struct GRF {
   static constexpr int W = D;
   using First = EwFirst;  // the elementwise products' proof's first step
-  static void inner(const u64* a, const u64* b, size_t n, u64* out) { gr::inner(a, b, n, out); }
+  // kernel(k0, k1, part) over chunks of [0, n) (parallel_ranges), the parts added up in order.
+  template <class K>
+  static void summed(size_t n, u64* out, K&& kernel) {
+    u64 parts[kChunks][D];
+    const size_t c = parallel_ranges(n, kGrainGR, kChunks, [&](size_t i, size_t k0, size_t k1) { kernel(k0, k1, parts[i]); });
+    std::memset(out, 0, D * sizeof(u64));
+    for (size_t i = 0; i < c; ++i) gr::add(out, parts[i]);
+  }
+  static void inner(const u64* a, const u64* b, size_t n, u64* out) {
+    summed(n, out, [&](size_t k0, size_t k1, u64* part) { gr::inner(a + k0 * D, b + k0 * D, k1 - k0, part); });
+  }
   static void inner_diff(const u64* a0, const u64* a1, const u64* b0, const u64* b1, size_t n, u64* out) {
-    gr::inner_diff(a0, a1, b0, b1, n, out);
+    summed(n, out, [&](size_t k0, size_t k1, u64* part) {
+      gr::inner_diff(a0 + k0 * D, a1 + k0 * D, b0 + k0 * D, b1 + k0 * D, k1 - k0, part);
+    });
   }
   static void add(u64* a, const u64* b) { gr::add(a, b); }
   static void sub(u64* a, const u64* b) { gr::sub(a, b); }
@@ -190,7 +208,7 @@ struct GRF {
   }
   static u64 mask(u64 r) { return r & gr::kAMask; }
   static void fold(Vec& v, size_t h, u64 rbits) {  // v[k] += r (v[k + h] - v[k])
-    gr::fold_a(v.data(), h, rbits, 0, h);
+    parallel_ranges(h, kGrainGR, kChunks, [&](size_t, size_t k0, size_t k1) { gr::fold_a(v.data(), h, rbits, k0, k1); });
     v.resize(h * D);
   }
 };
@@ -417,6 +435,15 @@ __attribute__((target("avx512f,avx512bw,vpclmulqdq"))) void bytes_moments_vx(con
 __attribute__((target("avx512f"))) inline __m512i pairs(__m512i a, __m512i b) {
   return _mm512_xor_si512(_mm512_maskz_shuffle_i64x2(0xff, a, b, 0x88), _mm512_maskz_shuffle_i64x2(0xff, a, b, 0xDD));
 }
+// out[0..8) = alpha[0..8) * v (v alone without alpha): the last step of bytes_fold.
+__attribute__((target("avx512f,vpclmulqdq"))) inline void store_times(u64* out, __m512i v, const u64* alpha) {
+  if (alpha) {
+    __m512i pl, ph;
+    clmul8(v, _mm512_loadu_si512(alpha), pl, ph);
+    v = reduce8(pl, ph);
+  }
+  _mm512_storeu_si512(out, v);
+}
 // bytes_fold for eight words at a time: each word's eight byte sums (bytes_sel), then the
 // lanes of the eight vectors added up by a transposing tree (lane q of the result: word q).
 __attribute__((target("avx512f,avx512bw,vpclmulqdq"))) void bytes_fold_vx(const u64* x, const u64* alpha, size_t Q,
@@ -431,15 +458,48 @@ __attribute__((target("avx512f,avx512bw,vpclmulqdq"))) void bytes_fold_vx(const 
       W[j] = _mm512_xor_si512(_mm512_maskz_unpacklo_epi64(0xff, a, b), _mm512_maskz_unpackhi_epi64(0xff, a, b));
     }
     __m512i acc = pairs(pairs(W[0], W[1]), pairs(W[2], W[3]));
-    if (alpha) {
-      __m512i pl, ph;
-      clmul8(acc, _mm512_loadu_si512(alpha + q), pl, ph);
-      acc = reduce8(pl, ph);
-    }
-    _mm512_storeu_si512(out + q, acc);
+    store_times(out + q, acc, alpha ? alpha + q : nullptr);
   }
   if (q < Q) bytes_fold_hw(x + q, alpha ? alpha + q : nullptr, Q - q, c, out + q);
 }
+
+// bytes_fold with GFNI: out_q = sum_b [bit b of x_q] c_b is a GF(2) product (the word's bits
+// times a 64 x 64 matrix), in 8 x 8 blocks for eight words at a time: with
+//   M_I (lane J): byte 7 - r, bit i = bit 8J + r of c_{8I+i}
+// and D_I the eight words' bytes I (byte k: word k's), GF2P8AFFINEQB(D_I broadcast, M_I) holds
+// in lane J, byte k the part of byte J of out_k that byte I of x_k contributes; their sum over I,
+// byte-transposed, is out for the eight words; then alpha as in bytes_fold_vx. Data-independent.
+__attribute__((target("avx512f,avx512bw,avx512vbmi,gfni,vpclmulqdq"))) void bytes_fold_gfni(const u64* x,
+                                                                                           const u64* alpha,
+                                                                                           size_t Q, const u64* c,
+                                                                                           u64* out) {
+  alignas(64) u64 mats[8][8] = {};  // [I][J]
+  for (int I = 0; I < 8; ++I)
+    for (int J = 0; J < 8; ++J)
+      for (int r = 0; r < 8; ++r)
+        for (int i = 0; i < 8; ++i) mats[I][J] |= ((c[8 * I + i] >> (8 * J + r)) & 1) << (8 * (7 - r) + i);
+  __m512i M[8];
+  for (int I = 0; I < 8; ++I) M[I] = _mm512_load_si512(mats[I]);
+  alignas(64) uint8_t idx[64];  // lane L, byte k = byte L of word k (its own inverse)
+  for (int L = 0; L < 8; ++L)
+    for (int k = 0; k < 8; ++k) idx[8 * L + k] = static_cast<uint8_t>(8 * k + L);
+  const __m512i tr = _mm512_load_si512(idx);
+  size_t q = 0;
+  for (; q + 8 <= Q; q += 8) {
+    const __m512i bytes = _mm512_permutexvar_epi8(tr, _mm512_loadu_si512(x + q));
+    __m512i acc = _mm512_setzero_si512();
+#pragma GCC unroll 8
+    for (int I = 0; I < 8; ++I) {
+      const __m512i di = _mm512_permutexvar_epi64(_mm512_set1_epi64(I), bytes);
+      acc = _mm512_xor_si512(acc, _mm512_gf2p8affine_epi64_epi8(di, M[I], 0));
+    }
+    acc = _mm512_permutexvar_epi8(tr, acc);
+    store_times(out + q, acc, alpha ? alpha + q : nullptr);
+  }
+  if (q < Q) bytes_fold_hw(x + q, alpha ? alpha + q : nullptr, Q - q, c, out + q);
+}
+const bool kCpuGfniBytes = kCpuVxBytes && __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("gfni");
+inline bool have_gfni_bytes() { return kCpuGfniBytes && simd_rank() >= 2; }
 
 u64 gf_dot(const u64* a, const u64* b, size_t n) {
   return have_vpclmul() ? dot_vx(nullptr, a, nullptr, b, n) : kHavePclmul ? dot_hw(a, b, n) : dot_sw(a, b, n);
@@ -502,6 +562,11 @@ bool gf_kernels_agree(u64 seed, size_t n) {
     bytes_fold_vx(a.data(), al.data(), n, ca, o3.data());
     bytes_fold_vx(a.data(), nullptr, n, ca, o6.data());
     ok &= o3 == o2 && o6 == o5;
+    if (have_gfni_bytes()) {
+      bytes_fold_gfni(a.data(), al.data(), n, ca, o3.data());
+      bytes_fold_gfni(a.data(), nullptr, n, ca, o6.data());
+      ok &= o3 == o2 && o6 == o5;
+    }
   }
   if (have_vpclmul()) {
     Vec v3 = a;
@@ -519,11 +584,24 @@ struct BitFirst;
 struct GF {
   static constexpr int W = 1;
   using First = BitFirst;  // the AND proof's first step
-  static void inner(const u64* a, const u64* b, size_t n, u64* out) { *out = gf_dot(a, b, n); }
+  template <class K>
+  static u64 summed(size_t n, K&& kernel) {
+    u64 parts[kChunks];
+    const size_t c = parallel_ranges(n, kGrainWords, kChunks, [&](size_t i, size_t k0, size_t k1) { parts[i] = kernel(k0, k1); });
+    u64 out = 0;
+    for (size_t i = 0; i < c; ++i) out ^= parts[i];
+    return out;
+  }
+  static void inner(const u64* a, const u64* b, size_t n, u64* out) {
+    *out = summed(n, [&](size_t k0, size_t k1) { return gf_dot(a + k0, b + k0, k1 - k0); });
+  }
   static void inner_diff(const u64* a0, const u64* a1, const u64* b0, const u64* b1, size_t n, u64* out) {
-    *out = have_vpclmul()  ? dot_vx(a0, a1, b0, b1, n)
-           : kHavePclmul ? dot_diff_hw(a0, a1, b0, b1, n)
-                         : dot_diff_sw(a0, a1, b0, b1, n);
+    *out = summed(n, [&](size_t k0, size_t k1) {
+      const size_t m = k1 - k0;
+      return have_vpclmul()  ? dot_vx(a0 + k0, a1 + k0, b0 + k0, b1 + k0, m)
+             : kHavePclmul ? dot_diff_hw(a0 + k0, a1 + k0, b0 + k0, b1 + k0, m)
+                           : dot_diff_sw(a0 + k0, a1 + k0, b0 + k0, b1 + k0, m);
+    });
   }
   static void add(u64* a, const u64* b) { *a ^= *b; }
   static void sub(u64* a, const u64* b) { *a ^= *b; }
@@ -585,16 +663,26 @@ struct BitFirst {
     u64 P[15] = {};
     if (stage == 0) {
       std::vector<u64> S(7 * 64, 0);
-      gr::xor_spread_rot(S.data(), px.data(), py.data(), alpha.data(), px.size());
+      std::vector<u64> parts(kChunks * 7 * 64, 0);
+      const size_t c = parallel_ranges(px.size(), kGrainWords, kChunks, [&](size_t i, size_t k0, size_t k1) {
+        gr::xor_spread_rot(parts.data() + i * 7 * 64, px.data() + k0, py.data() + k0, alpha.data() + k0, k1 - k0);
+      });
+      for (size_t i = 0; i < c; ++i)
+        for (size_t j = 0; j < S.size(); ++j) S[j] ^= parts[i * 7 * 64 + j];
       for (int d = 1; d < 8; ++d)
         for (int b = 0; b < 64; ++b) P[(b & 7) >= d ? 7 + d : d - 1] ^= gf_mul(beta[b], S[(d - 1) * 64 + b]);
     } else {
       u64 ca[64], cb[64];
       coefs(r1, nullptr, ca, cb);
-      const size_t Q = px.size();
-      if (have_vx_bytes()) bytes_moments_vx(px.data(), py.data(), alpha.data(), Q, ca, cb, P);
-      else if (kHavePclmul) bytes_moments_hw(px.data(), py.data(), alpha.data(), Q, ca, cb, P);
-      else bytes_moments_sw(px.data(), py.data(), alpha.data(), Q, ca, cb, P);
+      u64 parts[kChunks][15] = {};
+      const size_t c = parallel_ranges(px.size(), kGrainWords, kChunks, [&](size_t i, size_t k0, size_t k1) {
+        const u64 *x = px.data() + k0, *y = py.data() + k0, *al = alpha.data() + k0;
+        if (have_vx_bytes()) bytes_moments_vx(x, y, al, k1 - k0, ca, cb, parts[i]);
+        else if (kHavePclmul) bytes_moments_hw(x, y, al, k1 - k0, ca, cb, parts[i]);
+        else bytes_moments_sw(x, y, al, k1 - k0, ca, cb, parts[i]);
+      });
+      for (size_t i = 0; i < c; ++i)
+        for (int m = 0; m < 15; ++m) P[m] ^= parts[i][m];
     }
     for (int m = 0, k = 0; m < 15; ++m)
       if (m != 7) sent[k++] = P[m];
@@ -616,10 +704,13 @@ struct BitFirst {
   }
   size_t out_len() const { return px.size(); }  // one element per word; every role has as many
   static void fold(const Vec& W, const Vec* alpha, const u64* c, u64* out) {
-    const u64* al = alpha ? alpha->data() : nullptr;
-    if (have_vx_bytes()) bytes_fold_vx(W.data(), al, W.size(), c, out);
-    else if (kHavePclmul) bytes_fold_hw(W.data(), al, W.size(), c, out);
-    else bytes_fold_sw(W.data(), al, W.size(), c, out);
+    parallel_ranges(W.size(), kGrainWords, kChunks, [&](size_t, size_t k0, size_t k1) {
+      const u64* al = alpha ? alpha->data() + k0 : nullptr;
+      if (have_gfni_bytes()) bytes_fold_gfni(W.data() + k0, al, k1 - k0, c, out + k0);
+      else if (have_vx_bytes()) bytes_fold_vx(W.data() + k0, al, k1 - k0, c, out + k0);
+      else if (kHavePclmul) bytes_fold_hw(W.data() + k0, al, k1 - k0, c, out + k0);
+      else bytes_fold_sw(W.data() + k0, al, k1 - k0, c, out + k0);
+    });
   }
   // The folded vectors of the four roles (from element 2 on): as prover with r, as L of next
   // with r_next, as R of previous with r_prev (the second step's challenges).
@@ -666,7 +757,17 @@ struct EwFirst {
   void prover_values(u64* vals) const {
     Vec N(D * kK * kK);
     std::fill(N.begin(), N.end(), 0);
-    gr::moments<kK>(px.data(), py.data(), pal.data(), px.size() / kK, N.data());
+    {
+      const size_t G = px.size() / kK, NW = N.size();
+      Vec parts(kChunks * NW);
+      const size_t c = parallel_ranges(G, kGrainGR, kChunks, [&](size_t i, size_t g0, size_t g1) {
+        u64* Ni = parts.data() + i * NW;
+        std::memset(Ni, 0, NW * sizeof(u64));
+        gr::moments<kK>(px.data() + g0 * kK, py.data() + g0 * kK, pal.data() + g0, g1 - g0, Ni);
+      });
+      for (size_t i = 0; i < c; ++i)
+        for (size_t j = 0; j < NW; ++j) N[j] += parts[i * NW + j];
+    }
     for (int m = 0, k = 0; m < 2 * kK - 1; ++m) {
       if (m == kK - 1) continue;
       u64 acc[gr::kWide] = {};
@@ -711,7 +812,9 @@ struct EwFirst {
     const size_t L = out_len();
     auto put = [&](const Vec& w, const Vec* al, const u64* coef, u64* out) {
       const size_t G = w.size() / kK;
-      gr::combine<kK>(w.data(), G, coef, al ? al->data() : nullptr, out);
+      parallel_ranges(G, kGrainGR, kChunks, [&](size_t, size_t g0, size_t g1) {
+        gr::combine<kK>(w.data() + g0 * kK, g1 - g0, coef, al ? al->data() + g0 : nullptr, out + g0 * D);
+      });
       std::memset(out + G * D, 0, (L - G) * D * sizeof(u64));
     };
     u64 ca[kK * D], cb[kK * D];

@@ -1,0 +1,106 @@
+#include "parallel.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdlib>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+namespace mpc {
+namespace {
+
+struct Job {
+  const std::function<void(size_t)>* fn;
+  size_t n;
+  std::atomic<size_t> next{0}, done{0};
+  std::mutex m;
+  std::condition_variable cv;
+  // Runs chunks until none is left; true if it finished the last one.
+  bool work() {
+    size_t i, finished = 0;
+    while ((i = next.fetch_add(1, std::memory_order_relaxed)) < n) {
+      (*fn)(i);
+      ++finished;
+    }
+    if (!finished) return false;
+    return done.fetch_add(finished, std::memory_order_acq_rel) + finished == n;
+  }
+};
+
+struct Pool {
+  std::mutex m;
+  std::condition_variable cv;
+  std::deque<std::shared_ptr<Job>> jobs;
+  int helpers = 0;
+  pid_t pid = 0;
+
+  void run() {
+    for (;;) {
+      std::shared_ptr<Job> j;
+      {
+        std::unique_lock<std::mutex> lk(m);
+        cv.wait(lk, [&] { return !jobs.empty(); });
+        j = jobs.front();
+        jobs.pop_front();
+      }
+      if (j->work()) {
+        std::lock_guard<std::mutex> lk(j->m);
+        j->cv.notify_all();
+      }
+    }
+  }
+};
+
+int configured_helpers() {
+  if (const char* e = std::getenv("MPC_THREADS")) {
+    const int t = std::atoi(e);
+    return t >= 1 ? std::min(t - 1, 63) : 0;
+  }
+  const unsigned hw = std::thread::hardware_concurrency();
+  return hw > 1 ? static_cast<int>(std::min(hw - 1, 7u)) : 0;
+}
+
+std::mutex g_init;
+Pool* g_pool = nullptr;  // never destroyed: its threads block on it until the process exits
+
+Pool* pool() {
+  std::lock_guard<std::mutex> lk(g_init);
+  const pid_t pid = getpid();
+  if (!g_pool || g_pool->pid != pid) {  // first use, or a forked child (it has no helpers)
+    g_pool = new Pool;
+    g_pool->pid = pid;
+    g_pool->helpers = configured_helpers();
+    for (int i = 0; i < g_pool->helpers; ++i) std::thread([p = g_pool] { p->run(); }).detach();
+  }
+  return g_pool;
+}
+
+}  // namespace
+
+int helper_threads() { return pool()->helpers; }
+
+void parallel_for(size_t n, const std::function<void(size_t)>& fn) {
+  if (n == 0) return;
+  Pool* p = n > 1 ? pool() : nullptr;
+  if (!p || p->helpers == 0) {
+    for (size_t i = 0; i < n; ++i) fn(i);
+    return;
+  }
+  auto job = std::make_shared<Job>();
+  job->fn = &fn;
+  job->n = n;
+  {
+    std::lock_guard<std::mutex> lk(p->m);
+    for (int i = 0; i < p->helpers && static_cast<size_t>(i) + 1 < n; ++i) p->jobs.push_back(job);
+  }
+  p->cv.notify_all();
+  if (job->work()) return;
+  std::unique_lock<std::mutex> lk(job->m);
+  job->cv.wait(lk, [&] { return job->done.load(std::memory_order_acquire) == n; });
+}
+
+}  // namespace mpc
