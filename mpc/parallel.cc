@@ -1,6 +1,8 @@
 #include "parallel.h"
 
-#include <unistd.h>
+#include <pthread.h>
+
+#include <new>
 
 #include <atomic>
 #include <condition_variable>
@@ -36,7 +38,6 @@ struct Pool {
   std::condition_variable cv;
   std::deque<std::shared_ptr<Job>> jobs;
   int helpers = 0;
-  pid_t pid = 0;
 
   void run() {
     for (;;) {
@@ -65,18 +66,29 @@ int configured_helpers() {
 }
 
 std::mutex g_init;
-Pool* g_pool = nullptr;  // never destroyed: its threads block on it until the process exits
+std::atomic<Pool*> g_pool{nullptr};  // never destroyed: its threads block on it until the process exits
+
+// A forked child has only the forking thread: it starts without a pool (and with a fresh lock,
+// in case another thread held it at the fork).
+void after_fork_in_child() {
+  new (&g_init) std::mutex;
+  g_pool.store(nullptr, std::memory_order_relaxed);
+}
 
 Pool* pool() {
+  Pool* p = g_pool.load(std::memory_order_acquire);
+  if (p) return p;
   std::lock_guard<std::mutex> lk(g_init);
-  const pid_t pid = getpid();
-  if (!g_pool || g_pool->pid != pid) {  // first use, or a forked child (it has no helpers)
-    g_pool = new Pool;
-    g_pool->pid = pid;
-    g_pool->helpers = configured_helpers();
-    for (int i = 0; i < g_pool->helpers; ++i) std::thread([p = g_pool] { p->run(); }).detach();
+  p = g_pool.load(std::memory_order_acquire);
+  if (!p) {
+    static const int registered = pthread_atfork(nullptr, nullptr, after_fork_in_child);
+    (void)registered;
+    p = new Pool;
+    p->helpers = configured_helpers();
+    for (int i = 0; i < p->helpers; ++i) std::thread([p] { p->run(); }).detach();
+    g_pool.store(p, std::memory_order_release);
   }
-  return g_pool;
+  return p;
 }
 
 }  // namespace

@@ -259,11 +259,11 @@ __attribute__((target("avx512f,avx512bw,avx512vbmi,gfni"))) void spread_gfni(u64
       const __m512i yv = _mm512_loadu_si512(y + k);
       v = _mm512_and_si512(v, d ? _mm512_gf2p8affine_epi64_epi8(yv, rm, 0) : yv);
     }
-    const __m512i mat = _mm512_gf2p8affine_epi64_epi8(rid, _mm512_permutexvar_epi8(tr, v), 0);
-    const __m512i xa = _mm512_gf2p8affine_epi64_epi8(id, _mm512_permutexvar_epi8(tr, _mm512_loadu_si512(a + k)), 0);
+    const __m512i mat = _mm512_gf2p8affine_epi64_epi8(rid, _mm512_maskz_permutexvar_epi8(~__mmask64{0}, tr, v), 0);
+    const __m512i xa = _mm512_gf2p8affine_epi64_epi8(id, _mm512_maskz_permutexvar_epi8(~__mmask64{0}, tr, _mm512_loadu_si512(a + k)), 0);
 #pragma GCC unroll 8
     for (int J = 0; J < 8; ++J) {
-      const __m512i xj = _mm512_permutexvar_epi64(_mm512_set1_epi64(J), xa);
+      const __m512i xj = _mm512_maskz_permutexvar_epi64(0xff, _mm512_set1_epi64(J), xa);
       acc[J] = _mm512_xor_si512(acc[J], _mm512_gf2p8affine_epi64_epi8(xj, mat, 0));
     }
   }

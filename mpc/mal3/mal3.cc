@@ -486,14 +486,14 @@ __attribute__((target("avx512f,avx512bw,avx512vbmi,gfni,vpclmulqdq"))) void byte
   const __m512i tr = _mm512_load_si512(idx);
   size_t q = 0;
   for (; q + 8 <= Q; q += 8) {
-    const __m512i bytes = _mm512_permutexvar_epi8(tr, _mm512_loadu_si512(x + q));
+    const __m512i bytes = _mm512_maskz_permutexvar_epi8(~__mmask64{0}, tr, _mm512_loadu_si512(x + q));
     __m512i acc = _mm512_setzero_si512();
 #pragma GCC unroll 8
     for (int I = 0; I < 8; ++I) {
-      const __m512i di = _mm512_permutexvar_epi64(_mm512_set1_epi64(I), bytes);
+      const __m512i di = _mm512_maskz_permutexvar_epi64(0xff, _mm512_set1_epi64(I), bytes);
       acc = _mm512_xor_si512(acc, _mm512_gf2p8affine_epi64_epi8(di, M[I], 0));
     }
-    acc = _mm512_permutexvar_epi8(tr, acc);
+    acc = _mm512_maskz_permutexvar_epi8(~__mmask64{0}, tr, acc);
     store_times(out + q, acc, alpha ? alpha + q : nullptr);
   }
   if (q < Q) bytes_fold_hw(x + q, alpha ? alpha + q : nullptr, Q - q, c, out + q);
